@@ -1,0 +1,136 @@
+"""Example strategies on the bundled data, used by the demo, the tests and the benchmarks.
+
+Both are causal: the weight dated ``t`` uses closes through ``t`` only, and earns the
+return of ``t + 1`` (see :func:`foldwise.backtest`).
+
+* :func:`sma_crossover` — trend following on each asset: long while the fast moving average
+  is above the slow one (short otherwise if ``short=True``).
+* :func:`mean_reversion` — cross-sectional 60-day mean reversion: long the ``n_long`` most
+  oversold assets (furthest below their moving average), short the ``n_short`` most
+  overbought, rebalanced every ``rebalance`` bars.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from foldwise.data import MarketData
+from foldwise.errors import StrategyParameterError
+from foldwise.strategy import strategy
+
+__all__ = ["mean_reversion", "rolling_mean", "sma_crossover"]
+
+
+def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` rows (axis 0), from running sums.
+
+    Row ``t`` averages rows ``t - window + 1 .. t``; it is NaN until ``window`` rows are
+    available and wherever a value in the window is NaN (like pandas'
+    ``rolling(window).mean()`` with ``min_periods=window``).
+    """
+    if window < 1:
+        raise StrategyParameterError(f"a moving-average window must be >= 1 bar, got {window}.")
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    sums = np.cumsum(np.where(missing, 0.0, values), axis=0)
+    gaps = np.cumsum(missing, axis=0)
+    out = np.full(values.shape, np.nan)
+    if window > len(values):
+        return out
+    window_sums = sums[window - 1:].copy()
+    window_sums[1:] -= sums[:-window]
+    window_gaps = gaps[window - 1:].copy()
+    window_gaps[1:] -= gaps[:-window]
+    out[window - 1:] = np.where(window_gaps == 0, window_sums / window, np.nan)
+    return out
+
+
+def _check_window(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise StrategyParameterError(f"{name} must be an integer >= 1 (bars), got {value!r}.")
+    return int(value)
+
+
+@strategy(name="sma_crossover")
+def sma_crossover(data: MarketData, fast: int = 10, slow: int = 50,
+                  short: bool = False) -> pd.DataFrame:
+    """Moving-average crossover on every asset of ``data``, equally weighted.
+
+    Parameters
+    ----------
+    fast, slow
+        Windows (bars) of the two simple moving averages of the close; ``fast < slow``.
+    short
+        Go short (instead of flat) while the fast average is below the slow one.
+
+    Returns
+    -------
+    DataFrame
+        Weight ``1 / n_assets`` per asset while ``SMA(fast) > SMA(slow)`` at the close,
+        ``-1 / n_assets`` (short) or 0 otherwise; 0 until both averages exist.
+    """
+    fast, slow = _check_window("fast", fast), _check_window("slow", slow)
+    if fast >= slow:
+        raise StrategyParameterError(
+            f"fast ({fast}) must be shorter than slow ({slow}); swap them or add the "
+            "constraint fast < slow to the search space.")
+    close = data["close"]
+    fast_ma, slow_ma = rolling_mean(close, fast), rolling_mean(close, slow)
+    ready = ~(np.isnan(fast_ma) | np.isnan(slow_ma))
+    signal = np.where(fast_ma > slow_ma, 1.0, -1.0 if short else 0.0)
+    weights = np.where(ready, signal, 0.0) / data.n_assets
+    return pd.DataFrame(weights, index=data.index, columns=data.assets, copy=False)
+
+
+@strategy(name="mean_reversion")
+def mean_reversion(data: MarketData, lookback: int = 60, n_long: int = 5, n_short: int = 5,
+                   gross: float = 1.0, rebalance: int = 1) -> pd.DataFrame:
+    """Cross-sectional mean reversion: buy the most oversold, sell the most overbought.
+
+    The score of an asset is ``close / SMA(close, lookback) - 1``: most negative is most
+    oversold. Each rebalance bar the ``n_long`` lowest scores get ``+gross / 2 / n_long``
+    and the ``n_short`` highest get ``-gross / 2 / n_short`` (a leg with no names gives its
+    half to the other). Between rebalances the targets are held. A bar with fewer scored
+    assets than ``n_long + n_short`` is flat. Among tied scores the long leg takes the
+    asset listed first and the short leg the one listed last.
+
+    Parameters
+    ----------
+    lookback
+        Moving-average window in bars (60: the classic 60-day reversion).
+    n_long, n_short
+        Number of assets held long and short.
+    gross
+        Gross exposure (sum of absolute weights).
+    rebalance
+        Rebalance every this many bars, counted from the first bar of ``data``.
+    """
+    lookback = _check_window("lookback", lookback)
+    rebalance = _check_window("rebalance", rebalance)
+    if n_long < 0 or n_short < 0 or n_long + n_short == 0:
+        raise StrategyParameterError(
+            f"n_long ({n_long}) and n_short ({n_short}) must be >= 0 and not both 0.")
+    if n_long + n_short > data.n_assets:
+        raise StrategyParameterError(
+            f"n_long + n_short = {n_long + n_short} exceeds the {data.n_assets} assets in the data.")
+    close = data["close"]
+    score = close / rolling_mean(close, lookback) - 1.0
+    valid = ~np.isnan(score)
+    ascending = np.argsort(np.where(valid, score, np.inf), axis=1, kind="stable")
+    counts = valid.sum(axis=1)
+    long_share = gross if n_short == 0 else gross / 2.0
+    short_share = gross if n_long == 0 else gross / 2.0
+    weights = np.zeros(close.shape)
+    rows = np.arange(close.shape[0])[:, None]
+    if n_long:
+        weights[rows, ascending[:, :n_long]] = long_share / n_long
+    if n_short:
+        # The highest scores are the last valid entries of the ascending order, so the two
+        # legs never share an asset, even when scores tie.
+        last = np.clip(counts[:, None] - 1 - np.arange(n_short), 0, None)
+        weights[rows, np.take_along_axis(ascending, last, axis=1)] = -short_share / n_short
+    weights[counts < n_long + n_short] = 0.0
+    if rebalance > 1:
+        weights = weights[(np.arange(close.shape[0]) // rebalance) * rebalance]
+    return pd.DataFrame(weights, index=data.index, columns=data.assets, copy=False)

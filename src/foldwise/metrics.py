@@ -1,0 +1,316 @@
+"""Performance metrics of a return series, with the definitions users know from empyrical.
+
+Every function takes simple per-period returns (a Series, list or 1-D array; NaN entries
+are dropped first) and returns a ``float``. Edge cases never raise: too few observations,
+zero dispersion or an undefined ratio give ``NaN``, as stated per function.
+
+``periods_per_year`` defaults to 252 (daily bars). Definitions follow empyrical 0.5
+(the library behind pyfolio), except where a note says otherwise:
+
+==========================  ===============================================================
+function                    definition
+==========================  ===============================================================
+total_return                prod(1 + r) - 1                                 (cum_returns_final)
+annual_return               (1 + total_return) ** (ppy / n) - 1, the CAGR     (annual_return)
+annual_volatility           std(r, ddof=1) * sqrt(ppy)                    (annual_volatility)
+sharpe                      mean(r - rf) / std(r - rf, ddof=1) * sqrt(ppy)     (sharpe_ratio)
+sortino                     mean(r - req) * sqrt(ppy) / sqrt(mean(min(r - req, 0) ** 2))
+                                                                              (sortino_ratio)
+max_drawdown                min(wealth / running peak - 1), the peak including the starting
+                            wealth of 1; <= 0                                  (max_drawdown)
+calmar                      annual_return / abs(max_drawdown)                  (calmar_ratio)
+tail_ratio                  abs(95th percentile) / abs(5th percentile)           (tail_ratio)
+win_rate                    share of periods with r > 0 among periods with r != 0
+profit_factor               sum of positive r / abs(sum of negative r)
+average_turnover            mean of the per-period turnover (sum of abs weight changes)
+n_trades                    number of (date, asset) weight changes
+probabilistic_sharpe_ratio  Bailey & López de Prado (2012), see the function
+==========================  ===============================================================
+
+Where empyrical returns ``inf`` (a ratio over zero dispersion or zero drawdown) these return
+``NaN``, so that every metric is a finite number or NaN and can be stored as JSON and used
+as an Optuna objective.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_PERIODS_PER_YEAR",
+    "METRICS",
+    "annual_return",
+    "annual_volatility",
+    "average_turnover",
+    "calmar",
+    "max_drawdown",
+    "n_trades",
+    "probabilistic_sharpe_ratio",
+    "profit_factor",
+    "sharpe",
+    "sortino",
+    "summarize",
+    "tail_ratio",
+    "total_return",
+    "win_rate",
+]
+
+DEFAULT_PERIODS_PER_YEAR = 252
+
+#: A standard deviation below this is treated as zero (float noise of a constant series).
+_ZERO_DISPERSION = 1e-14
+
+#: The metrics :func:`summarize` returns, each with the direction in which it is better.
+METRICS: dict[str, str] = {
+    "sharpe": "maximize",
+    "sortino": "maximize",
+    "annual_return": "maximize",
+    "annual_volatility": "minimize",
+    "max_drawdown": "maximize",  # a drawdown is <= 0: closer to 0 is better
+    "calmar": "maximize",
+    "total_return": "maximize",
+    "win_rate": "maximize",
+    "profit_factor": "maximize",
+    "tail_ratio": "maximize",
+    "average_turnover": "minimize",
+    "n_trades": "minimize",
+    "probabilistic_sharpe_ratio": "maximize",
+}
+
+
+def _clean(returns: Any) -> np.ndarray:
+    array = np.asarray(returns, dtype=np.float64).reshape(-1)
+    if np.isnan(array).any():
+        array = array[~np.isnan(array)]
+    return array
+
+
+def total_return(returns: Any) -> float:
+    """Compounded return over the whole series: ``prod(1 + r) - 1``; NaN if empty."""
+    r = _clean(returns)
+    return float(np.prod(1.0 + r) - 1.0) if r.size else math.nan
+
+
+def _cagr(growth: float, n: int, periods_per_year: float) -> float:
+    if n == 0:
+        return math.nan
+    if growth <= 0.0:
+        return -1.0  # the wealth was wiped out; empyrical gives NaN here
+    return float(growth ** (periods_per_year / n) - 1.0)
+
+
+def annual_return(returns: Any, periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> float:
+    """Compound annual growth rate: ``(prod(1 + r)) ** (ppy / n) - 1``.
+
+    NaN if empty; -1.0 if the wealth reaches zero or below.
+    """
+    r = _clean(returns)
+    return _cagr(float(np.prod(1.0 + r)) if r.size else math.nan, r.size, periods_per_year)
+
+
+def annual_volatility(returns: Any, periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> float:
+    """``std(r, ddof=1) * sqrt(ppy)``; NaN with fewer than 2 observations."""
+    r = _clean(returns)
+    if r.size < 2:
+        return math.nan
+    return float(np.std(r, ddof=1) * math.sqrt(periods_per_year))
+
+
+def _sharpe(mean: float, std: float, periods_per_year: float) -> float:
+    if not std > _ZERO_DISPERSION:
+        return math.nan
+    return mean / std * math.sqrt(periods_per_year)
+
+
+def sharpe(returns: Any, risk_free: float = 0.0,
+           periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> float:
+    """Annualized Sharpe ratio ``mean(r - rf) / std(r - rf, ddof=1) * sqrt(ppy)``.
+
+    ``risk_free`` is per period. NaN with fewer than 2 observations or zero dispersion.
+    """
+    r = _clean(returns) - risk_free
+    if r.size < 2:
+        return math.nan
+    return _sharpe(float(r.mean()), float(r.std(ddof=1)), periods_per_year)
+
+
+def _sortino(excess: np.ndarray, periods_per_year: float) -> float:
+    if excess.size < 2:
+        return math.nan
+    downside = math.sqrt(float(np.mean(np.minimum(excess, 0.0) ** 2)))
+    if not downside > _ZERO_DISPERSION:
+        return math.nan
+    return float(excess.mean()) * math.sqrt(periods_per_year) / downside
+
+
+def sortino(returns: Any, required_return: float = 0.0,
+            periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> float:
+    """Annualized Sortino ratio (empyrical): mean excess return over downside deviation.
+
+    ``downside = sqrt(mean(min(r - required, 0) ** 2))`` over all periods. NaN with fewer
+    than 2 observations or no period below ``required_return``.
+    """
+    return _sortino(_clean(returns) - required_return, periods_per_year)
+
+
+def _max_drawdown(r: np.ndarray) -> float:
+    if r.size == 0:
+        return math.nan
+    wealth = np.cumprod(1.0 + r)
+    peak = np.maximum.accumulate(np.maximum(wealth, 1.0))
+    return float(min(0.0, np.min(wealth / peak - 1.0)))
+
+
+def max_drawdown(returns: Any) -> float:
+    """Largest fall of the compounded wealth from a running peak, as a fraction (<= 0).
+
+    The starting wealth of 1 counts as a peak, so a loss on the first period is a drawdown.
+    NaN if empty.
+    """
+    return _max_drawdown(_clean(returns))
+
+
+def calmar(returns: Any, periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> float:
+    """``annual_return / abs(max_drawdown)``; NaN when there is no drawdown."""
+    r = _clean(returns)
+    drawdown = _max_drawdown(r)
+    if not drawdown < 0.0:
+        return math.nan
+    return annual_return(r, periods_per_year) / -drawdown
+
+
+def win_rate(returns: Any) -> float:
+    """Share of periods with a positive return among periods with a non-zero return.
+
+    Periods with no position (return exactly 0) do not count. NaN if none is non-zero.
+    """
+    r = _clean(returns)
+    active = np.count_nonzero(r)
+    return float(np.count_nonzero(r > 0) / active) if active else math.nan
+
+
+def profit_factor(returns: Any) -> float:
+    """Sum of positive returns over the absolute sum of negative returns.
+
+    NaN when there is no negative return (empyrical-style tools would give inf).
+    """
+    r = _clean(returns)
+    losses = -float(r[r < 0].sum())
+    return float(r[r > 0].sum()) / losses if losses > 0 else math.nan
+
+
+def tail_ratio(returns: Any) -> float:
+    """``abs(95th percentile) / abs(5th percentile)`` of the returns (empyrical).
+
+    NaN if empty or when the 5th percentile is 0.
+    """
+    r = _clean(returns)
+    if r.size == 0:
+        return math.nan
+    low, high = np.percentile(r, [5.0, 95.0])
+    return abs(float(high)) / abs(float(low)) if low != 0 else math.nan
+
+
+def average_turnover(turnover: Any) -> float:
+    """Mean per-period turnover (sum over assets of the absolute weight change); NaN if empty."""
+    t = _clean(turnover)
+    return float(t.mean()) if t.size else math.nan
+
+
+def n_trades(weight_changes: Any) -> float:
+    """Number of non-zero entries in an array of weight changes (one per date and asset)."""
+    return float(np.count_nonzero(np.nan_to_num(np.asarray(weight_changes, dtype=float))))
+
+
+def _norm_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def _psr(r: np.ndarray, benchmark_sharpe: float) -> float:
+    n = r.size
+    if n < 3:
+        return math.nan
+    std = float(r.std(ddof=1))
+    if not std > _ZERO_DISPERSION:
+        return math.nan
+    sr = float(r.mean()) / std
+    centred = r - r.mean()
+    m2 = float(np.mean(centred**2))
+    skew = float(np.mean(centred**3)) / m2**1.5
+    kurt = float(np.mean(centred**4)) / m2**2  # non-excess: 3 for a normal distribution
+    variance = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
+    if not variance > 0.0:
+        return math.nan
+    return _norm_cdf((sr - benchmark_sharpe) * math.sqrt(n - 1) / math.sqrt(variance))
+
+
+def probabilistic_sharpe_ratio(returns: Any, benchmark_sharpe: float = 0.0) -> float:
+    """Probability that the true Sharpe ratio exceeds ``benchmark_sharpe``.
+
+    Bailey, D. H. and López de Prado, M. (2012), "The Sharpe Ratio Efficient Frontier",
+    Journal of Risk 15(2), eq. for PSR::
+
+        PSR = Phi( (SR - SR*) * sqrt(n - 1) / sqrt(1 - g3 * SR + (g4 - 1) / 4 * SR**2) )
+
+    with ``SR = mean / std(ddof=1)`` the **per-period** (not annualized) Sharpe ratio,
+    ``g3`` the sample skewness and ``g4`` the sample **non-excess** kurtosis (3 for a normal
+    distribution), both from population moments, and ``n`` the number of observations.
+    ``benchmark_sharpe`` is per period too. NaN with fewer than 3 observations, zero
+    dispersion, or a non-positive variance term.
+    """
+    return _psr(_clean(returns), benchmark_sharpe)
+
+
+def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
+              trades: int | None = None,
+              periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> dict[str, float]:
+    """Every metric of :data:`METRICS` in one pass, as a dict of floats.
+
+    Parameters
+    ----------
+    returns
+        Per-period simple returns.
+    turnover
+        Per-period turnover; ``average_turnover`` is NaN without it.
+    weight_changes, trades
+        Either the array of weight changes (``n_trades`` counts its non-zero entries) or the
+        count itself; ``n_trades`` is NaN without both.
+    periods_per_year
+        Annualization factor (252 for daily bars).
+
+    Returns
+    -------
+    dict
+        ``{name: float}`` for every name in :data:`METRICS`, in that order.
+    """
+    r = _clean(returns)
+    n = r.size
+    growth = float(np.prod(1.0 + r)) if n else math.nan
+    mean = float(r.mean()) if n else math.nan
+    std = float(r.std(ddof=1)) if n >= 2 else math.nan
+    cagr = _cagr(growth, n, periods_per_year)
+    drawdown = _max_drawdown(r)
+    if trades is not None:
+        count = float(trades)
+    elif weight_changes is not None:
+        count = n_trades(weight_changes)
+    else:
+        count = math.nan
+    return {
+        "sharpe": _sharpe(mean, std, periods_per_year) if n >= 2 else math.nan,
+        "sortino": _sortino(r, periods_per_year),
+        "annual_return": cagr,
+        "annual_volatility": std * math.sqrt(periods_per_year) if n >= 2 else math.nan,
+        "max_drawdown": drawdown,
+        "calmar": cagr / -drawdown if drawdown < 0.0 else math.nan,
+        "total_return": growth - 1.0,
+        "win_rate": win_rate(r),
+        "profit_factor": profit_factor(r),
+        "tail_ratio": tail_ratio(r),
+        "average_turnover": average_turnover(turnover) if turnover is not None else math.nan,
+        "n_trades": count,
+        "probabilistic_sharpe_ratio": _psr(r, 0.0),
+    }

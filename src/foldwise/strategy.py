@@ -1,0 +1,300 @@
+"""The strategy contract: ``(data, **params) -> weights`` (or a ready ``BacktestResult``).
+
+A strategy is any callable whose first argument is a :class:`~foldwise.MarketData` and whose
+other arguments are its parameters, returning target weights — a DataFrame (dates x
+assets), a Series (one asset) or an array ``(n_dates, n_assets)`` — or a
+:class:`~foldwise.BacktestResult` it computed itself. Weights follow the timing convention
+of :func:`foldwise.backtest`: a weight dated ``t`` uses data through the close of ``t`` only.
+
+:class:`Strategy` wraps such a callable with what the rest of foldwise needs:
+
+* a **name** and a **fingerprint** of its code and of the user code it calls (see
+  :mod:`foldwise._fingerprint`), which the backtest cache uses so that editing the strategy
+  or a helper it calls is never served a stale result, while editing an unrelated function
+  is;
+* **parameter validation** against the signature, with "did you mean ...?" for typos;
+* a ``causal`` flag: a causal strategy's weight dated ``t`` depends on data through ``t``
+  only, so one backtest over the full history serves every fold (see
+  :func:`check_causal` to test the claim).
+
+Use the :func:`strategy` decorator, wrap a function with ``Strategy(func)``, or subclass
+:class:`Strategy` and define ``compute(self, data, **params)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Any, overload
+
+import numpy as np
+import pandas as pd
+
+from foldwise._fingerprint import code_fingerprint, fingerprint_entries
+from foldwise.backtest import BacktestResult, Costs, MissingPolicy, backtest
+from foldwise.data import MarketData
+from foldwise.errors import (
+    MisalignedWeightsError,
+    StrategyError,
+    StrategyOutputError,
+    StrategyParameterError,
+)
+from foldwise.metrics import DEFAULT_PERIODS_PER_YEAR
+
+__all__ = ["Strategy", "as_strategy", "check_causal", "strategy"]
+
+StrategyFunction = Callable[..., Any]
+
+
+class Strategy:
+    """A named, fingerprinted strategy.
+
+    Parameters
+    ----------
+    func
+        ``func(data, **params)`` returning weights or a ``BacktestResult``. Omit it when
+        subclassing and define ``compute(self, data, **params)`` instead.
+    name
+        Display and cache name; defaults to the function's (or class's) name.
+    version
+        For code whose source cannot be read: the fingerprint becomes the name plus this
+        string, and it is up to you to change it whenever the code changes.
+    causal
+        Declares that the weight dated ``t`` depends on data through the close of ``t``
+        only (default True). A function of ``(data, params)`` that is not causal has
+        lookahead whatever window it is run on; :func:`check_causal` tests the claim.
+
+    Examples
+    --------
+    >>> from foldwise import Strategy
+    >>> def flat(data, level=0.0):
+    ...     return data.frame("close") * 0 + level
+    >>> s = Strategy(flat)
+    >>> s.validate_params({"level": 0.5})
+    {'level': 0.5}
+    >>> s.validate_params({"levle": 0.5})
+    Traceback (most recent call last):
+    ...
+    foldwise.errors.StrategyParameterError: strategy 'flat' has no parameter 'levle'. Did you mean 'level'? Its parameters: level.
+    """
+
+    def __init__(self, func: StrategyFunction | None = None, *, name: str | None = None,
+                 version: str | None = None, causal: bool = True) -> None:
+        if func is None:
+            if type(self).compute is Strategy.compute:
+                raise StrategyError(
+                    "Strategy needs a function, e.g. Strategy(my_function), or a subclass that "
+                    "defines compute(self, data, **params).")
+            func = self.compute
+        elif isinstance(func, Strategy):
+            raise StrategyError("this is already a Strategy; use it directly.")
+        elif not callable(func):
+            raise StrategyError(
+                f"a strategy must be callable as func(data, **params), got {func!r}.")
+        self.func = func
+        self.name = name or getattr(func, "__name__", None) or type(self).__name__
+        if self.name == "compute" and func == getattr(self, "compute", None):
+            self.name = type(self).__name__
+        self.version = version
+        self.causal = bool(causal)
+
+    def compute(self, data: MarketData, **params: Any) -> Any:
+        """Override in a subclass to define the strategy as a method."""
+        raise StrategyError(f"{type(self).__name__} does not define compute(self, data, **params).")
+
+    # --- identity ------------------------------------------------------------------------
+
+    @property
+    def _code_root(self) -> Any:
+        return type(self) if self.func == getattr(self, "compute", None) else self.func
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Hash of the strategy's code and the user code it calls (32 hex characters).
+
+        Stable across processes; changes when the strategy or a user helper it uses is
+        edited (comments, formatting and docstrings excepted), or when ``version`` changes.
+        """
+        return code_fingerprint(self._code_root, version=self.version)
+
+    def fingerprint_sources(self) -> list[str]:
+        """The qualified names of the code and values the fingerprint covers."""
+        if self.version is not None:
+            return []
+        return sorted(fingerprint_entries(self._code_root))
+
+    # --- parameters ----------------------------------------------------------------------
+
+    @cached_property
+    def _signature(self) -> inspect.Signature:
+        try:
+            signature = inspect.signature(self.func)
+        except (TypeError, ValueError) as exc:
+            raise StrategyError(f"cannot read the signature of strategy {self.name!r}: {exc}") from exc
+        parameters = list(signature.parameters.values())
+        if not parameters or parameters[0].kind not in (
+                inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            raise StrategyError(
+                f"strategy {self.name!r} must take the market data as its first positional "
+                f"argument, e.g. def {self.name}(data, fast=10, slow=50); its signature is "
+                f"{signature}.")
+        return signature.replace(parameters=parameters[1:])
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """Parameter names and their defaults (``inspect.Parameter.empty`` if required)."""
+        return {
+            p.name: p.default for p in self._signature.parameters.values()
+            if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        }
+
+    def validate_params(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Check ``params`` against the signature and return them with defaults filled in.
+
+        Raises
+        ------
+        StrategyParameterError
+            For an unknown name (with the closest known names) or a missing required one.
+        """
+        params = dict(params or {})
+        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
+                          for p in self._signature.parameters.values())
+        known = self.parameters
+        if not accepts_any:
+            for key in params:
+                if key not in known:
+                    close = difflib.get_close_matches(str(key), list(known), n=3, cutoff=0.6)
+                    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+                    listing = ", ".join(known) if known else "none"
+                    raise StrategyParameterError(
+                        f"strategy {self.name!r} has no parameter {key!r}.{hint} Its "
+                        f"parameters: {listing}.")
+        missing = [k for k, default in known.items()
+                   if default is inspect.Parameter.empty and k not in params]
+        if missing:
+            raise StrategyParameterError(
+                f"strategy {self.name!r} needs a value for {', '.join(map(repr, missing))} "
+                "(no default). Add it to the parameters or the search space.")
+        resolved = {k: d for k, d in known.items() if d is not inspect.Parameter.empty}
+        resolved.update(params)
+        return resolved
+
+    # --- running -------------------------------------------------------------------------
+
+    def __call__(self, data: MarketData, **params: Any) -> Any:
+        """Call the underlying function: ``func(data, **params)``."""
+        return self.func(data, **params)
+
+    def run(self, data: MarketData, params: Mapping[str, Any] | None = None, *,
+            costs: Costs | Mapping[str, float] | float | None = None, delay: int = 0,
+            price_field: str = "close", missing: MissingPolicy = "zero",
+            periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> BacktestResult:
+        """Validate ``params``, call the strategy and backtest its weights.
+
+        Raises
+        ------
+        StrategyParameterError
+            Parameters that do not fit the signature.
+        StrategyOutputError
+            The strategy returned something other than weights of the data's shape or a
+            ``BacktestResult`` covering the data's dates.
+        """
+        if not isinstance(data, MarketData):
+            raise StrategyError(
+                f"strategies run on MarketData, got {type(data).__name__}; wrap a DataFrame "
+                "with foldwise.MarketData.from_frame(df).")
+        resolved = self.validate_params(params)
+        output = self.func(data, **resolved)
+        if isinstance(output, BacktestResult):
+            if not output.index.equals(data.index):
+                raise StrategyOutputError(
+                    f"strategy {self.name!r} returned a BacktestResult over {len(output.index)} "
+                    f"dates, but the data has {data.n_dates}; it must cover the data's dates.")
+            return output
+        if not isinstance(output, (pd.DataFrame, pd.Series, np.ndarray, list)):
+            raise StrategyOutputError(
+                f"strategy {self.name!r} returned {type(output).__name__}; it must return "
+                "weights (DataFrame dates x assets, Series for one asset, or an array) or a "
+                "BacktestResult.")
+        try:
+            return backtest(output, data, costs=costs, delay=delay, price_field=price_field,
+                            missing=missing, periods_per_year=periods_per_year)
+        except MisalignedWeightsError as exc:
+            raise StrategyOutputError(
+                f"strategy {self.name!r} returned weights that do not fit the data: {exc}") from exc
+
+    def __repr__(self) -> str:
+        params = ", ".join(
+            k if d is inspect.Parameter.empty else f"{k}={d!r}" for k, d in self.parameters.items())
+        return f"Strategy({self.name}({params}), causal={self.causal})"
+
+
+@overload
+def strategy(func: StrategyFunction, /) -> Strategy: ...
+@overload
+def strategy(*, name: str | None = ..., version: str | None = ...,
+             causal: bool = ...) -> Callable[[StrategyFunction], Strategy]: ...
+
+
+def strategy(func: StrategyFunction | None = None, /, *, name: str | None = None,
+             version: str | None = None, causal: bool = True,
+             ) -> Strategy | Callable[[StrategyFunction], Strategy]:
+    """Decorator form of :class:`Strategy`: ``@strategy`` or ``@strategy(name=..., ...)``."""
+    if func is not None:
+        return Strategy(func, name=name, version=version, causal=causal)
+
+    def wrap(f: StrategyFunction) -> Strategy:
+        return Strategy(f, name=name, version=version, causal=causal)
+
+    return wrap
+
+
+def as_strategy(obj: Strategy | StrategyFunction) -> Strategy:
+    """Return ``obj`` if it is a :class:`Strategy`, else wrap the callable."""
+    return obj if isinstance(obj, Strategy) else Strategy(obj)
+
+
+def check_causal(strategy: Strategy | StrategyFunction, data: MarketData,
+                 params: Mapping[str, Any] | None = None, *, cutoffs: int = 5,
+                 seed: int = 0) -> None:
+    """Check that weights dated ``t`` do not change when data after ``t`` changes.
+
+    For ``cutoffs`` dates ``t`` spread over the history, every field is scrambled strictly
+    after ``t`` (values multiplied by random factors, prices kept positive) and the weights
+    through ``t`` are compared with the original ones.
+
+    Raises
+    ------
+    StrategyError
+        Naming the first date whose weight changed: the strategy looks ahead.
+    """
+    runner = as_strategy(strategy)
+    resolved = runner.validate_params(params)
+    rng = np.random.default_rng(seed)
+
+    def weights_of(panel: MarketData) -> np.ndarray:
+        result = runner.run(panel, resolved)
+        return result.positions.to_numpy() if result.positions.shape[1] else (
+            result.returns.to_numpy()[:, None])
+
+    baseline = weights_of(data)
+    n = data.n_dates
+    for cut in np.linspace(n // 5, n - 2, num=max(1, cutoffs)).astype(int):
+        fields = {}
+        for name in data.fields:
+            values = data[name].copy()
+            values[cut + 1:] *= rng.uniform(0.5, 1.5, size=values[cut + 1:].shape)
+            fields[name] = values
+        perturbed = MarketData(fields, data.index, data.assets, price_fields=data.price_fields)
+        changed = ~np.isclose(weights_of(perturbed)[: cut + 1], baseline[: cut + 1],
+                              rtol=0, atol=1e-12, equal_nan=True)
+        if changed.any():
+            row = int(np.flatnonzero(changed.any(axis=1))[0])
+            raise StrategyError(
+                f"strategy {runner.name!r} is not causal: its weight dated "
+                f"{data.index[row].date()} changed when only data after "
+                f"{data.index[cut].date()} changed. Use only data through each date (e.g. "
+                "rolling windows, no centred windows, no full-sample statistics, no "
+                "shift(-1)), or declare causal=False.")
