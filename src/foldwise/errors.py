@@ -26,6 +26,7 @@ __all__ = [
     "NonDatetimeIndexError",
     "NonFiniteValueError",
     "NonPositivePriceError",
+    "ParameterError",
     "StrategyError",
     "StrategyOutputError",
     "StrategyParameterError",
@@ -116,3 +117,10 @@ class StrategyOutputError(StrategyError, ValueError):
 
 class FingerprintError(StrategyError):
     """The strategy's code cannot be read to compute its fingerprint."""
+
+
+# --- parameters and keys -------------------------------------------------------------------
+
+
+class ParameterError(FoldwiseError, TypeError):
+    """A parameter value that cannot be written canonically (and so cannot be a key)."""
