@@ -37,9 +37,14 @@ from foldwise import metrics as _metrics
 from foldwise.data import MarketData
 from foldwise.errors import BacktestError, MisalignedWeightsError, MissingPriceError
 
-__all__ = ["BacktestResult", "Costs", "backtest"]
+__all__ = ["ENGINE_VERSION", "BacktestResult", "Costs", "backtest"]
 
 logger = logging.getLogger(__name__)
+
+#: Version of the backtest arithmetic. Part of every cache key: bump it whenever a change
+#: here alters any number a backtest produces, so no stored result from the old rules is
+#: ever served.
+ENGINE_VERSION = 1
 
 MissingPolicy = Literal["zero", "raise"]
 
