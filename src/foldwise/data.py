@@ -31,6 +31,7 @@ from foldwise.errors import (
     MissingFieldError,
     NonDatetimeIndexError,
     NonFiniteValueError,
+    NonNumericFieldError,
     NonPositivePriceError,
     TimezoneError,
     UnsortedDatesError,
@@ -73,6 +74,17 @@ def _as_datetime_index(index: Any, what: str) -> pd.DatetimeIndex:
         f"{getattr(index, 'dtype', type(example))} (first value {example}). Convert it with "
         "pd.to_datetime(...), e.g. df.index = pd.to_datetime(df.index)."
     )
+
+
+def _parse_dates(values: Any, what: str, hint: str = "") -> pd.DatetimeIndex:
+    """Parse a column of dates read from a file or a long table (strings are expected there)."""
+    try:
+        parsed = pd.DatetimeIndex(pd.to_datetime(values))
+    except (ValueError, TypeError) as exc:
+        raise NonDatetimeIndexError(
+            f"{what} must hold dates ({exc}). {hint or 'Fix or drop the rows that are not dates.'}"
+        ) from exc
+    return _as_datetime_index(parsed, what)
 
 
 def _check_index(index: pd.DatetimeIndex, what: str) -> None:
@@ -122,6 +134,17 @@ def _check_values(name: str, array: np.ndarray, index: pd.DatetimeIndex, assets:
                 "must be > 0: set missing prices to NaN, or pass price_fields=... without "
                 f"{name!r} if this field is not a price."
             )
+
+
+def _numeric(frame: pd.DataFrame, name: str) -> np.ndarray:
+    try:
+        return frame.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        bad = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        raise NonNumericFieldError(
+            f"field {name!r} has non-numeric values ({exc}) in column(s) {bad[:5]}. Convert "
+            "them first, e.g. df.apply(pd.to_numeric, errors='coerce') (unparseable -> NaN)."
+        ) from exc
 
 
 def _normalise_field_name(name: Any) -> str:
@@ -214,7 +237,7 @@ class MarketData:
             try:
                 array = np.array(raw_values, dtype=np.float64, order="C", copy=True)
             except (TypeError, ValueError) as exc:
-                raise NonFiniteValueError(
+                raise NonNumericFieldError(
                     f"field {name!r} cannot be read as numbers ({exc}). Convert it to a "
                     "numeric dtype first, e.g. pd.to_numeric(..., errors='coerce')."
                 ) from exc
@@ -323,10 +346,8 @@ class MarketData:
             index = index.sort_values()
         else:
             raise ValueError(f"align must be 'exact', 'inner' or 'outer', got {align!r}.")
-        arrays = {
-            name: frame.reindex(index=index, columns=columns).to_numpy(dtype=np.float64)
-            for name, frame in prepared.items()
-        }
+        arrays = {name: _numeric(frame.reindex(index=index, columns=columns), name)
+                  for name, frame in prepared.items()}
         return cls(arrays, index, columns, price_fields=price_fields)
 
     @classmethod
@@ -356,7 +377,7 @@ class MarketData:
             raise EmptyDataError("the long table has no field columns besides date and asset.")
         if len(table) == 0:
             raise EmptyDataError("the long table has no rows.")
-        dates = _as_datetime_index(pd.Index(table[date]), f"column {date!r}")
+        dates = _parse_dates(table[date], f"column {date!r} of the long table")
         keys = pd.MultiIndex.from_arrays([dates, table[asset].astype(str)], names=["date", "asset"])
         if keys.has_duplicates:
             first = keys[keys.duplicated()][0]
@@ -452,14 +473,10 @@ class MarketData:
         if layout not in ("wide", "ohlcv"):
             raise ValueError(f"layout must be 'auto', 'wide', 'long' or 'ohlcv', got {layout!r}.")
         date_col = table.columns[0]
-        try:
-            dates = pd.to_datetime(table[date_col])
-        except (ValueError, TypeError) as exc:
-            raise NonDatetimeIndexError(
-                f"{path.name}: the first column {date_col!r} must hold dates ({exc}). Put the "
-                "date in the first column, or pass layout='long' for a (date, asset) table."
-            ) from exc
-        frame = table.drop(columns=[date_col]).set_axis(pd.DatetimeIndex(dates), axis=0)
+        dates = _parse_dates(
+            table[date_col], f"{path.name}: the first column {date_col!r}",
+            "Put the date in the first column, or pass layout='long' for a (date, asset) table.")
+        frame = table.drop(columns=[date_col]).set_axis(dates, axis=0)
         if layout == "ohlcv":
             name = asset or path.name.split(".")[0]
             return cls.from_ohlcv(frame, name, price_fields=price_fields)

@@ -25,6 +25,7 @@ __all__ = [
     "MissingPriceError",
     "NonDatetimeIndexError",
     "NonFiniteValueError",
+    "NonNumericFieldError",
     "NonPositivePriceError",
     "ParameterError",
     "StrategyError",
@@ -64,6 +65,10 @@ class TimezoneError(DataError):
 
 class NonFiniteValueError(DataError):
     """A value is +inf or -inf (NaN is allowed and means "no data")."""
+
+
+class NonNumericFieldError(DataError, TypeError):
+    """A field holds values that are not numbers (strings, objects)."""
 
 
 class NonPositivePriceError(DataError):

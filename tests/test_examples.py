@@ -1,0 +1,74 @@
+"""The example strategies against independent, straightforward computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from foldwise import MarketData, datasets
+from foldwise.errors import StrategyParameterError
+from foldwise.examples import mean_reversion, rolling_mean, sma_crossover
+
+from .conftest import make_panel
+
+
+def test_rolling_mean_matches_pandas_with_gaps():
+    values = make_panel(200, 3)["close"].copy()
+    values[50, 1] = np.nan
+    values[:7, 2] = np.nan
+    for window in (1, 5, 60, 200, 201):
+        expected = pd.DataFrame(values).rolling(window).mean().to_numpy()
+        np.testing.assert_allclose(rolling_mean(values, window), expected, rtol=1e-12,
+                                   equal_nan=True)
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_sma_crossover_on_goog_matches_pandas(short):
+    data = datasets.load_goog()
+    close = data.frame("close")["GOOG"]
+    fast, slow = close.rolling(10).mean(), close.rolling(50).mean()
+    expected = np.where(slow.isna(), 0.0, np.where(fast > slow, 1.0, -1.0 if short else 0.0))
+    weights = sma_crossover(data, fast=10, slow=50, short=short)
+    np.testing.assert_array_equal(weights["GOOG"].to_numpy(), expected)
+
+
+def test_mean_reversion_matches_a_per_day_loop():
+    data = make_panel(150, 9, seed=5)
+    close = data.frame("close")
+    score = close / close.rolling(20).mean() - 1
+    expected = np.zeros(data.shape)
+    for t in range(len(close)):
+        row = score.iloc[t].dropna()
+        if len(row) < 5:
+            continue
+        ordered = row.sort_values(kind="stable")
+        for asset in ordered.index[:3]:
+            expected[t, data.assets.get_loc(asset)] = 0.5 / 3
+        for asset in ordered.index[-2:]:
+            expected[t, data.assets.get_loc(asset)] = -0.5 / 2
+    got = mean_reversion(data, lookback=20, n_long=3, n_short=2)
+    np.testing.assert_allclose(got.to_numpy(), expected)
+    assert got.abs().sum(axis=1).max() == pytest.approx(1.0)
+
+
+def test_mean_reversion_rebalance_holds_targets_and_legs_never_overlap():
+    data = make_panel(60, 6, seed=2)
+    daily = mean_reversion(data, lookback=5, n_long=3, n_short=3)
+    weekly = mean_reversion(data, lookback=5, n_long=3, n_short=3, rebalance=5)
+    for t in range(60):
+        np.testing.assert_array_equal(weekly.iloc[t], daily.iloc[(t // 5) * 5])
+    flat = MarketData({"close": np.ones((30, 6))}, pd.bdate_range("2024-01-01", periods=30),
+                      list("ABCDEF"))
+    tied = mean_reversion(flat, lookback=5, n_long=3, n_short=3)
+    assert ((tied.iloc[10] > 0).sum(), (tied.iloc[10] < 0).sum()) == (3, 3)
+
+
+def test_example_parameter_errors():
+    data = make_panel(50, 3)
+    with pytest.raises(StrategyParameterError, match="fast .20. must be shorter than slow .10."):
+        sma_crossover(data, fast=20, slow=10)
+    with pytest.raises(StrategyParameterError, match="exceeds the 3 assets"):
+        mean_reversion(data, n_long=2, n_short=2)
+    with pytest.raises(StrategyParameterError, match="lookback must be an integer >= 1"):
+        mean_reversion(data, lookback=0, n_long=1, n_short=1)
