@@ -13,6 +13,7 @@ message can be reworded without breaking callers that catch by type.
 from __future__ import annotations
 
 __all__ = [
+    "AllTrialsFailedError",
     "BacktestError",
     "DataError",
     "DuplicateDatesError",
@@ -27,10 +28,14 @@ __all__ = [
     "NonFiniteValueError",
     "NonNumericFieldError",
     "NonPositivePriceError",
+    "OptimizationError",
     "ParameterError",
+    "SearchSpaceError",
+    "StorageError",
     "StrategyError",
     "StrategyOutputError",
     "StrategyParameterError",
+    "StudyMismatchError",
     "TimezoneError",
     "UnsortedDatesError",
 ]
@@ -129,3 +134,26 @@ class FingerprintError(StrategyError):
 
 class ParameterError(FoldwiseError, TypeError):
     """A parameter value that cannot be written canonically (and so cannot be a key)."""
+
+
+# --- optimization --------------------------------------------------------------------------
+
+
+class SearchSpaceError(FoldwiseError, ValueError):
+    """A search space or constraint that cannot be used."""
+
+
+class OptimizationError(FoldwiseError, RuntimeError):
+    """An optimization that cannot go on."""
+
+
+class AllTrialsFailedError(OptimizationError):
+    """Every trial of a fold failed; the message names the first reason."""
+
+
+class StudyMismatchError(OptimizationError):
+    """Resuming a study with different data, splitter, metric, space or strategy code."""
+
+
+class StorageError(OptimizationError):
+    """An Optuna storage that cannot be opened or used."""
