@@ -243,3 +243,17 @@ def test_mean_reversion_has_no_lookahead(seed, cut, lookback, n_long, n_short, r
                                   after.positions.to_numpy()[: cut + 1])
     np.testing.assert_array_equal(before.returns.to_numpy()[: cut + 1],
                                   after.returns.to_numpy()[: cut + 1])
+
+
+def test_take_concatenates_the_chosen_bars(panel):
+    result = sma_crossover.run(panel, {"fast": 5, "slow": 20}, costs=5)
+    rows = np.r_[10:50, 120:200]
+    part = result.take(rows)
+    np.testing.assert_array_equal(part.returns.to_numpy(), result.returns.to_numpy()[rows])
+    assert part.metrics()["total_return"] == pytest.approx(
+        np.prod(1 + result.returns.to_numpy()[rows]) - 1)
+    assert result.take(np.arange(5, 9)).returns.index.equals(panel.index[5:9])
+    with pytest.raises(BacktestError, match="sorted, unique"):
+        result.take([3, 2])
+    with pytest.raises(BacktestError, match="outside"):
+        result.take([299, 300])

@@ -298,6 +298,29 @@ class BacktestResult:
             changes=None if self._changes is None else self._changes[part],
             settings=self.settings, periods_per_year=self.periods_per_year)
 
+    def take(self, positions: Any) -> BacktestResult:
+        """The result restricted to the bars at ``positions`` (sorted ints; copies).
+
+        For training sets made of several ranges (purged k-fold, CPCV): the metrics of the
+        result are those of the concatenated returns of the chosen bars.
+        """
+        rows = np.asarray(positions, dtype=np.int64)
+        if rows.ndim != 1 or rows.size == 0:
+            raise BacktestError("take() needs a non-empty 1-D array of bar positions.")
+        if rows.size > 1 and np.any(np.diff(rows) <= 0):
+            raise BacktestError("take() needs sorted, unique bar positions.")
+        if rows[0] < 0 or rows[-1] >= len(self._index):
+            raise BacktestError(
+                f"positions {rows[0]}..{rows[-1]} fall outside the {len(self._index)} bars.")
+        if rows[-1] - rows[0] + 1 == rows.size:  # contiguous: a view
+            return self.islice(int(rows[0]), int(rows[-1]) + 1)
+        return BacktestResult(
+            index=self._index[rows], assets=self._assets, net=self._net[rows],
+            gross=self._gross[rows], costs=self._costs[rows], turnover=self._turnover[rows],
+            positions=None if self._positions is None else self._positions[rows],
+            changes=None if self._changes is None else self._changes[rows],
+            settings=self.settings, periods_per_year=self.periods_per_year)
+
     def slice(self, start: Any = None, end: Any = None) -> BacktestResult:
         """The result restricted to dates ``start`` through ``end`` (inclusive)."""
         begin = 0 if start is None else int(self._index.searchsorted(pd.Timestamp(start), "left"))
