@@ -1,0 +1,283 @@
+"""``WalkForwardResult``: an optimization read back from its Optuna storage.
+
+Everything here is rebuilt from the storage alone (the manifest's metadata and the trials'
+user attributes); nothing is recomputed and no backtest runs. ``optimize`` returns the
+same object ``load_result`` builds, so a live result and a reloaded one are the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from foldwise._canonical import canonical_json
+from foldwise._storage import StorageSpec, open_storage, parse_storage
+from foldwise.errors import OptimizationError
+
+from ._study import META_ATTR, fold_study_name
+from ._trials import ERROR_ATTR, INFEASIBLE_ATTR, RESULT_ATTR
+
+__all__ = ["FoldRecord", "WalkForwardResult", "load_result", "select_top"]
+
+TEST_ATTR = "foldwise_test"  # fold-study attribute: test metrics of per-fold strategies
+
+
+@dataclass
+class FoldRecord:
+    """One fold of an optimization: where it is, and its trials.
+
+    Attributes
+    ----------
+    number, fold_id
+        Position and stable id of the fold.
+    train, test
+        ``[start, stop)`` bar ranges.
+    train_start, train_end, test_start, test_end
+        Dates of the first and last bar of each window.
+    trials
+        One row per trial of the fold's study (walk-forward) — see
+        :attr:`WalkForwardResult.trials` for the columns.
+    selected
+        The top-k distinct parameter sets by in-sample metric, best first: dicts with
+        ``rank``, ``trial``, ``params``, ``train`` and ``test`` metrics.
+    """
+
+    number: int
+    fold_id: str
+    train: list[list[int]]
+    test: list[list[int]]
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+    trials: pd.DataFrame = field(repr=False)
+    selected: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return self.selected[0] if self.selected else None
+
+
+def _trial_rows(trials: list[optuna.trial.FrozenTrial], fold: int | None) -> pd.DataFrame:
+    rows = []
+    for t in sorted(trials, key=lambda t: t.number):
+        metrics = t.user_attrs.get(RESULT_ATTR) or {}
+        error = t.user_attrs.get(ERROR_ATTR)
+        rows.append({
+            "fold": fold, "trial": t.number, "state": t.state.name, "value": t.value,
+            "params": dict(t.params),
+            "train": metrics.get("train"), "test": metrics.get("test"),
+            "cv_folds": metrics.get("folds"),
+            "infeasible": t.user_attrs.get(INFEASIBLE_ATTR),
+            "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
+            "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete,
+        })
+    columns = ["fold", "trial", "state", "value", "params", "train", "test", "cv_folds",
+               "infeasible", "error", "datetime_start", "datetime_complete"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def select_top(trials: pd.DataFrame, direction: str, top_k: int) -> list[pd.Series]:
+    """The best ``top_k`` COMPLETE trials with distinct parameters, best first.
+
+    Ties on the value go to the earlier trial, so the choice is the same in every process.
+    """
+    complete = trials[trials["state"] == "COMPLETE"]
+    if complete.empty:
+        return []
+    ascending = direction == "minimize"
+    ordered = complete.sort_values(["value", "trial"], ascending=[ascending, True],
+                                   kind="stable")
+    chosen, seen = [], set()
+    for _, row in ordered.iterrows():
+        key = canonical_json(row["params"])
+        if key in seen:
+            continue
+        seen.add(key)
+        chosen.append(row)
+        if len(chosen) == top_k:
+            break
+    return chosen
+
+
+class WalkForwardResult:
+    """The result of :func:`foldwise.optimize`, rebuilt from the study storage.
+
+    Attributes
+    ----------
+    name : str
+        The study name.
+    mode : str
+        ``"walk_forward"`` or ``"cv"``.
+    metric, direction : str
+        The optimized metric and whether it was maximized.
+    metadata : dict
+        What the study was run with (data, splitter, folds, strategy, space, settings).
+    fold_records : list of FoldRecord
+        One per fold.
+    """
+
+    def __init__(self, name: str, metadata: Mapping[str, Any], fold_records: list[FoldRecord],
+                 cv_trials: pd.DataFrame | None, storage: StorageSpec,
+                 cache_root: str | None = None) -> None:
+        self.name = name
+        self.metadata = dict(metadata)
+        self.mode: str = metadata["mode"]
+        self.metric: str = metadata["metric"]
+        self.direction: str = metadata["direction"]
+        self.top_k: int = int(metadata.get("top_k", 1))
+        self.fold_records = fold_records
+        self._cv_trials = cv_trials
+        self.storage = storage
+        self.cache_root = cache_root
+
+    # --- tables --------------------------------------------------------------------------
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        """Every trial: fold, trial number, state, objective value, params, train and test
+        metrics (dicts), the reason of an infeasible or failed trial, and times."""
+        if self.mode == "cv":
+            assert self._cv_trials is not None
+            return self._cv_trials.copy()
+        frames = [r.trials for r in self.fold_records if not r.trials.empty]
+        return pd.concat(frames, ignore_index=True) if frames else _trial_rows([], None)
+
+    @property
+    def best_params(self) -> list[dict[str, Any]]:
+        """Walk-forward: the parameters chosen on each fold's training window, fold by fold.
+        Cross-validated: one entry, the best set by the aggregated fold metric."""
+        if self.mode == "cv":
+            best = self._cv_best()
+            return [] if best is None else [dict(best["params"])]
+        return [dict(r.best["params"]) for r in self.fold_records if r.best is not None]
+
+    def _cv_best(self) -> pd.Series | None:
+        assert self._cv_trials is not None
+        chosen = select_top(self._cv_trials, self.direction, 1)
+        return chosen[0] if chosen else None
+
+    def _fold_row(self, record: FoldRecord) -> dict[str, Any]:
+        states = record.trials["state"] if not record.trials.empty else pd.Series(dtype=object)
+        infeasible = record.trials["infeasible"].notna() if not record.trials.empty else states
+        best = record.best
+        row: dict[str, Any] = {
+            "fold": record.number, "fold_id": record.fold_id,
+            "train_start": record.train_start, "train_end": record.train_end,
+            "test_start": record.test_start, "test_end": record.test_end,
+            "params": dict(best["params"]) if best else None,
+            f"train_{self.metric}": best["train"].get(self.metric) if best and best["train"] else math.nan,
+            f"test_{self.metric}": best["test"].get(self.metric) if best and best["test"] else math.nan,
+            "trials_complete": int((states == "COMPLETE").sum()),
+            "trials_failed": int((states == "FAIL").sum()),
+            "trials_pruned": int(((states == "PRUNED") & ~infeasible).sum()),
+            "trials_infeasible": int(infeasible.sum()) if not record.trials.empty else 0,
+        }
+        return row
+
+    @property
+    def folds(self) -> pd.DataFrame:
+        """One row per fold: dates, the chosen parameters, their train and test metric, and
+        the number of trials completed / failed / pruned / infeasible."""
+        if self.mode == "cv":
+            best = self._cv_best()
+            rows = []
+            for record in self.fold_records:
+                metrics = (best["cv_folds"] or {}).get(str(record.number)) if best is not None else None
+                rows.append({
+                    "fold": record.number, "fold_id": record.fold_id,
+                    "train_start": record.train_start, "train_end": record.train_end,
+                    "test_start": record.test_start, "test_end": record.test_end,
+                    "params": dict(best["params"]) if best is not None else None,
+                    f"test_{self.metric}": (metrics or {}).get(self.metric, math.nan)})
+            return pd.DataFrame(rows)
+        return pd.DataFrame([self._fold_row(r) for r in self.fold_records])
+
+    def __repr__(self) -> str:
+        lines = [f"WalkForwardResult({self.name!r}, mode={self.mode}, metric={self.metric} "
+                 f"({self.direction}), {len(self.fold_records)} folds)"]
+        if self.mode == "walk_forward":
+            for row in self.folds.itertuples(index=False):
+                row = row._asdict()
+                lines.append(
+                    f"  fold {row['fold']}: train {row['train_start'].date()}..{row['train_end'].date()} "
+                    f"{self.metric}={row[f'train_{self.metric}']:.3f}  test "
+                    f"{row['test_start'].date()}..{row['test_end'].date()} "
+                    f"{self.metric}={row[f'test_{self.metric}']:.3f}  params={row['params']}")
+        else:
+            best = self.best_params
+            lines.append(f"  best params: {best[0] if best else None}")
+        return "\n".join(lines)
+
+
+def _fold_record(meta: Mapping[str, Any], trials: pd.DataFrame,
+                 selected: list[dict[str, Any]]) -> FoldRecord:
+    return FoldRecord(
+        number=int(meta["number"]), fold_id=str(meta["fold_id"]),
+        train=[list(r) for r in meta["train"]], test=[list(r) for r in meta["test"]],
+        train_start=pd.Timestamp(meta["train_start"]), train_end=pd.Timestamp(meta["train_end"]),
+        test_start=pd.Timestamp(meta["test_start"]), test_end=pd.Timestamp(meta["test_end"]),
+        trials=trials, selected=selected)
+
+
+def load_result(study: str, storage: Any = None, cache: Any = None) -> WalkForwardResult:
+    """Rebuild the result of optimization ``study`` from its storage; no backtest runs.
+
+    Parameters
+    ----------
+    study
+        The study name given to :func:`foldwise.optimize`.
+    storage
+        The same ``storage=`` as the optimization (None: the default journal file).
+    cache
+        The :class:`~foldwise.BacktestCache` (or its directory) of the optimization, for
+        what needs return series (the stitched out-of-sample curve); None: the default.
+    """
+    spec = storage if isinstance(storage, StorageSpec) else parse_storage(storage)
+    opened = open_storage(spec)
+    try:
+        manifest = optuna.load_study(study_name=study, storage=opened)
+    except KeyError:
+        names = sorted(s.study_name for s in optuna.get_all_studies(storage=opened)
+                       if "/fold-" not in s.study_name)
+        raise OptimizationError(
+            f"no study named {study!r} in {spec}; the studies there are {names}. Check the "
+            "name and the storage= argument.") from None
+    metadata = manifest.user_attrs.get(META_ATTR)
+    if metadata is None:
+        raise OptimizationError(
+            f"study {study!r} in {spec} was not created by foldwise.optimize (it has no "
+            f"{META_ATTR!r} metadata); open it with optuna.load_study instead.")
+    cache_root = getattr(cache, "root", cache)
+    records = []
+    cv_trials = None
+    if metadata["mode"] == "cv":
+        cv_trials = _trial_rows(manifest.get_trials(deepcopy=False), None)
+        records = [_fold_record(meta, _trial_rows([], meta["number"]), [])
+                   for meta in metadata["folds"]]
+        return WalkForwardResult(study, metadata, records, cv_trials, spec,
+                                 None if cache_root is None else str(cache_root))
+    top_k = int(metadata.get("top_k", 1))
+    for meta in metadata["folds"]:
+        number = int(meta["number"])
+        try:
+            fold_study = optuna.load_study(study_name=fold_study_name(study, number),
+                                           storage=opened)
+        except KeyError:
+            fold_study = None
+        trials = _trial_rows(fold_study.get_trials(deepcopy=False), number) if fold_study else \
+            _trial_rows([], number)
+        stored_tests = fold_study.user_attrs.get(TEST_ATTR, {}) if fold_study else {}
+        selected = []
+        for rank, row in enumerate(select_top(trials, metadata["direction"], top_k)):
+            test = row["test"] if row["test"] is not None else stored_tests.get(str(row["trial"]))
+            selected.append({"rank": rank, "trial": int(row["trial"]), "params": dict(row["params"]),
+                             "train": row["train"], "test": test})
+        records.append(_fold_record(meta, trials, selected))
+    return WalkForwardResult(study, metadata, records, cv_trials, spec,
+                             None if cache_root is None else str(cache_root))

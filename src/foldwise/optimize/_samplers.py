@@ -1,0 +1,74 @@
+"""Samplers for the studies of an optimization: any Optuna sampler, TPE with a seed by default."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from foldwise.errors import OptimizationError
+
+__all__ = ["SamplerSpec", "make_sampler", "study_seed"]
+
+SamplerSpec = str | optuna.samplers.BaseSampler | Callable[[int | None], optuna.samplers.BaseSampler] | None
+
+_BY_NAME: dict[str, Callable[[int | None], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed),
+    "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
+    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
+    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
+}
+
+
+def study_seed(seed: int | None, study_number: int, worker: int) -> int | None:
+    """Seed of the sampler of one study in one worker (None stays None).
+
+    Each fold gets its own stream (so a sequential run is reproducible fold by fold), and
+    each extra worker on the same study another one (so parallel workers do not all
+    suggest the same parameters).
+    """
+    if seed is None:
+        return None
+    return (seed + 1_000_003 * study_number + 7_919 * worker) % (2**32)
+
+
+def make_sampler(spec: SamplerSpec, seed: int | None) -> optuna.samplers.BaseSampler:
+    """Build the sampler of one study.
+
+    Parameters
+    ----------
+    spec
+        None (TPE), a name (``"tpe"``, ``"random"``, ``"qmc"``, ``"cmaes"``, ``"gp"``,
+        ``"nsga2"``), a sampler object (copied, so studies never share its state), or a
+        function ``seed -> sampler``.
+    seed
+        From :func:`study_seed`; passed to named samplers and to functions.
+    """
+    if spec is None:
+        return optuna.samplers.TPESampler(seed=seed)
+    if isinstance(spec, str):
+        try:
+            return _BY_NAME[spec.lower()](seed)
+        except KeyError:
+            raise OptimizationError(
+                f"unknown sampler {spec!r}; use one of {sorted(_BY_NAME)}, an Optuna sampler "
+                "object, or a function seed -> sampler.") from None
+    if isinstance(spec, optuna.samplers.BaseSampler):
+        return copy.deepcopy(spec)
+    if callable(spec):
+        sampler = spec(seed)
+        if not isinstance(sampler, optuna.samplers.BaseSampler):
+            raise OptimizationError(
+                f"the sampler function returned {type(sampler).__name__}, not an Optuna sampler.")
+        return sampler
+    raise OptimizationError(f"sampler must be None, a name, a sampler or a function, got {spec!r}.")
+
+
+def describe_sampler(spec: Any) -> str:
+    if spec is None:
+        return "tpe"
+    return spec if isinstance(spec, str) else type(spec).__name__

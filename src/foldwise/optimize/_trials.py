@@ -1,0 +1,304 @@
+"""The trial loop: ask, evaluate, tell — with a budget that survives crashes and workers.
+
+Optuna's ``study.optimize`` counts the trials of one call; foldwise counts the trials of
+the study, so that ``n_trials`` is the total per study whatever the number of calls,
+restarts and worker processes:
+
+* **Budget.** A study is done when it holds ``n_trials`` finished evaluations: COMPLETE
+  trials, FAIL trials whose strategy raised or returned a bad metric, and trials a pruner
+  stopped. Infeasible parameter sets (they violate a constraint; never backtested) and
+  trials whose worker died do not count.
+* **No overshoot.** Before asking for a trial a worker counts the trials other live
+  workers are running; when they would fill the budget it waits for them instead (their
+  trial may still fail and leave room).
+* **Dead workers.** Every trial records the worker running it (host, pid, process start
+  time). A RUNNING trial whose worker is gone from this host is marked FAIL (reason
+  ``worker died``) and its budget is run again. On RDB storages with heartbeats, Optuna's
+  own stale-trial check runs too.
+* **Failures.** A trial whose evaluation raises is told FAIL with the error's type and
+  message and the traceback in its user attributes, one warning line is logged, and the
+  study goes on. Errors that would fail every trial the same way (a parameter the
+  strategy does not have) stop the optimization at once instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from foldwise._liveness import current_worker, is_dead
+from foldwise.errors import AllTrialsFailedError, SearchSpaceError, StrategyParameterError
+
+__all__ = ["ERROR_ATTR", "INFEASIBLE_ATTR", "RESULT_ATTR", "WORKER_ATTR", "Outcome",
+           "budget_counts", "first_failure", "run_trials"]
+
+logger = logging.getLogger(__name__)
+
+WORKER_ATTR = "foldwise_worker"
+RESULT_ATTR = "foldwise_metrics"
+ERROR_ATTR = "foldwise_error"
+INFEASIBLE_ATTR = "foldwise_infeasible"
+
+#: Infeasible parameter sets tolerated in a row before the constraints are declared to
+#: exclude (nearly) the whole space.
+MAX_INFEASIBLE_IN_A_ROW = 1000
+
+_POLL_SECONDS = 0.05
+
+#: A RUNNING trial that has not recorded its worker after this many seconds is an orphan.
+ORPHAN_SECONDS = 10.0
+
+
+@dataclass
+class Outcome:
+    """What evaluating one trial gave."""
+
+    value: float | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    infeasible: str | None = None
+    pruned: bool = False
+
+
+@dataclass
+class Counts:
+    finished: int = 0
+    complete: int = 0
+    failed: int = 0
+    running: int = 0
+
+
+def _is_infeasible(trial: optuna.trial.FrozenTrial) -> bool:
+    return INFEASIBLE_ATTR in trial.user_attrs
+
+
+def _is_worker_death(trial: optuna.trial.FrozenTrial) -> bool:
+    error = trial.user_attrs.get(ERROR_ATTR)
+    return isinstance(error, dict) and error.get("type") == "WorkerDied"
+
+
+def budget_counts(trials: list[optuna.trial.FrozenTrial]) -> Counts:
+    """Count the trials that use the budget (see the module docstring)."""
+    counts = Counts()
+    for trial in trials:
+        state = trial.state
+        if state == TrialState.COMPLETE:
+            counts.complete += 1
+        elif state == TrialState.FAIL:
+            if _is_worker_death(trial) or trial.user_attrs.get(ERROR_ATTR) is None:
+                continue  # a dead worker's trial (or one failed outside foldwise): re-run
+            counts.failed += 1
+        elif state == TrialState.PRUNED:
+            if _is_infeasible(trial):
+                continue
+        elif state in (TrialState.RUNNING, TrialState.WAITING):
+            counts.running += 1
+            continue
+        counts.finished += 1
+    return counts
+
+
+def fail_dead_workers(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Mark FAIL the RUNNING trials whose worker process is gone; return how many."""
+    failed = 0
+    for trial in trials:
+        if trial.state != TrialState.RUNNING:
+            continue
+        worker = trial.user_attrs.get(WORKER_ATTR)
+        if worker is None:
+            # Killed between asking for the trial and naming itself: a live worker names
+            # itself within milliseconds, so an anonymous trial this old is an orphan.
+            started = trial.datetime_start
+            if started is None or (datetime.now() - started).total_seconds() < ORPHAN_SECONDS:
+                continue
+            worker = {"pid": None}
+        elif not is_dead(worker):
+            continue
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, {
+                "type": "WorkerDied", "message": f"worker {worker} died while running it",
+                "traceback": ""})
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another process got there first
+        logger.info("%s: trial %d was left running by a worker that died (pid %s); it is "
+                    "marked failed and its budget is run again", study.study_name,
+                    trial.number, worker.get("pid"))
+        failed += 1
+    if _heartbeat_interval(study._storage):
+        optuna.storages.fail_stale_trials(study)
+    return failed
+
+
+def _heartbeat_interval(storage: BaseStorage) -> int | None:
+    """The storage's heartbeat interval (RDB storages with heartbeats on), else None."""
+    getter = getattr(storage, "get_heartbeat_interval", None)
+    return getter() if callable(getter) else None
+
+
+def first_failure(trials: list[optuna.trial.FrozenTrial]) -> str | None:
+    """``"Type: message"`` of the first failed evaluation, or None."""
+    for trial in sorted(trials, key=lambda t: t.number):
+        error = trial.user_attrs.get(ERROR_ATTR)
+        if trial.state == TrialState.FAIL and isinstance(error, dict) and \
+                error.get("type") != "WorkerDied":
+            return f"{error.get('type')}: {error.get('message')} (trial {trial.number})"
+    return None
+
+
+class _Heartbeat:
+    """Records heartbeats of the running trial on storages that support them."""
+
+    def __init__(self, storage: BaseStorage) -> None:
+        interval = _heartbeat_interval(storage)
+        self._storage = storage if interval else None
+        self._interval = interval or 0
+        self._trial_id: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        if self._storage is not None:
+            self._thread = threading.Thread(target=self._beat, name="foldwise-heartbeat",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def watch(self, trial_id: int | None) -> None:
+        self._trial_id = trial_id
+        if trial_id is not None and self._storage is not None:
+            self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            trial_id = self._trial_id
+            if trial_id is not None and self._storage is not None:
+                try:
+                    self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+                except Exception:
+                    logger.debug("heartbeat of trial %s failed", trial_id, exc_info=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1)
+
+
+def _error_info(exc: BaseException) -> dict[str, str]:
+    return {"type": type(exc).__name__, "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc))}
+
+
+def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Trial], Outcome],
+               *, label: str, deadline: float | None = None,
+               on_finished: Callable[[], None] | None = None) -> str:
+    """Run trials of ``study`` until it holds ``n_trials`` finished evaluations.
+
+    Parameters
+    ----------
+    evaluate
+        Called with each new trial; returns an :class:`Outcome` or raises.
+    label
+        How to name the study in log lines (e.g. ``"fold 2"``).
+    deadline
+        ``time.monotonic()`` value after which no new trial starts.
+    on_finished
+        Called after each trial that used the budget (progress bars).
+
+    Returns
+    -------
+    str
+        ``"done"`` or ``"timeout"``.
+
+    Raises
+    ------
+    AllTrialsFailedError
+        If the budget is spent and every evaluation failed (names the first reason).
+    """
+    worker = current_worker()
+    infeasible_in_a_row = 0
+    with _Heartbeat(study._storage) as heartbeat:
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            counts = budget_counts(trials)
+            if counts.running and fail_dead_workers(study, trials):
+                continue
+            if counts.finished >= n_trials:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                return "timeout"
+            if counts.finished + counts.running >= n_trials:
+                time.sleep(_POLL_SECONDS)  # the others' running trials fill the budget
+                continue
+            trial = study.ask()
+            trial.set_user_attr(WORKER_ATTR, worker)
+            heartbeat.watch(trial._trial_id)
+            try:
+                outcome = evaluate(trial)
+            except (StrategyParameterError, SearchSpaceError) as exc:
+                trial.set_user_attr(ERROR_ATTR, _error_info(exc))
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            except Exception as exc:
+                trial.set_user_attr(ERROR_ATTR, _error_info(exc))
+                study.tell(trial, state=TrialState.FAIL)
+                logger.warning("%s trial %d failed: %s: %s (traceback in the trial's user "
+                               "attribute %r)", label, trial.number, type(exc).__name__, exc,
+                               ERROR_ATTR)
+                infeasible_in_a_row = 0
+                if on_finished:
+                    on_finished()
+                continue
+            except BaseException as exc:  # interrupted: leave a failed trial, not a running one
+                trial.set_user_attr(ERROR_ATTR, {**_error_info(exc), "type": "WorkerDied"})
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            finally:
+                heartbeat.watch(None)
+            if outcome.infeasible is not None:
+                trial.set_user_attr(INFEASIBLE_ATTR, outcome.infeasible)
+                study.tell(trial, state=TrialState.PRUNED)
+                infeasible_in_a_row += 1
+                if infeasible_in_a_row >= MAX_INFEASIBLE_IN_A_ROW:
+                    raise SearchSpaceError(
+                        f"{label}: {infeasible_in_a_row} parameter sets in a row violated the "
+                        f"constraints (last: {outcome.infeasible}); they exclude (nearly) the "
+                        "whole search space. Loosen them or narrow the ranges to the feasible "
+                        "region.")
+                continue
+            infeasible_in_a_row = 0
+            for key, value in outcome.attrs.items():
+                trial.set_user_attr(key, value)
+            if outcome.pruned:
+                study.tell(trial, state=TrialState.PRUNED)
+            elif outcome.value is None or not math.isfinite(outcome.value):
+                error = outcome.attrs.get(ERROR_ATTR) or {
+                    "type": "NonFiniteMetric", "message": f"the objective is {outcome.value}",
+                    "traceback": ""}
+                trial.set_user_attr(ERROR_ATTR, error)
+                study.tell(trial, state=TrialState.FAIL)
+                logger.warning("%s trial %d failed: %s: %s", label, trial.number,
+                               error["type"], error["message"])
+            else:
+                study.tell(trial, outcome.value)
+            if on_finished:
+                on_finished()
+    trials = study.get_trials(deepcopy=False)
+    counts = budget_counts(trials)
+    if counts.complete == 0 and counts.failed > 0:
+        raise AllTrialsFailedError(
+            f"{label}: all {counts.failed} evaluated trials failed; the first reason: "
+            f"{first_failure(trials)}. Fix the strategy (run it once with "
+            "strategy.run(data, params) to see the full traceback), or check the metric.")
+    return "done"
