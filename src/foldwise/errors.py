@@ -14,19 +14,26 @@ from __future__ import annotations
 
 __all__ = [
     "BacktestError",
+    "CalendarSpanError",
+    "CombinatorialExplosionError",
     "DataError",
     "DuplicateDatesError",
     "EmptyDataError",
+    "EmptyTrainError",
     "FingerprintError",
+    "FoldSetMismatchError",
+    "FoldStoreError",
     "FoldwiseError",
     "MisalignedFieldsError",
     "MisalignedWeightsError",
     "MissingFieldError",
     "MissingPriceError",
+    "NoFoldsError",
     "NonDatetimeIndexError",
     "NonFiniteValueError",
     "NonPositivePriceError",
     "ParameterError",
+    "SplitError",
     "StrategyError",
     "StrategyOutputError",
     "StrategyParameterError",
@@ -124,3 +131,35 @@ class FingerprintError(StrategyError):
 
 class ParameterError(FoldwiseError, TypeError):
     """A parameter value that cannot be written canonically (and so cannot be a key)."""
+
+
+# --- splitters and folds -------------------------------------------------------------------
+
+
+class SplitError(FoldwiseError, ValueError):
+    """A splitter setting that is invalid, or folds that do not fit the data."""
+
+
+class CalendarSpanError(SplitError):
+    """A calendar span ("6M") that cannot be read, has no dates to apply to, or is shorter
+    than one bar."""
+
+
+class NoFoldsError(SplitError):
+    """The data is too short for even one fold (train + test longer than the history)."""
+
+
+class EmptyTrainError(SplitError):
+    """Purge and embargo (or a gap in the dates) leave a fold without any training bar."""
+
+
+class CombinatorialExplosionError(SplitError):
+    """A combinatorial splitter would make more splits than its limit allows."""
+
+
+class FoldStoreError(SplitError):
+    """A stored fold set that cannot be read or written (bad name, damaged file)."""
+
+
+class FoldSetMismatchError(FoldStoreError):
+    """A stored fold set was built with other data or another splitter than the one asked for."""
