@@ -30,17 +30,17 @@ MAX_SPLITS = 1000
 
 
 def _alternatives(n_groups: int, n_test_groups: int, limit: int) -> str:
-    """A few nearby (N, k) settings within ``limit`` splits, for the error message."""
+    """Nearby settings within ``limit`` splits (fewer test groups; fewer groups)."""
     found = []
-    for n in range(n_groups, 1, -1):
-        for k in sorted(range(1, n), key=lambda k: abs(k / n - n_test_groups / n_groups)):
-            if math.comb(n, k) <= limit:
-                found.append(f"(n_groups={n}, n_test_groups={k}): {math.comb(n, k)} splits, "
-                             f"{math.comb(n - 1, k - 1)} paths")
-                break
-        if len(found) == 3:
-            break
-    return "; ".join(found)
+    fewer_tests = [k for k in range(1, n_test_groups) if math.comb(n_groups, k) <= limit]
+    if fewer_tests:
+        found.append((n_groups, fewer_tests[-1]))
+    fewer_groups = [n for n in range(n_test_groups + 1, n_groups)
+                    if math.comb(n, n_test_groups) <= limit]
+    if fewer_groups:
+        found.append((fewer_groups[-1], n_test_groups))
+    return "; ".join(f"(n_groups={n}, n_test_groups={k}) makes {math.comb(n, k)} splits and "
+                     f"{math.comb(n - 1, k - 1)} paths" for n, k in found)
 
 
 class CombinatorialPurgedKFold(BaseCombinatorialSplitter):
@@ -103,8 +103,8 @@ class CombinatorialPurgedKFold(BaseCombinatorialSplitter):
                 f"CombinatorialPurgedKFold(n_groups={n_groups}, n_test_groups="
                 f"{n_test_groups}) makes C({n_groups}, {n_test_groups}) = {count:,} splits "
                 f"({paths:,} paths), more than max_splits={self.max_splits:,}; every split "
-                "is a full training run. Use fewer groups or fewer test groups, e.g. "
-                f"{_alternatives(self.n_groups, self.n_test_groups, self.max_splits)}; or "
+                "is a full training run. Use fewer groups or fewer test groups — "
+                f"{_alternatives(self.n_groups, self.n_test_groups, self.max_splits)} — or "
                 f"raise max_splits to {count} if you mean it.")
         self._set_purge_embargo(purge, embargo)
         self._test_groups = list(itertools.combinations(range(self.n_groups),

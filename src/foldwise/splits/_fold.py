@@ -19,6 +19,7 @@ import pandas as pd
 from foldwise._canonical import canonical_hash
 
 from ._purge import runs
+from ._timeline import format_date
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -131,7 +132,7 @@ class Fold:
         def part(name: str, positions: np.ndarray, first: Any, last: Any) -> str:
             pieces = ", ".join(f"{a}:{b}" for a, b in runs(positions)[:3])
             more = ", ..." if len(runs(positions)) > 3 else ""
-            dates = f" {_day(first)}..{_day(last)}" if first is not None else ""
+            dates = f" {format_date(first)}..{format_date(last)}" if first is not None else ""
             return f"{name}=[{pieces}{more}] ({positions.size} bars{dates})"
 
         groups = f", test_groups={self.test_groups}" if self.test_groups else ""
@@ -140,10 +141,6 @@ class Fold:
                 f"{part('test', self.test, self.test_start, self.test_end)}, "
                 f"purged={self.purged.size}, embargoed={self.embargoed.size}{groups}, "
                 f"fold_id={self.fold_id[:12]!r}...)")
-
-
-def _day(stamp: pd.Timestamp) -> str:
-    return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
 
 
 @dataclass(frozen=True, eq=False)

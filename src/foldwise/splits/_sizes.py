@@ -23,8 +23,8 @@ from foldwise.errors import CalendarSpanError, SplitError
 
 from ._timeline import Timeline
 
-__all__ = ["Size", "Span", "bar_spacing", "check_span_fits", "parse_fraction_or_size",
-           "parse_size", "require_dates"]
+__all__ = ["Size", "Span", "bar_spacing", "check_span_fits", "format_duration",
+           "parse_fraction_or_size", "parse_size", "require_dates"]
 
 #: What a user may pass as a size.
 Size = int | str | pd.DateOffset | pd.Timedelta | _dt.timedelta | np.timedelta64
@@ -167,6 +167,14 @@ def require_dates(timeline: Timeline, name: str, span: Span) -> pd.DatetimeIndex
     return timeline.dates
 
 
+def format_duration(delta: pd.Timedelta) -> str:
+    """``"7 days"``, ``"1 day"`` or pandas' form for durations that are not whole days."""
+    if delta == delta.floor("D"):
+        days = delta.days
+        return f"{days} day" if days == 1 else f"{days} days"
+    return str(delta)
+
+
 def bar_spacing(dates: pd.DatetimeIndex) -> pd.Timedelta:
     """The median time between consecutive bars (what "one bar" lasts)."""
     return pd.Timedelta((dates[1:] - dates[:-1]).median())
@@ -181,6 +189,7 @@ def check_span_fits(timeline: Timeline, name: str, span: Span) -> None:
     length = span.length_at(dates[0])
     if length < spacing:
         raise CalendarSpanError(
-            f"{name}={span.text!r} ({length}) is shorter than one bar: the bars of X are "
-            f"{spacing} apart (median spacing of {timeline.describe()}). Use a span of at least "
-            f"{spacing}, or give {name} as a number of bars.")
+            f"{name}={span.text!r} ({format_duration(length)}) is shorter than one bar: the "
+            f"bars of X are {format_duration(spacing)} apart (median spacing of "
+            f"{timeline.describe()}). Use a span of at least {format_duration(spacing)}, or "
+            f"give {name} as a number of bars.")

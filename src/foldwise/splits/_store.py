@@ -33,7 +33,7 @@ from foldwise.errors import FoldSetMismatchError, FoldStoreError
 from ._base import make_fold_set
 from ._fold import Fold, FoldSet, fold_id, fold_set_id
 from ._purge import from_runs, runs
-from ._timeline import Timeline
+from ._timeline import Timeline, format_date
 
 if TYPE_CHECKING:
     from ._base import _Splitter
@@ -260,9 +260,10 @@ def _record(fold_set: FoldSet, name: str) -> dict[str, Any]:
 
 
 def _data_text(n: int, first: str | None, last: str | None) -> str:
-    if first is None:
+    """``"2148 bars 2004-08-19..2013-03-01"`` from stored ISO dates."""
+    if first is None or last is None:
         return f"{n} bars (no dates)"
-    return f"{n} bars {first}..{last}"
+    return f"{n} bars {format_date(pd.Timestamp(first))}..{format_date(pd.Timestamp(last))}"
 
 
 def _config_diff(old: Any, new: Any) -> str:

@@ -19,7 +19,7 @@ from foldwise._hashing import hash_arrays
 from foldwise.data import MarketData, _check_index
 from foldwise.errors import SplitError
 
-__all__ = ["Timeline", "as_timeline"]
+__all__ = ["Timeline", "as_timeline", "format_date"]
 
 # Version of the layout hashed for data that is not a MarketData.
 _HASH_VERSION = 1
@@ -57,16 +57,17 @@ class Timeline:
         """``"2148 bars 2004-08-19..2013-03-01"`` or ``"500 bars (no dates)"``."""
         if self.dates is None or self.n == 0:
             return f"{self.n} bars (no dates)"
-        return f"{self.n} bars {_fmt(self.dates[0])}..{_fmt(self.dates[-1])}"
+        return f"{self.n} bars {format_date(self.dates[0])}..{format_date(self.dates[-1])}"
 
     def label(self, position: int) -> str:
         """A bar named for a message: its date, or ``"bar 12"`` without dates."""
         if self.dates is None:
             return f"bar {position}"
-        return _fmt(self.dates[position])
+        return format_date(self.dates[position])
 
 
-def _fmt(stamp: pd.Timestamp) -> str:
+def format_date(stamp: pd.Timestamp) -> str:
+    """``"2024-01-02"`` for a midnight time stamp, the full time stamp otherwise."""
     return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
 
 

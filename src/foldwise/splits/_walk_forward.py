@@ -12,7 +12,8 @@ at or after them):
    before (never before the first bar, so with ``min_train`` the first windows grow until
    they reach ``train``). Anchored: it starts at the first bar and grows.
 4. A test window that runs past the data ends the folds, unless ``partial_test=True``
-   keeps it shortened. A calendar test window that holds no bar (a gap in the dates) is
+   keeps it shortened (only the first such window, when test windows overlap). A
+   calendar test window that holds no bar (a gap in the dates) is
    skipped and logged.
 5. Purge and embargo remove bars from each training window (see the module
    :mod:`foldwise.splits._purge`).
@@ -174,6 +175,8 @@ class WalkForward(BaseSplitter):
             else:
                 begin = max(0, start - self._train)
             windows.append((begin, start, stop))
+            if not complete:
+                break  # only the first shortened window; later ones would be shorter still
         if empty:
             logger.warning(
                 "%r: %d test window(s) hold no bar and were skipped (gaps in the dates), the "
