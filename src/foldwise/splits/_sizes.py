@@ -27,7 +27,7 @@ __all__ = ["Size", "Span", "bar_spacing", "check_span_fits", "format_duration",
            "parse_fraction_or_size", "parse_size", "require_dates"]
 
 #: What a user may pass as a size.
-Size = int | str | pd.DateOffset | pd.Timedelta | _dt.timedelta | np.timedelta64
+Size = int | str | pd.offsets.BaseOffset | pd.Timedelta | _dt.timedelta | np.timedelta64
 
 _SPAN_PATTERN = re.compile(r"^\s*(\d+)\s*([YMWD]|[ywd])\s*$")
 _SPAN_UNITS = {"Y": "years", "M": "months", "W": "weeks", "D": "days"}
@@ -47,7 +47,7 @@ class Span:
         How the user wrote it, for messages.
     """
 
-    offset: pd.DateOffset | pd.Timedelta
+    offset: pd.offsets.BaseOffset | pd.Timedelta
     text: str
 
     def shift(self, stamp: pd.Timestamp, times: int = 1) -> pd.Timestamp:
@@ -91,7 +91,7 @@ def _parse_span(value: Any, name: str) -> Span:
                 span = Span(pd.Timedelta(value), value)
             except (TypeError, ValueError):
                 raise _span_error(name, value, "is not a size foldwise can read") from None
-    elif isinstance(value, pd.DateOffset):
+    elif isinstance(value, pd.offsets.BaseOffset):
         span = Span(value, value.freqstr)
     elif isinstance(value, (pd.Timedelta, _dt.timedelta, np.timedelta64)):
         delta = pd.Timedelta(value)
@@ -128,7 +128,7 @@ def parse_size(value: Any, name: str, *, allow_zero: bool = False) -> int | Span
     """
     if isinstance(value, (bool, np.bool_)):
         raise SplitError(f"{name}={value!r} is a bool; pass a number of bars or a span.")
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, np.timedelta64):
         bars = int(value)
         smallest = 0 if allow_zero else 1
         if bars < smallest:

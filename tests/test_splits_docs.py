@@ -1,0 +1,48 @@
+"""The splitters' documentation runs: module doctests and the README's Splitters snippet."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import re
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+MODULES = ["foldwise.splits", "foldwise.splits._base", "foldwise.splits._combinatorial",
+           "foldwise.splits._fold", "foldwise.splits._kfold", "foldwise.splits._purge",
+           "foldwise.splits._sizes", "foldwise.splits._store", "foldwise.splits._timeline",
+           "foldwise.splits._walk_forward"]
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+def test_purge_and_embargo_are_documented_with_the_leakage_warning():
+    from foldwise.splits import CombinatorialPurgedKFold, PurgedKFold, WalkForward
+
+    for cls in (WalkForward, PurgedKFold, CombinatorialPurgedKFold):
+        doc = cls.__doc__
+        assert "{purge_embargo}" not in doc
+        assert "purge : int, str, DateOffset, Timedelta or LabelEnds, default 0" in doc
+        assert "execution delay" in doc and "lookahead" in doc
+        # the parameter list stays in numpy style (parameters at one indentation)
+        assert "\n    embargo : int, float" in doc
+
+
+def test_readme_splitters_snippet_runs(tmp_path, monkeypatch, capsys):
+    text = README.read_text()
+    section = text[text.index("## Splitters"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "15 5" in out
