@@ -33,7 +33,8 @@ def test_purge_and_embargo_are_documented_with_the_leakage_warning():
         doc = cls.__doc__
         assert "{purge_embargo}" not in doc
         assert "purge : int, str, DateOffset, Timedelta or LabelEnds, default 0" in doc
-        assert "execution delay" in doc and "lookahead" in doc
+        assert "execution delay" in doc
+        assert "lookahead" in doc
         # the parameter list stays in numpy style (parameters at one indentation)
         assert "\n    embargo : int, float" in doc
 

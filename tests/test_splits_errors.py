@@ -104,8 +104,10 @@ def test_train_plus_test_longer_than_the_history():
         list(WalkForward(80, 30).split(np.zeros(100)))
     message = str(info.value)
     assert "makes no fold on 100 bars (no dates)" in message
-    assert "train=80 bars" in message and "(30 bars)" in message
-    assert "shorten train or test" in message and "partial_test=True" in message
+    assert "train=80 bars" in message
+    assert "(30 bars)" in message
+    assert "shorten train or test" in message
+    assert "partial_test=True" in message
     # with a partial window allowed, 80 + 20 fits
     assert WalkForward(80, 30, partial_test=True).get_n_splits(np.zeros(100)) == 1
 
@@ -115,7 +117,9 @@ def test_train_alone_longer_than_the_history_in_calendar_terms(goog):
         list(WalkForward("10Y", "1Y").split(goog))
     message = str(info.value)
     assert "2148 bars 2004-08-19..2013-03-01" in message
-    assert "train='10Y'" in message and "(1Y)" in message and "Use more data" in message
+    assert "train='10Y'" in message
+    assert "(1Y)" in message
+    assert "Use more data" in message
 
 
 def test_min_train_is_named_when_it_sets_the_first_window():
@@ -143,7 +147,8 @@ def test_span_shorter_than_one_bar(goog):
         list(WalkForward("1Y", "2D").split(weekly))
     message = str(info.value)
     assert "test='2D' (2 days) is shorter than one bar" in message
-    assert "7 days apart" in message and "at least 7 days" in message
+    assert "7 days apart" in message
+    assert "at least 7 days" in message
     with pytest.raises(CalendarSpanError, match=r"purge='12h' \(0 days 12:00:00\) is shorter"):
         list(PurgedKFold(3, purge="12h").split(goog))
 
@@ -153,7 +158,8 @@ def test_span_without_dates():
         list(WalkForward("1Y", 5).split(np.zeros((300, 2))))
     message = str(info.value)
     assert "train='1Y' is a calendar span, but X (ndarray, 300 bars (no dates))" in message
-    assert "DatetimeIndex" in message and "number of bars" in message
+    assert "DatetimeIndex" in message
+    assert "number of bars" in message
 
 
 def test_too_many_groups_for_the_bars():

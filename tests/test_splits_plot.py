@@ -8,11 +8,11 @@ import pytest
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import foldwise  # noqa: E402
-from foldwise.splits import CombinatorialPurgedKFold, PurgedKFold, WalkForward  # noqa: E402
-from foldwise.splits._plot import COLORS  # noqa: E402
+import foldwise
+from foldwise.splits import CombinatorialPurgedKFold, PurgedKFold, WalkForward
+from foldwise.splits._plot import COLORS
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_left
 
 import numpy as np
 import pandas as pd
@@ -197,40 +198,68 @@ def business_days(start="2010-01-04", end="2014-12-31"):
     return pd.DataFrame({"x": np.arange(len(dates), dtype=float)}, index=dates)
 
 
-@pytest.mark.parametrize(("train", "test", "step", "anchored"), [
-    ("1Y", "3M", None, False),
-    ("2Y", "6M", "3M", False),
-    ("18M", "1M", None, True),
-    ("52W", "4W", None, False),
-    ("300D", "30D", "60D", False),
-])
-def test_calendar_windows_match_relativedelta_dates(train, test, step, anchored):
-    """Each test window is the bars dated in [d0 + train + j*step, ... + test), with the
-    arithmetic done independently by dateutil; each rolling training window starts at the
-    first bar on or after its test window's start minus train."""
-    frame = business_days()
-    dates = frame.index
-    unit = {"Y": "years", "M": "months", "W": "weeks", "D": "days"}
+_UNITS = {"Y": "years", "M": "months", "W": "weeks", "D": "days"}
 
-    def delta(text, times=1):
-        return relativedelta(**{unit[text[-1]]: int(text[:-1]) * times})
 
+def delta(text, times=1):
+    return relativedelta(**{_UNITS[text[-1]]: int(text[:-1]) * times})
+
+
+def check_calendar_windows(frame, train, test, step=None, anchored=False, min_train=None,
+                           purge=0):
+    """Each test window is the bars dated in [d0 + first + j*step, ... + test), with the date
+    arithmetic done independently by dateutil; a rolling training window starts at the first
+    bar on or after its test window's nominal start minus train; the purge removes the last
+    `purge` bars before the test window. Returns the number of folds."""
+    dates = list(frame.index)
     d0 = dates[0].to_pydatetime()
-    folds = WalkForward(train, test, step=step, anchored=anchored).folds(frame)
-    assert len(folds) >= 2
+    first = min_train or train
+    try:
+        folds = WalkForward(train, test, step=step, anchored=anchored, min_train=min_train,
+                            purge=purge).folds(frame)
+    except (NoFoldsError, EmptyTrainError):
+        folds = []
     step = step or test
     for j, fold in enumerate(folds):
-        start = d0 + delta(train) + delta(step, j)
+        start = d0 + delta(first) + delta(step, j)
         stop = start + delta(test)
-        expected = [i for i, d in enumerate(dates) if start <= d < stop]
+        expected = list(range(bisect_left(dates, start), bisect_left(dates, stop)))
         assert fold.test.tolist() == expected
-        begin = 0 if anchored else next(i for i, d in enumerate(dates) if d >= start - delta(train))
-        assert fold.train.tolist() == list(range(begin, expected[0]))
+        begin = 0 if anchored else bisect_left(dates, start - delta(train))
+        window = list(range(begin, expected[0]))
+        assert fold.train.tolist() == window[:max(0, len(window) - purge)]
         assert fold.test_start == dates[expected[0]]
         assert fold.test_end == dates[expected[-1]]
-    # the next window would run past the last date
-    after = d0 + delta(train) + delta(step, len(folds)) + delta(test)
-    assert after > dates[-1]
+    # no further window fits: the next one would end after the last date
+    after = d0 + delta(first) + delta(step, len(folds)) + delta(test)
+    assert after > dates[-1] or not folds
+    return len(folds)
+
+
+@pytest.mark.parametrize(("train", "test", "step", "anchored", "min_train"), [
+    ("1Y", "3M", None, False, None),
+    ("2Y", "6M", "3M", False, None),
+    ("18M", "1M", None, True, None),
+    ("52W", "4W", None, False, None),
+    ("300D", "30D", "60D", False, None),
+    ("3Y", "6M", None, False, "1Y"),
+])
+def test_calendar_windows_match_relativedelta_dates(train, test, step, anchored, min_train):
+    assert check_calendar_windows(business_days(), train, test, step, anchored, min_train) >= 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(start=st.dates(pd.Timestamp("2000-01-01").date(), pd.Timestamp("2010-12-31").date()),
+       month_end=st.booleans(), years=st.integers(1, 4),
+       train=st.sampled_from(["6M", "1Y", "13M", "40W"]),
+       test=st.sampled_from(["1M", "2M", "3M", "5W", "20D"]),
+       step=st.sampled_from([None, "1M", "2W"]), anchored=st.booleans(),
+       purge=st.integers(0, 3))
+def test_calendar_windows_property(start, month_end, years, train, test, step, anchored, purge):
+    first = pd.Timestamp(start) + (pd.offsets.MonthEnd(0) if month_end else pd.Timedelta(0))
+    dates = pd.bdate_range(first, first + pd.DateOffset(years=years))
+    frame = pd.DataFrame({"x": np.arange(len(dates), dtype=float)}, index=dates)
+    check_calendar_windows(frame, train, test, step, anchored, purge=purge)
 
 
 def test_calendar_purge_reaches_by_date():

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from foldwise._canonical import canonical_json
+from foldwise._canonical import canonical, canonical_json
 from foldwise.errors import EmptyTrainError, SplitError
 
 from ._fold import Fold, FoldSet, fold_id, fold_set_id
@@ -149,17 +149,19 @@ class _Splitter(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def _plain_params(self) -> dict[str, Any]:
+        """The constructor arguments, label end arrays replaced by their identity."""
+        return {k: (v.identity if isinstance(v, LabelEnds) else v)
+                for k, v in self.get_params().items()}
+
     @property
     def config(self) -> dict[str, Any]:
         """The settings that define the folds, as plain values (for canonical JSON and ids)."""
-        params = {k: (v.identity if isinstance(v, LabelEnds) else v)
-                  for k, v in self.get_params().items() if k not in self._not_identity}
+        params = {k: v for k, v in self._plain_params().items() if k not in self._not_identity}
         return {"splitter": type(self).__name__, "version": self._version, "params": params}
 
     def _key(self) -> str:
-        params = {k: (v.identity if isinstance(v, LabelEnds) else v)
-                  for k, v in self.get_params().items()}
-        return canonical_json({"splitter": type(self).__name__, "params": params},
+        return canonical_json({"splitter": type(self).__name__, "params": self._plain_params()},
                               f"{type(self).__name__} settings")
 
     def __eq__(self, other: object) -> bool:
@@ -280,7 +282,7 @@ def make_fold_set(splitter: _Splitter, timeline: Timeline, folds: tuple[Fold, ..
         first_date=dates[0] if has_dates else None,
         last_date=dates[-1] if has_dates else None,
         splitter=repr(splitter),
-        config=splitter.config,
+        config=canonical(splitter.config, "splitter"),
         name=name,
         dates=dates,
     )

@@ -160,7 +160,7 @@ class FoldSet(Sequence[Fold]):
     splitter
         ``repr`` of the splitter.
     config
-        The splitter's canonical configuration (JSON-able).
+        The splitter's canonical configuration (the JSON-able form of ``splitter.config``).
     name
         Name under which the set is stored, if it is.
     dates

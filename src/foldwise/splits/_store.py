@@ -33,7 +33,7 @@ from foldwise.errors import FoldSetMismatchError, FoldStoreError
 from ._base import make_fold_set
 from ._fold import Fold, FoldSet, fold_id, fold_set_id
 from ._purge import from_runs, runs
-from ._timeline import Timeline, format_date
+from ._timeline import Timeline, as_timeline, format_date
 
 if TYPE_CHECKING:
     from ._base import _Splitter
@@ -130,9 +130,10 @@ class FoldStore:
 
     # --- the fold sets --------------------------------------------------------------------
 
-    def folds(self, splitter: _Splitter, timeline: Timeline, name: str | None = None) -> FoldSet:
-        """The folds of ``splitter`` on ``timeline``: stored ones if they match, else new
+    def folds(self, splitter: _Splitter, data: Any, name: str | None = None) -> FoldSet:
+        """The folds of ``splitter`` on ``data``: the stored ones if they match, else new
         ones, stored. Usually called as ``splitter.folds(data, store=store, name=name)``."""
+        timeline = data if isinstance(data, Timeline) else as_timeline(data)
         if name is None:
             identity = fold_set_id(timeline.content_hash, splitter.config)
             name = f"{type(splitter).__name__.lower()}-{identity}"
@@ -249,8 +250,7 @@ def _record(fold_set: FoldSet, name: str) -> dict[str, Any]:
             "first_date": _iso(fold_set.first_date),
             "last_date": _iso(fold_set.last_date),
         },
-        "splitter": {"repr": fold_set.splitter,
-                     "config": canonical(fold_set.config, "splitter")},
+        "splitter": {"repr": fold_set.splitter, "config": fold_set.config},
         "folds": [
             {"number": f.number, "fold_id": f.fold_id, "test_groups": list(f.test_groups),
              **{key: runs(getattr(f, key)).tolist() for key in _ARRAYS}}
