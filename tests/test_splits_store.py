@@ -222,3 +222,26 @@ def test_bad_names_are_refused(tmp_path, name):
 def test_name_without_store_is_an_error(data):
     with pytest.raises(SplitError, match=r"store=FoldStore\(\)"):
         WalkForward(500, 250).folds(data, name="study")
+
+
+def test_of_two_processes_creating_one_name_the_second_is_compared(tmp_path, data, monkeypatch):
+    """Another process stores the name between our read and our write: we do not overwrite
+    its folds, we compare against them."""
+    store = FoldStore(tmp_path)
+    other = WalkForward(400, 250).folds(data)
+    real_read = FoldStore.read
+    calls = []
+
+    def read_then_race(self, name):
+        calls.append(name)
+        if len(calls) == 1:
+            assert self._create(name, other)  # the other process wins the race
+            return None
+        return real_read(self, name)
+
+    monkeypatch.setattr(FoldStore, "read", read_then_race)
+    with pytest.raises(FoldSetMismatchError, match=r"train: 400 -> 500"):
+        WalkForward(500, 250).folds(data, store=store, name="study")
+    monkeypatch.undo()
+    assert WalkForward(400, 250).folds(data, store=store, name="study") == other
+    assert not [p for p in (tmp_path / "folds").iterdir() if p.name != "study.json"]

@@ -130,8 +130,9 @@ class Fold:
 
     def __repr__(self) -> str:
         def part(name: str, positions: np.ndarray, first: Any, last: Any) -> str:
-            pieces = ", ".join(f"{a}:{b}" for a, b in runs(positions)[:3])
-            more = ", ..." if len(runs(positions)) > 3 else ""
+            ranges = runs(positions)
+            pieces = ", ".join(f"{a}:{b}" for a, b in ranges[:3])
+            more = ", ..." if len(ranges) > 3 else ""
             dates = f" {format_date(first)}..{format_date(last)}" if first is not None else ""
             return f"{name}=[{pieces}{more}] ({positions.size} bars{dates})"
 

@@ -14,18 +14,20 @@ which says what changed and how to go on.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import itertools
 import json
 import logging
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from foldwise._atomic import TEMP_SUFFIX, atomic_write_json
+from foldwise._atomic import TEMP_SUFFIX, atomic_write_json, fsync_dir
 from foldwise._canonical import canonical
 from foldwise._paths import resolve_root
 from foldwise.errors import FoldSetMismatchError, FoldStoreError
@@ -64,12 +66,14 @@ class FoldStore:
     --------
     >>> import tempfile, numpy as np
     >>> from foldwise.splits import WalkForward
-    >>> store = FoldStore(tempfile.mkdtemp())
+    >>> directory = tempfile.TemporaryDirectory()
+    >>> store = FoldStore(directory.name)
     >>> folds = WalkForward(50, 10).folds(np.arange(100.0), store=store, name="study-1")
     >>> store.names()
     ['study-1']
     >>> WalkForward(50, 10).folds(np.arange(100.0), store=store, name="study-1") == folds
     True
+    >>> directory.cleanup()
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
@@ -121,12 +125,29 @@ class FoldStore:
         self._check_record(name, record)
         return record
 
-    def write(self, fold_set: FoldSet, name: str) -> Path:
-        """Store ``fold_set`` under ``name`` (atomically, replacing any file of that name)."""
+    def _create(self, name: str, fold_set: FoldSet) -> bool:
+        """Store ``fold_set`` as ``name`` unless a set of that name exists; return whether it
+        was stored.
+
+        The file is written whole under a temporary name, then hard-linked to its final
+        name, which fails if another process stored a set first: of two processes that
+        build the same name at once, one wins and the other compares against its folds.
+        """
         path = self.path(name)
-        atomic_write_json(path, _record(fold_set, name))
+        pending = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+        atomic_write_json(pending, _record(fold_set, name))
+        try:
+            os.link(pending, path)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: the last writer wins
+            os.replace(pending, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pending)
+        fsync_dir(path.parent)
         logger.info("stored %d folds as %s", len(fold_set), path)
-        return path
+        return True
 
     # --- the fold sets --------------------------------------------------------------------
 
@@ -140,8 +161,11 @@ class FoldStore:
         record = self.read(name)
         if record is None:
             fold_set = splitter._build(timeline, name)
-            self.write(fold_set, name)
-            return fold_set
+            if self._create(name, fold_set):
+                return fold_set
+            record = self.read(name)  # another process stored this name meanwhile
+            if record is None:
+                raise self._damaged(name, "it vanished while being read")
         self._check_match(name, record, splitter, timeline)
         return self._from_record(name, record, splitter, timeline)
 
