@@ -65,9 +65,6 @@ class Span:
         """The duration of one span starting at ``stamp``."""
         return self.shift(stamp) - stamp
 
-    def __str__(self) -> str:
-        return self.text
-
 
 def _span_error(name: str, value: Any, why: str) -> CalendarSpanError:
     return CalendarSpanError(
