@@ -11,20 +11,26 @@ The public API is re-exported here; everything else is private to its module.
 
 from __future__ import annotations
 
-from foldwise import datasets, examples, metrics
+from foldwise import datasets, examples, metrics, splits
 from foldwise.backtest import BacktestResult, Costs, backtest
 from foldwise.data import MarketData
 from foldwise.errors import FoldwiseError
+from foldwise.splits import CombinatorialPurgedKFold, Fold, FoldStore, PurgedKFold, WalkForward
 from foldwise.strategy import Strategy, as_strategy, check_causal, strategy
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BacktestResult",
+    "CombinatorialPurgedKFold",
     "Costs",
+    "Fold",
+    "FoldStore",
     "FoldwiseError",
     "MarketData",
+    "PurgedKFold",
     "Strategy",
+    "WalkForward",
     "__version__",
     "as_strategy",
     "backtest",
@@ -32,5 +38,6 @@ __all__ = [
     "datasets",
     "examples",
     "metrics",
+    "splits",
     "strategy",
 ]

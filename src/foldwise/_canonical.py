@@ -82,7 +82,7 @@ def canonical(value: Any, name: str = "params") -> Any:
         return str(value)
     if isinstance(value, (pd.Timedelta, _dt.timedelta)):
         return pd.Timedelta(value).isoformat()
-    if isinstance(value, pd.DateOffset):
+    if isinstance(value, pd.offsets.BaseOffset):
         return value.freqstr
     if isinstance(value, (PurePath, os.PathLike)):
         return os.fspath(value)

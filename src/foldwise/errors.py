@@ -15,15 +15,21 @@ from __future__ import annotations
 __all__ = [
     "AllTrialsFailedError",
     "BacktestError",
+    "CalendarSpanError",
+    "CombinatorialExplosionError",
     "DataError",
     "DuplicateDatesError",
     "EmptyDataError",
+    "EmptyTrainError",
     "FingerprintError",
+    "FoldSetMismatchError",
+    "FoldStoreError",
     "FoldwiseError",
     "MisalignedFieldsError",
     "MisalignedWeightsError",
     "MissingFieldError",
     "MissingPriceError",
+    "NoFoldsError",
     "NonDatetimeIndexError",
     "NonFiniteValueError",
     "NonNumericFieldError",
@@ -31,6 +37,7 @@ __all__ = [
     "OptimizationError",
     "ParameterError",
     "SearchSpaceError",
+    "SplitError",
     "StorageError",
     "StrategyError",
     "StrategyOutputError",
@@ -157,3 +164,35 @@ class StudyMismatchError(OptimizationError):
 
 class StorageError(OptimizationError):
     """An Optuna storage that cannot be opened or used."""
+
+
+# --- splitters and folds -------------------------------------------------------------------
+
+
+class SplitError(FoldwiseError, ValueError):
+    """A splitter setting that is invalid, or folds that do not fit the data."""
+
+
+class CalendarSpanError(SplitError):
+    """A calendar span ("6M") that cannot be read, has no dates to apply to, or is shorter
+    than one bar."""
+
+
+class NoFoldsError(SplitError):
+    """The data is too short for even one fold (train + test longer than the history)."""
+
+
+class EmptyTrainError(SplitError):
+    """Purge and embargo (or a gap in the dates) leave a fold without any training bar."""
+
+
+class CombinatorialExplosionError(SplitError):
+    """A combinatorial splitter would make more splits than its limit allows."""
+
+
+class FoldStoreError(SplitError):
+    """A stored fold set that cannot be read or written (bad name, damaged file)."""
+
+
+class FoldSetMismatchError(FoldStoreError):
+    """A stored fold set was built with other data or another splitter than the one asked for."""
