@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -767,8 +768,8 @@ class BacktestCache:
         Parameters
         ----------
         older_than
-            Remove entries not used for this long: seconds, a ``timedelta`` or a pandas
-            duration string such as ``"30d"``.
+            Remove entries not used for this long: seconds, a ``timedelta`` or text such
+            as ``"30d"`` or ``"12h"``.
         max_bytes
             Then remove full runs, least recently used first, until their artifact files
             take at most this many bytes. Slice entries hold no file and stay.
@@ -783,7 +784,7 @@ class BacktestCache:
         rows = sorted(self.index.rows(), key=lambda r: (r.last_used, r.key))
         doomed: dict[str, IndexRow] = {}
         if older_than is not None:
-            cutoff = time.time() - _seconds(older_than)
+            cutoff = time.time() - parse_seconds(older_than)
             doomed.update((r.key, r) for r in rows if r.last_used < cutoff)
         if max_bytes is not None:
             if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
@@ -896,21 +897,27 @@ def _metrics_json(metrics: Mapping[str, Any]) -> str:
     return json.dumps(out, allow_nan=True)
 
 
-def _seconds(value: float | _dt.timedelta | str) -> float:
+_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0,
+          "d": 86400.0, "day": 86400.0, "w": 604800.0, "week": 604800.0}
+_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*?)s?\s*", re.IGNORECASE)
+
+
+def parse_seconds(value: float | _dt.timedelta | str) -> float:
+    """Seconds in ``value``: a number of seconds, a ``timedelta``, or text like ``"12h"``,
+    ``"30d"``, ``"90min"``, ``"2 weeks"``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
-    elif isinstance(value, (_dt.timedelta, str)):
-        try:
-            seconds = pd.Timedelta(value).total_seconds()
-        except ValueError as exc:
-            raise CacheArgumentError(
-                f"older_than={value!r} is not a duration; use seconds, a timedelta or a "
-                "string such as '12h' or '30d'.") from exc
+    elif isinstance(value, _dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str) and (match := _DURATION.fullmatch(value)) and (
+            match.group(2).lower() in _UNITS or match.group(2) == ""):
+        seconds = float(match.group(1)) * _UNITS.get(match.group(2).lower(), 1.0)
     else:
         raise CacheArgumentError(
-            f"older_than must be seconds, a timedelta or a string such as '30d', got {value!r}.")
+            f"{value!r} is not a duration; use seconds, a timedelta or text such as '12h', "
+            "'30d' or '90min'.")
     if not seconds >= 0:
-        raise CacheArgumentError(f"older_than must be >= 0, got {value!r}.")
+        raise CacheArgumentError(f"a duration must be >= 0, got {value!r}.")
     return seconds
 
 

@@ -173,7 +173,8 @@ class IndexBackendContract:
         backend.insert(make_row(_key(1)))
         backend.close()
         assert backend.get(_key(1)) == make_row(_key(1))
-        assert isinstance(backend.describe(), str) and backend.describe()
+        assert isinstance(backend.describe(), str)
+        assert backend.describe()
 
     def test_process_safe_backends_copy_as_their_location(self, backend: IndexBackend) -> None:
         if not backend.process_safe:
