@@ -541,3 +541,20 @@ def test_cached_backtest_uses_the_default_location(tmp_path, monkeypatch):
 def test_index_rows_hold_json_only(filled):
     for row in filled.index.rows(kind=None):
         json.loads(row.params), json.loads(row.settings), json.loads(row.metrics)
+
+
+def test_an_entry_replaced_by_another_process_is_reloaded_not_dropped(cache, caplog):
+    cache.get_or_run(trend, {}, DATA)
+    key = cache.key(trend, {}, DATA)
+    old = cache.get(key)._row.artifact  # remembered by this process
+    other = reopen(cache)
+    other.evict(older_than=0)
+    other.get_or_run(trend, {}, DATA)  # stored again, under a new file name
+    new = other.index.get(key.digest).artifact
+    assert new != old
+    cache._results.clear()  # as if the loaded result had left the in-memory LRU
+    with caplog.at_level(logging.WARNING, logger="foldwise.cache"):
+        result = cache.get_or_run(trend, {}, DATA)
+    assert caplog.text == ""
+    assert result.returns.equals(trend_result().returns)
+    assert cache.index.get(key.digest).artifact == new

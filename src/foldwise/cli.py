@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 import foldwise
-from foldwise.cache._cache import parse_seconds
+from foldwise.cache._maintenance import parse_seconds
 from foldwise.datasets import load_goog, load_sp500
 
 __all__ = ["main"]

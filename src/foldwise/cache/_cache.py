@@ -28,30 +28,39 @@ reports them.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import logging
-import math
 import os
-import re
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import pandas as pd
 
-from foldwise._canonical import canonical_json, from_canonical
 from foldwise._paths import resolve_root
 from foldwise.backtest import BacktestResult, Costs
 from foldwise.cache._artifacts import ArtifactStore
+from foldwise.cache._browse import runs_frame, select_rows
 from foldwise.cache._index import IndexBackend, IndexRow, SQLiteIndex
 from foldwise.cache._keys import CacheKey, Window, make_key, resolve_strategy
+from foldwise.cache._maintenance import (
+    directory_bytes,
+    eviction_victims,
+    inspect,
+    sweep,
+)
+from foldwise.cache._records import (
+    CacheRecord,
+    CacheStats,
+    VerifyReport,
+    metrics_json,
+    record_from_row,
+)
 from foldwise.data import MarketData
 from foldwise.errors import (
     CacheArgumentError,
@@ -69,170 +78,11 @@ CACHE_DIR = "cache"
 #: File name of the SQLite index inside the cache directory.
 INDEX_NAME = "index.sqlite"
 _INDEX_FILES = frozenset(INDEX_NAME + suffix for suffix in ("", "-wal", "-shm", "-journal"))
-_KINDS = {"full": "full", "slice": "slice", "all": None, None: None}
 
 
-# --- what the cache hands out ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CacheRecord:
-    """One stored run, as :meth:`BacktestCache.get` returns it. Immutable.
-
-    Attributes
-    ----------
-    key : str
-        The digest of the entry's key.
-    kind : str
-        ``"full"`` (metrics and artifacts) or ``"slice"`` (metrics of a window of a full
-        run).
-    strategy, fingerprint : str
-        The strategy's name and code fingerprint.
-    params : Mapping
-        The parameters, defaults filled in (tuples and non-finite floats restored; dates
-        and paths as the strings the key used). Read-only.
-    settings : Mapping
-        Costs, delay, price field, missing-price policy, periods per year. Read-only.
-    data_hash : str
-        Content hash of the market data.
-    window : Window or None
-        The bars of a slice entry.
-    parent : str or None
-        Key of the full run a slice entry was cut from.
-    metrics : Mapping[str, float]
-        Every metric, available without reading any artifact. Read-only.
-    n_bytes : int
-        Size of the artifact file (0 for a slice).
-    created : float
-        Unix time of the first store.
-    """
-
-    key: str
-    kind: str
-    strategy: str
-    fingerprint: str
-    params: Mapping[str, Any]
-    settings: Mapping[str, Any]
-    data_hash: str
-    window: Window | None
-    parent: str | None
-    metrics: Mapping[str, float]
-    n_bytes: int
-    created: float
-    _row: IndexRow = field(repr=False)
-    _cache: BacktestCache = field(repr=False)
-
-    @property
-    def is_slice(self) -> bool:
-        return self.kind == "slice"
-
-    @property
-    def result(self) -> BacktestResult:
-        """The stored run (read from its artifact file on first use, then kept in memory).
-
-        A slice entry is rebuilt from its full run, which must still be in the cache.
-
-        Raises
-        ------
-        CacheCorruptedError
-            The artifact file is missing, truncated or not the one recorded.
-        CacheMissError
-            A slice whose full run is no longer in the cache.
-        """
-        return self._cache._result_of(self)
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    """What :meth:`BacktestCache.stats` reports."""
-
-    directory: str
-    runs: int
-    full_runs: int
-    slice_runs: int
-    strategies: dict[str, int]
-    artifact_bytes: int
-    bytes_on_disk: int
-    hits: int
-    misses: int
-    puts: int
-
-    def __str__(self) -> str:
-        lines = [f"cache        {self.directory}",
-                 f"runs         {self.runs} ({self.full_runs} full, {self.slice_runs} slices)",
-                 f"on disk      {_size(self.bytes_on_disk)} ({_size(self.artifact_bytes)} of "
-                 "artifacts)",
-                 f"this process {self.hits} hits, {self.misses} misses, {self.puts} stored"]
-        lines += [f"  {name:<24} {count} runs" for name, count in sorted(self.strategies.items())]
-        return "\n".join(lines)
-
-
-@dataclass
-class VerifyReport:
-    """What :meth:`BacktestCache.verify` found. Nothing listed here was ever opened as code.
-
-    Attributes
-    ----------
-    checked : int
-        Index rows examined.
-    missing : list[str]
-        Keys whose artifact file is gone.
-    corrupted : list[tuple[str, str]]
-        Keys whose artifact is truncated, damaged, replaced or misnamed, with the reason.
-    orphans : list[str]
-        Artifact files no row names (a writer killed between rename and insert, or a
-        deletion killed between row and file). Harmless; repair removes them.
-    temporary : list[str]
-        Unfinished writes (``.*.tmp``), invisible to readers. Repair removes them.
-    foreign : list[str]
-        Files foldwise never writes there (a ``.pkl``, say). Reported, never opened, never
-        deleted.
-    repaired : bool
-        Whether damaged rows and stale leftovers were removed.
-    """
-
-    checked: int = 0
-    missing: list[str] = field(default_factory=list)
-    corrupted: list[tuple[str, str]] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)
-    temporary: list[str] = field(default_factory=list)
-    foreign: list[str] = field(default_factory=list)
-    repaired: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True when every entry is intact and nothing foreign is in the directory."""
-        return not (self.missing or self.corrupted or self.foreign)
-
-    def __str__(self) -> str:
-        lines = [f"checked {self.checked} entries: "
-                 + ("all intact" if not (self.missing or self.corrupted) else
-                    f"{len(self.missing)} missing, {len(self.corrupted)} corrupted")]
-        lines += [f"  missing artifact: {key}" for key in self.missing]
-        lines += [f"  corrupted: {key}: {reason}" for key, reason in self.corrupted]
-        lines += [f"  orphan artifact: {path}" for path in self.orphans]
-        lines += [f"  unfinished write: {path}" for path in self.temporary]
-        lines += [f"  foreign file (not opened): {path}" for path in self.foreign]
-        if self.repaired:
-            lines.append("repaired: damaged entries dropped, stale leftovers removed "
-                         "(foreign files left in place)")
-        return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"  # pragma: no cover
-
-
-def _flush_pending(index: IndexBackend, pending: dict[str, float]) -> None:
-    if not pending:
+def _write_last_used(index: IndexBackend, batch: dict[str, float]) -> None:
+    if not batch:
         return
-    batch = dict(pending)
-    pending.clear()
     try:
         index.touch(batch)
     except Exception as exc:  # last-used times only steer eviction; never fail for them
@@ -292,8 +142,6 @@ class BacktestCache:
         self._custom_backend = backend is not None
         self.index = backend if backend is not None else SQLiteIndex(self.directory / INDEX_NAME)
         self._store = ArtifactStore(self.directory)
-        self._options = {"memo_size": int(memo_size), "results_in_memory": int(results_in_memory),
-                         "touch_interval": float(touch_interval)}
         self._memo_size = int(memo_size)
         self._results_size = int(results_in_memory)
         self.touch_interval = float(touch_interval)
@@ -303,12 +151,16 @@ class BacktestCache:
         self._touched: dict[str, float] = {}
         self._last_flush = time.time()
         self._hits = self._misses = self._puts = 0
-        self._finalizer = weakref.finalize(self, _flush_pending, self.index, self._touched)
+        # At exit or collection, write what hits are still pending (no other user is left).
+        self._finalizer = weakref.finalize(
+            self, lambda index, pending: _write_last_used(index, dict(pending)), self.index,
+            self._touched)
         _live.add(self)
 
     def __reduce__(self) -> Any:
-        return (_reopen, (str(self.root), self.index if self._custom_backend else None,
-                          self._options))
+        options = {"memo_size": self._memo_size, "results_in_memory": self._results_size,
+                   "touch_interval": self.touch_interval}
+        return (_reopen, (str(self.root), self.index if self._custom_backend else None, options))
 
     def __repr__(self) -> str:
         return f"BacktestCache({str(self.root)!r}, index={self.index.describe()})"
@@ -388,15 +240,7 @@ class BacktestCache:
         return record
 
     def _remember(self, row: IndexRow) -> CacheRecord:
-        metrics = json.loads(row.metrics)
-        record = CacheRecord(
-            key=row.key, kind=row.kind, strategy=row.strategy, fingerprint=row.fingerprint,
-            params=MappingProxyType(from_canonical(json.loads(row.params))),
-            settings=MappingProxyType(json.loads(row.settings)), data_hash=row.data_hash,
-            window=None if row.window is None else Window(*json.loads(row.window)),
-            parent=row.parent,
-            metrics=MappingProxyType({k: float(v) for k, v in metrics.items()}),
-            n_bytes=row.n_bytes, created=row.created, _row=row, _cache=self)
+        record = record_from_row(row, self)
         with self._lock:
             self._records[row.key] = record
             if len(self._records) > self._memo_size:
@@ -407,7 +251,9 @@ class BacktestCache:
         """Write the last-used times of recent hits to the index now."""
         with self._lock:
             self._last_flush = time.time()
-        _flush_pending(self.index, self._touched)
+            batch = dict(self._touched)
+            self._touched.clear()  # in place: the finalizer holds this dict
+        _write_last_used(self.index, batch)
 
     def close(self) -> None:
         """Flush last-used times and release this process's index connections.
@@ -470,7 +316,7 @@ class BacktestCache:
                     "put(key, result); metrics= is for slice entries.")
             artifact, digest, n_bytes = self._store.write(key.digest, result)
             row = IndexRow(kind="full", window=None, parent=None,
-                           metrics=_metrics_json(result.metrics()), artifact=artifact,
+                           metrics=metrics_json(result.metrics()), artifact=artifact,
                            checksum=digest, n_bytes=n_bytes, **common)
         else:
             if (result is None) == (metrics is None):
@@ -486,7 +332,7 @@ class BacktestCache:
                         f"full.islice({key.window.start}, {key.window.stop}).")
                 metrics = result.metrics()
             row = IndexRow(kind="slice", window=json.dumps(key.window.as_list()),
-                           parent=key.full().digest, metrics=_metrics_json(metrics),
+                           parent=key.full().digest, metrics=metrics_json(metrics),
                            artifact=None, checksum=None, n_bytes=0, **common)
         stored = self.index.insert(row)
         if row.artifact is not None and stored.artifact != row.artifact:
@@ -556,6 +402,11 @@ class BacktestCache:
             try:
                 return self._result_of(record)
             except CacheCorruptedError as exc:
+                current = self.index.get(key.digest)
+                if current is not None and current.artifact != record._row.artifact:
+                    # another process already replaced the entry this process remembered
+                    return self._full_result(key, strategy, params, data, settings,
+                                             self._remember(current))
                 logger.warning("cache entry %s of %r is damaged and is run again: %s",
                                key.digest, key.strategy, exc)
                 self._drop([key.digest])
@@ -626,78 +477,9 @@ class BacktestCache:
             window_last`` when slices are included, ``params_<name>`` per parameter, every
             metric, and ``data_hash, fingerprint, created, last_used, bytes``.
         """
-        rows = self._select(strategy, kind, data, params)
-        return self._frame([self._remember(row) for row in rows], kind != "full")
-
-    def _select(self, strategy: Any, kind: str | None, data: Any,
-                params: Mapping[str, Any]) -> list[IndexRow]:
-        if kind not in _KINDS:
-            raise CacheArgumentError(f"kind must be 'full', 'slice' or 'all', got {kind!r}.")
         self.flush()
-        name = fingerprint = None
-        if isinstance(strategy, str):
-            name = strategy
-        elif strategy is not None:
-            runner = resolve_strategy(strategy)
-            name, fingerprint = runner.name, runner.fingerprint
-        rows = self.index.rows(strategy=name, kind=_KINDS[kind])
-        if fingerprint is not None:
-            rows = [r for r in rows if r.fingerprint == fingerprint]
-        if data is not None:
-            data_hash = data.content_hash if isinstance(data, MarketData) else str(data)
-            rows = [r for r in rows if r.data_hash == data_hash]
-        if params and rows:
-            wanted = {name: canonical_json(value, f"runs({name}=...)")
-                      for name, value in params.items()}
-            decoded = [(r, json.loads(r.params)) for r in rows]
-            known = set().union(*(p for _, p in decoded))
-            unknown = sorted(set(wanted) - known)
-            if unknown:
-                raise CacheArgumentError(
-                    f"no stored run has a parameter {', '.join(map(repr, unknown))}; the runs "
-                    f"selected have {', '.join(sorted(known)) or 'no parameters'}.")
-            rows = [r for r, p in decoded
-                    if all(n in p and _json(p[n]) == text for n, text in wanted.items())]
-        return rows
-
-    def _frame(self, records: list[CacheRecord], with_windows: bool) -> pd.DataFrame:
-        param_names = sorted({name for record in records for name in record.params})
-        metric_names = list(METRICS) + sorted(
-            {m for record in records for m in record.metrics} - set(METRICS))
-        table: dict[str, list[Any]] = {"strategy": [], "kind": []}
-        if with_windows:
-            for column in ("window_start", "window_stop", "window_first", "window_last"):
-                table[column] = []
-        for name in param_names:
-            table[f"params_{name}"] = []
-        for name in metric_names:
-            table[name] = []
-        for column in ("data_hash", "fingerprint", "created", "last_used", "bytes"):
-            table[column] = []
-        for record in records:
-            table["strategy"].append(record.strategy)
-            table["kind"].append(record.kind)
-            if with_windows:
-                window = record.window
-                table["window_start"].append(None if window is None else window.start)
-                table["window_stop"].append(None if window is None else window.stop)
-                table["window_first"].append(None if window is None else window.first)
-                table["window_last"].append(None if window is None else window.last)
-            for name in param_names:
-                table[f"params_{name}"].append(record.params.get(name))
-            for name in metric_names:
-                table[name].append(record.metrics.get(name, math.nan))
-            table["data_hash"].append(record.data_hash)
-            table["fingerprint"].append(record.fingerprint)
-            table["created"].append(record.created)
-            table["last_used"].append(record._row.last_used)
-            table["bytes"].append(record.n_bytes)
-        frame = pd.DataFrame(table, index=pd.Index([r.key for r in records], name="key"))
-        for column in ("created", "last_used"):
-            frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
-        for name in metric_names:
-            frame[name] = frame[name].astype(float)
-        return frame
+        rows = select_rows(self.index, strategy, kind, data, params)
+        return runs_frame([self._remember(row) for row in rows], kind != "full")
 
     def compare(self, keys: Iterable[CacheKey | CacheRecord | str]) -> pd.DataFrame:
         """The given runs side by side, one row per key in the order given.
@@ -717,7 +499,7 @@ class BacktestCache:
                 f"{len(absent)} of the keys are not in the cache: {', '.join(absent[:5])}"
                 f"{'...' if len(absent) > 5 else ''}. List what is stored with cache.runs().")
         present = [r for r in records if r is not None]
-        return self._frame(present, any(r.is_slice for r in present))
+        return runs_frame(present, any(r.is_slice for r in present))
 
     def best(self, strategy: Any, metric: str, top_n: int = 5, maximize: bool = True, *,
              kind: str | None = "full", data: MarketData | str | None = None,
@@ -745,19 +527,14 @@ class BacktestCache:
         strategies: dict[str, int] = {}
         for row in rows:
             strategies[row.strategy] = strategies.get(row.strategy, 0) + 1
-        on_disk = 0
-        if self.directory.is_dir():
-            for root, _dirs, files in os.walk(self.directory):
-                for name in files:
-                    with contextlib.suppress(FileNotFoundError):
-                        on_disk += os.stat(os.path.join(root, name)).st_size
         full = sum(1 for row in rows if row.kind == "full")
         with self._lock:
             hits, misses, puts = self._hits, self._misses, self._puts
         return CacheStats(directory=str(self.directory), runs=len(rows), full_runs=full,
                           slice_runs=len(rows) - full, strategies=strategies,
                           artifact_bytes=sum(row.n_bytes for row in rows),
-                          bytes_on_disk=on_disk, hits=hits, misses=misses, puts=puts)
+                          bytes_on_disk=directory_bytes(self.directory), hits=hits,
+                          misses=misses, puts=puts)
 
     # --- removing --------------------------------------------------------------------
 
@@ -776,27 +553,9 @@ class BacktestCache:
 
         Slice entries whose full run is evicted keep their metrics.
         """
-        if older_than is None and max_bytes is None:
-            raise CacheArgumentError(
-                "evict() needs older_than=... (seconds, timedelta or '30d') and/or "
-                "max_bytes=...; to remove everything use clear().")
         self.flush()
-        rows = sorted(self.index.rows(), key=lambda r: (r.last_used, r.key))
-        doomed: dict[str, IndexRow] = {}
-        if older_than is not None:
-            cutoff = time.time() - parse_seconds(older_than)
-            doomed.update((r.key, r) for r in rows if r.last_used < cutoff)
-        if max_bytes is not None:
-            if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
-                raise CacheArgumentError(f"max_bytes must be an integer >= 0, got {max_bytes!r}.")
-            kept = [r for r in rows if r.key not in doomed and r.n_bytes]
-            total = sum(r.n_bytes for r in kept)
-            for row in kept:
-                if total <= max_bytes:
-                    break
-                doomed[row.key] = row
-                total -= row.n_bytes
-        return len(self._drop(list(doomed)))
+        victims = eviction_victims(self.index.rows(), older_than, max_bytes, time.time())
+        return len(self._drop(victims))
 
     def clear(self) -> int:
         """Remove every entry and its files; return how many entries were removed.
@@ -805,13 +564,15 @@ class BacktestCache:
         belong to a process writing right now); foreign files are left alone.
         """
         removed = self._drop([row.key for row in self.index.rows()])
-        self._sweep(self._store.scan(set(_INDEX_FILES)), set(), grace=600.0)
+        scan = self._store.scan(set(_INDEX_FILES))
+        sweep(self.directory, scan.temporary + scan.artifacts, grace=600.0)
         with self._lock:
             self._records.clear()
             self._results.clear()
         return len(removed)
 
     def _drop(self, keys: list[str]) -> list[IndexRow]:
+        """Delete rows, then their files (a crash in between leaves an orphan file)."""
         deleted = self.index.delete(keys)
         for row in deleted:
             if row.artifact is not None:
@@ -825,16 +586,6 @@ class BacktestCache:
                 self._results.pop(key, None)
                 self._touched.pop(key, None)
         return deleted
-
-    def _sweep(self, scan: Any, referenced: set[str], grace: float) -> None:
-        cutoff = time.time() - grace
-        for relpath in [*scan.temporary, *(a for a in scan.artifacts if a not in referenced)]:
-            path = self.directory / relpath
-            try:
-                if path.stat().st_mtime <= cutoff:
-                    path.unlink()
-            except FileNotFoundError:
-                pass
 
     def verify(self, repair: bool = False, grace: float = 600.0) -> VerifyReport:
         """Check every entry's artifact and list anything in the directory that is not ours.
@@ -853,72 +604,15 @@ class BacktestCache:
         """
         self.flush()
         scan = self._store.scan(set(_INDEX_FILES))
-        rows = self.index.rows()
-        report = VerifyReport(checked=len(rows), temporary=scan.temporary,
-                              foreign=scan.foreign)
-        referenced = set()
-        for row in rows:
-            if row.artifact is None:
-                continue
-            referenced.add(row.artifact)
-            try:
-                exists = self._store.path(row.artifact).is_file()
-            except CacheCorruptedError as exc:
-                report.corrupted.append((row.key, str(exc)))
-                continue
-            if not exists:
-                report.missing.append(row.key)
-                continue
-            problem = self._store.check(row.artifact, row.checksum or "", row.n_bytes)
-            if problem is not None:
-                report.corrupted.append((row.key, problem))
-        report.orphans = [a for a in scan.artifacts if a not in referenced]
+        report = inspect(self._store, self.index.rows(), scan)
         for path in report.foreign:
             logger.warning("foreign file in the cache directory (not opened): %s",
                            self.directory / path)
         if repair:
             self._drop(report.missing + [key for key, _ in report.corrupted])
-            self._sweep(scan, referenced, grace)
+            sweep(self.directory, report.temporary + report.orphans, grace)
             report.repaired = True
         return report
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _metrics_json(metrics: Mapping[str, Any]) -> str:
-    out = {}
-    for name, value in metrics.items():
-        if not isinstance(name, str) or isinstance(value, bool) or not hasattr(value, "__float__"):
-            raise CacheArgumentError(
-                f"metrics must map names to numbers; got {name!r}: {value!r}.")
-        out[name] = float(value)
-    return json.dumps(out, allow_nan=True)
-
-
-_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0,
-          "d": 86400.0, "day": 86400.0, "w": 604800.0, "week": 604800.0}
-_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*?)s?\s*", re.IGNORECASE)
-
-
-def parse_seconds(value: float | _dt.timedelta | str) -> float:
-    """Seconds in ``value``: a number of seconds, a ``timedelta``, or text like ``"12h"``,
-    ``"30d"``, ``"90min"``, ``"2 weeks"``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, _dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, str) and (match := _DURATION.fullmatch(value)) and (
-            match.group(2).lower() in _UNITS or match.group(2) == ""):
-        seconds = float(match.group(1)) * _UNITS.get(match.group(2).lower(), 1.0)
-    else:
-        raise CacheArgumentError(
-            f"{value!r} is not a duration; use seconds, a timedelta or text such as '12h', "
-            "'30d' or '90min'.")
-    if not seconds >= 0:
-        raise CacheArgumentError(f"a duration must be >= 0, got {value!r}.")
-    return seconds
 
 
 def _digest(key: Any) -> str:

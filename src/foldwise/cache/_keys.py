@@ -47,6 +47,8 @@ KEY_VERSION = 1
 _engine = importlib.import_module("foldwise.backtest")
 _MEMO_LIMIT = 100_000
 _memo: dict[tuple[Any, ...], CacheKey] = {}
+_settings_memo: dict[tuple[Any, ...], str] = {}
+_windows: dict[tuple[str, int, int], Window] = {}
 _strategies: weakref.WeakKeyDictionary[Callable[..., Any], Strategy] = weakref.WeakKeyDictionary()
 # Parameter values of these exact types can be compared by ``==`` without mixing up
 # canonical forms, provided the type goes into the memo token too (-0.0 excepted).
@@ -89,8 +91,12 @@ class Window:
                 f"window ({start!r}, {stop!r}) is not a range of bar positions "
                 f"0 <= start < stop <= {n} of this data; pass integer positions such as a "
                 "fold's train range.")
-        index = data.index
-        window_obj = cls(start, stop, index[start].isoformat(), index[stop - 1].isoformat())
+        token = (data.content_hash, start, stop)
+        window_obj = _windows.get(token)
+        if window_obj is None:  # formatting two dates costs more than the rest of a key
+            index = data.index
+            window_obj = cls(start, stop, index[start].isoformat(), index[stop - 1].isoformat())
+            _remember(_windows, token, window_obj)
         if isinstance(window, Window) and window != window_obj:
             raise CacheArgumentError(
                 f"window {window} does not match the dates of this data ({window_obj.first} .. "
@@ -222,26 +228,39 @@ def make_key(strategy: Any, params: Mapping[str, Any] | None, data: MarketData, 
     fingerprint = runner.fingerprint
     data_hash = data.content_hash
     given = params if params is not None else {}
+    # Settings rarely change between calls; type-tagged so 1 and True never share an entry.
+    settings_token = (costs.__class__, costs, delay.__class__, delay, price_field.__class__,
+                      price_field, missing.__class__, missing, periods_per_year.__class__,
+                      periods_per_year)
     token = None
-    params_token = _params_token(given) if isinstance(given, dict) else None
-    if (params_token is not None and (costs is None or costs.__class__ is Costs)
-            and (window is None or window.__class__ is tuple)):
-        token = (_engine.ENGINE_VERSION, fingerprint, runner.name, data_hash, params_token, costs, delay.__class__, delay,
-                 price_field, missing, periods_per_year.__class__, periods_per_year,
-                 window if window is None else tuple((v.__class__, v) for v in window))
+    params_token = _params_token(given) if given.__class__ is dict else None
+    if params_token is not None and (window is None or window.__class__ is tuple):
+        token = (_engine.ENGINE_VERSION, fingerprint, runner.name, data_hash, params_token,
+                 settings_token, window if window is None else tuple(
+                     (v.__class__, v) for v in window))
         try:
             key = _memo.get(token)
-        except TypeError:  # an unhashable value inside the window tuple
+        except TypeError:  # an unhashable setting (a dict of costs) or window value
             key, token = None, None
         if key is not None:
             return key
     resolved = runner.validate_params(given)
-    key = _build(runner.name, fingerprint, canonical_json(resolved),
-                 data_hash, _settings_json(costs, delay, price_field, missing, periods_per_year),
+    try:
+        settings = _settings_memo.get(settings_token)
+    except TypeError:
+        settings, settings_token = None, None
+    if settings is None:
+        settings = _settings_json(costs, delay, price_field, missing, periods_per_year)
+        if settings_token is not None:
+            _remember(_settings_memo, settings_token, settings)
+    key = _build(runner.name, fingerprint, canonical_json(resolved), data_hash, settings,
                  None if window is None else Window.of(window, data))
     if token is not None:
-        if len(_memo) >= _MEMO_LIMIT:
-            _memo.clear()
-        _memo[token] = key
+        _remember(_memo, token, key)
     return key
 
+
+def _remember(memo: dict[Any, Any], token: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[token] = value
