@@ -139,7 +139,7 @@ class ArtifactStore:
         """
         data = self._read_checked(relpath, expected)
         try:
-            table = pq.read_table(pa.BufferReader(data))
+            table = pq.read_table(pa.BufferReader(data), use_threads=False)
             return _from_table(table)
         except (pa.ArrowException, OSError, KeyError, ValueError, TypeError) as exc:
             raise CacheCorruptedError(

@@ -63,19 +63,20 @@ def select_rows(index: IndexBackend, strategy: Any, kind: str | None, data: Any,
 
 def runs_frame(records: list[CacheRecord], with_windows: bool) -> pd.DataFrame:
     """One row per record, indexed by key (see :meth:`BacktestCache.runs` for the columns)."""
-    param_names = sorted({name for record in records for name in record.params})
+    params = [record.params for record in records]  # decoded once per record
+    param_names = sorted({name for p in params for name in p})
     metric_names = list(METRICS) + sorted(
         {m for record in records for m in record.metrics} - set(METRICS))
     columns = ["strategy", "kind", *(_WINDOW_COLUMNS if with_windows else ()),
                *(f"params_{n}" for n in param_names), *metric_names, *_TRAILING_COLUMNS]
     table = []
-    for record in records:
+    for record, values in zip(records, params, strict=True):
         row: dict[str, Any] = {"strategy": record.strategy, "kind": record.kind}
         if with_windows:
             w = record.window
             row.update(zip(_WINDOW_COLUMNS, (None,) * 4 if w is None else
                            (w.start, w.stop, w.first, w.last), strict=True))
-        row.update({f"params_{n}": record.params.get(n) for n in param_names})
+        row.update({f"params_{n}": values.get(n) for n in param_names})
         row.update({n: record.metrics.get(n, math.nan) for n in metric_names})
         row.update(data_hash=record.data_hash, fingerprint=record.fingerprint,
                    created=record.created, last_used=record._row.last_used,

@@ -59,7 +59,6 @@ from foldwise.cache._records import (
     CacheStats,
     VerifyReport,
     metrics_json,
-    record_from_row,
 )
 from foldwise.data import MarketData
 from foldwise.errors import (
@@ -146,7 +145,7 @@ class BacktestCache:
         self._results_size = int(results_in_memory)
         self.touch_interval = float(touch_interval)
         self._lock = threading.Lock()
-        self._records: OrderedDict[str, CacheRecord] = OrderedDict()
+        self._records: dict[str, CacheRecord] = {}
         self._results: OrderedDict[str, BacktestResult] = OrderedDict()
         self._touched: dict[str, float] = {}
         self._last_flush = time.time()
@@ -219,7 +218,6 @@ class BacktestCache:
         with self._lock:
             record = self._records.get(digest)
             if record is not None:
-                self._records.move_to_end(digest)
                 self._touched[digest] = now
                 self._hits += count
                 if now - self._last_flush < self.touch_interval:
@@ -240,11 +238,11 @@ class BacktestCache:
         return record
 
     def _remember(self, row: IndexRow) -> CacheRecord:
-        record = record_from_row(row, self)
+        record = CacheRecord(row, self)
         with self._lock:
             self._records[row.key] = record
-            if len(self._records) > self._memo_size:
-                self._records.popitem(last=False)
+            if len(self._records) > self._memo_size:  # the oldest read goes first
+                del self._records[next(iter(self._records))]
         return record
 
     def flush(self) -> None:
@@ -433,7 +431,8 @@ class BacktestCache:
                 self._results.popitem(last=False)
 
     def _result_of(self, record: CacheRecord) -> BacktestResult:
-        if record.window is not None:
+        window = record.window
+        if window is not None:
             parent = self._lookup(record.parent or "")
             if parent is None:
                 raise CacheMissError(
@@ -441,7 +440,7 @@ class BacktestCache:
                     f"and its full run {record.parent} is no longer in the cache (evicted?). "
                     "Run it again with cache.get_or_run(strategy, params, data, ...) to "
                     "rebuild the arrays.")
-            return self._result_of(parent).islice(record.window.start, record.window.stop)
+            return self._result_of(parent).islice(window.start, window.stop)
         with self._lock:
             result = self._results.get(record.key)
             if result is not None:

@@ -234,10 +234,11 @@ def make_key(strategy: Any, params: Mapping[str, Any] | None, data: MarketData, 
                       periods_per_year)
     token = None
     params_token = _params_token(given) if given.__class__ is dict else None
-    if params_token is not None and (window is None or window.__class__ is tuple):
+    if params_token is not None and (window is None or (
+            window.__class__ is tuple and len(window) == 2)):
         token = (_engine.ENGINE_VERSION, fingerprint, runner.name, data_hash, params_token,
-                 settings_token, window if window is None else tuple(
-                     (v.__class__, v) for v in window))
+                 settings_token, window if window is None else (
+                     window[0].__class__, window[0], window[1].__class__, window[1]))
         try:
             key = _memo.get(token)
         except TypeError:  # an unhashable setting (a dict of costs) or window value

@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from foldwise.backtest import BacktestResult
     from foldwise.cache._cache import BacktestCache
 
-__all__ = ["CacheRecord", "CacheStats", "VerifyReport", "format_size", "metrics_json",
-           "record_from_row"]
+__all__ = ["CacheRecord", "CacheStats", "VerifyReport", "format_size", "metrics_json"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class CacheRecord:
     """One stored run, as :meth:`BacktestCache.get` returns it. Immutable.
+
+    Only the metrics are decoded when the record is read (the hot path needs nothing
+    else); parameters, settings and window are decoded from the index row when asked.
 
     Attributes
     ----------
@@ -53,24 +54,40 @@ class CacheRecord:
         Unix time of the first store.
     """
 
-    key: str
-    kind: str
-    strategy: str
-    fingerprint: str
-    params: Mapping[str, Any]
-    settings: Mapping[str, Any]
-    data_hash: str
-    window: Window | None
-    parent: str | None
-    metrics: Mapping[str, float]
-    n_bytes: int
-    created: float
-    _row: IndexRow = field(repr=False)
-    _cache: BacktestCache = field(repr=False)
+    __slots__ = ("_cache", "_row", "metrics")
+
+    def __init__(self, row: IndexRow, cache: BacktestCache) -> None:
+        object.__setattr__(self, "_row", row)
+        object.__setattr__(self, "_cache", cache)
+        object.__setattr__(self, "metrics", MappingProxyType(json.loads(row.metrics)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a CacheRecord is read-only; cannot set {name!r}")
+
+    key = property(lambda self: self._row.key)
+    kind = property(lambda self: self._row.kind)
+    strategy = property(lambda self: self._row.strategy)
+    fingerprint = property(lambda self: self._row.fingerprint)
+    data_hash = property(lambda self: self._row.data_hash)
+    parent = property(lambda self: self._row.parent)
+    n_bytes = property(lambda self: self._row.n_bytes)
+    created = property(lambda self: self._row.created)
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return MappingProxyType(from_canonical(json.loads(self._row.params)))
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        return MappingProxyType(json.loads(self._row.settings))
+
+    @property
+    def window(self) -> Window | None:
+        return None if self._row.window is None else Window(*json.loads(self._row.window))
 
     @property
     def is_slice(self) -> bool:
-        return self.kind == "slice"
+        return self._row.kind == "slice"
 
     @property
     def result(self) -> BacktestResult:
@@ -86,6 +103,13 @@ class CacheRecord:
             A slice whose full run is no longer in the cache.
         """
         return self._cache._result_of(self)
+
+    def __repr__(self) -> str:
+        window = self.window
+        span = "" if window is None else f", window={window.first}..{window.last}"
+        sharpe = self.metrics.get("sharpe", float("nan"))
+        return (f"CacheRecord({self.kind} {self.strategy}({dict(self.params)}){span}, "
+                f"sharpe={sharpe:.3f}, key={self.key})")
 
 
 @dataclass(frozen=True)
@@ -173,19 +197,6 @@ def format_size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TB"  # pragma: no cover
-
-
-def record_from_row(row: IndexRow, cache: BacktestCache) -> CacheRecord:
-    """Decode an index row (JSON columns) into a :class:`CacheRecord` served by ``cache``."""
-    metrics = json.loads(row.metrics)
-    return CacheRecord(
-        key=row.key, kind=row.kind, strategy=row.strategy, fingerprint=row.fingerprint,
-        params=MappingProxyType(from_canonical(json.loads(row.params))),
-        settings=MappingProxyType(json.loads(row.settings)), data_hash=row.data_hash,
-        window=None if row.window is None else Window(*json.loads(row.window)),
-        parent=row.parent,
-        metrics=MappingProxyType({k: float(v) for k, v in metrics.items()}),
-        n_bytes=row.n_bytes, created=row.created, _row=row, _cache=cache)
 
 
 def metrics_json(metrics: Mapping[str, Any]) -> str:
