@@ -113,9 +113,8 @@ def _worker(cache: BacktestCache | str, seed: int, start, results) -> None:
                                 window=rng.choice(FOLDS))
                 cache.put(key, metrics={"sharpe": float(step), "calmar": float("nan")})
                 mine.append(key.digest)
-            elif mine:
-                if cache.get(rng.choice(mine)) is None:
-                    raise AssertionError("an entry this process stored is gone")
+            elif mine and cache.get(rng.choice(mine)) is None:
+                raise AssertionError("an entry this process stored is gone")
         results.put(json.dumps({"keys": mine}))
     except BaseException:
         results.put(json.dumps({"error": traceback.format_exc()}))

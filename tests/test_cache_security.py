@@ -53,7 +53,7 @@ def test_a_planted_pickle_is_never_loaded(tmp_path):
     key = other.key(trend, {"lookback": 3}, DATA)
     expected_sharpe = json.loads(victim.metrics)["sharpe"]
     assert other.get(key).metrics["sharpe"] == expected_sharpe  # metrics read no file
-    with pytest.raises(CacheCorruptedError, match="does not match the checksum"):
+    with pytest.raises(CacheCorruptedError, match="It was not opened"):
         _ = other.get(key).result
     with pytest.raises(CacheCorruptedError):
         _ = other.get(other.key(trend, {"lookback": 3}, DATA, window=(0, 100))).result
@@ -115,3 +115,27 @@ def test_no_module_of_foldwise_can_unpickle():
     package = Path(foldwise.__file__).parent
     violations = [v for path in sorted(package.rglob("*.py")) for v in _violations(path)]
     assert violations == []
+
+
+def test_a_link_in_place_of_an_artifact_is_refused_unread(tmp_path):
+    cache = BacktestCache(tmp_path)
+    cache.get_or_run(trend, {}, DATA)
+    row = cache.index.get(cache.key(trend, {}, DATA).digest)
+    path = tmp_path / "cache" / row.artifact
+    path.unlink()
+    path.symlink_to("/dev/zero")  # reading it would never end
+    with pytest.raises(CacheCorruptedError, match="not a regular file"):
+        _ = BacktestCache(tmp_path).get(row.key).result
+    assert [k for k, _ in cache.verify().corrupted] == [row.key]
+
+
+def test_a_same_size_change_is_caught_by_the_checksum(tmp_path):
+    cache = BacktestCache(tmp_path)
+    cache.get_or_run(trend, {}, DATA)
+    row = cache.index.get(cache.key(trend, {}, DATA).digest)
+    path = tmp_path / "cache" / row.artifact
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CacheCorruptedError, match="does not match the checksum"):
+        _ = BacktestCache(tmp_path).get(row.key).result

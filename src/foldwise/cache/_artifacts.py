@@ -13,8 +13,9 @@ which are the differences of consecutive positions, exactly as the backtest comp
 A file is written to a unique temporary name, fsynced and renamed into place (see
 :mod:`foldwise._atomic`); its name carries a random tag, so two processes storing the same
 key never write the same file, and the index row (inserted afterwards) names the one that
-won. The row also records the file's xxh3-128 checksum, and a file is parsed only after its
-bytes match it: a truncated, replaced or foreign file is refused before pyarrow sees it.
+won. The row also records the file's size and xxh3-128 checksum, and a file is parsed only
+after it matches both: a truncated, replaced or foreign file (or a link, a device) is
+refused before pyarrow sees it.
 Nothing here unpickles: Parquet is read column by column into numpy arrays.
 """
 
@@ -24,6 +25,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,28 +102,36 @@ class ArtifactStore:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def _read_checked(self, relpath: str, expected: str) -> bytes:
+    def _read_checked(self, relpath: str, expected: str, n_bytes: int) -> bytes:
+        """The file's bytes, if it is a regular file of the recorded size and checksum."""
         path = self.path(relpath)
         try:
-            data = path.read_bytes()
+            info = path.lstat()
         except FileNotFoundError:
             raise CacheCorruptedError(
                 f"the artifact file {path} of this entry is gone (deleted by hand or by "
                 "another process's eviction). The entry's metrics are still valid; run "
                 "`foldwise cache verify --repair` to drop it, or just run it again.") from None
+        # Size first, from the directory entry: a truncated file, a link or a device is
+        # refused without reading it.
+        if not stat.S_ISREG(info.st_mode) or info.st_size != n_bytes:
+            raise CacheCorruptedError(
+                f"the artifact file {path} is not what the index recorded ("
+                f"{'not a regular file' if not stat.S_ISREG(info.st_mode) else f'{info.st_size} bytes, expected {n_bytes}'}"
+                "): it was truncated or replaced. It was not opened. Run `foldwise cache "
+                "verify --repair` to drop the entry.")
+        data = path.read_bytes()
         if checksum(data) != expected:
             raise CacheCorruptedError(
-                f"the artifact file {path} does not match the checksum recorded in the index "
-                f"({len(data)} bytes read): it is truncated, damaged or was replaced. It was "
-                "not opened. Run `foldwise cache verify --repair` to drop the entry.")
+                f"the artifact file {path} does not match the checksum recorded in the index: "
+                "it is damaged or was replaced. It was not opened. Run `foldwise cache verify "
+                "--repair` to drop the entry.")
         return data
 
     def check(self, relpath: str, expected: str, n_bytes: int) -> str | None:
         """Why the artifact is unusable (missing, damaged, unreadable), or None if it is fine."""
         try:
-            data = self._read_checked(relpath, expected)
-            if len(data) != n_bytes:
-                return f"has {len(data)} bytes, the index recorded {n_bytes}"
+            data = self._read_checked(relpath, expected, n_bytes)
             pq.read_metadata(pa.BufferReader(data))
         except CacheCorruptedError as exc:
             return str(exc)
@@ -129,15 +139,16 @@ class ArtifactStore:
             return f"is not a readable Parquet file ({exc})"
         return None
 
-    def load(self, relpath: str, expected: str) -> BacktestResult:
+    def load(self, relpath: str, expected: str, n_bytes: int) -> BacktestResult:
         """Read a run back as a :class:`BacktestResult` with read-only arrays.
 
         Raises
         ------
         CacheCorruptedError
-            The file is missing, does not match ``expected`` or cannot be parsed.
+            The file is missing, not of ``n_bytes`` bytes, does not match ``expected``, or
+            cannot be parsed.
         """
-        data = self._read_checked(relpath, expected)
+        data = self._read_checked(relpath, expected, n_bytes)
         try:
             table = pq.read_table(pa.BufferReader(data), use_threads=False)
             return _from_table(table)

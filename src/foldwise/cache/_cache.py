@@ -447,7 +447,7 @@ class BacktestCache:
                 self._results.move_to_end(record.key)
                 return result
         row = record._row
-        result = self._store.load(row.artifact or "", row.checksum or "")
+        result = self._store.load(row.artifact or "", row.checksum or "", row.n_bytes)
         self._keep_result(record.key, result)
         return result
 

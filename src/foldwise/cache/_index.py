@@ -53,7 +53,8 @@ class IndexRow:
     parent : str or None
         Key of the full run a slice is cut from; None for a full run.
     metrics : str
-        JSON object of metric name to number (NaN written as null).
+        JSON object of metric name to number (``NaN`` and ``Infinity`` as Python's json
+        module writes them).
     artifact : str or None
         Path of the artifact file relative to the cache directory; None for a slice.
     checksum : str or None
@@ -262,7 +263,7 @@ class SQLiteIndex(IndexBackend):
         self.path = Path(path)
         self.timeout = float(timeout)
         self._local = threading.local()
-        self._lock = threading.Lock()
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
         self._ready_pid: int | None = None
         self._connection()  # fail early on an unusable file
@@ -283,6 +284,8 @@ class SQLiteIndex(IndexBackend):
         pid = os.getpid()
         if getattr(local, "pid", None) == pid:
             return local.connection
+        if self._lock_pid != pid:  # forked: a parent thread may have held the lock
+            self._lock, self._lock_pid = threading.Lock(), pid
         inherited = getattr(local, "connection", None)
         if inherited is not None:
             _inherited.append(inherited)
@@ -441,6 +444,7 @@ class SQLiteIndex(IndexBackend):
         return [IndexRow(*r) for r in cursor]
 
     def close(self) -> None:
+        """Close this process's connections (call it when no other thread is querying)."""
         pid = os.getpid()
         with self._lock:
             mine = [c for p, c in self._connections if p == pid]

@@ -93,7 +93,7 @@ def inspect(store: ArtifactStore, rows: list[IndexRow], scan: DirectoryScan) -> 
             continue
         referenced.add(row.artifact)
         try:
-            exists = store.path(row.artifact).is_file()
+            exists = os.path.lexists(store.path(row.artifact))
         except CacheCorruptedError as exc:  # a name foldwise never writes
             report.corrupted.append((row.key, str(exc)))
             continue
