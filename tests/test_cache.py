@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import foldwise
-from _cache_support import expected_backtest, flat_returns, make_data, trend
 from foldwise import BacktestCache, Costs, Strategy, cached_backtest
 from foldwise.cache import MemoryIndex
 from foldwise.errors import (
@@ -24,6 +23,7 @@ from foldwise.errors import (
     CacheError,
     CacheMissError,
 )
+from tests._cache_support import expected_backtest, flat_returns, make_data, trend
 
 DATA = make_data()
 

@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from _cache_support import make_data, trend
 from foldwise import BacktestCache
 from foldwise.cli import _duration, _size, main
+from tests._cache_support import make_data, trend
 
 DATA = make_data()
 

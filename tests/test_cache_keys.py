@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _cache_support import make_data, trend
 from foldwise import BacktestCache, Costs, MarketData, Strategy
 from foldwise.cache import _keys
 from foldwise.errors import CacheArgumentError, ParameterError, StrategyParameterError
+from tests._cache_support import make_data, trend
 
 DATA = make_data()
 
@@ -239,3 +239,43 @@ def test_code_edits(tmp_path, helpers, strategy, hit):
     cache.get_or_run(original, {"lookback": 5}, DATA)
     edited = _load(tmp_path / "v2", helpers, strategy)
     assert (cache.get(cache.key(edited, {"lookback": 5}, DATA)) is not None) is hit
+
+
+# --- through the cache --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    cache = BacktestCache(tmp_path_factory.mktemp("fw"))
+    cache.get_or_run(trend, {"lookback": 5, "gross": 1.0}, DATA, costs=2)
+    return cache
+
+
+@pytest.mark.parametrize(("params", "changes"), [
+    ({"lookback": 5, "gross": 1}, {}),                 # 1 is not 1.0
+    ({"lookback": 5, "gross": "1.0"}, {}),
+    ({"lookback": 5, "gross": True}, {}),
+    ({"lookback": 6, "gross": 1.0}, {}),
+    ({"lookback": 5, "gross": 1.0}, {"costs": 2.5}),
+    ({"lookback": 5, "gross": 1.0}, {"costs": 2, "delay": 1}),
+    ({"lookback": 5, "gross": 1.0}, {"costs": 2, "window": (0, 100)}),
+])
+def test_stored_run_is_not_served_for_another_run(stored, params, changes):
+    changes = {"costs": 2, **changes}
+    assert stored.get(stored.key(trend, params, DATA, **changes)) is None
+
+
+def test_stored_run_is_served_for_the_same_run_in_any_spelling(stored):
+    for params in ({"gross": 1.0, "lookback": 5}, {"lookback": np.int64(5)}, {}):
+        assert stored.get(stored.key(trend, params, DATA, costs=Costs(2))) is not None
+    close = DATA["close"].copy()
+    close[-1, -1] += 1e-9
+    changed = MarketData({"close": close}, DATA.index, DATA.assets)
+    assert stored.get(stored.key(trend, {}, changed, costs=2)) is None
+
+
+def test_a_record_rebuilds_its_own_key(stored):
+    """Everything needed to recompute a key (and so to rerun it) is in the index."""
+    for record in (stored.get(k) for k in stored.runs().index):
+        rebuilt = stored.key(trend, record.params, DATA, **record.settings)
+        assert rebuilt.digest == record.key

@@ -16,8 +16,8 @@ import traceback
 import numpy as np
 import pytest
 
-from _cache_support import make_data, trend
 from foldwise import BacktestCache, Strategy
+from tests._cache_support import make_data, trend
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import foldwise
-from _cache_support import make_data, trend
 from foldwise import BacktestCache
 from foldwise.cli import main
 from foldwise.errors import CacheCorruptedError
+from tests._cache_support import make_data, trend
 
 DATA = make_data()
 
