@@ -119,6 +119,12 @@ class BacktestCache:
     children) can share one directory on one host; each opens its own connections. The
     object pickles as its location, so it can be handed to joblib workers.
 
+    A damaged entry (artifact file missing, truncated or replaced) never affects its
+    metrics, which live in the index. Loading its arrays raises
+    :class:`~foldwise.errors.CacheCorruptedError`; :meth:`get_or_run` and :meth:`metrics`
+    log a warning and run the backtest again instead. :meth:`verify` lists damage and
+    foreign files, and never opens anything it did not write.
+
     Examples
     --------
     >>> import tempfile

@@ -237,6 +237,10 @@ CREATE INDEX IF NOT EXISTS runs_last_used ON runs (last_used);
 _inherited: list[sqlite3.Connection] = []
 
 
+def _reopen_sqlite(cls: type[SQLiteIndex], path: str, timeout: float) -> SQLiteIndex:
+    return cls(path, timeout=timeout)
+
+
 class SQLiteIndex(IndexBackend):
     """The index as one SQLite file, shared by every process on the host.
 
@@ -268,11 +272,8 @@ class SQLiteIndex(IndexBackend):
         self._ready_pid: int | None = None
         self._connection()  # fail early on an unusable file
 
-    def __reduce__(self) -> Any:
-        return (type(self), (str(self.path),), {"timeout": self.timeout})
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.timeout = state["timeout"]
+    def __reduce__(self) -> Any:  # a copy (a worker process) reopens the same file
+        return (_reopen_sqlite, (type(self), str(self.path), self.timeout))
 
     def describe(self) -> str:
         return str(self.path)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import numbers
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -178,11 +179,11 @@ def resolve_strategy(strategy: Any) -> Strategy:
 def _settings_json(costs: Any, delay: Any, price_field: Any, missing: Any,
                    periods_per_year: Any) -> str:
     cost_model = Costs.coerce(costs)
-    if isinstance(periods_per_year, bool) or not isinstance(periods_per_year, (int, float)):
+    if isinstance(periods_per_year, bool) or not isinstance(periods_per_year, numbers.Real):
         raise CacheArgumentError(
             f"periods_per_year must be a number, got {periods_per_year!r}.")
     settings = {
-        # + 0.0 folds -0.0 into 0.0: the two cost nothing alike.
+        # -0.0 and 0.0 bps both cost nothing: + 0.0 turns the first into the second.
         "costs": {"commission_bps": cost_model.commission_bps + 0.0,
                   "slippage_bps": cost_model.slippage_bps + 0.0},
         "delay": delay,
