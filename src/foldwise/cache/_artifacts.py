@@ -222,7 +222,7 @@ def _from_table(table: pa.Table) -> BacktestResult:
         index = index.tz_localize("UTC").tz_convert(meta["tz"])
 
     def column(name: str) -> np.ndarray:
-        values = table.column(name).to_numpy().astype(np.float64, copy=True)
+        values = np.asarray(table.column(name).to_numpy(), dtype=np.float64)
         values.flags.writeable = False
         return values
 
@@ -231,7 +231,7 @@ def _from_table(table: pa.Table) -> BacktestResult:
     positions = changes = None
     if "positions" in table.column_names:
         flat = table.column("positions").combine_chunks().flatten().to_numpy()
-        positions = flat.astype(np.float64, copy=True).reshape(len(index), len(assets))
+        positions = np.asarray(flat, dtype=np.float64).reshape(len(index), len(assets))
         changes = np.diff(positions, axis=0, prepend=0.0)
         positions.flags.writeable = changes.flags.writeable = False
     return BacktestResult(index=index, assets=assets, net=net, gross=gross, costs=costs,
