@@ -6,8 +6,9 @@ derive from the built-in exception a Python user would expect (``ValueError``,
 ``TypeError``, ``KeyError``), so ``except ValueError`` keeps working.
 
 Each part of the flow has its own branch (``DataError`` for market data, ``BacktestError``
-for weights, ``StrategyError`` for strategies, ``CacheError`` for the backtest cache); tests assert on the specific class, so a
-message can be reworded without breaking callers that catch by type.
+for weights, ``StrategyError`` for strategies, ``CacheError`` for the backtest cache); tests
+assert on the specific class, so a message can be reworded without breaking callers that
+catch by type.
 """
 
 from __future__ import annotations
