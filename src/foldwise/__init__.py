@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from foldwise import datasets, examples, metrics, splits
 from foldwise.backtest import BacktestResult, Costs, backtest
+from foldwise.cache import BacktestCache, cached_backtest
 from foldwise.data import MarketData
 from foldwise.errors import FoldwiseError
 from foldwise.splits import CombinatorialPurgedKFold, Fold, FoldStore, PurgedKFold, WalkForward
@@ -21,6 +22,7 @@ from foldwise.strategy import Strategy, as_strategy, check_causal, strategy
 __version__ = "0.1.0"
 
 __all__ = [
+    "BacktestCache",
     "BacktestResult",
     "CombinatorialPurgedKFold",
     "Costs",
@@ -34,6 +36,7 @@ __all__ = [
     "__version__",
     "as_strategy",
     "backtest",
+    "cached_backtest",
     "check_causal",
     "datasets",
     "examples",

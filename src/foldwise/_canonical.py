@@ -24,7 +24,7 @@ import pandas as pd
 from foldwise._hashing import hash_text
 from foldwise.errors import ParameterError
 
-__all__ = ["canonical", "canonical_hash", "canonical_json"]
+__all__ = ["canonical", "canonical_hash", "canonical_json", "from_canonical"]
 
 # JSON keeps int / float / str / bool / null apart on its own; tuples and special floats
 # need a tag. Tags are single-key objects whose key cannot be a parameter name.
@@ -102,3 +102,25 @@ def canonical_json(value: Any, name: str = "params") -> str:
 def canonical_hash(value: Any, name: str = "params") -> str:
     """32-hex-character hash of :func:`canonical_json` ``(value)``."""
     return hash_text(canonical_json(value, name))
+
+
+def from_canonical(value: Any) -> Any:
+    """Undo the tags of :func:`canonical`: tuples and non-finite floats come back.
+
+    Dates, paths and offsets stay the strings they were written as.
+
+    Examples
+    --------
+    >>> from_canonical(canonical({"window": (5, 20), "cap": float("inf")}))
+    {'window': (5, 20), 'cap': inf}
+    """
+    if isinstance(value, list):
+        return [from_canonical(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            if _TUPLE in value:
+                return tuple(from_canonical(v) for v in value[_TUPLE])
+            if _FLOAT in value:
+                return float(value[_FLOAT])
+        return {k: from_canonical(v) for k, v in value.items()}
+    return value

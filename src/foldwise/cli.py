@@ -1,19 +1,22 @@
 """The ``foldwise`` command line.
 
-``foldwise demo`` runs the main job on the bundled data; ``foldwise --version`` prints the
-version. The CLI prints; the library logs.
+``foldwise demo`` runs the main job on the bundled data; ``foldwise cache ...`` inspects
+and maintains the backtest cache (``stats``, ``runs``, ``verify``, ``evict``, ``clear``);
+``foldwise --version`` prints the version. The CLI prints; the library logs.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
 import pandas as pd
 
 import foldwise
+from foldwise.cache._maintenance import parse_seconds
 from foldwise.datasets import load_goog, load_sp500
 
 __all__ = ["main"]
@@ -45,6 +48,139 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- foldwise cache ------------------------------------------------------------------------
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
+               "g": 1024**3, "gb": 1024**3, "t": 1024**4, "tb": 1024**4}
+
+
+def _size(text: str) -> int:
+    """``"500M"``, ``"2G"``, ``"1.5GB"`` or a number of bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size; use bytes or a number with K, M, G or T (e.g. 500M, 2G).")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def _duration(text: str) -> float:
+    """``"30d"``, ``"12h"``, ``"90min"``, ``"3600"`` (seconds)."""
+    try:
+        return parse_seconds(text)
+    except foldwise.FoldwiseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _open_cache(args: argparse.Namespace) -> foldwise.BacktestCache:
+    return foldwise.BacktestCache(getattr(args, "dir", None))
+
+
+def _cache_stats(args: argparse.Namespace) -> int:
+    print(_open_cache(args).stats())
+    return 0
+
+
+def _cache_runs(args: argparse.Namespace) -> int:
+    cache = _open_cache(args)
+    runs = cache.runs(args.strategy, kind=args.kind)
+    if runs.empty:
+        print(f"no stored runs in {cache.directory}")
+        return 0
+    if args.sort is not None:
+        if args.sort not in runs.columns:
+            print(f"foldwise: error: cannot sort by {args.sort!r}; columns: "
+                  f"{', '.join(runs.columns)}", file=sys.stderr)
+            return 2
+        runs = runs.sort_values(args.sort, ascending=args.ascending, na_position="last")
+    shown = [c for c in runs.columns if c.startswith(("params_", "window_"))] + [
+        c for c in _SHOWN_METRICS if c in runs.columns]
+    table = runs[["strategy", *shown]].head(args.limit)
+    table.index = table.index.str[:12]
+    with pd.option_context("display.float_format", "{:,.3f}".format, "display.width", 160,
+                           "display.max_columns", None):
+        print(table.to_string())
+    if len(runs) > args.limit:
+        print(f"... {len(runs) - args.limit} more (--limit)")
+    return 0
+
+
+def _cache_verify(args: argparse.Namespace) -> int:
+    report = _open_cache(args).verify(repair=args.repair, grace=args.grace)
+    print(report)
+    return 0 if report.ok or args.repair else 1
+
+
+def _cache_evict(args: argparse.Namespace) -> int:
+    if args.older_than is None and args.max_bytes is None:
+        print("foldwise: error: give --older-than and/or --max-bytes (or use `foldwise cache "
+              "clear`)", file=sys.stderr)
+        return 2
+    removed = _open_cache(args).evict(older_than=args.older_than, max_bytes=args.max_bytes)
+    print(f"evicted {removed} entries")
+    return 0
+
+
+def _cache_clear(args: argparse.Namespace) -> int:
+    cache = _open_cache(args)
+    if not args.yes:
+        print(f"this would delete all {cache.stats().runs} stored runs in {cache.directory}; "
+              "run again with --yes to do it", file=sys.stderr)
+        return 1
+    print(f"removed {cache.clear()} entries from {cache.directory}")
+    return 0
+
+
+def _add_cache_commands(commands: argparse._SubParsersAction) -> None:
+    location = argparse.ArgumentParser(add_help=False)
+    location.add_argument("--dir", default=argparse.SUPPRESS, metavar="DIR",
+                          help="foldwise directory (default: $FOLDWISE_DIR or ./.foldwise)")
+    group = commands.add_parser("cache", parents=[location],
+                                help="inspect and maintain the backtest cache")
+
+    def group_help(_: argparse.Namespace) -> int:
+        group.print_help()
+        return 2
+
+    # (not set_defaults(dir=...): it would change the --dir action shared with every action)
+    group.set_defaults(handler=group_help)
+    actions = group.add_subparsers(dest="action", metavar="ACTION")
+
+    stats = actions.add_parser("stats", parents=[location],
+                               help="runs stored, bytes on disk, per-strategy counts")
+    stats.set_defaults(handler=_cache_stats)
+
+    runs = actions.add_parser("runs", parents=[location], help="table of stored runs")
+    runs.add_argument("--strategy", help="only runs of this strategy name")
+    runs.add_argument("--kind", choices=["full", "slice", "all"], default="full",
+                      help="full runs (default), slices of folds, or all")
+    runs.add_argument("--sort", metavar="COLUMN", help="sort by a metric or column")
+    runs.add_argument("--ascending", action="store_true", help="sort smallest first")
+    runs.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
+    runs.set_defaults(handler=_cache_runs)
+
+    verify = actions.add_parser(
+        "verify", parents=[location],
+        help="check every entry's files; report foreign files (never opened)")
+    verify.add_argument("--repair", action="store_true",
+                        help="drop damaged entries, delete stale leftovers")
+    verify.add_argument("--grace", type=_duration, default=600.0, metavar="DURATION",
+                        help="keep leftovers younger than this (default 600 s)")
+    verify.set_defaults(handler=_cache_verify)
+
+    evict = actions.add_parser("evict", parents=[location],
+                               help="remove least recently used entries")
+    evict.add_argument("--older-than", type=_duration, metavar="DURATION",
+                       help="entries not used for this long (e.g. 30d, 12h, seconds)")
+    evict.add_argument("--max-bytes", type=_size, metavar="SIZE",
+                       help="then shrink artifacts to at most this size (e.g. 2G, 500M)")
+    evict.set_defaults(handler=_cache_evict)
+
+    clear = actions.add_parser("clear", parents=[location], help="remove every entry")
+    clear.add_argument("--yes", action="store_true", help="really delete")
+    clear.set_defaults(handler=_cache_clear)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="foldwise",
@@ -59,6 +195,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--slippage-bps", type=float, default=2.0,
                       help="slippage in bps of traded notional (default 2)")
     demo.set_defaults(handler=_demo)
+    _add_cache_commands(commands)
     return parser
 
 

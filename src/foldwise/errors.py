@@ -6,8 +6,9 @@ derive from the built-in exception a Python user would expect (``ValueError``,
 ``TypeError``, ``KeyError``), so ``except ValueError`` keeps working.
 
 Each part of the flow has its own branch (``DataError`` for market data, ``BacktestError``
-for weights, ``StrategyError`` for strategies); tests assert on the specific class, so a
-message can be reworded without breaking callers that catch by type.
+for weights, ``StrategyError`` for strategies, ``CacheError`` for the backtest cache); tests
+assert on the specific class, so a message can be reworded without breaking callers that
+catch by type.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from __future__ import annotations
 __all__ = [
     "AllTrialsFailedError",
     "BacktestError",
+    "CacheArgumentError",
+    "CacheCorruptedError",
+    "CacheError",
+    "CacheMissError",
     "CalendarSpanError",
     "CombinatorialExplosionError",
     "DataError",
@@ -196,3 +201,30 @@ class FoldStoreError(SplitError):
 
 class FoldSetMismatchError(FoldStoreError):
     """A stored fold set was built with other data or another splitter than the one asked for."""
+
+
+# --- backtest cache ------------------------------------------------------------------------
+
+
+class CacheError(FoldwiseError):
+    """The backtest cache cannot do what was asked (its directory or index is unusable)."""
+
+
+class CacheArgumentError(CacheError, ValueError):
+    """An argument of a cache method that cannot be used (a window outside the data, an
+    unknown metric, an eviction without a limit)."""
+
+
+class CacheMissError(CacheError, KeyError):
+    """A key that was required to be in the cache is not (``compare``, a slice's full run)."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class CacheCorruptedError(CacheError):
+    """A stored entry whose files are missing, truncated or not what the index recorded.
+
+    Never raised for a foreign file that merely sits in the cache directory: such files are
+    reported by ``BacktestCache.verify()`` and never opened.
+    """

@@ -1,0 +1,456 @@
+"""The cache index: one row per stored run, behind a small storage interface.
+
+:class:`IndexBackend` is the extension point. :class:`SQLiteIndex` (the default, one file
+next to the artifacts) and :class:`MemoryIndex` (process-local, for tests and throw-away
+caches) implement it; a server-based backend (PostgreSQL, say) implements the same six
+methods and passes the same contract suite (:mod:`foldwise.testing.cache_backends`)
+without any change to :class:`~foldwise.BacktestCache` or its callers.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from foldwise.errors import CacheCorruptedError, CacheError
+
+__all__ = ["IndexBackend", "IndexRow", "MemoryIndex", "SQLiteIndex"]
+
+logger = logging.getLogger(__name__)
+
+#: Kinds of row: a full run (metrics and artifacts) or a metrics-only slice of one.
+KINDS = ("full", "slice")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    """One stored run. Every field is a plain value so any database can hold it.
+
+    Attributes
+    ----------
+    key : str
+        The digest of the entry's :class:`~foldwise.cache.CacheKey`; unique.
+    kind : str
+        ``"full"`` (a whole run with artifacts) or ``"slice"`` (metrics of a window of a
+        full run, no artifacts).
+    strategy, fingerprint : str
+        The strategy's name and code fingerprint.
+    params, settings : str
+        Canonical JSON of the parameters and of the backtest settings.
+    data_hash : str
+        Content hash of the market data.
+    window : str or None
+        JSON ``[start, stop, first_date, last_date]`` of a slice; None for a full run.
+    parent : str or None
+        Key of the full run a slice is cut from; None for a full run.
+    metrics : str
+        JSON object of metric name to number (``NaN`` and ``Infinity`` as Python's json
+        module writes them).
+    artifact : str or None
+        Path of the artifact file relative to the cache directory; None for a slice.
+    checksum : str or None
+        xxh3-128 of the artifact file's bytes.
+    n_bytes : int
+        Size of the artifact file (0 for a slice).
+    created, last_used : float
+        Unix times (seconds).
+    """
+
+    key: str
+    kind: str
+    strategy: str
+    fingerprint: str
+    params: str
+    data_hash: str
+    settings: str
+    window: str | None
+    parent: str | None
+    metrics: str
+    artifact: str | None
+    checksum: str | None
+    n_bytes: int
+    created: float
+    last_used: float
+
+
+_COLUMNS = tuple(f.name for f in fields(IndexRow))
+
+
+class IndexBackend(abc.ABC):
+    """Where the cache keeps its rows. Subclass it to store the index elsewhere.
+
+    Contract (checked by :class:`foldwise.testing.cache_backends.IndexBackendContract`):
+
+    * **Rows are immutable** except ``last_used``. :meth:`insert` never overwrites: the
+      first row stored under a key wins, and every later insert of that key returns the
+      stored row unchanged. A key always means the same content, so two writers racing on
+      one key lose nothing.
+    * **Atomic.** A reader sees a whole row or no row, never part of one; a process killed
+      at any instant leaves every committed row readable.
+    * **Thread-safe.** One instance is used from many threads at once without outside
+      locking.
+    * **Process-safe** when :attr:`process_safe` is true: several processes (also forked
+      children of a process that used the instance) may open the same location and see each
+      other's committed rows. A process-local backend sets it to false.
+    * **Ownership.** The backend owns rows only. Artifact files belong to the cache, which
+      writes a file completely before inserting the row that names it, and deletes the row
+      before the file; a backend never touches files it did not create itself.
+    * **Returned rows are values**: :class:`IndexRow` is frozen; the backend keeps no
+      reference it could later mutate.
+    * Instances are picklable (as their location, for worker processes) when
+      ``process_safe`` is true.
+
+    Only :meth:`close` is optional (a no-op by default).
+    """
+
+    #: True if several processes can share the location this backend stores at.
+    process_safe: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def get(self, key: str) -> IndexRow | None:
+        """The row stored under ``key``, or None. One indexed lookup: this is the hot path."""
+
+    @abc.abstractmethod
+    def insert(self, row: IndexRow) -> IndexRow:
+        """Store ``row`` unless its key is present; return the row now stored under the key."""
+
+    @abc.abstractmethod
+    def touch(self, last_used: Mapping[str, float]) -> None:
+        """Raise ``last_used`` of each key to the given time (never lower it).
+
+        Keys that are not stored are ignored. Called in batches, rarely, off the hot path.
+        """
+
+    @abc.abstractmethod
+    def delete(self, keys: Collection[str]) -> list[IndexRow]:
+        """Delete the rows of ``keys``; return the rows this call deleted (absent keys skipped)."""
+
+    @abc.abstractmethod
+    def rows(self, *, strategy: str | None = None, kind: str | None = None) -> list[IndexRow]:
+        """Every row, optionally only those of one strategy name and/or kind, oldest first."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the rows are, for messages (a path, a URL without password)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections held by this process. Optional; the instance may be reused."""
+
+
+class MemoryIndex(IndexBackend):
+    """Rows in a dict, for one process: tests and throw-away caches.
+
+    Examples
+    --------
+    >>> index = MemoryIndex()
+    >>> index.get("0" * 32) is None
+    True
+    """
+
+    process_safe = False
+
+    def __init__(self) -> None:
+        self._rows: dict[str, IndexRow] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> IndexRow | None:
+        return self._rows.get(key)
+
+    def insert(self, row: IndexRow) -> IndexRow:
+        with self._lock:
+            return self._rows.setdefault(row.key, row)
+
+    def touch(self, last_used: Mapping[str, float]) -> None:
+        with self._lock:
+            for key, when in last_used.items():
+                row = self._rows.get(key)
+                if row is not None and when > row.last_used:
+                    self._rows[key] = _replace_last_used(row, when)
+
+    def delete(self, keys: Collection[str]) -> list[IndexRow]:
+        with self._lock:
+            return [row for key in keys if (row := self._rows.pop(key, None)) is not None]
+
+    def rows(self, *, strategy: str | None = None, kind: str | None = None) -> list[IndexRow]:
+        with self._lock:
+            selected = [r for r in self._rows.values()
+                        if (strategy is None or r.strategy == strategy)
+                        and (kind is None or r.kind == kind)]
+        return sorted(selected, key=lambda r: (r.created, r.key))
+
+    def describe(self) -> str:
+        return "memory"
+
+    def __reduce__(self) -> Any:
+        raise CacheError(
+            "a MemoryIndex lives in one process and cannot be sent to another; use the "
+            "default SQLite index (BacktestCache(path)) to share a cache between processes.")
+
+
+def _replace_last_used(row: IndexRow, when: float) -> IndexRow:
+    values = {name: getattr(row, name) for name in _COLUMNS}
+    values["last_used"] = when
+    return IndexRow(**values)
+
+
+# --- SQLite ------------------------------------------------------------------------------
+
+_SCHEMA_VERSION = 1
+# Column order of the table is the field order of IndexRow ("window" is spelled "span"
+# because WINDOW is an SQL keyword).
+_SQL_COLUMNS = tuple("span" if c == "window" else c for c in _COLUMNS)
+_SELECT = f"SELECT {', '.join(_SQL_COLUMNS)} FROM runs"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    params TEXT NOT NULL,
+    data_hash TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    span TEXT,
+    parent TEXT,
+    metrics TEXT NOT NULL,
+    artifact TEXT,
+    checksum TEXT,
+    n_bytes INTEGER NOT NULL,
+    created REAL NOT NULL,
+    last_used REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_strategy ON runs (strategy, kind);
+CREATE INDEX IF NOT EXISTS runs_last_used ON runs (last_used);
+"""
+
+# Connections opened by a parent process, found in a forked child: never used or closed
+# there (SQLite forbids carrying a connection across fork), only kept from being collected.
+_inherited: list[sqlite3.Connection] = []
+
+
+def _reopen_sqlite(cls: type[SQLiteIndex], path: str, timeout: float) -> SQLiteIndex:
+    return cls(path, timeout=timeout)
+
+
+class SQLiteIndex(IndexBackend):
+    """The index as one SQLite file, shared by every process on the host.
+
+    Parameters
+    ----------
+    path
+        The database file; created with its directory if missing.
+    timeout
+        Seconds a statement waits for another process's write before failing
+        (SQLite's busy timeout).
+
+    Notes
+    -----
+    Write-ahead logging (``journal_mode=WAL``) lets readers proceed while one process
+    writes; every write is one short transaction. ``synchronous=NORMAL``: a killed process
+    loses nothing committed; a power cut may lose the last commits but never leaves a
+    half-written row. Each thread gets its own connection, and a process forked from one
+    that used the index opens new connections (detected by the process id).
+    """
+
+    process_safe = True
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.timeout = float(timeout)
+        self._local = threading.local()
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        self._connections: list[tuple[int, sqlite3.Connection]] = []
+        self._ready_pid: int | None = None
+        self._connection()  # fail early on an unusable file
+
+    def __reduce__(self) -> Any:  # a copy (a worker process) reopens the same file
+        return (_reopen_sqlite, (type(self), str(self.path), self.timeout))
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    # --- connections -----------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) == pid:
+            return local.connection
+        if self._lock_pid != pid:  # forked: a parent thread may have held the lock
+            self._lock, self._lock_pid = threading.Lock(), pid
+        inherited = getattr(local, "connection", None)
+        if inherited is not None:
+            _inherited.append(inherited)
+        with self._lock:
+            if self._ready_pid != pid:  # first connection of this process (or after fork)
+                _inherited.extend(c for p, c in self._connections if p != pid)
+                self._connections = [(p, c) for p, c in self._connections if p == pid]
+            connection = self._open()
+            self._connections.append((pid, connection))
+            self._ready_pid = pid
+        local.connection, local.pid = connection, pid
+        return connection
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                         check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise CacheError(
+                f"cannot open the cache index {self.path}: {exc}. Check that the directory "
+                "exists and is writable, or choose another with BacktestCache(path) / "
+                "$FOLDWISE_DIR / foldwise cache --dir.") from exc
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            self._retry(lambda: self._setup(connection))
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise CacheError(
+                    f"the cache index {self.path} stayed locked for {self.timeout:g} s; "
+                    "another process holds a long write. Retry, or raise timeout=.") from exc
+            raise CacheCorruptedError(
+                f"{self.path} is not a usable cache index ({exc}). It may be damaged or not "
+                "a foldwise file: move it away (foldwise rebuilds an empty index) or pass "
+                "another directory.") from exc
+        return connection
+
+    def _setup(self, connection: sqlite3.Connection) -> None:
+        mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        version = self._schema_version(connection)
+        if version is None:
+            with self._transaction(connection):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                   (str(_SCHEMA_VERSION),))
+            version = self._schema_version(connection)
+        if version != _SCHEMA_VERSION:
+            raise CacheError(
+                f"the cache index {self.path} has schema version {version}, this foldwise "
+                f"reads version {_SCHEMA_VERSION}. Upgrade foldwise, or use another cache "
+                "directory.")
+
+    @staticmethod
+    def _schema_version(connection: sqlite3.Connection) -> int | None:
+        try:
+            row = connection.execute(
+                "SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else int(row[0])
+
+    def _retry(self, action: Any) -> Any:
+        # Switching to WAL and creating the schema can report "locked" at once when many
+        # processes open a new index together, without waiting for the busy timeout.
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _write(self, action: Any) -> Any:
+        connection = self._connection()
+
+        def run() -> Any:
+            with self._transaction(connection):
+                return action(connection)
+
+        return self._retry(run)
+
+    # --- the interface ---------------------------------------------------------------
+
+    def get(self, key: str) -> IndexRow | None:
+        row = self._connection().execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
+        return None if row is None else IndexRow(*row)
+
+    def insert(self, row: IndexRow) -> IndexRow:
+        values = tuple(getattr(row, name) for name in _COLUMNS)
+        placeholders = ", ".join("?" * len(values))
+
+        def action(connection: sqlite3.Connection) -> IndexRow:
+            connection.execute(f"INSERT OR IGNORE INTO runs ({', '.join(_SQL_COLUMNS)}) "
+                               f"VALUES ({placeholders})", values)
+            return IndexRow(*connection.execute(f"{_SELECT} WHERE key = ?", (row.key,)).fetchone())
+
+        return self._write(action)
+
+    def touch(self, last_used: Mapping[str, float]) -> None:
+        if not last_used:
+            return
+        pairs = [(float(when), key, float(when)) for key, when in last_used.items()]
+        self._write(lambda c: c.executemany(
+            "UPDATE runs SET last_used = ? WHERE key = ? AND last_used < ?", pairs))
+
+    def delete(self, keys: Collection[str]) -> list[IndexRow]:
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return []
+
+        def action(connection: sqlite3.Connection) -> list[IndexRow]:
+            deleted = []
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                deleted += [IndexRow(*r) for r in connection.execute(
+                    f"{_SELECT} WHERE key IN ({marks})", chunk)]
+                connection.execute(f"DELETE FROM runs WHERE key IN ({marks})", chunk)
+            return deleted
+
+        return self._write(action)
+
+    def rows(self, *, strategy: str | None = None, kind: str | None = None) -> list[IndexRow]:
+        clauses, args = [], []
+        if strategy is not None:
+            clauses.append("strategy = ?")
+            args.append(strategy)
+        if kind is not None:
+            clauses.append("kind = ?")
+            args.append(kind)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        cursor = self._connection().execute(f"{_SELECT}{where} ORDER BY created, key", args)
+        return [IndexRow(*r) for r in cursor]
+
+    def close(self) -> None:
+        """Close this process's connections (call it when no other thread is querying)."""
+        pid = os.getpid()
+        with self._lock:
+            mine = [c for p, c in self._connections if p == pid]
+            self._connections = [(p, c) for p, c in self._connections if p != pid]
+            self._ready_pid = None
+        for connection in mine:
+            connection.close()
+        self._local = threading.local()

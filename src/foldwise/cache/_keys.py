@@ -1,0 +1,268 @@
+"""Cache keys: what identifies a backtest, hashed into 32 hex characters.
+
+A key covers everything that can change a stored number:
+
+* the strategy's **fingerprint** (its code and the user code it calls, see
+  :attr:`foldwise.Strategy.fingerprint`);
+* the **canonical parameters**, with the strategy's defaults filled in (so ``{}`` and
+  ``{"fast": 10}`` are the same run when 10 is the default), key order irrelevant and types
+  exact (see :func:`foldwise._canonical.canonical`);
+* the **data content hash** (:attr:`foldwise.MarketData.content_hash`, every byte);
+* the **settings** of the backtest: costs, delay, price field, missing-price policy,
+  periods per year;
+* :data:`foldwise.backtest.ENGINE_VERSION` and this module's key layout version;
+* for a slice entry, the **window**: bar positions ``start <= i < stop`` of the data and
+  the first and last dates they cover.
+
+Building a key is on the optimizer's hot path, so keys whose parameters and settings are
+plain scalars are memoized per process: the same call again costs a tuple hash and a dict
+lookup. The memo is keyed by the strategy fingerprint and data hash (both memoized on their
+objects) plus type-tagged parameter values, so ``5`` and ``5.0`` never share an entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import numbers
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from foldwise._canonical import canonical_json
+from foldwise._hashing import hash_text
+from foldwise.backtest import Costs
+from foldwise.data import MarketData
+from foldwise.errors import CacheArgumentError
+from foldwise.metrics import DEFAULT_PERIODS_PER_YEAR
+from foldwise.strategy import Strategy, as_strategy
+
+__all__ = ["KEY_VERSION", "CacheKey", "Window", "make_key", "resolve_strategy"]
+
+#: Version of the key layout; bump it when what goes into a key changes meaning.
+KEY_VERSION = 1
+
+# The module, not the name: ``foldwise.backtest`` is also the function re-exported by the
+# package. ENGINE_VERSION is read per key so a bump (or a test patching it) takes effect.
+_engine = importlib.import_module("foldwise.backtest")
+_MEMO_LIMIT = 100_000
+_memo: dict[tuple[Any, ...], CacheKey] = {}
+_settings_memo: dict[tuple[Any, ...], str] = {}
+_windows: dict[tuple[str, int, int], Window] = {}
+_strategies: weakref.WeakKeyDictionary[Callable[..., Any], Strategy] = weakref.WeakKeyDictionary()
+# Parameter values of these exact types can be compared by ``==`` without mixing up
+# canonical forms, provided the type goes into the memo token too (-0.0 excepted).
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Bars ``start <= i < stop`` of the data a slice entry covers, and their dates.
+
+    ``first`` and ``last`` are the ISO dates of bars ``start`` and ``stop - 1``; they are
+    implied by the positions and the data hash, and kept for people reading the index.
+    """
+
+    start: int
+    stop: int
+    first: str
+    last: str
+
+    @classmethod
+    def of(cls, window: Window | slice | tuple[int, int], data: MarketData) -> Window:
+        """Check ``window`` against ``data`` and fill in its dates."""
+        if isinstance(window, Window):
+            start, stop = window.start, window.stop
+        elif isinstance(window, slice):
+            if window.step not in (None, 1):
+                raise CacheArgumentError(f"a window is a contiguous range of bars; got step {window.step}.")
+            start, stop = window.start, window.stop
+        else:
+            try:
+                start, stop = window
+            except (TypeError, ValueError):
+                raise CacheArgumentError(
+                    f"window must be (start, stop) bar positions, a slice or a Window, got "
+                    f"{window!r}.") from None
+        n = data.n_dates
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop)) or not (
+                0 <= start < stop <= n):
+            raise CacheArgumentError(
+                f"window ({start!r}, {stop!r}) is not a range of bar positions "
+                f"0 <= start < stop <= {n} of this data; pass integer positions such as a "
+                "fold's train range.")
+        token = (data.content_hash, start, stop)
+        window_obj = _windows.get(token)
+        if window_obj is None:  # formatting two dates costs more than the rest of a key
+            index = data.index
+            window_obj = cls(start, stop, index[start].isoformat(), index[stop - 1].isoformat())
+            _remember(_windows, token, window_obj)
+        if isinstance(window, Window) and window != window_obj:
+            raise CacheArgumentError(
+                f"window {window} does not match the dates of this data ({window_obj.first} .. "
+                f"{window_obj.last}); build it from the same data.")
+        return window_obj
+
+    def as_list(self) -> list[Any]:
+        return [self.start, self.stop, self.first, self.last]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """A cache key and the parts it was hashed from (all strings, all canonical).
+
+    Build one with :meth:`foldwise.BacktestCache.key`. ``str(key)`` is the digest; methods
+    of the cache accept either.
+
+    Attributes
+    ----------
+    digest : str
+        32 hex characters identifying the entry.
+    strategy : str
+        The strategy's display name (not part of the digest: the fingerprint is).
+    fingerprint, data_hash : str
+        The strategy's code fingerprint and the data's content hash.
+    params, settings : str
+        Canonical JSON of the parameters (defaults filled in) and of the settings.
+    window : Window or None
+        The bars of a slice entry; None for a full run.
+    """
+
+    digest: str
+    strategy: str
+    fingerprint: str
+    params: str
+    data_hash: str
+    settings: str
+    window: Window | None = None
+
+    def __str__(self) -> str:
+        return self.digest
+
+    @property
+    def is_slice(self) -> bool:
+        return self.window is not None
+
+    def full(self) -> CacheKey:
+        """The key of the full-history run this slice is cut from (itself if not a slice)."""
+        if self.window is None:
+            return self
+        return _build(self.strategy, self.fingerprint, self.params, self.data_hash,
+                      self.settings, None)
+
+
+def _build(name: str, fingerprint: str, params: str, data_hash: str, settings: str,
+           window: Window | None) -> CacheKey:
+    parts = [KEY_VERSION, _engine.ENGINE_VERSION, fingerprint, params, data_hash, settings,
+             None if window is None else window.as_list()]
+    digest = hash_text(json.dumps(parts, separators=(",", ":")))
+    return CacheKey(digest, name, fingerprint, params, data_hash, settings, window)
+
+
+def resolve_strategy(strategy: Any) -> Strategy:
+    """``strategy`` as a :class:`Strategy`, wrapping a plain function once per process.
+
+    Wrapping is memoized so the function's fingerprint is computed once, not per call.
+    """
+    if isinstance(strategy, Strategy):
+        return strategy
+    try:
+        runner = _strategies.get(strategy)
+    except TypeError:  # not weak-referenceable or not hashable: wrap every time
+        return as_strategy(strategy)
+    if runner is None:
+        runner = _strategies[strategy] = as_strategy(strategy)
+    return runner
+
+
+def _settings_json(costs: Any, delay: Any, price_field: Any, missing: Any,
+                   periods_per_year: Any) -> str:
+    cost_model = Costs.coerce(costs)
+    if isinstance(periods_per_year, bool) or not isinstance(periods_per_year, numbers.Real):
+        raise CacheArgumentError(
+            f"periods_per_year must be a number, got {periods_per_year!r}.")
+    settings = {
+        # -0.0 and 0.0 bps both cost nothing: + 0.0 turns the first into the second.
+        "costs": {"commission_bps": cost_model.commission_bps + 0.0,
+                  "slippage_bps": cost_model.slippage_bps + 0.0},
+        "delay": delay,
+        "price_field": price_field,
+        "missing": missing,
+        # 252 and 252.0 annualize alike.
+        "periods_per_year": float(periods_per_year),
+    }
+    return canonical_json(settings, "settings")
+
+
+def _params_token(params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    token = []
+    for name, value in params.items():
+        cls = value.__class__
+        if cls not in _SCALARS or (cls is float and value == 0.0):
+            return None
+        token.append((name, cls, value))
+    return tuple(token)
+
+
+def make_key(strategy: Any, params: Mapping[str, Any] | None, data: MarketData, *,
+             window: Window | slice | tuple[int, int] | None = None,
+             costs: Costs | Mapping[str, float] | float | None = None, delay: int = 0,
+             price_field: str = "close", missing: str = "zero",
+             periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> CacheKey:
+    """The key of ``strategy`` run with ``params`` on ``data`` (see the module docstring).
+
+    Raises
+    ------
+    ParameterError
+        A parameter value that has no canonical form (named in the message).
+    StrategyParameterError
+        Parameters that do not fit the strategy's signature.
+    CacheArgumentError
+        A window outside the data or a setting of the wrong type.
+    """
+    if not isinstance(data, MarketData):
+        raise CacheArgumentError(
+            f"cache keys are computed on MarketData, got {type(data).__name__}; wrap a "
+            "DataFrame with foldwise.MarketData.from_frame(df).")
+    runner = resolve_strategy(strategy)
+    fingerprint = runner.fingerprint
+    data_hash = data.content_hash
+    given = params if params is not None else {}
+    # Settings rarely change between calls; type-tagged so 1 and True never share an entry.
+    settings_token = (costs.__class__, costs, delay.__class__, delay, price_field.__class__,
+                      price_field, missing.__class__, missing, periods_per_year.__class__,
+                      periods_per_year)
+    token = None
+    params_token = _params_token(given) if given.__class__ is dict else None
+    if params_token is not None and (window is None or (
+            window.__class__ is tuple and len(window) == 2)):
+        token = (_engine.ENGINE_VERSION, fingerprint, runner.name, data_hash, params_token,
+                 settings_token, window if window is None else (
+                     window[0].__class__, window[0], window[1].__class__, window[1]))
+        try:
+            key = _memo.get(token)
+        except TypeError:  # an unhashable setting (a dict of costs) or window value
+            key, token = None, None
+        if key is not None:
+            return key
+    resolved = runner.validate_params(given)
+    try:
+        settings = _settings_memo.get(settings_token)
+    except TypeError:
+        settings, settings_token = None, None
+    if settings is None:
+        settings = _settings_json(costs, delay, price_field, missing, periods_per_year)
+        if settings_token is not None:
+            _remember(_settings_memo, settings_token, settings)
+    key = _build(runner.name, fingerprint, canonical_json(resolved), data_hash, settings,
+                 None if window is None else Window.of(window, data))
+    if token is not None:
+        _remember(_memo, token, key)
+    return key
+
+
+def _remember(memo: dict[Any, Any], token: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[token] = value

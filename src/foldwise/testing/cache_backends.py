@@ -1,0 +1,203 @@
+"""The contract suite of cache index backends (:class:`foldwise.cache.IndexBackend`).
+
+Every backend shipped with foldwise runs it (``tests/test_cache_backends.py``), and a new
+backend proves itself by running it too, with a fixture that opens the new backend::
+
+    import pytest
+    from foldwise.testing.cache_backends import IndexBackendContract
+
+    class TestPostgresIndex(IndexBackendContract):
+        @pytest.fixture
+        def make_backend(self, tmp_path):
+            url = start_a_scratch_database(tmp_path)
+            return lambda: PostgresIndex(url)
+
+``make_backend()`` must return a handle on one and the same store each time it is called
+within a test (a process-local backend returns the same instance). Requires pytest.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from foldwise.cache import IndexBackend, IndexRow, MemoryIndex, SQLiteIndex
+
+__all__ = ["BACKENDS", "IndexBackendContract", "make_row"]
+
+
+def _memory(_: Path) -> Callable[[], IndexBackend]:
+    instance = MemoryIndex()
+    return lambda: instance
+
+
+def _sqlite(directory: Path) -> Callable[[], IndexBackend]:
+    return lambda: SQLiteIndex(directory / "index.sqlite")
+
+
+#: The backends foldwise ships: name -> (scratch directory -> factory of handles).
+BACKENDS: dict[str, Callable[[Path], Callable[[], IndexBackend]]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+}
+
+
+def make_row(key: str = "0" * 32, **changes: Any) -> IndexRow:
+    """A valid row with every field set; ``changes`` override fields."""
+    values: dict[str, Any] = {
+        "key": key, "kind": "full", "strategy": "sma_crossover", "fingerprint": "f" * 32,
+        "params": json.dumps({"fast": 10, "label": "é ✓"}), "data_hash": "d" * 32,
+        "settings": json.dumps({"delay": 0}), "window": None, "parent": None,
+        "metrics": json.dumps({"sharpe": 1.25, "calmar": float("nan")}),
+        "artifact": f"artifacts/{key[:2]}/{key}-00000000.parquet", "checksum": "c" * 32,
+        "n_bytes": 1234, "created": 1_700_000_000.5, "last_used": 1_700_000_000.5,
+    }
+    values.update(changes)
+    return IndexRow(**values)
+
+
+def _key(i: int) -> str:
+    return f"{i:032x}"
+
+
+class IndexBackendContract:
+    """Tests every :class:`~foldwise.cache.IndexBackend` must pass.
+
+    Subclass it in a test module and provide a ``make_backend`` fixture (see the module
+    docstring).
+    """
+
+    @pytest.fixture
+    def backend(self, make_backend: Callable[[], IndexBackend]) -> IndexBackend:
+        return make_backend()
+
+    def test_get_of_an_absent_key_is_none(self, backend: IndexBackend) -> None:
+        assert backend.get(_key(1)) is None
+
+    def test_insert_then_get_returns_every_field(self, backend: IndexBackend) -> None:
+        full = make_row(_key(1))
+        piece = make_row(_key(2), kind="slice", window=json.dumps([0, 10, "a", "b"]),
+                         parent=_key(1), artifact=None, checksum=None, n_bytes=0)
+        for row in (full, piece):
+            assert backend.insert(row) == row
+            assert backend.get(row.key) == row
+
+    def test_insert_keeps_the_first_row_of_a_key(self, backend: IndexBackend) -> None:
+        first = make_row(_key(1), metrics=json.dumps({"sharpe": 1.0}))
+        second = make_row(_key(1), metrics=json.dumps({"sharpe": 2.0}), created=5.0)
+        backend.insert(first)
+        assert backend.insert(second) == first
+        assert backend.get(_key(1)) == first
+
+    def test_touch_only_raises_last_used(self, backend: IndexBackend) -> None:
+        row = make_row(_key(1), last_used=100.0)
+        backend.insert(row)
+        backend.touch({_key(1): 50.0, _key(9): 500.0})  # lower time, unknown key: no effect
+        assert backend.get(_key(1)) == row
+        backend.touch({_key(1): 200.0})
+        assert backend.get(_key(1)) == dataclasses.replace(row, last_used=200.0)
+        assert backend.get(_key(9)) is None
+
+    def test_delete_returns_the_rows_it_deleted(self, backend: IndexBackend) -> None:
+        rows = [make_row(_key(i)) for i in range(3)]
+        for row in rows:
+            backend.insert(row)
+        deleted = backend.delete([_key(0), _key(2), _key(7)])
+        assert sorted(r.key for r in deleted) == [_key(0), _key(2)]
+        assert backend.delete([_key(0)]) == []
+        assert [r.key for r in backend.rows()] == [_key(1)]
+
+    def test_rows_filter_by_strategy_and_kind_oldest_first(self, backend: IndexBackend) -> None:
+        backend.insert(make_row(_key(1), strategy="a", created=3.0))
+        backend.insert(make_row(_key(2), strategy="b", created=1.0))
+        backend.insert(make_row(_key(3), strategy="a", kind="slice", created=2.0))
+        assert [r.key for r in backend.rows()] == [_key(2), _key(3), _key(1)]
+        assert [r.key for r in backend.rows(strategy="a")] == [_key(3), _key(1)]
+        assert [r.key for r in backend.rows(kind="full")] == [_key(2), _key(1)]
+        assert [r.key for r in backend.rows(strategy="a", kind="slice")] == [_key(3)]
+        assert backend.rows(strategy="nobody") == []
+
+    def test_returned_rows_are_frozen_values(self, backend: IndexBackend) -> None:
+        backend.insert(make_row(_key(1)))
+        row = backend.get(_key(1))
+        assert row is not None
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            row.metrics = "{}"  # type: ignore[misc]
+
+    def test_another_handle_sees_committed_rows(
+            self, backend: IndexBackend, make_backend: Callable[[], IndexBackend]) -> None:
+        backend.insert(make_row(_key(1)))
+        other = make_backend()
+        assert other.get(_key(1)) == make_row(_key(1))
+        other.insert(make_row(_key(2)))
+        assert backend.get(_key(2)) == make_row(_key(2))
+
+    def test_one_instance_is_safe_from_many_threads(self, backend: IndexBackend) -> None:
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(6)
+
+        def work(t: int) -> None:
+            try:
+                barrier.wait()
+                for i in range(40):
+                    shared = backend.insert(make_row(_key(1000 + i), created=float(t)))
+                    assert shared.key == _key(1000 + i)
+                    own = make_row(_key(t * 100 + i))
+                    assert backend.insert(own) == own
+                    assert backend.get(own.key) == own
+                    backend.touch({own.key: 2e9 + i})
+                    if i % 10 == 9:
+                        backend.rows(strategy="sma_crossover")
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        keys = {r.key for r in backend.rows()}
+        assert keys == {_key(1000 + i) for i in range(40)} | {
+            _key(t * 100 + i) for t in range(6) for i in range(40)}
+
+    def test_close_then_reuse(self, backend: IndexBackend) -> None:
+        backend.insert(make_row(_key(1)))
+        backend.close()
+        assert backend.get(_key(1)) == make_row(_key(1))
+        assert isinstance(backend.describe(), str)
+        assert backend.describe()
+
+    def test_process_safe_backends_copy_as_their_location(self, backend: IndexBackend) -> None:
+        if not backend.process_safe:
+            pytest.skip("a process-local backend is not shared with workers")
+        backend.insert(make_row(_key(1)))
+        assert copy.copy(backend).get(_key(1)) == make_row(_key(1))
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_forked_child_uses_the_inherited_instance(self, backend: IndexBackend) -> None:
+        if not backend.process_safe:
+            pytest.skip("a process-local backend is not shared with child processes")
+        backend.insert(make_row(_key(1)))  # the parent holds a connection now
+        pid = os.fork()
+        if pid == 0:  # the child: must open its own connection, not reuse the parent's
+            code = 1
+            try:
+                if backend.get(_key(1)) == make_row(_key(1)):
+                    backend.insert(make_row(_key(2)))
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert backend.get(_key(2)) == make_row(_key(2))
+        backend.insert(make_row(_key(3)))  # the parent's connection still works
+        assert backend.get(_key(3)) == make_row(_key(3))

@@ -1,0 +1,560 @@
+"""BacktestCache: storing, loading, browsing, evicting, verifying."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import foldwise
+from foldwise import BacktestCache, Costs, Strategy, cached_backtest
+from foldwise.cache import MemoryIndex
+from foldwise.errors import (
+    CacheArgumentError,
+    CacheCorruptedError,
+    CacheError,
+    CacheMissError,
+)
+from tests._cache_support import expected_backtest, flat_returns, make_data, trend
+
+DATA = make_data()
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return BacktestCache(tmp_path / "fw")
+
+
+def reopen(cache):
+    """A second object on the same directory: an empty process-local memo, like a new process."""
+    return BacktestCache(cache.root)
+
+
+# --- storing and loading ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tz", [None, "America/New_York"])
+def test_a_stored_run_loads_back_equal_to_an_independent_backtest(cache, tz):
+    data = make_data(tz=tz)
+    params = {"lookback": 7, "gross": 1.5}
+    cache.get_or_run(trend, params, data, costs=Costs(commission_bps=2, slippage_bps=3))
+    record = reopen(cache).get(cache.key(trend, params, data, costs={"commission_bps": 2, "slippage_bps": 3}))
+    assert record is not None
+    assert record.kind == "full"
+    loaded = record.result
+    weights = trend(data, **params)
+    expected = expected_backtest(weights, data["close"], cost_bps=5)
+    for name in ("returns", "gross_returns", "costs", "turnover"):
+        np.testing.assert_allclose(getattr(loaded, name).to_numpy(), expected[name],
+                                   rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(loaded.positions.to_numpy(), weights)
+    assert loaded.index.equals(data.index)
+    assert str(loaded.index.tz) == str(tz)
+    assert list(loaded.positions.columns) == list(data.assets)
+    changed = np.argwhere(np.diff(weights, axis=0, prepend=0.0) != 0)
+    assert len(loaded.trades) == len(changed) == loaded.n_trades
+    np.testing.assert_allclose(loaded.trades["cost"].sum(), expected["costs"].sum(), atol=1e-15)
+    assert dict(record.metrics) == pytest.approx(loaded.metrics(), nan_ok=True)
+    assert dict(record.params) == params
+    assert record.settings["costs"] == {"commission_bps": 2.0, "slippage_bps": 3.0}
+
+
+def test_a_strategy_returning_its_own_result_round_trips(cache):
+    first = cache.get_or_run(flat_returns, {"level": 0.002}, DATA)
+    loaded = reopen(cache).get(cache.key(flat_returns, {"level": 0.002}, DATA)).result
+    np.testing.assert_array_equal(loaded.returns.to_numpy(), np.full(len(DATA), 0.002))
+    assert loaded.positions.shape == (len(DATA), 0)
+    assert loaded.n_trades == 0
+    assert loaded.metrics() == pytest.approx(first.metrics(), nan_ok=True)
+
+
+def test_metrics_need_no_artifact_file(cache):
+    cache.get_or_run(trend, {}, DATA)
+    record = cache.get(cache.key(trend, {}, DATA))
+    os.unlink(cache.directory / record._row.artifact)
+    fresh = reopen(cache).get(record.key)
+    assert dict(fresh.metrics) == pytest.approx(dict(record.metrics), nan_ok=True)
+    with pytest.raises(CacheCorruptedError, match="is gone"):
+        _ = fresh.result
+
+
+def test_records_and_loaded_arrays_are_read_only(cache):
+    cache.get_or_run(trend, {}, DATA)
+    record = reopen(cache).get(cache.key(trend, {}, DATA))
+    with pytest.raises(TypeError):
+        record.metrics["sharpe"] = 1.0
+    with pytest.raises(AttributeError):
+        record.kind = "slice"
+    with pytest.raises(ValueError, match="read-only"):
+        record.result.returns.to_numpy()[0] = 1.0
+
+
+def test_get_or_run_runs_once(cache):
+    calls = []
+
+    def counted(data, lookback=5):
+        calls.append(lookback)
+        return trend(data, lookback)
+
+    strategy = Strategy(counted)
+    first = cache.get_or_run(strategy, {"lookback": 3}, DATA)
+    again = cache.get_or_run(strategy, {"lookback": 3}, DATA)
+    from_disk = reopen(cache).get_or_run(strategy, {"lookback": 3}, DATA)
+    assert calls == [3]
+    assert again is first  # the in-process LRU of loaded results
+    np.testing.assert_array_equal(from_disk.returns, first.returns)
+    cache.get_or_run(strategy, {"lookback": 3}, DATA, delay=1)
+    assert calls == [3, 3]
+    assert (cache.stats().hits, cache.stats().misses) == (1, 2)
+
+
+def test_a_damaged_artifact_is_a_logged_miss_in_get_or_run(cache, caplog):
+    cache.get_or_run(trend, {}, DATA)
+    record = cache.get(cache.key(trend, {}, DATA))
+    path = cache.directory / record._row.artifact
+    path.write_bytes(path.read_bytes()[:-100])
+    other = reopen(cache)
+    with caplog.at_level(logging.WARNING, logger="foldwise.cache"):
+        result = other.get_or_run(trend, {}, DATA)
+    assert "damaged" in caplog.text
+    assert record.key in caplog.text
+    np.testing.assert_array_equal(result.returns, trend_result().returns)
+    assert reopen(cache).get(record.key).result.returns.equals(result.returns)
+    assert other.verify().ok
+
+
+def trend_result(**params):
+    return Strategy(trend).run(DATA, params)
+
+
+def test_put_twice_keeps_the_first_and_one_file(cache):
+    key = cache.key(trend, {}, DATA)
+    result = trend_result()
+    first = cache.put(key, result)
+    second = reopen(cache).put(key, result)
+    assert second.created == first.created
+    assert len(list((cache.directory / "artifacts").rglob("*.parquet"))) == 1
+    assert cache.stats().runs == 1
+
+
+def test_put_checks_its_arguments(cache):
+    full = cache.key(trend, {}, DATA)
+    window = cache.key(trend, {}, DATA, window=(0, 10))
+    result = trend_result()
+    with pytest.raises(CacheArgumentError, match="CacheKey"):
+        cache.put(full.digest, result)
+    with pytest.raises(CacheArgumentError, match="full run"):
+        cache.put(full, metrics={"sharpe": 1.0})
+    with pytest.raises(CacheArgumentError, match="exactly one"):
+        cache.put(window, result.islice(0, 10), metrics={"sharpe": 1.0})
+    with pytest.raises(CacheArgumentError, match=r"pass full\.islice"):
+        cache.put(window, result)
+    with pytest.raises(CacheArgumentError, match="numbers"):
+        cache.put(window, metrics={"sharpe": "high"})
+    with pytest.raises(CacheArgumentError, match="BacktestResult"):
+        cache.put(full, result.returns)
+
+
+# --- slices -------------------------------------------------------------------------------
+
+
+FOLDS = [(0, 100), (100, 160), (160, 260)]
+
+
+def test_fold_metrics_come_from_one_full_run(cache):
+    calls = []
+
+    def counted(data, lookback=5):
+        calls.append(lookback)
+        return trend(data, lookback)
+
+    strategy = Strategy(counted)
+    for fold in FOLDS:
+        metrics = cache.metrics(strategy, {"lookback": 4}, DATA, window=fold)
+        expected = trend_result(lookback=4).islice(*fold).metrics()
+        assert dict(metrics) == pytest.approx(expected, nan_ok=True)
+    assert calls == [4]
+    stats = cache.stats()
+    assert (stats.full_runs, stats.slice_runs) == (1, 3)
+    other = reopen(cache)
+    for fold in FOLDS:
+        record = other.get(other.key(strategy, {"lookback": 4}, DATA, window=fold))
+        assert record.kind == "slice"
+        assert record.parent == other.key(strategy, {"lookback": 4}, DATA).digest
+        assert record.result.returns.equals(trend_result(lookback=4).islice(*fold).returns)
+    assert calls == [4]
+
+
+def test_slice_metrics_survive_the_eviction_of_their_full_run(cache):
+    cache.metrics(trend, {}, DATA, window=(0, 100))
+    cache.evict(max_bytes=0)
+    record = reopen(cache).get(cache.key(trend, {}, DATA, window=(0, 100)))
+    assert record.metrics["sharpe"] == pytest.approx(trend_result().islice(0, 100).metrics()["sharpe"])
+    with pytest.raises(CacheMissError, match="no longer in the cache"):
+        _ = record.result
+
+
+def test_full_metrics_through_metrics(cache):
+    metrics = cache.metrics(trend, {"lookback": 9}, DATA)
+    assert dict(metrics) == pytest.approx(trend_result(lookback=9).metrics(), nan_ok=True)
+    assert cache.metrics(trend, {"lookback": 9}, DATA) == metrics
+
+
+# --- the hot path -------------------------------------------------------------------------
+
+
+def test_a_repeated_hit_does_not_query_the_index(cache, monkeypatch):
+    cache.metrics(trend, {}, DATA, window=(0, 100))
+    other = reopen(cache)
+    queries = []
+    original = other.index.get
+    monkeypatch.setattr(other.index, "get", lambda key: queries.append(key) or original(key))
+    key = other.key(trend, {}, DATA, window=(0, 100))
+    for _ in range(50):
+        assert other.get(key) is not None
+    assert len(queries) == 1
+
+
+def test_last_used_times_are_written_in_batches(cache, monkeypatch):
+    cache.get_or_run(trend, {}, DATA)
+    key = cache.key(trend, {}, DATA)
+    before = cache.index.get(key.digest).last_used
+    writes = []
+    original = cache.index.touch
+    monkeypatch.setattr(cache.index, "touch", lambda times: writes.append(dict(times)) or original(times))
+    for _ in range(100):
+        cache.get(key)
+    assert writes == []  # within touch_interval: nothing written
+    cache.flush()
+    assert len(writes) == 1
+    assert cache.index.get(key.digest).last_used > before
+    eager = BacktestCache(cache.root, touch_interval=0.0)
+    monkeypatch.setattr(eager.index, "touch", lambda times: writes.append(dict(times)))
+    eager.get(key)
+    assert len(writes) == 2
+
+
+# --- browsing -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def filled(cache):
+    for lookback in (3, 5, 8):
+        cache.get_or_run(trend, {"lookback": lookback}, DATA)
+    cache.get_or_run(trend, {"lookback": 5, "gross": 2}, DATA)  # an int, not 2.0
+    cache.get_or_run(flat_returns, {}, DATA)
+    cache.metrics(trend, {"lookback": 3}, DATA, window=(0, 100))
+    return cache
+
+
+def test_runs_table(filled):
+    runs = filled.runs()
+    assert len(runs) == 5
+    assert runs.index.name == "key"
+    assert {"strategy", "kind", "params_lookback", "params_gross", "params_level", "sharpe",
+            "max_drawdown", "data_hash", "fingerprint", "created", "last_used",
+            "bytes"} <= set(runs.columns)
+    assert "window_start" not in runs.columns
+    assert sorted(runs["params_lookback"].dropna()) == [3, 5, 5, 8]
+    assert runs["created"].dt.tz is not None
+    assert (filled.runs(kind="all")["kind"] == "slice").sum() == 1
+    slices = filled.runs(kind="slice")
+    assert slices[["window_start", "window_stop"]].values.tolist() == [[0, 100]]
+
+
+def test_runs_filters(filled):
+    assert len(filled.runs("trend")) == 4
+    assert len(filled.runs(trend)) == 4  # by the current code's fingerprint
+    assert len(filled.runs("trend", lookback=5)) == 2
+    assert len(filled.runs(gross=2)) == 1
+    assert len(filled.runs(gross=2.0)) == 0  # type-exact, like keys
+    assert len(filled.runs(data=DATA)) == 5
+    assert len(filled.runs(data=make_data(seed=1))) == 0
+    assert len(filled.runs(data=DATA.content_hash)) == 5
+    with pytest.raises(CacheArgumentError, match="no stored run has a parameter 'lookbak'"):
+        filled.runs(lookbak=5)
+    with pytest.raises(CacheArgumentError, match="kind"):
+        filled.runs(kind="everything")
+
+
+def test_compare_and_best(filled):
+    keys = [filled.key(trend, {"lookback": n}, DATA) for n in (8, 3)]
+    table = filled.compare(keys)
+    assert list(table.index) == [k.digest for k in keys]
+    assert list(table["params_lookback"]) == [8, 3]
+    with pytest.raises(CacheMissError, match="1 of the keys"):
+        filled.compare([keys[0], "0" * 32])
+    best = filled.best("trend", "sharpe", top_n=2)
+    all_sharpes = filled.runs("trend")["sharpe"].sort_values(ascending=False)
+    assert list(best["sharpe"]) == list(all_sharpes.head(2))
+    worst = filled.best(trend, "max_drawdown", top_n=1, maximize=False)
+    assert worst["max_drawdown"].iloc[0] == filled.runs("trend")["max_drawdown"].min()
+    with pytest.raises(CacheArgumentError, match="unknown metric 'sharp'"):
+        filled.best("trend", "sharp")
+    with pytest.raises(CacheArgumentError, match="unknown metric"):
+        filled.best("trend", "params_lookback")
+
+
+def test_best_puts_nan_last(cache):
+    for level in (0.0, 0.001, 0.002):  # a zero return series has no Sharpe ratio
+        cache.get_or_run(flat_returns, {"level": level}, DATA)
+    best = cache.best("flat_returns", "sortino", top_n=3)
+    assert np.isnan(best["sortino"]).all() or np.isnan(best["sortino"].iloc[-1])
+
+
+def test_stats(filled):
+    other = reopen(filled)
+    other.get(filled.key(trend, {"lookback": 3}, DATA))
+    other.get(filled.key(trend, {"lookback": 4}, DATA))
+    stats = other.stats()
+    assert (stats.runs, stats.full_runs, stats.slice_runs) == (6, 5, 1)
+    assert stats.strategies == {"trend": 5, "flat_returns": 1}
+    assert (stats.hits, stats.misses, stats.puts) == (1, 1, 0)
+    files = [p for p in filled.directory.rglob("*") if p.is_file()]
+    assert stats.bytes_on_disk == sum(p.stat().st_size for p in files)
+    assert 0 < stats.artifact_bytes < stats.bytes_on_disk
+    assert "6 (5 full, 1 slices)" in str(stats)
+
+
+# --- removing -----------------------------------------------------------------------------
+
+
+def test_evict_least_recently_used_first(cache):
+    keys = []
+    for lookback in (3, 4, 5):
+        cache.get_or_run(trend, {"lookback": lookback}, DATA)
+        keys.append(cache.key(trend, {"lookback": lookback}, DATA))
+        time.sleep(0.01)
+    sizes = {k.digest: cache.index.get(k.digest).n_bytes for k in keys}
+    time.sleep(0.01)
+    cache.get(keys[0])  # now the most recently used
+    assert cache.evict(max_bytes=sizes[keys[0].digest] + sizes[keys[2].digest]) == 1
+    other = reopen(cache)
+    assert [other.get(k) is not None for k in keys] == [True, False, True]
+    assert other.verify().orphans == []
+
+
+def test_evict_older_than(cache):
+    cache.get_or_run(trend, {}, DATA)
+    assert cache.evict(older_than="1h") == 0
+    assert cache.evict(older_than=dt.timedelta(0)) == 1
+    assert cache.stats().runs == 0
+    assert cache.get(cache.key(trend, {}, DATA)) is None
+    with pytest.raises(CacheArgumentError, match="clear"):
+        cache.evict()
+    with pytest.raises(CacheArgumentError, match="duration"):
+        cache.evict(older_than="soon")
+    with pytest.raises(CacheArgumentError, match=">= 0"):
+        cache.evict(older_than=-5)
+    with pytest.raises(CacheArgumentError, match="max_bytes"):
+        cache.evict(max_bytes=-1)
+
+
+def test_clear_keeps_foreign_files(filled):
+    foreign = filled.directory / "notes.txt"
+    foreign.write_text("mine")
+    assert filled.clear() == 6
+    assert filled.stats().runs == 0
+    assert list((filled.directory / "artifacts").rglob("*.parquet")) == []
+    assert foreign.read_text() == "mine"
+    assert filled.get_or_run(trend, {}, DATA).returns.equals(trend_result().returns)
+
+
+# --- verify -------------------------------------------------------------------------------
+
+
+def test_verify_reports_and_repairs(filled):
+    assert filled.verify().ok
+    assert str(filled.verify()).startswith("checked 6 entries: all intact")
+    rows = [filled.index.get(k.digest) for k in
+            (filled.key(trend, {"lookback": n}, DATA) for n in (3, 5, 8))]
+    (filled.directory / rows[0].artifact).unlink()
+    truncated = filled.directory / rows[1].artifact
+    truncated.write_bytes(truncated.read_bytes()[:50])
+    orphan = filled.directory / "artifacts" / "ab" / ("ab" + "0" * 30 + "-00000000.parquet")
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"PAR1")
+    temporary = filled.directory / "artifacts" / ".x.parquet.123.tmp"
+    temporary.write_bytes(b"half")
+    foreign = filled.directory / "artifacts" / "model.pkl"
+    foreign.write_bytes(b"not opened")
+    report = filled.verify()
+    assert not report.ok
+    assert report.missing == [rows[0].key]
+    assert [key for key, _ in report.corrupted] == [rows[1].key]
+    assert report.orphans == [orphan.relative_to(filled.directory).as_posix()]
+    assert report.temporary == ["artifacts/.x.parquet.123.tmp"]
+    assert report.foreign == ["artifacts/model.pkl"]
+    kept = filled.verify(repair=True)  # leftovers younger than the grace period stay
+    assert kept.repaired
+    assert orphan.exists()
+    assert temporary.exists()
+    filled.verify(repair=True, grace=0)
+    after = filled.verify()
+    assert after.missing == after.corrupted == after.orphans == after.temporary == []
+    assert after.foreign == ["artifacts/model.pkl"]
+    assert foreign.exists()
+    assert filled.stats().runs == 4
+
+
+def test_a_row_naming_a_file_outside_the_artifacts_is_corrupted(cache, tmp_path):
+    cache.get_or_run(trend, {}, DATA)
+    row = cache.index.get(cache.key(trend, {}, DATA).digest)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("x")
+    bad = BacktestCache(cache.root, backend=MemoryIndex())
+    bad.index.insert(dataclasses.replace(row, artifact="../../secret.txt"))
+    with pytest.raises(CacheCorruptedError, match="not a file name foldwise writes"):
+        _ = bad.get(row.key).result
+    assert [k for k, _ in bad.verify().corrupted] == [row.key]
+
+
+# --- sharing --------------------------------------------------------------------------------
+
+
+def test_threads_share_one_cache(cache):
+    expected = {n: trend_result(lookback=n).islice(*FOLDS[n % 3]).metrics() for n in range(2, 8)}
+    errors = []
+    barrier = threading.Barrier(8)
+
+    def work(seed):
+        try:
+            barrier.wait()
+            rng = np.random.default_rng(seed)
+            for n in rng.integers(2, 8, size=30):
+                n = int(n)
+                got = cache.metrics(trend, {"lookback": n}, DATA, window=FOLDS[n % 3])
+                assert dict(got) == pytest.approx(expected[n], nan_ok=True)
+                result = cache.get_or_run(trend, {"lookback": n}, DATA)
+                assert len(result) == len(DATA)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    stats = cache.stats()
+    assert (stats.full_runs, stats.slice_runs) == (6, 6)
+    assert stats.hits + stats.misses >= 8 * 30 * 2
+    assert cache.verify().ok
+    assert cache.verify().orphans == []
+
+
+def test_a_cache_copies_as_its_location(cache):
+    cache.get_or_run(trend, {}, DATA)
+    clone = copy.deepcopy(cache)
+    assert clone.root == cache.root
+    assert clone.get(cache.key(trend, {}, DATA)) is not None
+    with pytest.raises(CacheError, match="one process"):
+        copy.deepcopy(BacktestCache(cache.root, backend=MemoryIndex()))
+
+
+def test_a_memory_index_cache_works(tmp_path):
+    cache = BacktestCache(tmp_path, backend=MemoryIndex())
+    cache.metrics(trend, {}, DATA, window=(0, 50))
+    assert cache.stats().runs == 2
+    assert cache.verify().ok
+    assert not (tmp_path / "cache" / "index.sqlite").exists()
+
+
+# --- location -------------------------------------------------------------------------------
+
+
+def test_default_location_and_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("FOLDWISE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert BacktestCache().directory == tmp_path / ".foldwise" / "cache"
+    monkeypatch.setenv("FOLDWISE_DIR", str(tmp_path / "shared"))
+    assert BacktestCache().directory == tmp_path / "shared" / "cache"
+    assert BacktestCache(tmp_path / "explicit").directory == tmp_path / "explicit" / "cache"
+
+
+def test_an_index_that_is_not_a_database_is_a_clear_error(tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "index.sqlite").write_bytes(b"\x80\x04not sqlite at all" * 100)
+    with pytest.raises(CacheCorruptedError, match="not a usable cache index"):
+        BacktestCache(tmp_path)
+
+
+def test_an_index_from_a_newer_version_is_refused(cache):
+    connection = cache.index._connection()
+    connection.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
+    with pytest.raises(CacheError, match="schema version 99"):
+        BacktestCache(cache.root)
+
+
+# --- the decorator --------------------------------------------------------------------------
+
+
+def test_cached_backtest_decorator(cache):
+    calls = []
+
+    @cached_backtest(cache=cache, costs=2)
+    def momentum(data, lookback=5):
+        calls.append(lookback)
+        return trend(data, lookback)
+
+    first = momentum(DATA, lookback=6)
+    again = momentum(DATA, lookback=6)
+    assert calls == [6]
+    assert again is first
+    assert first.settings["costs"]["commission_bps"] == 2.0
+    plain = Strategy(momentum.func).run(DATA, {"lookback": 6}, costs=2)
+    np.testing.assert_array_equal(first.returns, plain.returns)
+    calls.clear()
+    # the same entry as the undecorated strategy with the same settings
+    assert cache.get(cache.key(momentum.uncached, {"lookback": 6}, DATA, costs=2)) is not None
+    assert momentum.name == "momentum"
+    assert momentum.parameters == {"lookback": 5}
+    # used as a strategy by another cache, it runs its undecorated self on a miss
+    other = BacktestCache(cache.root.parent / "other")
+    other.get_or_run(momentum, {"lookback": 6}, DATA)
+    assert calls == [6]
+    assert cache.stats().runs == 1
+    with pytest.raises(CacheArgumentError, match="unknown setting"):
+        cached_backtest(cost=2)
+
+
+def test_cached_backtest_uses_the_default_location(tmp_path, monkeypatch):
+    monkeypatch.setenv("FOLDWISE_DIR", str(tmp_path))
+
+    @foldwise.cached_backtest
+    def always_long(data):
+        return np.ones(data.shape) / data.n_assets
+
+    always_long(DATA)
+    assert always_long.cache.directory == tmp_path / "cache"
+    assert always_long.cache.stats().runs == 1
+
+
+def test_index_rows_hold_json_only(filled):
+    for row in filled.index.rows(kind=None):
+        json.loads(row.params), json.loads(row.settings), json.loads(row.metrics)
+
+
+def test_an_entry_replaced_by_another_process_is_reloaded_not_dropped(cache, caplog):
+    cache.get_or_run(trend, {}, DATA)
+    key = cache.key(trend, {}, DATA)
+    old = cache.get(key)._row.artifact  # remembered by this process
+    other = reopen(cache)
+    other.evict(older_than=0)
+    other.get_or_run(trend, {}, DATA)  # stored again, under a new file name
+    new = other.index.get(key.digest).artifact
+    assert new != old
+    cache._results.clear()  # as if the loaded result had left the in-memory LRU
+    with caplog.at_level(logging.WARNING, logger="foldwise.cache"):
+        result = cache.get_or_run(trend, {}, DATA)
+    assert caplog.text == ""
+    assert result.returns.equals(trend_result().returns)
+    assert cache.index.get(key.digest).artifact == new
