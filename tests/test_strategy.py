@@ -319,3 +319,10 @@ def test_example_fingerprints_cover_their_shared_helper():
     assert "code:foldwise.examples.rolling_mean" in sources
     assert "code:foldwise.examples.mean_reversion" not in sources
     assert sma_crossover.fingerprint != mean_reversion.fingerprint
+
+
+def test_helpers_are_followed_even_when_their_module_left_sys_modules(userpkg):
+    module, _ = userpkg.load()
+    sys.modules.pop("userpkg.helpers")
+    sources = Strategy(module.strat).fingerprint_sources()
+    assert "code:userpkg.helpers.smooth" in sources

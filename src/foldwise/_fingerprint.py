@@ -85,7 +85,21 @@ def is_user_module(module: types.ModuleType | str | None) -> bool:
 
 def _defined_in_user_code(obj: Any) -> bool:
     name = getattr(obj, "__module__", None)
-    return isinstance(name, str) and is_user_module(name)
+    if not isinstance(name, str):
+        return False
+    module = sys.modules.get(name)
+    if module is not None:
+        return is_user_module(module)
+    # The module was removed from sys.modules (reloaded, or imported by path): judge by
+    # the file the code comes from.
+    code = getattr(inspect.unwrap(obj), "__code__", None) if callable(obj) else None
+    file = code.co_filename if code is not None else None
+    if file is None:
+        try:
+            file = inspect.getsourcefile(obj)
+        except TypeError:
+            file = None
+    return _is_user_module_name(name, file)
 
 
 def _strip_docstrings(tree: ast.AST) -> None:
