@@ -28,6 +28,7 @@ reports them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -36,11 +37,17 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pandas as pd
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from foldwise._paths import resolve_root
 from foldwise.backtest import BacktestResult, Costs
@@ -77,6 +84,27 @@ CACHE_DIR = "cache"
 #: File name of the SQLite index inside the cache directory.
 INDEX_NAME = "index.sqlite"
 _INDEX_FILES = frozenset(INDEX_NAME + suffix for suffix in ("", "-wal", "-shm", "-journal"))
+#: Backtests of one key by several processes are serialized through one of these lock
+#: files (``flock``: the kernel releases it when a process dies), so a parameter set that
+#: two workers miss at the same moment is still run once. Keys share 256 stripes.
+_LOCK_FILES = frozenset(f"locks/{i:02x}.lock" for i in range(256))
+_KNOWN_FILES = _INDEX_FILES | _LOCK_FILES
+
+
+@contextlib.contextmanager
+def _run_lock(directory: Path, digest: str) -> Iterator[None]:
+    """Hold the lock stripe of ``digest`` (a no-op where ``fcntl`` is missing)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    path = directory / "locks" / f"{digest[:2]}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _write_last_used(index: IndexBackend, batch: dict[str, float]) -> None:
@@ -419,8 +447,16 @@ class BacktestCache:
                     self._misses += 1
         runner = resolve_strategy(strategy)
         runner = getattr(runner, "uncached", runner)  # a @cached_backtest strategy
-        result = runner.run(data, params, **settings)
-        self.put(key, result)
+        with _run_lock(self.directory, key.digest):
+            # Another process may have run it while this one waited for the lock.
+            current = self.index.get(key.digest)
+            if current is not None:
+                try:
+                    return self._result_of(self._remember(current))
+                except CacheCorruptedError:
+                    pass  # damaged: run it again below
+            result = runner.run(data, params, **settings)
+            self.put(key, result)
         return result
 
     # --- results ---------------------------------------------------------------------------
@@ -569,7 +605,7 @@ class BacktestCache:
         belong to a process writing right now); foreign files are left alone.
         """
         removed = self._drop([row.key for row in self.index.rows()])
-        scan = self._store.scan(set(_INDEX_FILES))
+        scan = self._store.scan(set(_KNOWN_FILES))
         sweep(self.directory, scan.temporary + scan.artifacts, grace=600.0)
         with self._lock:
             self._records.clear()
@@ -608,7 +644,7 @@ class BacktestCache:
             Age in seconds below which leftovers are reported but kept.
         """
         self.flush()
-        scan = self._store.scan(set(_INDEX_FILES))
+        scan = self._store.scan(set(_KNOWN_FILES))
         report = inspect(self._store, self.index.rows(), scan)
         for path in report.foreign:
             logger.warning("foreign file in the cache directory (not opened): %s",
