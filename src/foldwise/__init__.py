@@ -11,36 +11,48 @@ The public API is re-exported here; everything else is private to its module.
 
 from __future__ import annotations
 
-from foldwise import datasets, examples, metrics, splits
+from foldwise import datasets, examples, metrics, space, splits, stats
+from foldwise._version import __version__
 from foldwise.backtest import BacktestResult, Costs, backtest
 from foldwise.cache import BacktestCache, cached_backtest
 from foldwise.data import MarketData
 from foldwise.errors import FoldwiseError
+from foldwise.optimize import WalkForwardResult, delete_study, load_result, optimize
+from foldwise.space import Categorical, Fixed, Float, Int, SearchSpace
 from foldwise.splits import CombinatorialPurgedKFold, Fold, FoldStore, PurgedKFold, WalkForward
 from foldwise.strategy import Strategy, as_strategy, check_causal, strategy
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BacktestCache",
     "BacktestResult",
+    "Categorical",
     "CombinatorialPurgedKFold",
     "Costs",
+    "Fixed",
+    "Float",
     "Fold",
     "FoldStore",
     "FoldwiseError",
+    "Int",
     "MarketData",
     "PurgedKFold",
+    "SearchSpace",
     "Strategy",
     "WalkForward",
+    "WalkForwardResult",
     "__version__",
     "as_strategy",
     "backtest",
     "cached_backtest",
     "check_causal",
     "datasets",
+    "delete_study",
     "examples",
+    "load_result",
     "metrics",
+    "optimize",
+    "space",
     "splits",
+    "stats",
     "strategy",
 ]

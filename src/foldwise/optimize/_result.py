@@ -243,8 +243,7 @@ def load_result(study: str, storage: Any = None, cache: Any = None) -> WalkForwa
     try:
         manifest = optuna.load_study(study_name=study, storage=opened)
     except KeyError:
-        names = sorted(s.study_name for s in optuna.get_all_studies(storage=opened)
-                       if "/fold-" not in s.study_name)
+        names = sorted(n for n in optuna.get_all_study_names(storage=opened) if "/fold-" not in n)
         raise OptimizationError(
             f"no study named {study!r} in {spec}; the studies there are {names}. Check the "
             "name and the storage= argument.") from None

@@ -414,9 +414,7 @@ def optimize(
         raise OptimizationError(
             f"n_jobs={n_jobs} needs a storage that several processes can open; {spec} lives "
             "in this process only. Use the default journal file (storage=None) or an RDB URL.")
-    folds = splitter.folds(data, store=FoldStore(resolve_root(None)), name=study)
-    if len(folds) == 0:
-        raise OptimizationError(f"{folds.splitter} produced no fold on this data.")
+    folds = splitter.folds(data)
 
     opened = open_storage(spec)
     manifest = optuna.create_study(study_name=study, storage=opened, load_if_exists=True,
@@ -426,6 +424,9 @@ def optimize(
         direction=resolved_direction, space=search, settings=settings, top_k=top_k,
         cv_aggregate=cv_aggregate if mode == "cv" else None)
     resumed = check_metadata(manifest, metadata)
+    # The study is accepted: keep its fold definitions in the fold store too (they are
+    # the same folds, so this never refuses unless the store was edited by hand).
+    splitter.folds(data, store=FoldStore(resolve_root(None)), name=study)
     if mode == "walk_forward":
         names = [fold_study_name(study, f.number) for f in folds]
         for fold, name in zip(folds, names, strict=True):

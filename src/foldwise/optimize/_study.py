@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-import foldwise
+from foldwise._version import __version__
 from foldwise.data import MarketData
 from foldwise.errors import StudyMismatchError
 from foldwise.space import SearchSpace
@@ -56,7 +56,7 @@ def manifest_metadata(*, mode: str, data: MarketData, folds: FoldSet, strategy: 
     """The JSON-able description stored with a study (see the module docstring)."""
     return {
         "format": _FORMAT,
-        "foldwise_version": foldwise.__version__,
+        "foldwise_version": __version__,
         "mode": mode,
         "data": {"content_hash": data.content_hash, "n_dates": data.n_dates,
                  "n_assets": data.n_assets, "first": data.index[0].isoformat(),
@@ -135,16 +135,20 @@ def check_metadata(manifest: optuna.Study, metadata: dict[str, Any]) -> bool:
 
 
 def delete_study(name: str, storage: Any = None) -> int:
-    """Delete optimization ``name`` (its manifest and every fold study) from ``storage``.
+    """Delete optimization ``name``: its manifest, every fold study, its stored fold set.
 
     Returns the number of Optuna studies deleted. Cached backtests are kept: a new study on
     the same data and strategy reuses them.
     """
+    from foldwise._paths import resolve_root
     from foldwise._storage import open_storage, parse_storage
+    from foldwise.splits import FoldStore
+
+    FoldStore(resolve_root(None)).delete(name)
 
     opened = open_storage(parse_storage(storage))
-    names = [s.study_name for s in optuna.get_all_studies(storage=opened)
-             if s.study_name == name or s.study_name.startswith(name + "/fold-")]
+    names = [n for n in optuna.get_all_study_names(storage=opened)
+             if n == name or n.startswith(name + "/fold-")]
     for study_name in names:
         optuna.delete_study(study_name=study_name, storage=opened)
     return len(names)

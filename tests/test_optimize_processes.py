@@ -1,0 +1,183 @@
+"""The optimizer with real processes: SIGKILL and resume, and parallel workers."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import foldwise
+from foldwise._storage import open_storage, parse_storage
+from foldwise.space import Int
+from foldwise.splits import WalkForward
+
+from ._optimize_support import BLOCK_ENV, COUNT_ENV, SLEEP_ENV, counted_sma, executions
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+N_TRIALS = 8
+N_FOLDS = 6
+
+SCRIPT = textwrap.dedent(f"""
+    import sys
+    sys.path.insert(0, {str(ROOT)!r})
+    import optuna
+    import foldwise
+    from foldwise.space import Int
+    from foldwise.splits import WalkForward
+    from tests._optimize_support import counted_sma
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    foldwise.optimize(counted_sma, foldwise.datasets.load_goog(),
+                      {{"fast": Int(5, 30), "slow": Int(20, 80, step=5)}},
+                      WalkForward(train=500, test=250), constraints="fast < slow",
+                      n_trials={N_TRIALS}, study="killme", seed=0, costs=2.0,
+                      show_progress=False)
+    print("finished")
+""")
+
+
+def completed_trials(root: Path) -> dict[tuple[int, int], tuple[dict, float]]:
+    storage = open_storage(parse_storage(str(root / "studies.journal")))
+    found = {}
+    for fold in range(N_FOLDS):
+        try:
+            study = optuna.load_study(study_name=f"killme/fold-{fold:02d}", storage=storage)
+        except KeyError:
+            continue
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state == TrialState.COMPLETE:
+                found[(fold, trial.number)] = (dict(trial.params), trial.value)
+    return found
+
+
+def states(root: Path) -> Counter:
+    storage = open_storage(parse_storage(str(root / "studies.journal")))
+    counts: Counter = Counter()
+    for fold in range(N_FOLDS):
+        study = optuna.load_study(study_name=f"killme/fold-{fold:02d}", storage=storage)
+        for trial in study.get_trials(deepcopy=False):
+            counts[(fold, trial.state.name)] += 1
+    return counts
+
+
+@pytest.fixture
+def env(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    variables = {**os.environ, "FOLDWISE_DIR": str(tmp_path / "home"),
+                 COUNT_ENV: str(tmp_path / "executions.txt")}
+    return tmp_path, script, variables
+
+
+def start(script: Path, variables: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(script)], env=variables,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run never reached the blocking execution"
+        time.sleep(0.05)
+
+
+def test_sigkill_mid_trial_then_resume_loses_nothing_and_runs_each_set_once(env):
+    tmp_path, script, variables = env
+    home = tmp_path / "home"
+    marker = tmp_path / "blocked"
+    first = start(script, {**variables, BLOCK_ENV: f"20:{marker}"})
+    wait_for(marker, first)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = completed_trials(home)
+    assert before, "the first run completed no trial before the kill"
+    running = sum(v for (fold, state), v in states(home).items() if state == "RUNNING")
+    assert running == 1  # the trial whose backtest was interrupted
+
+    second = start(script, variables)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err
+    assert "finished" in out
+
+    after = completed_trials(home)
+    for key, value in before.items():  # no completed trial lost or changed
+        assert after[key] == value
+    counts = states(home)
+    for fold in range(N_FOLDS):
+        assert counts[(fold, "COMPLETE")] == N_TRIALS
+        assert counts[(fold, "RUNNING")] == 0
+    assert sum(v for (fold, state), v in counts.items() if state == "FAIL") == 1  # worker died
+    ran = Counter(executions(variables[COUNT_ENV]))
+    assert max(ran.values()) == 1  # every distinct parameter set executed exactly once
+    distinct = {(p["fast"], p["slow"]) for p, _ in after.values()}
+    assert set(ran) == distinct
+    cache = foldwise.BacktestCache(home)
+    assert cache.verify().ok
+
+
+def test_random_kills_then_resume_completes_the_same_study(env):
+    tmp_path, script, variables = env
+    home = tmp_path / "home"
+    variables = {**variables, SLEEP_ENV: "0.02"}
+    rng = random.Random(7)
+    kills = 0
+    preserved: dict = {}
+    for _ in range(3):
+        process = start(script, variables)
+        time.sleep(rng.uniform(2.0, 5.0))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        preserved.update(completed_trials(home))
+    final = start(script, variables)
+    _out, err = final.communicate(timeout=600)
+    assert final.returncode == 0, err
+    after = completed_trials(home)
+    for key, value in preserved.items():
+        assert after[key] == value
+    counts = states(home)
+    assert all(counts[(fold, "COMPLETE")] == N_TRIALS for fold in range(N_FOLDS))
+    ran = Counter(executions(variables[COUNT_ENV]))
+    distinct = {(p["fast"], p["slow"]) for p, _ in after.values()}
+    assert set(ran) == distinct
+    # a kill between an execution and its cache write re-runs that one set, at most once
+    assert sum(ran.values()) <= len(distinct) + kills
+    assert foldwise.BacktestCache(home).verify().ok
+
+
+def test_two_worker_processes_share_the_storage_and_the_cache(store_dir, tmp_path, monkeypatch):
+    count = tmp_path / "executions.txt"
+    monkeypatch.setenv(COUNT_ENV, str(count))
+    monkeypatch.setenv(SLEEP_ENV, "0.01")
+    monkeypatch.syspath_prepend(str(ROOT))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    result = foldwise.optimize(
+        counted_sma, foldwise.datasets.load_goog(),
+        {"fast": Int(5, 30), "slow": Int(20, 80, step=5)}, WalkForward(train=500, test=250),
+        constraints="fast < slow", n_trials=N_TRIALS, study="parallel", seed=0,
+        costs=2.0, n_jobs=2, show_progress=False)
+    folds = result.folds
+    assert (folds["trials_complete"] == N_TRIALS).all()
+    assert (folds["trials_failed"] == 0).all()
+    ran = Counter(executions(count))
+    assert max(ran.values()) == 1  # the run lock keeps simultaneous misses to one backtest
+    pids = {t.user_attrs["foldwise_worker"]["pid"]
+            for f in range(len(folds))
+            for t in optuna.load_study(study_name=f"parallel/fold-{f:02d}",
+                                       storage=open_storage(result.storage)).trials}
+    assert len(pids) == 2 and os.getpid() not in pids
