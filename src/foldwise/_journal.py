@@ -67,7 +67,21 @@ class FileJournalBackend(BaseJournalBackend):
         self.durable = durable
         # (line number, byte offset) of the end of what this process has read so far.
         self._read_upto = (0, 0)
-        self._lock = threading.Lock()  # guards _read_upto between threads of this process
+        self._lock = threading.Lock()  # guards _read_upto and _fd between threads
+        self._fd: int | None = None
+        self._pid = -1
+
+    def _descriptor(self) -> int:
+        """This process's descriptor of the journal (reopened after a fork)."""
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            self._pid = os.getpid()
+        return self._fd
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Worker processes get a fresh backend on the same file (offsets are per process).
@@ -87,8 +101,10 @@ class FileJournalBackend(BaseJournalBackend):
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         payload = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
         data = payload.encode("utf-8")
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
-        try:
+        # One descriptor per process; threads take turns (flock does not order threads
+        # sharing a descriptor).
+        with self._lock:
+            fd = self._descriptor()
             with self._locked(fd):
                 self._repair_tail(fd)
                 written = os.write(fd, data)
@@ -96,8 +112,6 @@ class FileJournalBackend(BaseJournalBackend):
                     written += os.write(fd, data[written:])
                 if self.durable:
                     os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _repair_tail(self, fd: int) -> None:
         """Truncate an unterminated last line left by a writer that died mid-write."""
@@ -123,11 +137,13 @@ class FileJournalBackend(BaseJournalBackend):
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
         with self._lock:
             known, offset = self._read_upto
+            fd = self._descriptor()
         if known > log_number_from:
             known, offset = 0, 0
-        with open(self.path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
+        size = os.fstat(fd).st_size
+        if size <= offset:
+            return  # nothing new: the common case of a sync in a single process
+        data = os.pread(fd, size - offset, offset)
         number, position = known, offset
         logs = []
         for line in data.splitlines(keepends=True):

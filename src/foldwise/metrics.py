@@ -182,14 +182,23 @@ def calmar(returns: Any, periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> 
     return annual_return(r, periods_per_year) / -drawdown
 
 
+def _win_rate(r: np.ndarray) -> float:
+    active = np.count_nonzero(r)
+    return float(np.count_nonzero(r > 0) / active) if active else math.nan
+
+
 def win_rate(returns: Any) -> float:
     """Share of periods with a positive return among periods with a non-zero return.
 
     Periods with no position (return exactly 0) do not count. NaN if none is non-zero.
     """
-    r = _clean(returns)
-    active = np.count_nonzero(r)
-    return float(np.count_nonzero(r > 0) / active) if active else math.nan
+    return _win_rate(_clean(returns))
+
+
+def _profit_factor(r: np.ndarray) -> float:
+    gains = float(np.maximum(r, 0.0).sum())
+    losses = -float(np.minimum(r, 0.0).sum())
+    return gains / losses if losses > 0 else math.nan
 
 
 def profit_factor(returns: Any) -> float:
@@ -197,21 +206,37 @@ def profit_factor(returns: Any) -> float:
 
     NaN when there is no negative return (empyrical-style tools would give inf).
     """
-    r = _clean(returns)
-    losses = -float(r[r < 0].sum())
-    return float(r[r > 0].sum()) / losses if losses > 0 else math.nan
+    return _profit_factor(_clean(returns))
+
+
+def _percentile(ordered: np.ndarray, q: float) -> float:
+    """``np.percentile(x, q)`` (linear interpolation) of an already sorted array.
+
+    ``np.percentile`` costs ~60 us of overhead on a short array; a sorted array and two
+    lookups cost a few microseconds, and the optimizer computes this once per trial.
+    """
+    position = q / 100.0 * (ordered.size - 1)
+    below = int(position)
+    above = min(below + 1, ordered.size - 1)
+    fraction = position - below
+    return float(ordered[below] + (ordered[above] - ordered[below]) * fraction)
+
+
+def _tail_ratio(r: np.ndarray) -> float:
+    if r.size == 0:
+        return math.nan
+    ordered = np.sort(r)
+    low = _percentile(ordered, 5.0)
+    return abs(_percentile(ordered, 95.0)) / abs(low) if low != 0 else math.nan
 
 
 def tail_ratio(returns: Any) -> float:
     """``abs(95th percentile) / abs(5th percentile)`` of the returns (empyrical).
 
-    NaN if empty or when the 5th percentile is 0.
+    Percentiles interpolate linearly, as ``np.percentile`` does. NaN if empty or when the
+    5th percentile is 0.
     """
-    r = _clean(returns)
-    if r.size == 0:
-        return math.nan
-    low, high = np.percentile(r, [5.0, 95.0])
-    return abs(float(high)) / abs(float(low)) if low != 0 else math.nan
+    return _tail_ratio(_clean(returns))
 
 
 def average_turnover(turnover: Any) -> float:
@@ -307,9 +332,9 @@ def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
         "max_drawdown": drawdown,
         "calmar": cagr / -drawdown if drawdown < 0.0 else math.nan,
         "total_return": growth - 1.0,
-        "win_rate": win_rate(r),
-        "profit_factor": profit_factor(r),
-        "tail_ratio": tail_ratio(r),
+        "win_rate": _win_rate(r),
+        "profit_factor": _profit_factor(r),
+        "tail_ratio": _tail_ratio(r),
         "average_turnover": average_turnover(turnover) if turnover is not None else math.nan,
         "n_trades": count,
         "probabilistic_sharpe_ratio": _psr(r, 0.0),
