@@ -155,8 +155,9 @@ def test_random_kills_then_resume_completes_the_same_study(env):
     ran = Counter(executions(variables[COUNT_ENV]))
     distinct = {(p["fast"], p["slow"]) for p, _ in after.values()}
     assert set(ran) == distinct
-    # a kill between an execution and its cache write re-runs that one set, at most once
-    assert sum(ran.values()) <= len(distinct) + kills
+    # A kill loses at most the cache writes still in flight (the write-behind depth, 4):
+    # those sets are run again, once.
+    assert sum(ran.values()) <= len(distinct) + 4 * kills
     assert foldwise.BacktestCache(home).verify().ok
 
 
@@ -176,6 +177,15 @@ def test_two_worker_processes_share_the_storage_and_the_cache(store_dir, tmp_pat
     assert (folds["trials_failed"] == 0).all()
     ran = Counter(executions(count))
     assert max(ran.values()) == 1  # the run lock keeps simultaneous misses to one backtest
+    sequential = foldwise.optimize(
+        counted_sma, foldwise.datasets.load_goog(),
+        {"fast": Int(5, 30), "slow": Int(20, 80, step=5)}, WalkForward(train=500, test=250),
+        constraints="fast < slow", n_trials=N_TRIALS, study="sequential", seed=0,
+        costs=2.0, n_jobs=1, show_progress=False)
+    # each fold is run whole by one worker with its sequential seed: the same result
+    columns = ["fold", "trial", "state", "value"]
+    assert result.trials[columns].equals(sequential.trials[columns])
+    assert result.trials["params"].tolist() == sequential.trials["params"].tolist()
     pids = {t.user_attrs["foldwise_worker"]["pid"]
             for f in range(len(folds))
             for t in optuna.load_study(study_name=f"parallel/fold-{f:02d}",

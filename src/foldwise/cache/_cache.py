@@ -29,6 +29,7 @@ reports them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -67,6 +68,7 @@ from foldwise.cache._records import (
     VerifyReport,
     metrics_json,
 )
+from foldwise.cache._writer import Writer
 from foldwise.data import MarketData
 from foldwise.errors import (
     CacheArgumentError,
@@ -91,20 +93,25 @@ _LOCK_FILES = frozenset(f"locks/{i:02x}.lock" for i in range(256))
 _KNOWN_FILES = _INDEX_FILES | _LOCK_FILES
 
 
-@contextlib.contextmanager
-def _run_lock(directory: Path, digest: str) -> Iterator[None]:
-    """Hold the lock stripe of ``digest`` (a no-op where ``fcntl`` is missing)."""
+def _acquire_run_lock(directory: Path, digest: str) -> int | None:
+    """Take the lock stripe of ``digest``; return the descriptor that holds it (None where
+    ``fcntl`` is missing). Closing the descriptor releases the lock."""
     if fcntl is None:  # pragma: no cover - Windows
-        yield
-        return
+        return None
     path = directory / "locks" / f"{digest[:2]}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _release(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 def _write_last_used(index: IndexBackend, batch: dict[str, float]) -> None:
@@ -184,6 +191,8 @@ class BacktestCache:
         self._touched: dict[str, float] = {}
         self._last_flush = time.time()
         self._hits = self._misses = self._puts = 0
+        self._executed = 0
+        self._writer: Writer | None = None
         # At exit or collection, write what hits are still pending (no other user is left).
         self._finalizer = weakref.finalize(
             self, lambda index, pending: _write_last_used(index, dict(pending)), self.index,
@@ -298,7 +307,8 @@ class BacktestCache:
     # --- storing -----------------------------------------------------------------------
 
     def put(self, key: CacheKey, result: BacktestResult | None = None, *,
-            metrics: Mapping[str, float] | None = None) -> CacheRecord:
+            metrics: Mapping[str, float] | None = None,
+            _lock_fd: int | None = None) -> CacheRecord:
         """Store a run under ``key``; return its record. Storing a key twice is a no-op.
 
         Parameters
@@ -334,9 +344,18 @@ class BacktestCache:
                 f"result must be a BacktestResult, got {type(result).__name__}.")
         existing = self._lookup(key.digest)
         if existing is not None:
+            _release(_lock_fd)
             if result is not None and not key.is_slice:
                 self._keep_result(key.digest, result)
             return existing
+        try:
+            return self._store_new(key, result, metrics, _lock_fd)
+        except BaseException:
+            _release(_lock_fd)
+            raise
+
+    def _store_new(self, key: CacheKey, result: BacktestResult | None,
+                   metrics: Mapping[str, float] | None, lock_fd: int | None) -> CacheRecord:
         now = time.time()
         common = {"key": key.digest, "strategy": key.strategy, "fingerprint": key.fingerprint,
                   "params": key.params, "data_hash": key.data_hash, "settings": key.settings,
@@ -346,10 +365,9 @@ class BacktestCache:
                 raise CacheArgumentError(
                     "a full run (a key without window) is stored with its BacktestResult: "
                     "put(key, result); metrics= is for slice entries.")
-            artifact, digest, n_bytes = self._store.write(key.digest, result)
             row = IndexRow(kind="full", window=None, parent=None,
-                           metrics=metrics_json(result.metrics()), artifact=artifact,
-                           checksum=digest, n_bytes=n_bytes, **common)
+                           metrics=metrics_json(result.metrics()), artifact=None,
+                           checksum=None, n_bytes=0, **common)
         else:
             if (result is None) == (metrics is None):
                 raise CacheArgumentError(
@@ -366,14 +384,69 @@ class BacktestCache:
             row = IndexRow(kind="slice", window=json.dumps(key.window.as_list()),
                            parent=key.full().digest, metrics=metrics_json(metrics),
                            artifact=None, checksum=None, n_bytes=0, **common)
+        full = result if result is not None and not key.is_slice else None
+        with self._lock:
+            self._puts += 1
+            writer = self._writer
+        if writer is None:
+            stored = self._write_entry(row, full)
+            _release(lock_fd)
+            if full is not None:
+                self._keep_result(key.digest, full)
+            return self._remember(stored)
+        # Write-behind: this process sees the entry now; the files land in order.
+        if full is not None:
+            writer.pending[key.digest] = full
+            self._keep_result(key.digest, full)
+
+        def job() -> None:
+            try:
+                self._remember(self._write_entry(row, full))
+            finally:
+                writer.pending.pop(key.digest, None)
+
+        record = self._remember(row)
+        writer.submit(job, lock_fd=lock_fd)
+        return record
+
+    def _write_entry(self, row: IndexRow, full: BacktestResult | None) -> IndexRow:
+        """Write a full run's artifact (if any), then its index row; return the stored row."""
+        if full is not None:
+            artifact, digest, n_bytes = self._store.write(row.key, full)
+            row = dataclasses.replace(row, artifact=artifact, checksum=digest, n_bytes=n_bytes)
         stored = self.index.insert(row)
         if row.artifact is not None and stored.artifact != row.artifact:
             self._store.remove(row.artifact)  # another process stored this key first
+        return stored
+
+    @contextlib.contextmanager
+    def deferred_writes(self, depth: int = 4) -> Iterator[BacktestCache]:
+        """Within this context, new entries are written by a background thread.
+
+        For loops of cheap backtests (the optimizer uses it): the trial loop goes on while
+        the Parquet file and the index row of the previous run are written. At most
+        ``depth`` entries are in flight; leaving the context waits for all of them. See
+        :mod:`foldwise.cache._writer` for what stays guaranteed.
+        """
         with self._lock:
-            self._puts += 1
-        if result is not None and not key.is_slice:
-            self._keep_result(key.digest, result)
-        return self._remember(stored)
+            if self._writer is not None:  # nested: the outer context owns the writer
+                nested = True
+            else:
+                nested = False
+                self._writer = Writer(depth)
+        try:
+            yield self
+        finally:
+            if not nested:
+                with self._lock:
+                    writer, self._writer = self._writer, None
+                if writer is not None:
+                    writer.close()
+
+    @property
+    def executed(self) -> int:
+        """Backtests this object ran (misses that executed the strategy), this process."""
+        return self._executed
 
     # --- running on a miss -------------------------------------------------------------
 
@@ -447,7 +520,8 @@ class BacktestCache:
                     self._misses += 1
         runner = resolve_strategy(strategy)
         runner = getattr(runner, "uncached", runner)  # a @cached_backtest strategy
-        with _run_lock(self.directory, key.digest):
+        lock_fd = _acquire_run_lock(self.directory, key.digest)
+        try:
             # Another process may have run it while this one waited for the lock.
             current = self.index.get(key.digest)
             if current is not None:
@@ -455,8 +529,13 @@ class BacktestCache:
                     return self._result_of(self._remember(current))
                 except CacheCorruptedError:
                     pass  # damaged: run it again below
+            with self._lock:
+                self._executed += 1
             result = runner.run(data, params, **settings)
-            self.put(key, result)
+            self.put(key, result, _lock_fd=lock_fd)
+            lock_fd = None  # put() released it, or handed it to the background writer
+        finally:
+            _release(lock_fd)
         return result
 
     # --- results ---------------------------------------------------------------------------
@@ -488,6 +567,9 @@ class BacktestCache:
             if result is not None:
                 self._results.move_to_end(record.key)
                 return result
+            writer = self._writer
+        if writer is not None and record.key in writer.pending:
+            return writer.pending[record.key]
         row = record._row
         result = self._store.load(row.artifact or "", row.checksum or "", row.n_bytes)
         self._keep_result(record.key, result)

@@ -21,6 +21,7 @@ concatenated bars of the full run.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
     from ._settings import RunSettings
 
-__all__ = ["TRAIN_END", "Evaluator"]
+__all__ = ["TRAIN_END", "Evaluation", "Evaluator"]
 
 #: Name of the optional strategy argument that receives the last training date.
 TRAIN_END = "train_end"
@@ -47,6 +48,36 @@ def _ranges(positions: np.ndarray) -> list[tuple[int, int]]:
     starts = np.r_[positions[0], positions[breaks]]
     stops = np.r_[positions[breaks - 1] + 1, positions[-1] + 1]
     return [(int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation of a parameter set on a fold gave.
+
+    Attributes
+    ----------
+    train, test
+        Metrics on the training and test windows (``test`` None when not evaluated).
+    runs
+        Cache keys (digests) of the runs the metrics were cut from: ``{"full": key}`` for
+        a causal strategy, ``{"train": key, "test": key}`` for a per-fold one. They let the
+        result be rebuilt from the cache without running anything.
+    offset
+        Bar position of the first bar of a per-fold run (0 for full-history runs).
+    backtests
+        How many backtests this evaluation executed (0: everything came from the cache).
+    """
+
+    train: dict[str, float] | None
+    test: dict[str, float] | None
+    runs: dict[str, str] = field(default_factory=dict)
+    offset: int = 0
+    backtests: int = 0
+
+    def as_attr(self) -> dict[str, Any]:
+        """The JSON stored on the trial."""
+        return {"train": self.train, "test": self.test, "runs": self.runs,
+                "offset": self.offset, "backtests": self.backtests}
 
 
 class Evaluator:
@@ -81,23 +112,31 @@ class Evaluator:
 
     # --- public ------------------------------------------------------------------------
 
-    def fold_metrics(self, params: Mapping[str, Any], fold: Fold, *,
-                     test: bool = True) -> tuple[dict[str, float], dict[str, float] | None]:
-        """``(train metrics, test metrics or None)`` of ``params`` on ``fold``."""
-        train = self.window_metrics(params, fold.train, fold=fold)
-        tested = self.window_metrics(params, fold.test, fold=fold) if test else None
-        return train, tested
+    def evaluate(self, params: Mapping[str, Any], fold: Fold, *, train: bool = True,
+                 test: bool = True) -> Evaluation:
+        """Metrics of ``params`` on ``fold``'s training and/or test window."""
+        before = self.cache.executed
+        if self.causal:
+            key = self.cache.key(self.strategy, params, self.data, **self.settings)
+            evaluation = Evaluation(
+                train=self._causal(params, fold.train) if train else None,
+                test=self._causal(params, fold.test) if test else None,
+                runs={"full": key.digest})
+        else:
+            evaluation = Evaluation(train=None, test=None, offset=self._first_bar(fold))
+            if train:
+                evaluation.train, evaluation.runs["train"] = self._per_fold(params, fold.train, fold)
+            if test:
+                evaluation.test, evaluation.runs["test"] = self._per_fold(params, fold.test, fold)
+        evaluation.backtests = self.cache.executed - before
+        return evaluation
 
     def window_metrics(self, params: Mapping[str, Any], positions: np.ndarray, *,
                        fold: Fold) -> dict[str, float]:
         """Metrics of ``params`` over the bars at ``positions`` (of ``fold``)."""
         if self.causal:
             return self._causal(params, positions)
-        return self._per_fold(params, positions, fold)
-
-    def full_run(self, params: Mapping[str, Any]) -> Any:
-        """The full-history result of a causal strategy (cached)."""
-        return self.cache.get_or_run(self.strategy, params, self.data, **self.settings)
+        return self._per_fold(params, positions, fold)[0]
 
     # --- regimes -------------------------------------------------------------------------
 
@@ -106,24 +145,29 @@ class Evaluator:
         if len(ranges) == 1:
             return dict(self.cache.metrics(self.strategy, params, self.data, window=ranges[0],
                                            **self.settings))
-        return self.full_run(params).take(positions).metrics()
+        full = self.cache.get_or_run(self.strategy, params, self.data, **self.settings)
+        return full.take(positions).metrics()
+
+    def _first_bar(self, fold: Fold) -> int:
+        first_train = int(fold.train[0])
+        return 0 if self.warmup is None else max(0, first_train - self.warmup)
 
     def _per_fold(self, params: Mapping[str, Any], positions: np.ndarray,
-                  fold: Fold) -> dict[str, float]:
-        first_train = int(fold.train[0])
-        lo = 0 if self.warmup is None else max(0, first_train - self.warmup)
-        hi = int(positions[-1]) + 1
-        window = self._window(lo, hi)
+                  fold: Fold) -> tuple[dict[str, float], str]:
+        lo = self._first_bar(fold)
+        window = self._window(lo, int(positions[-1]) + 1)
         run_params = dict(params)
         if self.wants_train_end:
             run_params[TRAIN_END] = self.data.index[int(fold.train[-1])]
         local = positions - lo
         ranges = _ranges(local)
+        key = self.cache.key(self.strategy, run_params, window, **self.settings)
         if len(ranges) == 1:
-            return dict(self.cache.metrics(self.strategy, run_params, window, window=ranges[0],
-                                           **self.settings))
+            metrics = self.cache.metrics(self.strategy, run_params, window, window=ranges[0],
+                                         **self.settings)
+            return dict(metrics), key.digest
         result = self.cache.get_or_run(self.strategy, run_params, window, **self.settings)
-        return result.take(local).metrics()
+        return result.take(local).metrics(), key.digest
 
     def _window(self, lo: int, hi: int) -> MarketData:
         """The data bars ``lo:hi`` (one object per range, so its hash is computed once)."""

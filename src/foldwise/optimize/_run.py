@@ -11,9 +11,9 @@ How a call runs:
    finished evaluations. ``n_jobs=1`` runs in this process, fold after fold, each fold's
    sampler seeded from ``seed``, so the run is reproducible. With ``n_jobs > 1`` joblib
    starts worker processes (the backend can be switched with
-   ``joblib.parallel_config(backend=...)``, e.g. Dask on a cluster); worker ``w`` starts at
-   fold ``w * F / n_jobs`` and moves on round the folds, so workers spread over folds first
-   and share a fold's trials when the folds run out.
+   ``joblib.parallel_config(backend=...)``, e.g. Dask on a cluster) and hands each a whole
+   fold, with the seed it has in a sequential run: the result does not depend on
+   ``n_jobs`` (see ``_parallel_tasks``).
 4. Every evaluation goes through the :class:`~foldwise.BacktestCache` (``_evaluate``).
 5. The result is read back from the storage by :func:`load_result`, exactly as a later
    ``load_result`` call would.
@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -86,6 +86,7 @@ class _Job:
     cv_aggregate: str
     worker: int = 0
     n_workers: int = 1
+    fold_numbers: tuple[int, ...] | None = None  # None: every fold, in order
 
 
 # --- evaluation of one trial ---------------------------------------------------------------
@@ -106,9 +107,9 @@ def _evaluate_walk_forward(trial: optuna.Trial, job: _Job, evaluator: Evaluator,
     reason = job.space.infeasible(params)
     if reason is not None:
         return Outcome(infeasible=reason)
-    train, test = evaluator.fold_metrics(params, fold, test=evaluator.causal)
-    value = train[job.metric]
-    attrs: dict[str, Any] = {RESULT_ATTR: {"train": train, "test": test}}
+    evaluation = evaluator.evaluate(params, fold, test=evaluator.causal)
+    value = evaluation.train[job.metric]
+    attrs: dict[str, Any] = {RESULT_ATTR: evaluation.as_attr()}
     error = _finite_or_error(value, job.metric, f"the training window of fold {fold.number}")
     if error:
         attrs[ERROR_ATTR] = error
@@ -122,20 +123,24 @@ def _evaluate_cv(trial: optuna.Trial, job: _Job, evaluator: Evaluator) -> Outcom
         return Outcome(infeasible=reason)
     aggregate = _CV_AGGREGATES[job.cv_aggregate]
     values: list[float] = []
-    per_fold: dict[str, dict[str, float]] = {}
+    per_fold: dict[str, dict[str, Any]] = {}
+
+    def attrs() -> dict[str, Any]:
+        return {RESULT_ATTR: {"folds": {k: v["test"] for k, v in per_fold.items()},
+                              "evaluations": per_fold}}
+
     for fold in job.folds:
-        metrics = evaluator.window_metrics(params, fold.test, fold=fold)
-        per_fold[str(fold.number)] = metrics
-        value = metrics[job.metric]
+        evaluation = evaluator.evaluate(params, fold, train=False)
+        per_fold[str(fold.number)] = evaluation.as_attr()
+        value = evaluation.test[job.metric]
         error = _finite_or_error(value, job.metric, f"the test window of fold {fold.number}")
         if error:
-            return Outcome(value=math.nan, attrs={RESULT_ATTR: {"folds": per_fold},
-                                                  ERROR_ATTR: error})
+            return Outcome(value=math.nan, attrs={**attrs(), ERROR_ATTR: error})
         values.append(value)
         trial.report(aggregate(values, job.direction), step=fold.number)
         if trial.should_prune():
-            return Outcome(pruned=True, attrs={RESULT_ATTR: {"folds": per_fold}})
-    return Outcome(value=aggregate(values, job.direction), attrs={RESULT_ATTR: {"folds": per_fold}})
+            return Outcome(pruned=True, attrs=attrs())
+    return Outcome(value=aggregate(values, job.direction), attrs=attrs())
 
 
 # --- a worker ------------------------------------------------------------------------------
@@ -154,34 +159,58 @@ def _work(job: _Job, on_finished: Callable[[], None] | None = None) -> str:
     evaluator = Evaluator(job.strategy, job.data, cache, job.settings, job.warmup)
     deadline = None if job.deadline is None else time.monotonic() + (job.deadline - time.time())
     try:
-        if job.mode == "cv":
-            study = optuna.load_study(
-                study_name=job.name, storage=storage, pruner=job.pruner,
-                sampler=make_sampler(job.sampler, study_seed(job.seed, 0, job.worker)))
-            return run_trials(study, job.n_trials, partial(_evaluate_cv, job=job,
-                                                            evaluator=evaluator),
-                              label=f"study {job.name!r}", deadline=deadline,
-                              on_finished=on_finished)
-        n_folds = len(job.folds)
-        first = (job.worker * n_folds) // job.n_workers
-        for offset in range(n_folds):
-            fold = job.folds[(first + offset) % n_folds]
-            study = optuna.load_study(
-                study_name=fold_study_name(job.name, fold.number), storage=storage,
-                pruner=job.pruner,
-                sampler=make_sampler(job.sampler, study_seed(job.seed, fold.number, job.worker)))
-            status = run_trials(study, job.n_trials,
-                                partial(_evaluate_walk_forward, job=job, evaluator=evaluator,
-                                        fold=fold),
-                                label=f"fold {fold.number}", deadline=deadline,
-                                on_finished=on_finished)
-            if status == "timeout":
-                return status
-        return "done"
+        with cache.deferred_writes():
+            return _run_studies(job, storage, evaluator, deadline, on_finished)
     finally:
         close = getattr(cache, "close", None)
         if callable(close):
             close()
+
+
+def _run_studies(job: _Job, storage: Any, evaluator: Evaluator, deadline: float | None,
+                 on_finished: Callable[[], None] | None) -> str:
+    if job.mode == "cv":
+        study = optuna.load_study(
+            study_name=job.name, storage=storage, pruner=job.pruner,
+            sampler=make_sampler(job.sampler, study_seed(job.seed, 0, job.worker)))
+        return run_trials(study, job.n_trials,
+                          partial(_evaluate_cv, job=job, evaluator=evaluator),
+                          label=f"study {job.name!r}", deadline=deadline,
+                          on_finished=on_finished)
+    numbers = job.fold_numbers if job.fold_numbers is not None else range(len(job.folds))
+    for number in numbers:
+        fold = job.folds[number]
+        study = optuna.load_study(
+            study_name=fold_study_name(job.name, fold.number), storage=storage,
+            pruner=job.pruner,
+            sampler=make_sampler(job.sampler, study_seed(job.seed, fold.number, job.worker)))
+        status = run_trials(study, job.n_trials,
+                            partial(_evaluate_walk_forward, job=job, evaluator=evaluator,
+                                    fold=fold),
+                            label=f"fold {fold.number}", deadline=deadline,
+                            on_finished=on_finished)
+        if status == "timeout":
+            return status
+    return "done"
+
+
+def _parallel_tasks(job: _Job, workers: int) -> list[_Job]:
+    """Split the work between ``workers`` processes.
+
+    Walk-forward: one task per fold, each fold run whole by one worker with the sampler
+    seed it has in a sequential run — so the result is the same for any ``n_jobs``. Only
+    when there are more workers than folds do the extra ones join folds (trial-level
+    parallelism, not reproducible). Cross-validated: every worker runs trials of the one
+    study.
+    """
+    if job.mode == "cv":
+        return [replace(job, worker=w, n_workers=workers) for w in range(workers)]
+    n_folds = len(job.folds)
+    tasks = [replace(job, fold_numbers=(number,), n_workers=workers) for number in range(n_folds)]
+    for extra in range(max(0, workers - n_folds)):
+        tasks.append(replace(job, fold_numbers=(extra % n_folds,),
+                             worker=1 + extra // n_folds, n_workers=workers))
+    return tasks
 
 
 # --- helpers of optimize -------------------------------------------------------------------
@@ -454,9 +483,8 @@ def optimize(
             status = _work(job, on_finished=progress.advance)
         else:
             progress.follow(lambda: _count_finished(spec, names))
-            jobs = [_Job(**{**job.__dict__, "worker": w, "n_workers": workers})
-                    for w in range(workers)]
-            statuses = joblib.Parallel(n_jobs=workers)(joblib.delayed(_work)(j) for j in jobs)
+            tasks = _parallel_tasks(job, workers)
+            statuses = joblib.Parallel(n_jobs=workers)(joblib.delayed(_work)(t) for t in tasks)
             status = "timeout" if "timeout" in statuses else "done"
     finally:
         progress.close(_count_finished(spec, names))
