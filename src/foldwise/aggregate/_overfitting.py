@@ -1,0 +1,72 @@
+"""Overfitting statistics of an optimization, from its stored runs.
+
+* Per fold, the **deflated Sharpe ratio** of the chosen set's training returns: its
+  selection among the fold's ``N`` distinct parameter sets, with the variance of their
+  per-period training Sharpe ratios (Bailey & López de Prado 2014).
+* For the whole walk-forward, the **probability of backtest overfitting** by CSCV on the
+  ``T x N`` matrix of per-period returns of every distinct parameter set evaluated (their
+  full-history runs), and the PSR / DSR of the stitched out-of-sample curve with ``N`` the
+  number of distinct sets tried.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from foldwise.backtest import BacktestResult
+from foldwise.stats import (
+    deflated_sharpe_ratio,
+    moments,
+    probabilistic_sharpe_ratio,
+    probability_of_backtest_overfitting,
+)
+
+__all__ = ["fold_dsr", "overfitting_summary"]
+
+
+def fold_dsr(chosen_train_returns: np.ndarray, train_sharpes: Sequence[float],
+             periods_per_year: float) -> float:
+    """DSR of a fold's choice: its training returns against the fold's distinct sets.
+
+    ``train_sharpes`` are the annualized training Sharpe ratios of the distinct sets tried.
+    """
+    per_period = np.asarray(train_sharpes, dtype=float) / math.sqrt(periods_per_year)
+    per_period = per_period[np.isfinite(per_period)]
+    if per_period.size == 0:
+        return math.nan
+    variance = float(per_period.var(ddof=1)) if per_period.size > 1 else 0.0
+    return deflated_sharpe_ratio(chosen_train_returns, n_trials=per_period.size,
+                                 sharpe_variance=variance)
+
+
+def overfitting_summary(oos: BacktestResult, matrix: np.ndarray | None,
+                        n_splits: int = 16) -> dict[str, float]:
+    """PBO (when a returns matrix is given), and the PSR / DSR of the stitched curve."""
+    summary: dict[str, float] = {}
+    oos_returns = oos._net
+    summary["oos_psr"] = probabilistic_sharpe_ratio(oos_returns)
+    if matrix is not None and matrix.shape[1] >= 2:
+        sharpes = []
+        for column in matrix.T:
+            sharpe, *_ = moments(column)
+            sharpes.append(sharpe)
+        per_period = np.array(sharpes)
+        per_period = per_period[np.isfinite(per_period)]
+        summary["n_configurations"] = float(matrix.shape[1])
+        summary["oos_dsr"] = deflated_sharpe_ratio(
+            oos_returns, n_trials=matrix.shape[1],
+            sharpe_variance=float(per_period.var(ddof=1)) if per_period.size > 1 else 0.0)
+        splits = n_splits
+        while splits > 2 and matrix.shape[0] < 2 * splits:
+            splits -= 2
+        pbo = probability_of_backtest_overfitting(matrix, n_splits=splits)
+        summary.update({f"pbo_{k}" if not k.startswith("pbo") else k: v
+                        for k, v in pbo.summary().items()})
+    else:
+        summary["n_configurations"] = float(0 if matrix is None else matrix.shape[1])
+        summary["oos_dsr"] = math.nan
+        summary["pbo"] = math.nan
+    return summary
