@@ -11,10 +11,17 @@ The public API is re-exported here; everything else is private to its module.
 
 from __future__ import annotations
 
-from foldwise import datasets, examples, metrics
+from foldwise import datasets, examples, metrics, pipeline
 from foldwise.backtest import BacktestResult, Costs, backtest
 from foldwise.data import MarketData
 from foldwise.errors import FoldwiseError
+from foldwise.pipeline import (
+    CustomFactor,
+    EquityPricing,
+    FactorStrategy,
+    Pipeline,
+    run_pipeline,
+)
 from foldwise.strategy import Strategy, as_strategy, check_causal, strategy
 
 __version__ = "0.1.0"
@@ -22,8 +29,12 @@ __version__ = "0.1.0"
 __all__ = [
     "BacktestResult",
     "Costs",
+    "CustomFactor",
+    "EquityPricing",
+    "FactorStrategy",
     "FoldwiseError",
     "MarketData",
+    "Pipeline",
     "Strategy",
     "__version__",
     "as_strategy",
@@ -32,5 +43,7 @@ __all__ = [
     "datasets",
     "examples",
     "metrics",
+    "pipeline",
+    "run_pipeline",
     "strategy",
 ]

@@ -26,12 +26,19 @@ __all__ = [
     "NonDatetimeIndexError",
     "NonFiniteValueError",
     "NonPositivePriceError",
+    "NonWindowSafeInputError",
     "ParameterError",
+    "PipelineDefinitionError",
+    "PipelineError",
+    "PipelineOutputError",
     "StrategyError",
     "StrategyOutputError",
     "StrategyParameterError",
     "TimezoneError",
+    "UnknownAssetError",
+    "UnknownColumnError",
     "UnsortedDatesError",
+    "WindowLengthError",
 ]
 
 
@@ -124,3 +131,40 @@ class FingerprintError(StrategyError):
 
 class ParameterError(FoldwiseError, TypeError):
     """A parameter value that cannot be written canonically (and so cannot be a key)."""
+
+
+# --- pipeline ------------------------------------------------------------------------------
+
+
+class PipelineError(FoldwiseError, ValueError):
+    """A pipeline or pipeline term that cannot be built or computed."""
+
+
+class PipelineDefinitionError(PipelineError, TypeError):
+    """A term or pipeline defined with arguments it cannot take (caught at construction)."""
+
+
+class NonWindowSafeInputError(PipelineDefinitionError):
+    """A term whose values are not comparable across dates used as a windowed input."""
+
+
+class WindowLengthError(PipelineError):
+    """The data does not reach back far enough for a term's window."""
+
+
+class UnknownColumnError(PipelineError, KeyError):
+    """A dataset column bound to a field the market data does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownAssetError(PipelineError, KeyError):
+    """An asset named by a term (a slice, a static filter) that the market data lacks."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class PipelineOutputError(PipelineError):
+    """A custom term's ``compute`` wrote output of the wrong shape or dtype."""
