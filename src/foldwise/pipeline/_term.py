@@ -289,8 +289,9 @@ class Term:
         return f"{type(self).__name__}({', '.join(self._repr_args())})"
 
     def _short_repr(self) -> str:
-        """A repr for use inside another term's repr (no nested arguments)."""
-        return repr(self) if not self.inputs else f"{type(self).__name__}(...)"
+        """A repr for use inside another term's repr (elided when long)."""
+        text = repr(self)
+        return text if len(text) <= 60 else f"{type(self).__name__}(...)"
 
 
 # --- argument checks shared by the term classes ----------------------------------------------
