@@ -12,7 +12,8 @@ the screen, with a score) are sorted once, the legs picked, weighted and scaled.
   when ``n_long`` is None).
 * **Weighting.** ``equal`` splits a leg's exposure equally; ``factor`` in proportion to
   the distance of the score from the date's mean (an asset on the wrong side of the mean
-  gets 0; a leg whose distances are all 0 falls back to equal weights).
+  gets 0; a leg whose distances are all 0 falls back to equal weights). The ``factor``
+  method is always factor-weighted.
 * **Exposure.** The long leg holds ``(gross + net) / 2`` and the short leg
   ``(gross - net) / 2`` (``long_only``: the long leg holds ``gross``). A leg with no asset
   holds nothing, so its exposure is not moved to the other leg.
