@@ -97,6 +97,12 @@ def rank_rows(values: np.ndarray, valid: np.ndarray, method: str = "ordinal",
     """
     valid = valid & ~np.isnan(values)
     keys = values if ascending else -values
+    if method == "ordinal" and labels is None:  # the common case: one sort, no tie runs
+        order = np.argsort(np.where(valid, keys, np.nan), axis=1, kind="stable")
+        ranks = np.empty(values.shape)
+        np.put_along_axis(ranks, order, np.arange(1.0, values.shape[1] + 1)[None, :], axis=1)
+        ranks[~valid] = np.nan
+        return ranks
     rows = _SortedRows(keys, valid, labels)
     ordinal = rows.position - rows.group_start + 1
     if method == "ordinal":

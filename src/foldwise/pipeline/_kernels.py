@@ -6,8 +6,7 @@ difference of two sums of thousands of prices keeps only the last digits of the 
 own sum), so sums restart in **blocks** of ``window`` rows: a window of ``w`` rows starting
 anywhere spans at most two blocks, and its sum is the suffix sum of the first block plus
 the prefix sum of the second, each over fewer than ``w`` values — the accuracy of summing
-the window directly, at the cost of a cumulative sum (the van Herk / Gil-Werman scheme,
-which works for any associative operation: ``add`` for sums, ``fmax`` for maxima).
+the window directly, at the cost of a cumulative sum (the van Herk / Gil-Werman scheme).
 
 * Second moments use values shifted by the mean of the block the window starts in, so
   ``E[x^2] - E[x]^2`` does not cancel when the variance is small next to the mean (prices).
@@ -62,21 +61,26 @@ def sliding_windows(values: np.ndarray, window: int) -> np.ndarray:
 
 def window_counts(flags: np.ndarray, window: int) -> np.ndarray:
     """How many ``flags`` are True in each window (exact integer running sums)."""
+    shape = (flags.shape[0] - window + 1, *flags.shape[1:])
+    if flags.all():
+        return np.full(shape, window, dtype=np.int64)
+    if not flags.any():
+        return np.zeros(shape, dtype=np.int64)
     running = np.cumsum(flags, axis=0, dtype=np.int64)
     out = running[window - 1:].copy()
     out[1:] -= running[:-window]
     return out
 
 
-def _reduce(own: np.ndarray, following: np.ndarray, window: int, origin: int,
-            ufunc: np.ufunc, identity: float) -> np.ndarray:
-    """Reduce every window of ``window`` rows with ``ufunc`` by the two-block scheme.
+def _window_sums(own: np.ndarray, following: np.ndarray, window: int, origin: int) -> np.ndarray:
+    """Sum every window of ``window`` rows by the two-block scheme.
 
-    A window starting at row ``s`` of block ``b`` is ``ufunc``-reduced as the suffix of
-    block ``b`` from ``s`` (taken from ``own``) and the prefix of block ``b + 1`` up to the
-    window's end (taken from ``following``); the two arrays differ only when values are
-    shifted per block (``following`` then holds each row shifted by the previous block's
-    shift, the one of the windows that reach into it).
+    A window starting at row ``s`` of block ``b`` sums the suffix of block ``b`` from ``s``
+    (taken from ``own``) and the prefix of block ``b + 1`` up to the window's end (taken
+    from ``following``); the two arrays differ only when values are shifted per block
+    (``following`` then holds each row shifted by the previous block's shift, the one of
+    the windows that reach into it). Suffixes are summed from the block's end, so a value
+    depends on no row before its window: results do not depend on the range computed.
     """
     n_rows = own.shape[0]
     n_out = n_rows - window + 1
@@ -86,18 +90,20 @@ def _reduce(own: np.ndarray, following: np.ndarray, window: int, origin: int,
     tail = own.shape[1:]
 
     def blocked(values: np.ndarray) -> np.ndarray:
-        padded = np.full((size, *tail), identity, dtype=np.float64)
+        padded = np.zeros((size, *tail))
         padded[lead:lead + n_rows] = values
         return padded.reshape(n_blocks, window, *tail)
 
     own_blocks = blocked(own)
-    suffix = ufunc.accumulate(own_blocks[:, ::-1], axis=1)[:, ::-1].reshape(size, *tail)
-    following_blocks = own_blocks if following is own else blocked(following)
-    prefix = ufunc.accumulate(following_blocks, axis=1).reshape(size, *tail)
+    suffix = np.empty_like(own_blocks)
+    np.cumsum(own_blocks[:, ::-1], axis=1, out=suffix[:, ::-1])  # summed from each block's end
+    suffix = suffix.reshape(size, *tail)
+    prefix = np.cumsum(own_blocks if following is own else blocked(following), axis=1)
+    prefix = prefix.reshape(size, *tail)
     head = suffix[lead:lead + n_out]
     rest = prefix[lead + window - 1:lead + window - 1 + n_out]
     split = ((np.arange(n_out) + lead) % window != 0).reshape(n_out, *([1] * len(tail)))
-    return np.where(split, ufunc(head, rest), head)
+    return np.where(split, head + rest, head)
 
 
 def _block_shifts(values: np.ndarray, window: int, origin: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +133,7 @@ def window_sum(values: np.ndarray, window: int, origin: int = 0) -> np.ndarray:
     >>> window_sum(np.arange(6.0).reshape(6, 1), 3)[:, 0]
     array([ 3.,  6.,  9., 12.])
     """
-    return _reduce(values, values, window, origin, np.add, 0.0)
+    return _window_sums(values, values, window, origin)
 
 
 class Moments(NamedTuple):
@@ -154,8 +160,8 @@ def window_moments(values: np.ndarray, window: int, origin: int = 0) -> Moments:
     own_shift, previous_shift = _block_shifts(values, window, origin)
     own = np.where(present, values - own_shift, 0.0)
     following = np.where(present, values - previous_shift, 0.0)
-    first = _reduce(own, following, window, origin, np.add, 0.0)
-    second = _reduce(own * own, following * following, window, origin, np.add, 0.0)
+    first = _window_sums(own, following, window, origin)
+    second = _window_sums(own * own, following * following, window, origin)
     with np.errstate(invalid="ignore", divide="ignore"):
         m1 = first / count
         var = np.maximum(second / count - m1 * m1, 0.0)
@@ -189,7 +195,7 @@ def window_comoments(x: np.ndarray, y: np.ndarray, window: int, origin: int = 0)
     (x_own, x_next, x_shift), (y_own, y_next, y_shift) = parts
 
     def mean_of(own: np.ndarray, following: np.ndarray) -> np.ndarray:
-        return _reduce(own, following, window, origin, np.add, 0.0) / window
+        return _window_sums(own, following, window, origin) / window
 
     mx, my = mean_of(x_own, x_next), mean_of(y_own, y_next)
     var_x = np.maximum(mean_of(x_own * x_own, x_next * x_next) - mx * mx, 0.0)
@@ -281,8 +287,8 @@ def window_linear_sum(values: np.ndarray, window: int, origin: int = 0) -> np.nd
     lead = origin % window
     position = ((np.arange(n_rows) + lead) % window).reshape(n_rows, *([1] * (values.ndim - 1)))
     plain = window_sum(clean, window, origin)
-    ramp = _reduce((position + 1.0) * clean, (position + window + 1.0) * clean, window, origin,
-                   np.add, 0.0)
+    ramp = _window_sums((position + 1.0) * clean, (position + window + 1.0) * clean, window,
+                        origin)
     n_out = n_rows - window + 1
     offsets = ((np.arange(n_out) + lead) % window).reshape(n_out, *([1] * (values.ndim - 1)))
     return ramp - offsets * plain
