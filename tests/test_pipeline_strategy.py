@@ -343,3 +343,25 @@ def test_algorithm_api_outside_a_run():
 
     with pytest.raises(PipelineError, match="already attached"):
         AlgorithmStrategy(twice, lambda c, d: None)(panel())
+
+
+def _module_level_factory(window=10):
+    return Returns(window_length=window).zscore()
+
+
+def test_strategies_pickle_for_worker_processes():
+    import pickle
+
+    from foldwise.pipeline import term_cache
+
+    data = panel()
+    strategy = FactorStrategy(_module_level_factory, n_long=1, n_short=1)
+    copy = pickle.loads(pickle.dumps(strategy))
+    assert copy.cache is term_cache  # the receiving process's own cache
+    assert copy.fingerprint == strategy.fingerprint
+    pd.testing.assert_frame_equal(copy(data, window=5), strategy(data, window=5))
+    private = FactorStrategy(_module_level_factory, cache=TermCache(max_bytes=123))
+    restored = pickle.loads(pickle.dumps(private)).cache
+    assert restored is not term_cache
+    assert restored.max_bytes == 123
+    assert len(restored) == 0

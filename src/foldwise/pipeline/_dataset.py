@@ -47,13 +47,17 @@ class Column:
         The value of missing data (NaN, False and -1 by default).
     field
         The MarketData field to load; defaults to the attribute name.
+    doc, metadata
+        Accepted as in Zipline (a description and a dict), stored, not used.
     """
 
     def __init__(self, dtype: Any = float, missing_value: Any = NotSpecified,
+                 doc: str | None = None, metadata: dict[str, Any] | None = None, *,
                  field: str | None = None) -> None:
         self.dtype = check_dtype("Column", dtype, (FLOAT64, BOOL, INT64))
         self.missing_value = (default_missing_value("Column", self.dtype)
                               if missing_value is NotSpecified else missing_value)
+        self.doc, self.metadata = doc, dict(metadata or {})
         self.field = field
         self.name: str | None = None
 

@@ -269,6 +269,11 @@ class TermCache:
                 _, (_, _, evicted) = self._entries.popitem(last=False)
                 self._bytes -= _nbytes(evicted)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent to a worker process, a cache arrives empty (the process-wide one as that
+        # process's own): results are shared within a process, not shipped between them.
+        return (_cache_for_process, (self.max_bytes, self is term_cache))
+
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:
@@ -290,6 +295,10 @@ class TermCache:
 
 #: The process-wide cache factor strategies use to share unchanged terms across trials.
 term_cache = TermCache()
+
+
+def _cache_for_process(max_bytes: int, shared: bool) -> TermCache:
+    return term_cache if shared else TermCache(max_bytes)
 
 
 # --- execution ---------------------------------------------------------------------------------
