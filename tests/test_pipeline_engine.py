@@ -416,6 +416,15 @@ def test_compute_writing_the_wrong_shape_or_dtype_is_named():
         run_pipeline(Pipeline({"x": Returned()}), data)
 
 
+def test_arithmetic_on_one_asset_column_stays_one_column():
+    data = make_panel()
+    daily = Returns(window_length=2)
+    market = (daily["A0"] + daily["A1"]) / 2
+    out = run_pipeline(Pipeline({"r": daily.pearsonr(market.abs() * 1.0 + market, 10)}), data)
+    assert out["r"].notna().any()
+    assert market.ndim == 1
+
+
 def test_other_run_errors():
     data = make_panel()
     with pytest.raises(UnknownAssetError, match="'ZZZ'"):

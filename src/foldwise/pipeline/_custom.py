@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import logging
 import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -62,8 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CustomClassifier", "CustomFactor", "CustomFilter", "Latest"]
 
-logger = logging.getLogger(__name__)
-
 _RESERVED = frozenset({"inputs", "outputs", "window_length", "mask", "dtype", "missing_value",
                        "window_safe", "ndim", "domain", "compute", "params"})
 
@@ -78,8 +75,9 @@ def _declared_params(cls: type) -> dict[str, Any]:
 
 
 def custom_spec(cls: type, allowed: tuple[np.dtype, ...], inputs: Any, outputs: Any,
-                 window_length: Any, mask: Any, dtype: Any, missing_value: Any,
-                 window_safe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+                window_length: Any, mask: Any, dtype: Any, missing_value: Any,
+                window_safe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of a custom term: constructor arguments, else the class's defaults."""
     name = cls.__name__
     if isinstance(inputs, (int, np.integer)) and not isinstance(inputs, bool):
         if window_length is not NotSpecified:
@@ -159,7 +157,7 @@ class _CustomTerm(Term):
               dtype: Any = NotSpecified, missing_value: Any = NotSpecified,
               window_safe: Any = NotSpecified, **kwargs: Any) -> dict[str, Any]:
         return custom_spec(cls, cls._allowed_dtypes, inputs, outputs, window_length, mask,
-                            dtype, missing_value, window_safe, kwargs)
+                           dtype, missing_value, window_safe, kwargs)
 
     def compute(self, today: Any, assets: np.ndarray, out: np.ndarray, *inputs: Any) -> None:
         """Write this term's values for ``today`` into ``out`` (override in a subclass)."""

@@ -185,7 +185,7 @@ class Plan:
     def check_start(self, data: MarketData, position: int) -> None:
         """Raise WindowLengthError if the date at ``position`` lacks history for a root."""
         needed = self.first_position
-        if needed <= position < data.n_dates or needed <= position == data.n_dates:
+        if needed <= position and needed < data.n_dates:
             return
         root = max(self.roots, key=lambda t: self.depth[t])
         names = [n for n, t in self.outputs.items() if t is root] or ["the screen"]

@@ -374,7 +374,8 @@ class BinaryOperation(Factor):
                     f"cannot compute {left!r} {op} {right!r}: operands must be factors or "
                     "numbers.")
         return {"op": op, "inputs": tuple(terms), "constants": tuple(constants),
-                "window_safe": all(t.window_safe for t in terms)}
+                "window_safe": all(t.window_safe for t in terms),
+                "ndim": 1 if all(t.ndim == 1 for t in terms) else 2}
 
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
         arrays = iter(inputs)
@@ -394,7 +395,8 @@ class MathFunction(Factor):
     @classmethod
     def _spec(cls, name: str, term: Factor) -> dict[str, Any]:
         _check_float_factor(f"{name}()", term)
-        return {"function": name, "inputs": (term,), "window_safe": term.window_safe}
+        return {"function": name, "inputs": (term,), "window_safe": term.window_safe,
+                "ndim": term.ndim}
 
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
         function = np.negative if self.function == "negative" else _MATH_FUNCTIONS[self.function]

@@ -101,8 +101,8 @@ def _freeze(value: Any) -> Any:
     except TypeError:
         raise PipelineDefinitionError(
             f"term arguments must be hashable (terms are memoized by their arguments); got "
-            f"{type(value).__name__} {value!r}. Pass a tuple instead of a list, a number "
-            "instead of an array.") from None
+            f"{type(value).__name__} {value!r}. Pass numbers, strings or tuples, not arrays "
+            "or sets.") from None
     return (type(value).__qualname__, value)
 
 
@@ -118,8 +118,6 @@ def _fingerprint_value(value: Any) -> Any:
         return [_fingerprint_value(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _fingerprint_value(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return canonical(value)
     if callable(value):
         module = getattr(value, "__module__", None)
         if isinstance(module, str) and is_user_module(module):
@@ -135,10 +133,6 @@ def _fingerprint_value(value: Any) -> Any:
 
 def _rebuild(cls: type[Term], spec: dict[str, Any]) -> Term:
     return cls._create(spec)
-
-
-def _type_name(value: Any) -> str:
-    return type(value).__name__
 
 
 class Term:
@@ -242,11 +236,6 @@ class Term:
     # --- graph ---------------------------------------------------------------------------
 
     @property
-    def windowed(self) -> bool:
-        """True if each date sees a trailing window of its inputs (``window_length > 0``)."""
-        return self.window_length > 0
-
-    @property
     def extra_rows(self) -> int:
         """Rows of history each input needs before the term's first row."""
         return max(self.window_length - 1, 0)
@@ -297,8 +286,8 @@ class Term:
 # --- argument checks shared by the term classes ----------------------------------------------
 
 
-def check_window_length(owner: str, value: Any, *, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum`` or a PipelineDefinitionError naming ``owner``."""
+def check_window_length(owner: str, value: Any) -> int:
+    """``value`` as an int >= 1, or a PipelineDefinitionError naming ``owner``."""
     if value is NotSpecified or value is None:
         raise PipelineDefinitionError(
             f"{owner} needs a window_length: pass window_length=... to the constructor or set "
@@ -306,10 +295,9 @@ def check_window_length(owner: str, value: Any, *, minimum: int = 1) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise PipelineDefinitionError(
             f"{owner}: window_length must be an integer number of bars, got {value!r} "
-            f"({_type_name(value)}).")
-    if value < minimum:
-        raise PipelineDefinitionError(
-            f"{owner}: window_length must be >= {minimum}, got {value}.")
+            f"({type(value).__name__}).")
+    if value < 1:
+        raise PipelineDefinitionError(f"{owner}: window_length must be >= 1, got {value}.")
     return int(value)
 
 
