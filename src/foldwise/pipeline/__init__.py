@@ -8,6 +8,22 @@ imports: ``zipline.pipeline`` becomes ``foldwise.pipeline`` (and ``.data``, ``.f
 
 Lookahead: the row dated ``D`` is computed from data through the bar *before* ``D``.
 
+Where foldwise differs from Zipline:
+
+* The universe is the MarketData's assets on every date (there are no asset lifetimes nor
+  ``AssetExists``); missing data is NaN, so screen with e.g. ``close.latest.notnan()``.
+  There are no domains, calendars, loaders or price adjustments: data is used as given.
+* ``assets`` passed to ``compute`` are the data's labels (strings), and ``factor["AAPL"]``
+  takes a label. Factors are ``float64`` and classifiers ``int64`` (no string labels).
+* Quantiles with repeated edges do not raise (``pandas.qcut`` would); a grouped rank gives
+  NaN values a NaN rank, like the ungrouped one; a regression on a constant target is NaN
+  (``scipy.stats.linregress`` raises).
+* ``Returns(20)`` is accepted for ``Returns(window_length=20)``; the output index levels
+  are named ``date`` and ``asset``.
+* Not provided: ``downsample``, ``alias``, ``if_else``, ``spearmanr``, daily summaries
+  (``factor.mean()``...), ``peer_count``, and the technical indicators beyond RSI and
+  Bollinger bands.
+
 >>> import numpy as np
 >>> from foldwise.datasets import load_sp500
 >>> from foldwise.pipeline import CustomFactor, EquityPricing, Pipeline, run_pipeline
