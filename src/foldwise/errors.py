@@ -153,7 +153,7 @@ class WindowLengthError(PipelineError):
 
 
 class UnknownColumnError(PipelineError, KeyError):
-    """A dataset column bound to a field the market data does not have."""
+    """A dataset column reading a field the market data lacks, or an unknown pipeline column."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0]) if self.args else ""
