@@ -11,13 +11,20 @@ The public API is re-exported here; everything else is private to its module.
 
 from __future__ import annotations
 
-from foldwise import datasets, examples, metrics, space, splits, stats
+from foldwise import datasets, examples, metrics, pipeline, space, splits, stats
 from foldwise._version import __version__
 from foldwise.backtest import BacktestResult, Costs, backtest
 from foldwise.cache import BacktestCache, cached_backtest
 from foldwise.data import MarketData
 from foldwise.errors import FoldwiseError
 from foldwise.optimize import WalkForwardResult, delete_study, load_result, optimize
+from foldwise.pipeline import (
+    CustomFactor,
+    EquityPricing,
+    FactorStrategy,
+    Pipeline,
+    run_pipeline,
+)
 from foldwise.space import Categorical, Fixed, Float, Int, SearchSpace
 from foldwise.splits import CombinatorialPurgedKFold, Fold, FoldStore, PurgedKFold, WalkForward
 from foldwise.strategy import Strategy, as_strategy, check_causal, strategy
@@ -28,6 +35,9 @@ __all__ = [
     "Categorical",
     "CombinatorialPurgedKFold",
     "Costs",
+    "CustomFactor",
+    "EquityPricing",
+    "FactorStrategy",
     "Fixed",
     "Float",
     "Fold",
@@ -35,6 +45,7 @@ __all__ = [
     "FoldwiseError",
     "Int",
     "MarketData",
+    "Pipeline",
     "PurgedKFold",
     "SearchSpace",
     "Strategy",
@@ -51,6 +62,8 @@ __all__ = [
     "load_result",
     "metrics",
     "optimize",
+    "pipeline",
+    "run_pipeline",
     "space",
     "splits",
     "stats",

@@ -39,8 +39,12 @@ __all__ = [
     "NonFiniteValueError",
     "NonNumericFieldError",
     "NonPositivePriceError",
+    "NonWindowSafeInputError",
     "OptimizationError",
     "ParameterError",
+    "PipelineDefinitionError",
+    "PipelineError",
+    "PipelineOutputError",
     "SearchSpaceError",
     "SplitError",
     "StorageError",
@@ -49,7 +53,10 @@ __all__ = [
     "StrategyParameterError",
     "StudyMismatchError",
     "TimezoneError",
+    "UnknownAssetError",
+    "UnknownColumnError",
     "UnsortedDatesError",
+    "WindowLengthError",
 ]
 
 
@@ -218,6 +225,29 @@ class CacheArgumentError(CacheError, ValueError):
 class CacheMissError(CacheError, KeyError):
     """A key that was required to be in the cache is not (``compare``, a slice's full run)."""
 
+
+# --- pipeline ------------------------------------------------------------------------------
+
+
+class PipelineError(FoldwiseError, ValueError):
+    """A pipeline or pipeline term that cannot be built or computed."""
+
+
+class PipelineDefinitionError(PipelineError, TypeError):
+    """A term or pipeline defined with arguments it cannot take (caught at construction)."""
+
+
+class NonWindowSafeInputError(PipelineDefinitionError):
+    """A term whose values are not comparable across dates used as a windowed input."""
+
+
+class WindowLengthError(PipelineError):
+    """The data does not reach back far enough for a term's window."""
+
+
+class UnknownColumnError(PipelineError, KeyError):
+    """A dataset column reading a field the market data lacks, or an unknown pipeline column."""
+
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0]) if self.args else ""
 
@@ -228,3 +258,14 @@ class CacheCorruptedError(CacheError):
     Never raised for a foreign file that merely sits in the cache directory: such files are
     reported by ``BacktestCache.verify()`` and never opened.
     """
+
+
+class UnknownAssetError(PipelineError, KeyError):
+    """An asset named by a term (a slice, a static filter) that the market data lacks."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class PipelineOutputError(PipelineError):
+    """A custom term's ``compute`` wrote output of the wrong shape or dtype."""

@@ -1,0 +1,352 @@
+"""Factor algebra and cross-sectional operations against brute-force pandas, row by row.
+
+The pipeline's values are checked against pandas applied to the same inputs: elementwise
+operators, comparisons and filters; ``rank`` / ``zscore`` / ``demean`` / ``winsorize`` /
+``top`` / ``bottom`` with ``mask`` and ``groupby``; ``percentile_between``; ``quantiles``.
+The cross-sectional kernels are also checked on random small arrays (ties, NaN, masks,
+groups) with hypothesis.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import stats
+
+from foldwise import MarketData
+from foldwise.datasets import load_sp500
+from foldwise.pipeline import Column, DataSet, EquityPricing, Pipeline, run_pipeline
+from foldwise.pipeline._crosssection import (
+    quantile_labels,
+    rank_rows,
+    winsorize_rows,
+    zscore_rows,
+)
+from foldwise.pipeline.factors import Returns, SimpleMovingAverage
+
+
+class Extra(DataSet):
+    sector = Column(int)
+    liquid = Column(bool)
+
+
+F = Returns(window_length=10)
+G = SimpleMovingAverage(inputs=[EquityPricing.close], window_length=5)
+SECTOR = Extra.sector.latest
+MASK = Extra.liquid.latest
+START, END = "2001-01-02", "2004-12-31"
+
+
+@pytest.fixture(scope="module")
+def data() -> MarketData:
+    base = load_sp500()
+    rng = np.random.default_rng(7)
+    prices = base["close"].copy()
+    prices[rng.random(prices.shape) < 0.02] = np.nan
+    prices[:, 3] = np.where(np.arange(len(prices)) % 11 == 0, np.nan, prices[:, 3])
+    sector = np.tile(np.arange(base.n_assets) % 4, (base.n_dates, 1)).astype(float)
+    sector[rng.random(sector.shape) < 0.05] = np.nan  # no label
+    liquid = (rng.random(prices.shape) < 0.8).astype(float)
+    return MarketData({"close": prices, "sector": sector, "liquid": liquid}, base.index,
+                      base.assets)
+
+
+@pytest.fixture(scope="module")
+def frame(data: MarketData) -> pd.DataFrame:
+    """The base terms as a long (date, asset) frame."""
+    pipe = Pipeline({"f": F, "g": G, "sector": SECTOR, "mask": MASK})
+    return run_pipeline(pipe, data, START, END)
+
+
+def compute(data: MarketData, **columns) -> pd.DataFrame:
+    return run_pipeline(Pipeline(columns), data, START, END)
+
+
+def first_year(values: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+    """The first year of the range, for the brute-force references that loop in Python."""
+    return values.loc[values.index.get_level_values("date") < "2002-01-01"]
+
+
+def assert_series(ours: pd.Series, expected: pd.Series, rtol: float = 1e-12) -> None:
+    expected = expected.reindex(ours.index)
+    a, b = ours.to_numpy(dtype=float), expected.to_numpy(dtype=float)
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    ok = ~np.isnan(a)
+    np.testing.assert_allclose(a[ok], b[ok], rtol=rtol, atol=1e-15)
+
+
+# --- elementwise -------------------------------------------------------------------------
+
+
+def test_arithmetic(data, frame):
+    f, g = frame["f"], frame["g"]
+    out = compute(data, add=F + G, sub=F - 2, rsub=2 - F, mul=F * G, div=F / G, rdiv=1 / G,
+                  pow=G ** 0.5, rpow=2 ** F, mod=G % 7, neg=-F, abs=abs(F), abs2=F.abs(),
+                  log=G.log(), exp=F.exp(), sqrt=G.sqrt(), log1p=F.log1p(),
+                  composite=(F.zscore() + (-F).zscore()) / 2 - F * 3)
+    with np.errstate(all="ignore"):
+        expected = {
+            "add": f + g, "sub": f - 2, "rsub": 2 - f, "mul": f * g, "div": f / g, "rdiv": 1 / g,
+            "pow": g ** 0.5, "rpow": 2 ** f, "mod": g % 7, "neg": -f, "abs": f.abs(),
+            "abs2": f.abs(), "log": np.log(g), "exp": np.exp(f), "sqrt": np.sqrt(g),
+            "log1p": np.log1p(f),
+        }
+    for name, reference in expected.items():
+        assert_series(out[name], reference)
+    z = f.groupby(level="date").transform(lambda x: (x - x.mean()) / x.std(ddof=0))
+    zneg = (-f).groupby(level="date").transform(lambda x: (x - x.mean()) / x.std(ddof=0))
+    assert_series(out["composite"], (z + zneg) / 2 - f * 3)
+
+
+def test_comparisons_and_logic(data, frame):
+    f, g = frame["f"], frame["g"]
+    out = compute(data, gt=F > 0, ge=F >= -0.01, lt=F < G, le=F <= 0.0, ne=F != 0, eq=F.eq(0),
+                  both=(F > 0) & (G > 20), either=(F > 0.05) | (F < -0.05), inverse=~(F > 0),
+                  isnan=F.isnan(), notnan=F.notnan(), isnull=F.isnull(),
+                  finite=(F / (F * 0)).isfinite(), finite2=F.isfinite())
+    with np.errstate(all="ignore"):
+        expected = {
+            "gt": f > 0, "ge": f >= -0.01, "lt": f < g, "le": f <= 0, "ne": f != 0,
+            "eq": f == 0, "both": (f > 0) & (g > 20), "either": (f > 0.05) | (f < -0.05),
+            "inverse": ~(f > 0), "isnan": f.isna(), "notnan": f.notna(), "isnull": f.isna(),
+            "finite": np.isfinite(f / (f * 0)), "finite2": np.isfinite(f),
+        }
+    for name, reference in expected.items():
+        assert out[name].dtype == bool
+        np.testing.assert_array_equal(out[name].to_numpy(), reference.to_numpy(), err_msg=name)
+    assert (out["ne"] == f.isna() | (f != 0)).all()  # NaN != 0 is True, as in numpy
+
+
+def test_fillna_and_clip(data, frame):
+    f, g, mask = frame["f"], frame["g"], frame["mask"]
+    out = compute(data, zero=F.fillna(0), other=F.fillna(G), clipped=F.clip(-0.02, 0.03),
+                  masked=F.clip(-0.02, 0.03, mask=MASK), one_side=F.clip(-np.inf, 0.0))
+    assert_series(out["zero"], f.fillna(0.0))
+    assert_series(out["other"], f.fillna(g))
+    assert_series(out["clipped"], f.clip(-0.02, 0.03))
+    assert_series(out["masked"], f.clip(-0.02, 0.03).where(mask))
+    assert_series(out["one_side"], f.clip(upper=0.0))
+
+
+# --- cross-sectional, against pandas groupby ---------------------------------------------
+
+
+def _eligible(frame: pd.DataFrame, mask: bool, groupby: bool) -> pd.Series:
+    keep = frame["f"].notna()
+    if mask:
+        keep &= frame["mask"]
+    if groupby:
+        keep &= frame["sector"] != -1
+    return keep
+
+
+def _groups(frame: pd.DataFrame, keep: pd.Series, groupby: bool) -> list:
+    dates = frame.index.get_level_values("date")[keep.to_numpy()]
+    return [dates, frame["sector"][keep].to_numpy()] if groupby else [dates]
+
+
+@pytest.mark.parametrize("method", ["ordinal", "min", "max", "dense", "average"])
+@pytest.mark.parametrize("ascending", [True, False])
+@pytest.mark.parametrize(("mask", "groupby"), [(False, False), (True, False), (False, True),
+                                               (True, True)])
+def test_rank(data, frame, method, ascending, mask, groupby):
+    term = F.rank(method=method, ascending=ascending, mask=MASK if mask else None,
+                  groupby=SECTOR if groupby else None)
+    ours = compute(data, r=term)["r"]
+    keep = _eligible(frame, mask, groupby)
+    pandas_method = "first" if method == "ordinal" else method
+    kept = frame["f"][keep]
+    ranks = kept.groupby(_groups(frame, keep, groupby)).rank(method=pandas_method,
+                                                              ascending=ascending)
+    assert_series(ours, ranks.reindex(frame.index))
+
+
+@pytest.mark.parametrize("how", ["demean", "zscore"])
+@pytest.mark.parametrize(("mask", "groupby"), [(False, False), (True, False), (False, True),
+                                               (True, True)])
+def test_demean_and_zscore(data, frame, how, mask, groupby):
+    term = getattr(F, how)(mask=MASK if mask else None, groupby=SECTOR if groupby else None)
+    ours = compute(data, x=term)["x"]
+    keep = _eligible(frame, mask, groupby)
+    kept = frame["f"][keep]
+    grouped = kept.groupby(_groups(frame, keep, groupby))
+    if how == "demean":
+        expected = kept - grouped.transform("mean")
+    else:
+        expected = (kept - grouped.transform("mean")) / grouped.transform("std", ddof=0)
+    assert_series(ours, expected.reindex(frame.index), rtol=1e-10)
+
+
+def _zipline_winsorize(row: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Zipline's definition (``scipy.stats.mstats.winsorize`` cut-offs), one group."""
+    a = row.copy()
+    nan_count = int(np.isnan(row).sum())
+    n = a.size - nan_count
+    idx = a.argsort()
+    if low > 0:
+        cut = int(low * n)
+        a[idx[:cut]] = a[idx[cut]]
+    if high < 1:
+        cut = math.ceil(n * high)
+        if cut < n:
+            a[idx[cut:(-nan_count if nan_count else None)]] = a[idx[cut - 1]]
+    return a
+
+
+@pytest.mark.parametrize(("low", "high"), [(0.1, 0.9), (0.0, 0.75), (0.25, 1.0), (0.3, 0.31)])
+@pytest.mark.parametrize(("mask", "groupby"), [(False, False), (True, True)])
+def test_winsorize(data, frame, low, high, mask, groupby):
+    ours = first_year(compute(data, w=F.winsorize(low, high, mask=MASK if mask else None,
+                                                  groupby=SECTOR if groupby else None))["w"])
+    frame = first_year(frame)
+    keep = frame["mask"] if mask else pd.Series(True, index=frame.index)
+    if groupby:
+        keep = keep & (frame["sector"] != -1)
+    kept = frame["f"][keep]
+    keys = _groups(frame, keep, groupby)
+    expected = kept.groupby(keys).transform(
+        lambda x: pd.Series(_zipline_winsorize(x.to_numpy(), low, high), index=x.index))
+    assert_series(ours, expected.reindex(frame.index))
+
+
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize(("mask", "groupby"), [(False, False), (True, False), (True, True)])
+def test_top_and_bottom(data, frame, n, mask, groupby):
+    kwargs = {"mask": MASK if mask else None, "groupby": SECTOR if groupby else None}
+    out = compute(data, top=F.top(n, **kwargs), bottom=F.bottom(n, **kwargs))
+    keep = _eligible(frame, mask, groupby)
+    kept = frame["f"][keep]
+    keys = _groups(frame, keep, groupby)
+    top = kept.groupby(keys).rank(method="first", ascending=False) <= n
+    bottom = kept.groupby(keys).rank(method="first", ascending=True) <= n
+    np.testing.assert_array_equal(out["top"], top.reindex(frame.index, fill_value=False))
+    np.testing.assert_array_equal(out["bottom"], bottom.reindex(frame.index, fill_value=False))
+    per_date = out["top"].groupby(level="date").sum()
+    assert per_date.max() <= n * (4 if groupby else 1)
+
+
+@pytest.mark.parametrize(("low", "high", "mask"), [(10, 90, False), (0, 50, True),
+                                                   (33.3, 100, True)])
+def test_percentile_between(data, frame, low, high, mask):
+    ours = first_year(compute(data, p=F.percentile_between(low, high,
+                                                           mask=MASK if mask else None))["p"])
+    frame = first_year(frame)
+    values = frame["f"].where(frame["mask"]) if mask else frame["f"]
+    by_date = values.groupby(level="date")
+    lower = by_date.transform(lambda x: np.nanpercentile(x, low))
+    upper = by_date.transform(lambda x: np.nanpercentile(x, high))
+    np.testing.assert_array_equal(ours, (values >= lower) & (values <= upper))
+
+
+@pytest.mark.parametrize("bins", [2, 4, 5, 10])
+@pytest.mark.parametrize("mask", [False, True])
+def test_quantiles_follow_qcut(data, frame, bins, mask):
+    ours = first_year(compute(data, q=F.quantiles(bins, mask=MASK if mask else None))["q"])
+    frame = first_year(frame)
+    values = frame["f"].where(frame["mask"]) if mask else frame["f"]
+
+    def qcut(x: pd.Series) -> pd.Series:
+        labels = pd.qcut(x, bins, labels=False)
+        return labels.fillna(-1).astype(int)
+
+    expected = values.groupby(level="date", group_keys=False).apply(qcut)
+    assert ours.dtype == np.int64
+    np.testing.assert_array_equal(ours, expected.reindex(frame.index))
+    assert F.quintiles() is F.quantiles(5)
+    assert F.deciles() is F.quantiles(10)
+    assert F.quartiles() is F.quantiles(4)
+
+
+def test_classifier_filters(data, frame):
+    out = compute(data, two=SECTOR.eq(2), not_two=SECTOR != 2, some=SECTOR.element_of([0, 3]),
+                  missing=SECTOR.isnull(), present=SECTOR.notnull())
+    sector = frame["sector"]
+    np.testing.assert_array_equal(out["two"], sector == 2)
+    np.testing.assert_array_equal(out["not_two"], (sector != 2) & (sector != -1))
+    np.testing.assert_array_equal(out["some"], sector.isin([0, 3]))
+    np.testing.assert_array_equal(out["missing"], sector == -1)
+    np.testing.assert_array_equal(out["present"], sector != -1)
+
+
+# --- the kernels on random arrays ---------------------------------------------------------
+
+_cells = st.one_of(st.integers(-3, 3).map(float), st.just(np.nan),
+                   st.floats(-5, 5, allow_nan=False, width=32))
+
+
+def _matrices():
+    return st.tuples(st.integers(1, 6), st.integers(1, 9)).flatmap(
+        lambda shape: st.tuples(arrays(np.float64, shape, elements=_cells),
+                                arrays(np.bool_, shape),
+                                arrays(np.int64, shape, elements=st.integers(-1, 2))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_matrices(), st.sampled_from(["ordinal", "min", "max", "dense", "average"]),
+       st.booleans())
+def test_rank_kernel_matches_scipy(matrices, method, ascending):
+    values, valid, labels = matrices
+    valid = valid | (labels == 2)  # keep a fair share of valid cells
+    got = rank_rows(values, valid & (labels != -1), method, ascending, labels)
+    for row in range(values.shape[0]):
+        expected = np.full(values.shape[1], np.nan)
+        for label in (0, 1, 2):
+            cells = valid[row] & (labels[row] == label) & ~np.isnan(values[row])
+            if cells.any():
+                x = values[row][cells]
+                expected[cells] = stats.rankdata(x if ascending else -x, method=method)
+        np.testing.assert_array_equal(got[row], expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_matrices(), st.floats(0, 0.6), st.floats(0.4, 1.0))
+def test_winsorize_kernel_matches_zipline(matrices, low, high):
+    values, valid, labels = matrices
+    if low >= high:
+        return
+    got = winsorize_rows(values, valid, low, high, labels)
+    for row in range(values.shape[0]):
+        expected = np.full(values.shape[1], np.nan)
+        for label in np.unique(labels[row]):
+            cells = valid[row] & (labels[row] == label)
+            if cells.any():
+                expected[cells] = _zipline_winsorize(values[row][cells], low, high)
+        np.testing.assert_array_equal(got[row], expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_matrices())
+def test_zscore_kernel_matches_numpy(matrices):
+    values, valid, labels = matrices
+    got = zscore_rows(values, valid, labels)
+    with np.errstate(all="ignore"):
+        for row in range(values.shape[0]):
+            for label in np.unique(labels[row]):
+                cells = valid[row] & (labels[row] == label)
+                x = values[row][cells]
+                expected = (x - np.nanmean(x)) / np.nanstd(x) if x.size and not np.isnan(
+                    x).all() else np.full(x.size, np.nan)
+                np.testing.assert_allclose(got[row][cells], expected, rtol=1e-12, atol=1e-12)
+            assert np.isnan(got[row][~valid[row]]).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(_matrices(), st.integers(1, 6))
+def test_quantile_kernel_matches_qcut_without_repeated_edges(matrices, bins):
+    values, valid, _ = matrices
+    got = quantile_labels(values, valid, bins)
+    for row in range(values.shape[0]):
+        cells = valid[row] & ~np.isnan(values[row])
+        x = pd.Series(np.where(cells, values[row], np.nan))
+        try:
+            expected = pd.qcut(x, bins, labels=False).fillna(-1).astype(int).to_numpy()
+        except ValueError:  # repeated edges: qcut refuses, the kernel takes the lowest bin
+            assert set(got[row][cells]) <= set(range(bins))
+            continue
+        np.testing.assert_array_equal(got[row], expected)
