@@ -81,10 +81,34 @@ def fitted_threshold(data, quantile=0.5, train_end=None):
     return (momentum > threshold).astype(float) / data.n_assets
 
 
-def noisy_panel(n_dates: int = 900, n_assets: int = 3, seed: int = 0):
+def noisy_panel(n_dates: int = 900, n_assets: int = 3, seed: int = 0, drift: float = 0.0003):
     from foldwise import MarketData
 
     rng = np.random.default_rng(seed)
     index = pd.bdate_range("2015-01-01", periods=n_dates)
-    close = 100 * np.exp(np.cumsum(rng.normal(0.0003, 0.012, (n_dates, n_assets)), axis=0))
+    close = 100 * np.exp(np.cumsum(rng.normal(drift, 0.012, (n_dates, n_assets)), axis=0))
     return MarketData({"close": close}, index, [f"S{i}" for i in range(n_assets)])
+
+
+@strategy(name="lagged_sign")
+def lagged_sign(data, lookback=1, sign=1):
+    """Long (sign=1) or short (sign=-1) the direction of the last ``lookback`` bars' move."""
+    close = data.frame("close")
+    move = np.sign(close - close.shift(lookback)).fillna(0.0)
+    return sign * move / data.n_assets
+
+
+def regime_panel(n_dates: int = 1600, seed: int = 0, phi: tuple[float, float] = (0.35, -0.35)):
+    """One asset whose returns are autocorrelated with ``phi[0]`` in the first half and
+    ``phi[1]`` in the second: momentum pays first, reversal later."""
+    from foldwise import MarketData
+
+    rng = np.random.default_rng(seed)
+    shocks = rng.normal(0.0, 0.01, n_dates)
+    returns = np.zeros(n_dates)
+    for t in range(1, n_dates):
+        coefficient = phi[0] if t < n_dates // 2 else phi[1]
+        returns[t] = coefficient * returns[t - 1] + shocks[t]
+    close = 100 * np.exp(np.cumsum(returns))
+    return MarketData({"close": close[:, None]}, pd.bdate_range("2010-01-01", periods=n_dates),
+                      ["X"])

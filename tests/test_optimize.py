@@ -77,11 +77,11 @@ def test_walk_forward_folds_and_out_of_sample_numbers(home):
     assert (folds["trials_complete"] == 12).all()
     for row, record in zip(folds.itertuples(index=False), result.fold_records, strict=True):
         complete = record.trials[record.trials["state"] == "COMPLETE"]
-        assert row.train_sharpe == pytest.approx(complete["value"].max())
+        assert row.is_sharpe == pytest.approx(complete["value"].max())
         sharpe, _ = independent_metrics(row.params, data, row.test_start, row.test_end)
-        assert row.test_sharpe == pytest.approx(sharpe, rel=1e-9)
+        assert row.oos_sharpe == pytest.approx(sharpe, rel=1e-9)
         train_sharpe, _ = independent_metrics(row.params, data, row.train_start, row.train_end)
-        assert row.train_sharpe == pytest.approx(train_sharpe, rel=1e-9)
+        assert row.is_sharpe == pytest.approx(train_sharpe, rel=1e-9)
         assert row.test_start > row.train_end  # judged only on what followed
     assert len(result.best_params) == 6
     assert len(result.fold_records[0].selected) == 5  # top_k distinct sets

@@ -11,8 +11,9 @@ The public API is re-exported here; everything else is private to its module.
 
 from __future__ import annotations
 
-from foldwise import datasets, examples, metrics, pipeline, space, splits, stats
+from foldwise import aggregate, datasets, examples, metrics, pipeline, space, splits, stats
 from foldwise._version import __version__
+from foldwise.aggregate import Criteria, walk_forward_matrix
 from foldwise.backtest import BacktestResult, Costs, backtest
 from foldwise.cache import BacktestCache, cached_backtest
 from foldwise.data import MarketData
@@ -35,6 +36,7 @@ __all__ = [
     "Categorical",
     "CombinatorialPurgedKFold",
     "Costs",
+    "Criteria",
     "CustomFactor",
     "EquityPricing",
     "FactorStrategy",
@@ -52,6 +54,7 @@ __all__ = [
     "WalkForward",
     "WalkForwardResult",
     "__version__",
+    "aggregate",
     "as_strategy",
     "backtest",
     "cached_backtest",
@@ -68,4 +71,5 @@ __all__ = [
     "splits",
     "stats",
     "strategy",
+    "walk_forward_matrix",
 ]

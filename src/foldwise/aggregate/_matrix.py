@@ -1,6 +1,6 @@
 """The walk-forward matrix: the same optimization over a grid of train x test lengths.
 
-Each cell is a walk-forward optimization of its own (study ``"<study>/wfm-<train>-<test>"``)
+Each cell is a walk-forward optimization of its own (study ``"<study>-<train>-<test>"``)
 whose backtests are shared through the cache: a causal strategy's parameter set is run
 once for the whole grid, so a grid costs little more than its largest cell. The table
 tells whether the result depends on the window lengths (a robust strategy is good in a
@@ -54,7 +54,7 @@ def walk_forward_matrix(strategy: Any, data: MarketData, space: Mapping[str, Any
         for test in tests:
             result = optimize(strategy, data, space,
                               WalkForward(train=train, test=test, anchored=anchored, purge=purge),
-                              study=f"{study}/wfm-{train}-{test}", **optimize_kwargs)
+                              study=f"{study}-{train}-{test}", **optimize_kwargs)
             oos = result.oos_metrics
             rows.append({"train": train, "test": test, "n_folds": len(result.fold_records),
                          f"oos_{result.metric}": oos[result.metric],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import optuna
@@ -17,6 +18,8 @@ import pandas as pd
 
 from foldwise._canonical import canonical_json
 from foldwise._storage import StorageSpec, open_storage, parse_storage
+from foldwise.aggregate import Analysis, Criteria
+from foldwise.backtest import BacktestResult
 from foldwise.errors import OptimizationError
 
 from ._study import META_ATTR, fold_study_name
@@ -73,12 +76,13 @@ def _trial_rows(trials: list[optuna.trial.FrozenTrial], fold: int | None) -> pd.
             "params": dict(t.params),
             "train": metrics.get("train"), "test": metrics.get("test"),
             "cv_folds": metrics.get("folds"),
+            "evaluation": metrics or None,
             "infeasible": t.user_attrs.get(INFEASIBLE_ATTR),
             "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
             "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete,
         })
     columns = ["fold", "trial", "state", "value", "params", "train", "test", "cv_folds",
-               "infeasible", "error", "datetime_start", "datetime_complete"]
+               "evaluation", "infeasible", "error", "datetime_start", "datetime_complete"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -106,7 +110,10 @@ def select_top(trials: pd.DataFrame, direction: str, top_k: int) -> list[pd.Seri
 
 
 class WalkForwardResult:
-    """The result of :func:`foldwise.optimize`, rebuilt from the study storage.
+    """The result of :func:`foldwise.optimize`, rebuilt from the study storage and the cache.
+
+    Nothing here runs a backtest: trials come from the storage, return series from the
+    cache. Tables are computed when first asked for.
 
     Attributes
     ----------
@@ -119,12 +126,11 @@ class WalkForwardResult:
     metadata : dict
         What the study was run with (data, splitter, folds, strategy, space, settings).
     fold_records : list of FoldRecord
-        One per fold.
+        One per fold, with its trials and its top-k parameter sets.
     """
 
     def __init__(self, name: str, metadata: Mapping[str, Any], fold_records: list[FoldRecord],
-                 cv_trials: pd.DataFrame | None, storage: StorageSpec,
-                 cache_root: str | None = None) -> None:
+                 cv_trials: pd.DataFrame | None, storage: StorageSpec, cache: Any = None) -> None:
         self.name = name
         self.metadata = dict(metadata)
         self.mode: str = metadata["mode"]
@@ -134,14 +140,23 @@ class WalkForwardResult:
         self.fold_records = fold_records
         self._cv_trials = cv_trials
         self.storage = storage
-        self.cache_root = cache_root
+        self._cache = cache
 
-    # --- tables --------------------------------------------------------------------------
+    @cached_property
+    def analysis(self) -> Analysis:
+        """The aggregator behind the tables (:class:`foldwise.aggregate.Analysis`)."""
+        from foldwise.cache import BacktestCache
+
+        cache = self._cache if isinstance(self._cache, BacktestCache) else BacktestCache(self._cache)
+        return Analysis(self, cache)
+
+    # --- trials --------------------------------------------------------------------------
 
     @property
     def trials(self) -> pd.DataFrame:
         """Every trial: fold, trial number, state, objective value, params, train and test
-        metrics (dicts), the reason of an infeasible or failed trial, and times."""
+        metrics (dicts), the stored evaluation, the reason of an infeasible or failed
+        trial, and times."""
         if self.mode == "cv":
             assert self._cv_trials is not None
             return self._cv_trials.copy()
@@ -162,53 +177,121 @@ class WalkForwardResult:
         chosen = select_top(self._cv_trials, self.direction, 1)
         return chosen[0] if chosen else None
 
-    def _fold_row(self, record: FoldRecord) -> dict[str, Any]:
-        states = record.trials["state"] if not record.trials.empty else pd.Series(dtype=object)
-        infeasible = record.trials["infeasible"].notna() if not record.trials.empty else states
-        best = record.best
-        row: dict[str, Any] = {
-            "fold": record.number, "fold_id": record.fold_id,
-            "train_start": record.train_start, "train_end": record.train_end,
-            "test_start": record.test_start, "test_end": record.test_end,
-            "params": dict(best["params"]) if best else None,
-            f"train_{self.metric}": best["train"].get(self.metric) if best and best["train"] else math.nan,
-            f"test_{self.metric}": best["test"].get(self.metric) if best and best["test"] else math.nan,
-            "trials_complete": int((states == "COMPLETE").sum()),
-            "trials_failed": int((states == "FAIL").sum()),
-            "trials_pruned": int(((states == "PRUNED") & ~infeasible).sum()),
-            "trials_infeasible": int(infeasible.sum()) if not record.trials.empty else 0,
-        }
-        return row
+    # --- per fold ------------------------------------------------------------------------
 
     @property
     def folds(self) -> pd.DataFrame:
-        """One row per fold: dates, the chosen parameters, their train and test metric, and
-        the number of trials completed / failed / pruned / infeasible."""
+        """One row per fold. Walk-forward: windows, chosen parameters, in-sample (``is_``)
+        and out-of-sample (``oos_``) metric, Sharpe, annual return, max drawdown and trades,
+        walk-forward efficiency (``wfe``), deflated Sharpe ratio of the choice (``dsr``),
+        trials completed / failed / pruned / infeasible and cache hits. Cross-validated:
+        the best set's metric on each fold's test window."""
         if self.mode == "cv":
-            best = self._cv_best()
-            rows = []
-            for record in self.fold_records:
-                metrics = (best["cv_folds"] or {}).get(str(record.number)) if best is not None else None
-                rows.append({
-                    "fold": record.number, "fold_id": record.fold_id,
-                    "train_start": record.train_start, "train_end": record.train_end,
-                    "test_start": record.test_start, "test_end": record.test_end,
-                    "params": dict(best["params"]) if best is not None else None,
-                    f"test_{self.metric}": (metrics or {}).get(self.metric, math.nan)})
-            return pd.DataFrame(rows)
-        return pd.DataFrame([self._fold_row(r) for r in self.fold_records])
+            return self._cv_folds()
+        return self.analysis.folds
+
+    def _cv_folds(self) -> pd.DataFrame:
+        best = self._cv_best()
+        rows = []
+        for record in self.fold_records:
+            metrics = (best["cv_folds"] or {}).get(str(record.number)) if best is not None else None
+            rows.append({
+                "fold": record.number, "fold_id": record.fold_id,
+                "train_start": record.train_start, "train_end": record.train_end,
+                "test_start": record.test_start, "test_end": record.test_end,
+                "params": dict(best["params"]) if best is not None else None,
+                f"oos_{self.metric}": (metrics or {}).get(self.metric, math.nan)})
+        return pd.DataFrame(rows)
+
+    @property
+    def ranking(self) -> pd.DataFrame:
+        """Parameter sets judged out of sample, ranked across folds (robust sets first)."""
+        return self.analysis.ranking
+
+    # --- the out-of-sample curve ---------------------------------------------------------
+
+    @property
+    def oos_result(self) -> BacktestResult:
+        """The stitched out-of-sample walk-forward as a BacktestResult (returns, positions,
+        trades, turnover and costs, including the cost of every re-optimization)."""
+        return self.analysis.oos
+
+    @property
+    def oos_returns(self) -> pd.Series:
+        """Per-period returns of the stitched out-of-sample curve."""
+        return self.analysis.oos.returns
+
+    @property
+    def oos_equity(self) -> pd.Series:
+        """Compounded wealth of the stitched out-of-sample curve (1.0 before the start)."""
+        return self.analysis.oos.equity
+
+    @property
+    def oos_metrics(self) -> dict[str, float]:
+        """Every metric of :data:`foldwise.metrics.METRICS` of the stitched curve."""
+        return self.analysis.oos.metrics()
+
+    @property
+    def comparison(self) -> pd.DataFrame:
+        """The out-of-sample curve next to the chosen sets in sample and to an equal-weight
+        holding of the universe over the same dates."""
+        return self.analysis.comparison
+
+    @property
+    def walk_forward_efficiency(self) -> float:
+        """Annualized out-of-sample metric over the mean annualized in-sample metric."""
+        return self.analysis.walk_forward_efficiency
+
+    # --- stability, verdict, overfitting ---------------------------------------------------
+
+    @property
+    def parameter_stability(self) -> pd.DataFrame:
+        """Per parameter: the value chosen in each fold and its dispersion across folds."""
+        return self.analysis.parameter_stability
+
+    @property
+    def rank_correlation(self) -> pd.DataFrame:
+        """Per fold: Spearman correlation of in- and out-of-sample metric over its sets."""
+        return self.analysis.rank_correlation
+
+    def summary(self, criteria: Criteria | None = None) -> pd.DataFrame:
+        """Pass/fail of the walk-forward criteria (thresholds in :class:`Criteria`)."""
+        return self.analysis.summary(criteria)
+
+    def passed(self, criteria: Criteria | None = None) -> bool:
+        """True when every criterion of :meth:`summary` passes."""
+        return bool(self.summary(criteria)["passed"].all())
+
+    def overfitting(self, n_splits: int = 16, max_configurations: int | None = None
+                    ) -> dict[str, float]:
+        """Probability of backtest overfitting (CSCV over every distinct set evaluated),
+        and the PSR and DSR of the out-of-sample curve (see :mod:`foldwise.stats`)."""
+        return self.analysis.overfitting(n_splits, max_configurations)
+
+    def returns_matrix(self, max_configurations: int | None = None) -> pd.DataFrame:
+        """Full-history returns of every distinct parameter set evaluated (one column each)."""
+        return self.analysis.returns_matrix(max_configurations)
+
+    def cpcv_paths(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """CPCV studies: metrics of each out-of-sample path, and the path returns."""
+        return self.analysis.cpcv_paths()
 
     def __repr__(self) -> str:
         lines = [f"WalkForwardResult({self.name!r}, mode={self.mode}, metric={self.metric} "
                  f"({self.direction}), {len(self.fold_records)} folds)"]
         if self.mode == "walk_forward":
-            for row in self.folds.itertuples(index=False):
-                row = row._asdict()
+            for record in self.fold_records:
+                best = record.best
+                if best is None:
+                    lines.append(f"  fold {record.number}: no completed trial")
+                    continue
+                train = (best["train"] or {}).get(self.metric, math.nan)
+                test = (best["test"] or {}).get(self.metric, math.nan)
                 lines.append(
-                    f"  fold {row['fold']}: train {row['train_start'].date()}..{row['train_end'].date()} "
-                    f"{self.metric}={row[f'train_{self.metric}']:.3f}  test "
-                    f"{row['test_start'].date()}..{row['test_end'].date()} "
-                    f"{self.metric}={row[f'test_{self.metric}']:.3f}  params={row['params']}")
+                    f"  fold {record.number}: train {record.train_start.date()}.."
+                    f"{record.train_end.date()} {self.metric}={train:.3f}  test "
+                    f"{record.test_start.date()}..{record.test_end.date()} "
+                    f"{self.metric}={test:.3f}  params={best['params']}")
         else:
             best = self.best_params
             lines.append(f"  best params: {best[0] if best else None}")
@@ -252,15 +335,13 @@ def load_result(study: str, storage: Any = None, cache: Any = None) -> WalkForwa
         raise OptimizationError(
             f"study {study!r} in {spec} was not created by foldwise.optimize (it has no "
             f"{META_ATTR!r} metadata); open it with optuna.load_study instead.")
-    cache_root = getattr(cache, "root", cache)
     records = []
     cv_trials = None
     if metadata["mode"] == "cv":
         cv_trials = _trial_rows(manifest.get_trials(deepcopy=False), None)
         records = [_fold_record(meta, _trial_rows([], meta["number"]), [])
                    for meta in metadata["folds"]]
-        return WalkForwardResult(study, metadata, records, cv_trials, spec,
-                                 None if cache_root is None else str(cache_root))
+        return WalkForwardResult(study, metadata, records, cv_trials, spec, cache)
     top_k = int(metadata.get("top_k", 1))
     for meta in metadata["folds"]:
         number = int(meta["number"])
@@ -274,9 +355,13 @@ def load_result(study: str, storage: Any = None, cache: Any = None) -> WalkForwa
         stored_tests = fold_study.user_attrs.get(TEST_ATTR, {}) if fold_study else {}
         selected = []
         for rank, row in enumerate(select_top(trials, metadata["direction"], top_k)):
-            test = row["test"] if row["test"] is not None else stored_tests.get(str(row["trial"]))
-            selected.append({"rank": rank, "trial": int(row["trial"]), "params": dict(row["params"]),
-                             "train": row["train"], "test": test})
+            evaluation = dict(row["evaluation"] or {})
+            tested = stored_tests.get(str(row["trial"]))  # per-fold strategies
+            if evaluation.get("test") is None and tested:
+                evaluation = {**evaluation, "test": tested["test"],
+                              "runs": {**evaluation.get("runs", {}), **tested.get("runs", {})}}
+            selected.append({"rank": rank, "trial": int(row["trial"]),
+                             "params": dict(row["params"]), "train": evaluation.get("train"),
+                             "test": evaluation.get("test"), "evaluation": evaluation})
         records.append(_fold_record(meta, trials, selected))
-    return WalkForwardResult(study, metadata, records, cv_trials, spec,
-                             None if cache_root is None else str(cache_root))
+    return WalkForwardResult(study, metadata, records, cv_trials, spec, cache)

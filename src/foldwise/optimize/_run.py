@@ -37,6 +37,7 @@ from foldwise._storage import StorageSpec, open_storage, parse_storage
 from foldwise.backtest import Costs
 from foldwise.data import MarketData
 from foldwise.errors import OptimizationError, StrategyParameterError
+from foldwise.examples import equal_weight
 from foldwise.metrics import DEFAULT_PERIODS_PER_YEAR, METRICS
 from foldwise.space import Constraint, SearchSpace
 from foldwise.strategy import Strategy, as_strategy
@@ -46,7 +47,7 @@ from ._progress import Progress
 from ._result import TEST_ATTR, WalkForwardResult, load_result, select_top
 from ._samplers import SamplerSpec, make_sampler, study_seed
 from ._settings import RunSettings
-from ._study import check_metadata, fold_study_name, manifest_metadata
+from ._study import check_metadata, fold_set_name, fold_study_name, manifest_metadata
 from ._trials import ERROR_ATTR, RESULT_ATTR, Outcome, budget_counts, run_trials
 
 __all__ = ["optimize"]
@@ -277,8 +278,8 @@ def _store_per_fold_tests(job: _Job, evaluator: Evaluator, top_k: int) -> None:
                           job.direction, top_k)
         missing = [row for row in rows if str(row["trial"]) not in stored]
         for row in missing:
-            stored[str(row["trial"])] = evaluator.window_metrics(row["params"], fold.test,
-                                                                 fold=fold)
+            stored[str(row["trial"])] = evaluator.evaluate(row["params"], fold,
+                                                           train=False).as_attr()
         if missing:
             study.set_user_attr(TEST_ATTR, stored)
 
@@ -448,14 +449,20 @@ def optimize(
     opened = open_storage(spec)
     manifest = optuna.create_study(study_name=study, storage=opened, load_if_exists=True,
                                    direction=resolved_direction)
+    bounds = getattr(splitter, "group_bounds", None)
     metadata = manifest_metadata(
         mode=mode, data=data, folds=folds, strategy=runner, metric=metric,
         direction=resolved_direction, space=search, settings=settings, top_k=top_k,
-        cv_aggregate=cv_aggregate if mode == "cv" else None)
+        cv_aggregate=cv_aggregate if mode == "cv" else None, warmup=warmup,
+        groups=bounds(data).tolist() if callable(bounds) else None)
+    # The equal-weight universe over the same data and settings: the comparison line of
+    # the result, stored in the cache like any run and named in the metadata.
+    cache.get_or_run(equal_weight, {}, data, **settings.as_kwargs())
+    metadata["benchmark"] = cache.key(equal_weight, {}, data, **settings.as_kwargs()).digest
     resumed = check_metadata(manifest, metadata)
     # The study is accepted: keep its fold definitions in the fold store too (they are
     # the same folds, so this never refuses unless the store was edited by hand).
-    splitter.folds(data, store=FoldStore(resolve_root(None)), name=study)
+    splitter.folds(data, store=FoldStore(resolve_root(None)), name=fold_set_name(study))
     if mode == "walk_forward":
         names = [fold_study_name(study, f.number) for f in folds]
         for fold, name in zip(folds, names, strict=True):

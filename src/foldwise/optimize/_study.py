@@ -17,10 +17,12 @@ to start a new study instead. Everything needed to rebuild a result is in the st
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from foldwise._hashing import hash_text
 from foldwise._version import __version__
 from foldwise.data import MarketData
 from foldwise.errors import StudyMismatchError
@@ -44,6 +46,18 @@ def fold_study_name(name: str, number: int) -> str:
     return f"{name}/fold-{number:02d}"
 
 
+def fold_set_name(name: str) -> str:
+    """Name of the optimization's fold set in the fold store (a valid file name).
+
+    The study name itself when it is one; otherwise its characters outside ``A-Za-z0-9._-``
+    replaced and a short hash of the full name added, so two studies never share a set.
+    """
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", name):
+        return name
+    slug = re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip("._-")[:150] or "study"
+    return f"{slug}-{hash_text(name)[:8]}"
+
+
 def _runs(positions: Any) -> list[list[int]]:
     from ._evaluate import _ranges
 
@@ -52,7 +66,8 @@ def _runs(positions: Any) -> list[list[int]]:
 
 def manifest_metadata(*, mode: str, data: MarketData, folds: FoldSet, strategy: Strategy,
                       metric: str, direction: str, space: SearchSpace, settings: RunSettings,
-                      top_k: int, cv_aggregate: str | None) -> dict[str, Any]:
+                      top_k: int, cv_aggregate: str | None, warmup: int | None,
+                      groups: list[list[int]] | None) -> dict[str, Any]:
     """The JSON-able description stored with a study (see the module docstring)."""
     return {
         "format": _FORMAT,
@@ -67,7 +82,9 @@ def manifest_metadata(*, mode: str, data: MarketData, folds: FoldSet, strategy: 
                    "train_start": data.index[int(f.train[0])].isoformat(),
                    "train_end": data.index[int(f.train[-1])].isoformat(),
                    "test_start": data.index[int(f.test[0])].isoformat(),
-                   "test_end": data.index[int(f.test[-1])].isoformat()} for f in folds],
+                   "test_end": data.index[int(f.test[-1])].isoformat(),
+                   "test_groups": [int(g) for g in f.test_groups]} for f in folds],
+        "groups": groups,
         "strategy": {"name": strategy.name, "fingerprint": strategy.fingerprint,
                      "causal": strategy.causal},
         "metric": metric,
@@ -76,6 +93,7 @@ def manifest_metadata(*, mode: str, data: MarketData, folds: FoldSet, strategy: 
         "settings": settings.describe(),
         "top_k": top_k,
         "cv_aggregate": cv_aggregate,
+        "warmup": warmup if not strategy.causal else None,
     }
 
 
@@ -92,7 +110,7 @@ def _describe_change(field: str, old: Any, new: Any) -> str:
             return f"the strategy changed: stored {old['name']!r}, now {new['name']!r}"
         return (f"the code of strategy {new['name']!r} (or of a helper it calls) changed: "
                 f"fingerprint {old['fingerprint'][:12]}... -> {new['fingerprint'][:12]}...")
-    if field in ("metric", "direction", "mode", "top_k", "cv_aggregate"):
+    if field in ("metric", "direction", "mode", "top_k", "cv_aggregate", "warmup"):
         return f"{field} changed: stored {old!r}, now {new!r}"
     return f"the {field} changed: stored {old}, now {new}"
 
@@ -100,7 +118,7 @@ def _describe_change(field: str, old: Any, new: Any) -> str:
 # Fields compared on resume, in the order they are reported. The folds follow from the
 # data and the splitter, and foldwise_version / format are informative only.
 _IDENTITY = ("mode", "data", "splitter", "strategy", "metric", "direction", "space",
-             "settings", "cv_aggregate")
+             "settings", "cv_aggregate", "warmup")
 
 
 def check_metadata(manifest: optuna.Study, metadata: dict[str, Any]) -> bool:
@@ -129,9 +147,14 @@ def check_metadata(manifest: optuna.Study, metadata: dict[str, Any]) -> bool:
             f"results that do not belong together: {'; '.join(changes)}. Start a new study "
             f"with another name (e.g. study={name + '-v2'!r}), or delete the old one with "
             f"foldwise.delete_study({name!r}, storage=...) to start over under this name.")
-    if stored.get("top_k") != metadata.get("top_k"):
-        manifest.set_user_attr(META_ATTR, {**stored, "top_k": metadata["top_k"]})
+    updated = {**stored, **{k: metadata[k] for k in _UPDATABLE if k in metadata}}
+    if updated != stored:
+        manifest.set_user_attr(META_ATTR, updated)
     return True
+
+
+# Fields a resumed study may change: they steer what is read back, not what was run.
+_UPDATABLE = ("top_k", "benchmark")
 
 
 def delete_study(name: str, storage: Any = None) -> int:
@@ -144,7 +167,7 @@ def delete_study(name: str, storage: Any = None) -> int:
     from foldwise._storage import open_storage, parse_storage
     from foldwise.splits import FoldStore
 
-    FoldStore(resolve_root(None)).delete(name)
+    FoldStore(resolve_root(None)).delete(fold_set_name(name))
 
     opened = open_storage(parse_storage(storage))
     names = [n for n in optuna.get_all_study_names(storage=opened)
