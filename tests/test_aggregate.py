@@ -16,7 +16,7 @@ from foldwise import Criteria, backtest
 from foldwise.aggregate import walk_forward_matrix
 from foldwise.errors import OptimizationError
 from foldwise.examples import equal_weight, sma_crossover
-from foldwise.optimize import load_result, optimize
+from foldwise.optimizer import load_result, optimize
 from foldwise.space import Categorical, Int
 from foldwise.splits import CombinatorialPurgedKFold, WalkForward
 

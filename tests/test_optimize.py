@@ -20,7 +20,7 @@ from foldwise.errors import (
     StudyMismatchError,
 )
 from foldwise.examples import sma_crossover
-from foldwise.optimize import load_result, optimize
+from foldwise.optimizer import load_result, optimize
 from foldwise.space import Categorical, Fixed, Float, Int
 from foldwise.splits import PurgedKFold, WalkForward
 
@@ -158,7 +158,7 @@ def test_constraints_keep_infeasible_sets_out_of_the_backtests_and_the_budget(ho
 
 def test_failing_trials_are_recorded_and_the_study_goes_on(home, caplog):
     space = {"fast": Categorical([6, 7, 8, 9]), "slow": Fixed(40)}
-    with caplog.at_level(logging.WARNING, logger="foldwise.optimize"):
+    with caplog.at_level(logging.WARNING, logger="foldwise.optimizer"):
         result = run(strategy=fragile_sma, space=space, n_trials=8, constraints=None,
                      splitter=WalkForward(train=1000, test=500))
     trials = result.trials

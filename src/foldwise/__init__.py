@@ -18,7 +18,7 @@ from foldwise.backtest import BacktestResult, Costs, backtest
 from foldwise.cache import BacktestCache, cached_backtest
 from foldwise.data import MarketData
 from foldwise.errors import FoldwiseError
-from foldwise.optimize import WalkForwardResult, delete_study, load_result, optimize
+from foldwise.optimizer import WalkForwardResult, delete_study, load_result, optimize
 from foldwise.pipeline import (
     CustomFactor,
     EquityPricing,

@@ -38,12 +38,15 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], *, sync_directory: bool = True
+                ) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success, move it into place atomically.
 
     The caller writes the whole file to the yielded path (any writer: pyarrow, pandas,
     ``open``). On exit the file is fsynced and renamed over ``target``; on an exception it
-    is removed and ``target`` is untouched.
+    is removed and ``target`` is untouched. ``sync_directory=False`` skips the fsync of the
+    directory entry, for files whose loss after a power cut is detected and repaired
+    elsewhere (the cache's checksummed artifacts).
 
     Examples
     --------
@@ -66,7 +69,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    fsync_dir(target.parent)
+    if sync_directory:
+        fsync_dir(target.parent)
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:

@@ -367,6 +367,8 @@ def _weights_array(weights: Any, data: MarketData) -> np.ndarray:
 
 
 def _frame_to_array(frame: pd.DataFrame, data: MarketData) -> np.ndarray:
+    if frame.index.equals(data.index) and frame.columns.equals(data.assets):
+        return frame.to_numpy(dtype=np.float64, copy=True)  # the usual case: built on data
     columns = pd.Index([str(c) for c in frame.columns], dtype=object)
     if columns.has_duplicates:
         raise MisalignedWeightsError(

@@ -313,19 +313,69 @@ def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
     """
     r = _clean(returns)
     n = r.size
-    growth = float(np.prod(1.0 + r)) if n else math.nan
-    mean = float(r.mean()) if n else math.nan
-    std = float(r.std(ddof=1)) if n >= 2 else math.nan
-    cagr = _cagr(growth, n, periods_per_year)
-    drawdown = _max_drawdown(r)
     if trades is not None:
         count = float(trades)
     elif weight_changes is not None:
         count = n_trades(weight_changes)
     else:
         count = math.nan
+    turnover_mean = average_turnover(turnover) if turnover is not None else math.nan
+    if n < 3:  # too short for moments: the plain definitions handle every edge case
+        return _summarize_short(r, count, turnover_mean, periods_per_year)
+    # One set of sums shared by every metric (this runs once per trial and window).
+    wealth = np.cumprod(1.0 + r)
+    growth = float(wealth[-1])
+    total = float(r.sum())
+    mean = total / n
+    centred = r - mean
+    squared = centred * centred
+    sum_squares = float(squared.sum())
+    std = math.sqrt(sum_squares / (n - 1))
+    losses_only = np.minimum(r, 0.0)
+    losses = -float(losses_only.sum())
+    downside = math.sqrt(float((losses_only * losses_only).sum()) / n)
+    active = np.count_nonzero(r)
+    cagr = _cagr(growth, n, periods_per_year)
+    peak = np.maximum.accumulate(np.maximum(wealth, 1.0))
+    drawdown = min(0.0, float((wealth / peak).min()) - 1.0)
+    ordered = np.sort(r)
+    low = _percentile(ordered, 5.0)
+    psr = math.nan
+    if std > _ZERO_DISPERSION:
+        m2 = sum_squares / n
+        skew = float((squared * centred).sum()) / n / m2**1.5
+        kurt = float((squared * squared).sum()) / n / m2**2
+        sr = mean / std
+        variance = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
+        if variance > 0.0:
+            psr = _norm_cdf(sr * math.sqrt(n - 1) / math.sqrt(variance))
     return {
-        "sharpe": _sharpe(mean, std, periods_per_year) if n >= 2 else math.nan,
+        "sharpe": _sharpe(mean, std, periods_per_year),
+        "sortino": mean * math.sqrt(periods_per_year) / downside
+        if downside > _ZERO_DISPERSION else math.nan,
+        "annual_return": cagr,
+        "annual_volatility": std * math.sqrt(periods_per_year),
+        "max_drawdown": drawdown,
+        "calmar": cagr / -drawdown if drawdown < 0.0 else math.nan,
+        "total_return": growth - 1.0,
+        "win_rate": np.count_nonzero(r > 0) / active if active else math.nan,
+        "profit_factor": (total + losses) / losses if losses > 0 else math.nan,
+        "tail_ratio": abs(_percentile(ordered, 95.0)) / abs(low) if low != 0 else math.nan,
+        "average_turnover": turnover_mean,
+        "n_trades": count,
+        "probabilistic_sharpe_ratio": psr,
+    }
+
+
+def _summarize_short(r: np.ndarray, count: float, turnover_mean: float,
+                     periods_per_year: float) -> dict[str, float]:
+    n = r.size
+    growth = float(np.prod(1.0 + r)) if n else math.nan
+    std = float(r.std(ddof=1)) if n >= 2 else math.nan
+    cagr = _cagr(growth, n, periods_per_year)
+    drawdown = _max_drawdown(r)
+    return {
+        "sharpe": _sharpe(float(r.mean()), std, periods_per_year) if n >= 2 else math.nan,
         "sortino": _sortino(r, periods_per_year),
         "annual_return": cagr,
         "annual_volatility": std * math.sqrt(periods_per_year) if n >= 2 else math.nan,
@@ -335,7 +385,7 @@ def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
         "win_rate": _win_rate(r),
         "profit_factor": _profit_factor(r),
         "tail_ratio": _tail_ratio(r),
-        "average_turnover": average_turnover(turnover) if turnover is not None else math.nan,
+        "average_turnover": turnover_mean,
         "n_trades": count,
-        "probabilistic_sharpe_ratio": _psr(r, 0.0),
+        "probabilistic_sharpe_ratio": math.nan,
     }

@@ -28,7 +28,7 @@ from ._stitch import stitch
 
 if TYPE_CHECKING:
     from foldwise.cache import BacktestCache
-    from foldwise.optimize import WalkForwardResult
+    from foldwise.optimizer import WalkForwardResult
 
 __all__ = ["ANNUALIZED", "Analysis"]
 
@@ -51,7 +51,7 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 class Analysis:
-    """Tables of a walk-forward result (see :class:`foldwise.optimize.WalkForwardResult`)."""
+    """Tables of a walk-forward result (see :class:`foldwise.optimizer.WalkForwardResult`)."""
 
     def __init__(self, result: WalkForwardResult, cache: BacktestCache) -> None:
         self.result = result

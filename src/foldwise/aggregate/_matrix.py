@@ -46,7 +46,7 @@ def walk_forward_matrix(strategy: Any, data: MarketData, space: Mapping[str, Any
         stitched curve, its annual return and maximum drawdown, walk-forward efficiency,
         and whether the pass/fail summary passed.
     """
-    from foldwise.optimize import optimize
+    from foldwise.optimizer import optimize
     from foldwise.splits import WalkForward
 
     rows = []

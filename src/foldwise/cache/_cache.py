@@ -28,7 +28,6 @@ reports them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -38,7 +37,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -54,7 +53,7 @@ from foldwise._paths import resolve_root
 from foldwise.backtest import BacktestResult, Costs
 from foldwise.cache._artifacts import ArtifactStore
 from foldwise.cache._browse import runs_frame, select_rows
-from foldwise.cache._index import IndexBackend, IndexRow, SQLiteIndex
+from foldwise.cache._index import WRITE_LOCK_SUFFIX, IndexBackend, IndexRow, SQLiteIndex
 from foldwise.cache._keys import CacheKey, Window, make_key, resolve_strategy
 from foldwise.cache._maintenance import (
     directory_bytes,
@@ -68,7 +67,6 @@ from foldwise.cache._records import (
     VerifyReport,
     metrics_json,
 )
-from foldwise.cache._writer import Writer
 from foldwise.data import MarketData
 from foldwise.errors import (
     CacheArgumentError,
@@ -85,7 +83,8 @@ logger = logging.getLogger(__name__)
 CACHE_DIR = "cache"
 #: File name of the SQLite index inside the cache directory.
 INDEX_NAME = "index.sqlite"
-_INDEX_FILES = frozenset(INDEX_NAME + suffix for suffix in ("", "-wal", "-shm", "-journal"))
+_INDEX_FILES = frozenset(INDEX_NAME + suffix for suffix in ("", "-wal", "-shm", "-journal",
+                                                           WRITE_LOCK_SUFFIX))
 #: Backtests of one key by several processes are serialized through one of these lock
 #: files (``flock``: the kernel releases it when a process dies), so a parameter set that
 #: two workers miss at the same moment is still run once. Keys share 256 stripes.
@@ -192,7 +191,6 @@ class BacktestCache:
         self._last_flush = time.time()
         self._hits = self._misses = self._puts = 0
         self._executed = 0
-        self._writer: Writer | None = None
         # At exit or collection, write what hits are still pending (no other user is left).
         self._finalizer = weakref.finalize(
             self, lambda index, pending: _write_last_used(index, dict(pending)), self.index,
@@ -348,14 +346,19 @@ class BacktestCache:
             if result is not None and not key.is_slice:
                 self._keep_result(key.digest, result)
             return existing
-        try:
-            return self._store_new(key, result, metrics, _lock_fd)
-        except BaseException:
-            _release(_lock_fd)
-            raise
+        return self._store_new(key, result, metrics, _lock_fd)
 
     def _store_new(self, key: CacheKey, result: BacktestResult | None,
                    metrics: Mapping[str, float] | None, lock_fd: int | None) -> CacheRecord:
+        """Store an entry known to be missing; release ``lock_fd`` (a run lock) once the
+        index row is committed, or on failure."""
+        try:
+            return self._store_entry(key, result, metrics)
+        finally:
+            _release(lock_fd)
+
+    def _store_entry(self, key: CacheKey, result: BacktestResult | None,
+                     metrics: Mapping[str, float] | None) -> CacheRecord:
         now = time.time()
         common = {"key": key.digest, "strategy": key.strategy, "fingerprint": key.fingerprint,
                   "params": key.params, "data_hash": key.data_hash, "settings": key.settings,
@@ -385,29 +388,12 @@ class BacktestCache:
                            parent=key.full().digest, metrics=metrics_json(metrics),
                            artifact=None, checksum=None, n_bytes=0, **common)
         full = result if result is not None and not key.is_slice else None
+        stored = self._write_entry(row, full)
         with self._lock:
             self._puts += 1
-            writer = self._writer
-        if writer is None:
-            stored = self._write_entry(row, full)
-            _release(lock_fd)
-            if full is not None:
-                self._keep_result(key.digest, full)
-            return self._remember(stored)
-        # Write-behind: this process sees the entry now; the files land in order.
         if full is not None:
-            writer.pending[key.digest] = full
             self._keep_result(key.digest, full)
-
-        def job() -> None:
-            try:
-                self._remember(self._write_entry(row, full))
-            finally:
-                writer.pending.pop(key.digest, None)
-
-        record = self._remember(row)
-        writer.submit(job, lock_fd=lock_fd)
-        return record
+        return self._remember(stored)
 
     def _write_entry(self, row: IndexRow, full: BacktestResult | None) -> IndexRow:
         """Write a full run's artifact (if any), then its index row; return the stored row."""
@@ -418,30 +404,6 @@ class BacktestCache:
         if row.artifact is not None and stored.artifact != row.artifact:
             self._store.remove(row.artifact)  # another process stored this key first
         return stored
-
-    @contextlib.contextmanager
-    def deferred_writes(self, depth: int = 4) -> Iterator[BacktestCache]:
-        """Within this context, new entries are written by a background thread.
-
-        For loops of cheap backtests (the optimizer uses it): the trial loop goes on while
-        the Parquet file and the index row of the previous run are written. At most
-        ``depth`` entries are in flight; leaving the context waits for all of them. See
-        :mod:`foldwise.cache._writer` for what stays guaranteed.
-        """
-        with self._lock:
-            if self._writer is not None:  # nested: the outer context owns the writer
-                nested = True
-            else:
-                nested = False
-                self._writer = Writer(depth)
-        try:
-            yield self
-        finally:
-            if not nested:
-                with self._lock:
-                    writer, self._writer = self._writer, None
-                if writer is not None:
-                    writer.close()
 
     @property
     def executed(self) -> int:
@@ -497,7 +459,10 @@ class BacktestCache:
             return MappingProxyType(full.metrics())
         full_key = key.full()
         full = self._full_result(full_key, strategy, params, data, settings, self.get(full_key))
-        return self.put(key, full.islice(key.window.start, key.window.stop)).metrics
+        # a confirmed miss: store without looking the key up again (the index insert still
+        # keeps the first of two concurrent writers)
+        part = full.islice(key.window.start, key.window.stop)
+        return self._store_new(key, part, None, None).metrics
 
     def _full_result(self, key: CacheKey, strategy: Any, params: Mapping[str, Any] | None,
                      data: MarketData, settings: dict[str, Any],
@@ -532,8 +497,8 @@ class BacktestCache:
             with self._lock:
                 self._executed += 1
             result = runner.run(data, params, **settings)
-            self.put(key, result, _lock_fd=lock_fd)
-            lock_fd = None  # put() released it, or handed it to the background writer
+            fd, lock_fd = lock_fd, None
+            self._store_new(key, result, None, fd)  # stores, then releases the lock
         finally:
             _release(lock_fd)
         return result
@@ -567,9 +532,7 @@ class BacktestCache:
             if result is not None:
                 self._results.move_to_end(record.key)
                 return result
-            writer = self._writer
-        if writer is not None and record.key in writer.pending:
-            return writer.pending[record.key]
+
         row = record._row
         result = self._store.load(row.artifact or "", row.checksum or "", row.n_bytes)
         self._keep_result(record.key, result)

@@ -23,6 +23,14 @@ from typing import Any, ClassVar
 
 from foldwise.errors import CacheCorruptedError, CacheError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+#: Suffix of the lock file writers of one index take turns on (next to the index file).
+WRITE_LOCK_SUFFIX = ".writelock"
+
 __all__ = ["IndexBackend", "IndexRow", "MemoryIndex", "SQLiteIndex"]
 
 logger = logging.getLogger(__name__)
@@ -268,6 +276,9 @@ class SQLiteIndex(IndexBackend):
         self.timeout = float(timeout)
         self._local = threading.local()
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        self._turn_pid: int | None = None
+        self._turn_fd = -1
+        self._turn_lock = threading.Lock()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
         self._ready_pid: int | None = None
         self._connection()  # fail early on an unusable file
@@ -389,7 +400,33 @@ class SQLiteIndex(IndexBackend):
             with self._transaction(connection):
                 return action(connection)
 
-        return self._retry(run)
+        with self._writer_turn():
+            return self._retry(run)
+
+    @contextlib.contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """Take turns between writing processes with ``flock`` on a lock file.
+
+        SQLite lets one writer in at a time and makes the others sleep and retry with
+        growing pauses (1, 2, 5, 10 ms ...): with several workers inserting a row per trial
+        that wastes more time than the writes take. A kernel lock wakes the next writer the
+        moment the previous one is done (and is dropped if a writer dies).
+        """
+        if fcntl is None:  # pragma: no cover - Windows: SQLite's own busy handling
+            yield
+            return
+        pid = os.getpid()
+        if self._turn_pid != pid:
+            self._turn_lock = threading.Lock()
+            self._turn_fd = os.open(f"{self.path}{WRITE_LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT,
+                                    0o644)
+            self._turn_pid = pid
+        with self._turn_lock:
+            fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
 
     # --- the interface ---------------------------------------------------------------
 

@@ -157,8 +157,13 @@ def check_metadata(manifest: optuna.Study, metadata: dict[str, Any]) -> bool:
 _UPDATABLE = ("top_k", "benchmark")
 
 
-def delete_study(name: str, storage: Any = None) -> int:
+def delete_study(name: str, storage: Any = None, cache: Any = None) -> int:
     """Delete optimization ``name``: its manifest, every fold study, its stored fold set.
+
+    Parameters
+    ----------
+    storage, cache
+        The ``storage=`` and ``cache=`` of the optimization (None: the defaults).
 
     Returns the number of Optuna studies deleted. Cached backtests are kept: a new study on
     the same data and strategy reuses them.
@@ -167,7 +172,8 @@ def delete_study(name: str, storage: Any = None) -> int:
     from foldwise._storage import open_storage, parse_storage
     from foldwise.splits import FoldStore
 
-    FoldStore(resolve_root(None)).delete(fold_set_name(name))
+    root = getattr(cache, "root", None) or resolve_root(cache)
+    FoldStore(root).delete(fold_set_name(name))
 
     opened = open_storage(parse_storage(storage))
     names = [n for n in optuna.get_all_study_names(storage=opened)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -32,7 +33,6 @@ from typing import Any
 import joblib
 import optuna
 
-from foldwise._paths import resolve_root
 from foldwise._storage import StorageSpec, open_storage, parse_storage
 from foldwise.backtest import Costs
 from foldwise.data import MarketData
@@ -147,25 +147,33 @@ def _evaluate_cv(trial: optuna.Trial, job: _Job, evaluator: Evaluator) -> Outcom
 # --- a worker ------------------------------------------------------------------------------
 
 
-def _open_cache(root: str) -> Any:
+# Storages and caches opened by this process, reused by the next task it runs: a worker
+# process (joblib keeps them between tasks) then syncs the journal incrementally instead
+# of replaying it whole for every fold.
+_opened: dict[tuple[int, str, str], tuple[Any, Any]] = {}
+
+
+def _open_resources(job: _Job) -> tuple[Any, Any]:
     from foldwise.cache import BacktestCache
 
-    return BacktestCache(root)
+    key = (os.getpid(), str(job.storage), job.cache_root)
+    if job.storage.kind == "object":  # a storage object is the caller's: use it as given
+        return open_storage(job.storage), BacktestCache(job.cache_root)
+    if key not in _opened:
+        _opened.clear()  # one optimization at a time per process
+        _opened[key] = (open_storage(job.storage), BacktestCache(job.cache_root))
+    return _opened[key]
 
 
 def _work(job: _Job, on_finished: Callable[[], None] | None = None) -> str:
     """Run the trial loop of every study of the job; returns "done" or "timeout"."""
-    storage = open_storage(job.storage)
-    cache = _open_cache(job.cache_root)
+    storage, cache = _open_resources(job)
     evaluator = Evaluator(job.strategy, job.data, cache, job.settings, job.warmup)
     deadline = None if job.deadline is None else time.monotonic() + (job.deadline - time.time())
     try:
-        with cache.deferred_writes():
-            return _run_studies(job, storage, evaluator, deadline, on_finished)
+        return _run_studies(job, storage, evaluator, deadline, on_finished)
     finally:
-        close = getattr(cache, "close", None)
-        if callable(close):
-            close()
+        cache.flush()
 
 
 def _run_studies(job: _Job, storage: Any, evaluator: Evaluator, deadline: float | None,
@@ -460,9 +468,13 @@ def optimize(
     cache.get_or_run(equal_weight, {}, data, **settings.as_kwargs())
     metadata["benchmark"] = cache.key(equal_weight, {}, data, **settings.as_kwargs()).digest
     resumed = check_metadata(manifest, metadata)
-    # The study is accepted: keep its fold definitions in the fold store too (they are
-    # the same folds, so this never refuses unless the store was edited by hand).
-    splitter.folds(data, store=FoldStore(resolve_root(None)), name=fold_set_name(study))
+    # The study is accepted: keep its fold definitions in the fold store next to the cache.
+    # The manifest is the authority: a new study replaces a stale set of the same name
+    # (left by a study deleted from another storage); a resumed one must find its own.
+    store, set_name = FoldStore(cache.root), fold_set_name(study)
+    if not resumed:
+        store.delete(set_name)
+    splitter.folds(data, store=store, name=set_name)
     if mode == "walk_forward":
         names = [fold_study_name(study, f.number) for f in folds]
         for fold, name in zip(folds, names, strict=True):
