@@ -1,6 +1,8 @@
 """The ``foldwise`` command line.
 
-``foldwise demo`` runs the main job on the bundled data; ``foldwise cache ...`` inspects
+``foldwise demo`` runs the main job on the bundled data (a walk-forward optimization);
+``foldwise show STUDY`` prints the report of a stored study and ``foldwise studies`` lists
+them; ``foldwise cache ...`` inspects
 and maintains the backtest cache (``stats``, ``runs``, ``verify``, ``evict``, ``clear``);
 ``foldwise --version`` prints the version. The CLI prints; the library logs.
 """
@@ -17,7 +19,7 @@ import pandas as pd
 
 import foldwise
 from foldwise.cache._maintenance import parse_seconds
-from foldwise.datasets import load_goog, load_sp500
+from foldwise.datasets import load_goog
 
 __all__ = ["main"]
 
@@ -25,26 +27,58 @@ _SHOWN_METRICS = ("sharpe", "annual_return", "annual_volatility", "max_drawdown"
                   "probabilistic_sharpe_ratio", "average_turnover", "n_trades")
 
 
+def _location(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(storage, cache directory) from ``--storage`` / ``--dir``."""
+    directory = getattr(args, "dir", None)
+    storage = getattr(args, "storage", None)
+    if storage is None and directory is not None:
+        storage = f"journal:{directory}/studies.journal"
+    return storage, directory
+
+
 def _demo(args: argparse.Namespace) -> int:
+    from foldwise.examples import sma_crossover
+
+    storage, directory = _location(args)
+    data = load_goog()
+    splitter = foldwise.WalkForward(train="2Y", test="6M")
     costs = foldwise.Costs(commission_bps=args.commission_bps, slippage_bps=args.slippage_bps)
-    goog = load_goog()
-    sp500 = load_sp500()
-    runs = {
-        "sma_crossover(fast=10, slow=50) on GOOG": foldwise.examples.sma_crossover.run(
-            goog, {"fast": 10, "slow": 50}, costs=costs),
-        "mean_reversion(lookback=60, 5 long / 5 short) on 20 S&P 500 stocks":
-            foldwise.examples.mean_reversion.run(sp500, {"lookback": 60, "rebalance": 5},
-                                                 costs=costs),
-    }
-    print(f"foldwise {foldwise.__version__} demo: backtests of the bundled example strategies "
-          f"({costs.total_bps:g} bps per unit traded)\n")
-    table = pd.DataFrame({name: result.metrics() for name, result in runs.items()}).loc[
-        list(_SHOWN_METRICS)]
-    with pd.option_context("display.float_format", "{:,.3f}".format, "display.width", 120):
-        print(table.to_string())
-    for name, result in runs.items():
-        print(f"\n{name}: {result.index[0].date()} .. {result.index[-1].date()}, "
-              f"final equity {result.equity.iloc[-1]:.2f}x, {result.n_trades} trades")
+    print(f"foldwise {foldwise.__version__} demo: walk-forward optimization of an SMA crossover "
+          f"on GOOG (bundled daily data), {len(splitter.folds(data))} folds of 2 years train / "
+          f"6 months test, {args.trials} TPE trials per fold, {costs.total_bps:g} bps costs.")
+    print("Run it again: the study resumes from its storage and every backtest comes from "
+          "the cache.\n")
+    result = foldwise.optimize(
+        sma_crossover, data, {"fast": foldwise.Int(5, 50), "slow": foldwise.Int(20, 200)},
+        splitter, constraints="fast < slow", metric="sharpe", n_trials=args.trials,
+        study=args.study, storage=storage, cache=directory, seed=args.seed, costs=costs,
+        n_jobs=args.jobs, show_progress=not args.quiet)
+    print(result.text_report())
+    print(f"\nstored in {result.storage} (study {result.name!r}); inspect it again with "
+          f"`foldwise show {result.name}`" + (f" --dir {directory}" if directory else ""))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    storage, directory = _location(args)
+    result = foldwise.load_result(args.study, storage=storage, cache=directory)
+    print(result.text_report(overfitting=not args.no_overfitting))
+    return 0
+
+
+def _studies(args: argparse.Namespace) -> int:
+    import optuna
+
+    from foldwise._storage import open_storage, parse_storage
+
+    storage, _ = _location(args)
+    spec = parse_storage(storage, getattr(args, "dir", None))
+    names = sorted(n for n in optuna.get_all_study_names(storage=open_storage(spec))
+                   if "/fold-" not in n)
+    if not names:
+        print(f"no study in {spec}")
+    for name in names:
+        print(name)
     return 0
 
 
@@ -189,12 +223,30 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more (-v info, -vv debug)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser("demo", help="run the example strategies on the bundled data")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--dir", help="foldwise directory (default ./.foldwise or $FOLDWISE_DIR)")
+    where.add_argument("--storage", help="Optuna storage URL (default: the journal file in --dir)")
+    demo = commands.add_parser(
+        "demo", parents=[where],
+        help="walk-forward optimization of an SMA crossover on the bundled GOOG data")
+    demo.add_argument("--trials", type=int, default=40, help="trials per fold (default 40)")
+    demo.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    demo.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    demo.add_argument("--study", default="demo", help="study name (default 'demo')")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.add_argument("--commission-bps", type=float, default=1.0,
                       help="commission in bps of traded notional (default 1)")
     demo.add_argument("--slippage-bps", type=float, default=2.0,
                       help="slippage in bps of traded notional (default 2)")
     demo.set_defaults(handler=_demo)
+    show = commands.add_parser("show", parents=[where],
+                               help="print the report of a stored walk-forward study")
+    show.add_argument("study", help="study name")
+    show.add_argument("--no-overfitting", action="store_true",
+                      help="skip PBO (it reads the returns of every parameter set)")
+    show.set_defaults(handler=_show)
+    studies = commands.add_parser("studies", parents=[where], help="list the stored studies")
+    studies.set_defaults(handler=_studies)
     _add_cache_commands(commands)
     return parser
 
@@ -205,6 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    import optuna
+
+    # Optuna announces every study it creates; the command line keeps its own output clear
+    # (the library itself never touches logging configuration).
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2

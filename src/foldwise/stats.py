@@ -273,6 +273,9 @@ def probability_of_backtest_overfitting(
             f"{matrix.shape[0]} complete rows are too few for {n_splits} blocks of at least 2 "
             "rows; lower n_splits or pass a longer history.")
     matrix = matrix[matrix.shape[0] - rows:]
+    if performance is sharpe_of_columns:
+        is_perf, oos_perf = _cscv_sharpes(matrix, n_splits)
+        return _pbo_result(is_perf, oos_perf, n_splits)
     blocks = np.split(np.arange(rows), n_splits)
     n_config = matrix.shape[1]
     logits, in_sample, out_of_sample = [], [], []
@@ -294,8 +297,61 @@ def probability_of_backtest_overfitting(
         out_of_sample.append(float(oos_perf[best]))
     if not logits:
         raise StatsError("every configuration had an undefined performance in every split.")
-    logit_array = np.array(logits)
-    is_array, oos_array = np.array(in_sample), np.array(out_of_sample)
+    return _summarize_pbo(np.array(logits), np.array(in_sample), np.array(out_of_sample),
+                          n_splits, n_config)
+
+
+def _cscv_sharpes(matrix: np.ndarray, n_splits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per combination (rows) and configuration (columns): in- and out-of-sample Sharpe.
+
+    The same numbers as :func:`sharpe_of_columns` on the stacked blocks, from per-block
+    sums: a combination's mean and variance only need the count, the sum and the sum of
+    squares of its blocks, so every combination costs ``S x N`` additions instead of a copy
+    of half the matrix.
+    """
+    rows, n_config = matrix.shape
+    length = rows // n_splits
+    shift = matrix.mean(axis=0)
+    # Centre each column first so the sums of squares do not cancel catastrophically.
+    centred = matrix.reshape(n_splits, length, n_config) - shift
+    sums = centred.sum(axis=1)                       # (S, N)
+    squares = (centred * centred).sum(axis=1)        # (S, N)
+    chosen = np.array([[1.0 if i in c else 0.0 for i in range(n_splits)]
+                       for c in combinations(range(n_splits), n_splits // 2)])
+    half = length * (n_splits // 2)
+
+    def sharpe(total: np.ndarray, total_squares: np.ndarray) -> np.ndarray:
+        mean = total / half
+        variance = (total_squares - total * mean) / (half - 1)
+        std = np.sqrt(np.maximum(variance, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(std > 1e-14, (mean + shift) / std, np.nan)
+
+    in_sums, in_squares = chosen @ sums, chosen @ squares
+    return (sharpe(in_sums, in_squares),
+            sharpe(sums.sum(axis=0) - in_sums, squares.sum(axis=0) - in_squares))
+
+
+def _pbo_result(is_perf: np.ndarray, oos_perf: np.ndarray, n_splits: int) -> PBOResult:
+    """PBO and companions from per-combination performance matrices (vectorized)."""
+    usable = ~np.isnan(is_perf).all(axis=1)
+    if not usable.any():
+        raise StatsError("every configuration had an undefined performance in every split.")
+    is_perf, oos_perf = is_perf[usable], oos_perf[usable]
+    n_config = is_perf.shape[1]
+    best = np.nanargmax(is_perf, axis=1)
+    rows = np.arange(len(best))
+    filled = np.where(np.isnan(oos_perf), -np.inf, oos_perf)
+    chosen = filled[rows, best][:, None]
+    # average rank of the chosen configuration among the out-of-sample scores (1 = worst)
+    rank = (filled < chosen).sum(axis=1) + ((filled == chosen).sum(axis=1) + 1) / 2.0
+    omega = rank / (n_config + 1)
+    logits = np.log(omega / (1 - omega))
+    return _summarize_pbo(logits, is_perf[rows, best], oos_perf[rows, best], n_splits, n_config)
+
+
+def _summarize_pbo(logit_array: np.ndarray, is_array: np.ndarray, oos_array: np.ndarray,
+                   n_splits: int, n_config: int) -> PBOResult:
     finite = np.isfinite(is_array) & np.isfinite(oos_array)
     if finite.sum() >= 2 and np.ptp(is_array[finite]) > 0:
         slope, intercept = np.polyfit(is_array[finite], oos_array[finite], 1)

@@ -17,6 +17,7 @@ tables are surfaced on :class:`foldwise.WalkForwardResult`:
 ``result.summary()``            the pass/fail criteria (:class:`Criteria`)
 ``result.overfitting()``        PBO (CSCV), PSR and DSR of the out-of-sample curve
 ``result.cpcv_paths()``         CPCV: the distribution of path Sharpe ratios
+``result.text_report()``        all of it as text (what ``foldwise show`` prints)
 ==============================  ============================================================
 
 :func:`walk_forward_matrix` runs the optimization over a grid of window lengths.
@@ -28,5 +29,6 @@ from ._analysis import Analysis
 from ._criteria import Criteria
 from ._matrix import walk_forward_matrix
 from ._stitch import stitch
+from ._text import text_report
 
-__all__ = ["Analysis", "Criteria", "stitch", "walk_forward_matrix"]
+__all__ = ["Analysis", "Criteria", "stitch", "text_report", "walk_forward_matrix"]

@@ -276,6 +276,12 @@ class WalkForwardResult:
         """CPCV studies: metrics of each out-of-sample path, and the path returns."""
         return self.analysis.cpcv_paths()
 
+    def text_report(self, overfitting: bool = True) -> str:
+        """Folds, out-of-sample comparison, verdict, stability and overfitting, as text."""
+        from foldwise.aggregate import text_report
+
+        return text_report(self, overfitting=overfitting)
+
     def __repr__(self) -> str:
         lines = [f"WalkForwardResult({self.name!r}, mode={self.mode}, metric={self.metric} "
                  f"({self.direction}), {len(self.fold_records)} folds)"]
