@@ -558,3 +558,26 @@ def test_an_entry_replaced_by_another_process_is_reloaded_not_dropped(cache, cap
     assert caplog.text == ""
     assert result.returns.equals(trend_result().returns)
     assert cache.index.get(key.digest).artifact == new
+
+
+def test_flushing_last_used_times_inside_a_write_does_not_wait_for_itself(tmp_path):
+    """Regression: a cache collected by the garbage collector while the same thread was
+    inserting into the index flushed its last-used times and waited forever for the
+    writing turn that thread held."""
+    import threading
+
+    from foldwise.cache._index import WRITE_LOCK_SUFFIX, SQLiteIndex, _writer_turn
+
+    first = SQLiteIndex(tmp_path / "index.sqlite")
+    second = SQLiteIndex(tmp_path / "index.sqlite")
+    finished = threading.Event()
+
+    def nested() -> None:
+        with _writer_turn(f"{first.path}{WRITE_LOCK_SUFFIX}"):  # inside a write of `first`
+            second.touch({"some-key": 1.0})                   # a finalizer of another cache
+        finished.set()
+
+    worker = threading.Thread(target=nested, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert finished.is_set()

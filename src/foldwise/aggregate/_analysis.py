@@ -20,6 +20,7 @@ from foldwise._canonical import canonical_json
 from foldwise.backtest import BacktestResult
 from foldwise.errors import OptimizationError
 from foldwise.metrics import summarize
+from foldwise.splits._purge import from_runs
 
 from ._criteria import Criteria, criteria_table
 from ._overfitting import fold_dsr, overfitting_summary
@@ -137,7 +138,7 @@ class Analysis:
         sharpes = [t.get("sharpe", math.nan) if isinstance(t, dict) else math.nan
                    for t in distinct["train"]]
         run, offset = self.loader.run_of(record.best["evaluation"], "train")
-        positions = _positions(record.train, offset)
+        positions = from_runs(record.train) - offset
         return fold_dsr(run.take(positions)._net, sharpes, self.periods_per_year)
 
     # --- robust parameter sets -----------------------------------------------------------
@@ -339,6 +340,3 @@ def _distinct(trials: pd.DataFrame) -> pd.DataFrame:
     keys = trials["params"].map(canonical_json)
     return trials.loc[~keys.duplicated()]
 
-
-def _positions(ranges: list[list[int]], offset: int) -> np.ndarray:
-    return np.concatenate([np.arange(a, b) for a, b in ranges]) - offset

@@ -35,6 +35,63 @@ __all__ = ["IndexBackend", "IndexRow", "MemoryIndex", "SQLiteIndex"]
 
 logger = logging.getLogger(__name__)
 
+class _WriterTurn:
+    """Writers of one index take turns with ``flock`` on a lock file next to it.
+
+    SQLite lets one writer in at a time and makes the others sleep and retry with growing
+    pauses (1, 2, 5, 10 ms ...): with several workers inserting a row per trial that wastes
+    more time than the writes take. A kernel lock wakes the next writer the moment the
+    previous one is done, and is dropped if a writer dies. One object per lock file and
+    process, re-entrant within a thread (every index object on the file shares it).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._lock = threading.RLock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if fcntl is not None else -1
+        self._depth = 0
+        self._owner: int | None = None
+
+    def held_here(self) -> bool:
+        return self._depth > 0 and self._owner == threading.get_ident()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self._depth == 0 and fcntl is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._lock.release()
+                raise
+        self._depth += 1
+        self._owner = threading.get_ident()
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            if fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+
+_turns: dict[str, _WriterTurn] = {}
+_turns_pid = os.getpid()
+_turns_lock = threading.RLock()  # re-entrant: a finalizer may run while it is held
+
+
+def _writer_turn(path: str) -> _WriterTurn:
+    """This process's turn object for the lock file ``path`` (new ones after a fork)."""
+    global _turns_pid
+    with _turns_lock:
+        if _turns_pid != os.getpid():  # forked: the parent's locks and descriptors are not ours
+            _turns.clear()
+            _turns_pid = os.getpid()
+        turn = _turns.get(path)
+        if turn is None:
+            turn = _turns[path] = _WriterTurn(path)
+        return turn
+
+
 #: Kinds of row: a full run (metrics and artifacts) or a metrics-only slice of one.
 KINDS = ("full", "slice")
 
@@ -276,9 +333,6 @@ class SQLiteIndex(IndexBackend):
         self.timeout = float(timeout)
         self._local = threading.local()
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
-        self._turn_pid: int | None = None
-        self._turn_fd = -1
-        self._turn_lock = threading.Lock()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
         self._ready_pid: int | None = None
         self._connection()  # fail early on an unusable file
@@ -393,40 +447,24 @@ class SQLiteIndex(IndexBackend):
                 connection.execute("ROLLBACK")
             raise
 
-    def _write(self, action: Any) -> Any:
+    def _write(self, action: Any, *, unless_busy: bool = False) -> Any:
+        """Run ``action`` in one write transaction, in this process's writing turn.
+
+        ``unless_busy``: give up (return None) instead of waiting when this thread already
+        holds the turn — a finalizer flushing last-used times in the middle of another
+        write would otherwise wait for itself.
+        """
         connection = self._connection()
 
         def run() -> Any:
             with self._transaction(connection):
                 return action(connection)
 
-        with self._writer_turn():
+        turn = _writer_turn(f"{self.path}{WRITE_LOCK_SUFFIX}")
+        if unless_busy and turn.held_here():
+            return None
+        with turn:
             return self._retry(run)
-
-    @contextlib.contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        """Take turns between writing processes with ``flock`` on a lock file.
-
-        SQLite lets one writer in at a time and makes the others sleep and retry with
-        growing pauses (1, 2, 5, 10 ms ...): with several workers inserting a row per trial
-        that wastes more time than the writes take. A kernel lock wakes the next writer the
-        moment the previous one is done (and is dropped if a writer dies).
-        """
-        if fcntl is None:  # pragma: no cover - Windows: SQLite's own busy handling
-            yield
-            return
-        pid = os.getpid()
-        if self._turn_pid != pid:
-            self._turn_lock = threading.Lock()
-            self._turn_fd = os.open(f"{self.path}{WRITE_LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT,
-                                    0o644)
-            self._turn_pid = pid
-        with self._turn_lock:
-            fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
 
     # --- the interface ---------------------------------------------------------------
 
@@ -450,7 +488,8 @@ class SQLiteIndex(IndexBackend):
             return
         pairs = [(float(when), key, float(when)) for key, when in last_used.items()]
         self._write(lambda c: c.executemany(
-            "UPDATE runs SET last_used = ? WHERE key = ? AND last_used < ?", pairs))
+            "UPDATE runs SET last_used = ? WHERE key = ? AND last_used < ?", pairs),
+            unless_busy=True)
 
     def delete(self, keys: Collection[str]) -> list[IndexRow]:
         keys = list(dict.fromkeys(keys))

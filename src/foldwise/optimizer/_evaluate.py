@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from foldwise.data import MarketData
+from foldwise.splits._purge import runs
 from foldwise.strategy import Strategy
 
 if TYPE_CHECKING:
@@ -39,15 +40,6 @@ __all__ = ["TRAIN_END", "Evaluation", "Evaluator"]
 
 #: Name of the optional strategy argument that receives the last training date.
 TRAIN_END = "train_end"
-
-
-def _ranges(positions: np.ndarray) -> list[tuple[int, int]]:
-    if positions.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
-    starts = np.r_[positions[0], positions[breaks]]
-    stops = np.r_[positions[breaks - 1] + 1, positions[-1] + 1]
-    return [(int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
 
 
 @dataclass
@@ -141,9 +133,10 @@ class Evaluator:
     # --- regimes -------------------------------------------------------------------------
 
     def _causal(self, params: Mapping[str, Any], positions: np.ndarray) -> dict[str, float]:
-        ranges = _ranges(positions)
+        ranges = runs(positions)
         if len(ranges) == 1:
-            return dict(self.cache.metrics(self.strategy, params, self.data, window=ranges[0],
+            return dict(self.cache.metrics(self.strategy, params, self.data,
+                                           window=(int(ranges[0, 0]), int(ranges[0, 1])),
                                            **self.settings))
         full = self.cache.get_or_run(self.strategy, params, self.data, **self.settings)
         return full.take(positions).metrics()
@@ -160,10 +153,11 @@ class Evaluator:
         if self.wants_train_end:
             run_params[TRAIN_END] = self.data.index[int(fold.train[-1])]
         local = positions - lo
-        ranges = _ranges(local)
+        ranges = runs(local)
         key = self.cache.key(self.strategy, run_params, window, **self.settings)
         if len(ranges) == 1:
-            metrics = self.cache.metrics(self.strategy, run_params, window, window=ranges[0],
+            metrics = self.cache.metrics(self.strategy, run_params, window,
+                                         window=(int(ranges[0, 0]), int(ranges[0, 1])),
                                          **self.settings)
             return dict(metrics), key.digest
         result = self.cache.get_or_run(self.strategy, run_params, window, **self.settings)

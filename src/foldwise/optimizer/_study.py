@@ -58,12 +58,6 @@ def fold_set_name(name: str) -> str:
     return f"{slug}-{hash_text(name)[:8]}"
 
 
-def _runs(positions: Any) -> list[list[int]]:
-    from ._evaluate import _ranges
-
-    return [list(r) for r in _ranges(positions)]
-
-
 def manifest_metadata(*, mode: str, data: MarketData, folds: FoldSet, strategy: Strategy,
                       metric: str, direction: str, space: SearchSpace, settings: RunSettings,
                       top_k: int, cv_aggregate: str | None, warmup: int | None,
@@ -77,8 +71,8 @@ def manifest_metadata(*, mode: str, data: MarketData, folds: FoldSet, strategy: 
                  "n_assets": data.n_assets, "first": data.index[0].isoformat(),
                  "last": data.index[-1].isoformat()},
         "splitter": {"repr": folds.splitter, "config": folds.config, "fold_set_id": folds.id},
-        "folds": [{"number": f.number, "fold_id": f.fold_id, "train": _runs(f.train),
-                   "test": _runs(f.test),
+        "folds": [{"number": f.number, "fold_id": f.fold_id, "train": [list(r) for r in f.train_ranges],
+                   "test": [list(r) for r in f.test_ranges],
                    "train_start": data.index[int(f.train[0])].isoformat(),
                    "train_end": data.index[int(f.train[-1])].isoformat(),
                    "test_start": data.index[int(f.test[0])].isoformat(),
