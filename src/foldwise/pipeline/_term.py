@@ -187,7 +187,11 @@ class Term:
 
     @classmethod
     def _spec(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        raise NotImplementedError(f"{cls.__name__} does not define _spec")
+        """Every concrete term turns its constructor arguments into its identity here."""
+        raise PipelineDefinitionError(
+            f"{cls.__name__} cannot be constructed: it is an abstract term. Use a concrete "
+            "one (e.g. a built-in factor) or subclass CustomFactor / CustomFilter / "
+            "CustomClassifier.")
 
     @classmethod
     def _create(cls, spec: dict[str, Any]) -> Any:
@@ -246,7 +250,10 @@ class Term:
         return self.inputs if self.mask is None else (*self.inputs, self.mask)
 
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not define _compute")
+        """Every concrete term computes its whole date range here."""
+        raise PipelineDefinitionError(
+            f"{type(self).__name__} defines no computation; subclass CustomFactor (or a "
+            "built-in term) and give it a compute() method.")
 
     # --- identity ------------------------------------------------------------------------
 
