@@ -123,13 +123,6 @@ class Evaluator:
         evaluation.backtests = self.cache.executed - before
         return evaluation
 
-    def window_metrics(self, params: Mapping[str, Any], positions: np.ndarray, *,
-                       fold: Fold) -> dict[str, float]:
-        """Metrics of ``params`` over the bars at ``positions`` (of ``fold``)."""
-        if self.causal:
-            return self._causal(params, positions)
-        return self._per_fold(params, positions, fold)[0]
-
     # --- regimes -------------------------------------------------------------------------
 
     def _causal(self, params: Mapping[str, Any], positions: np.ndarray) -> dict[str, float]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -56,9 +57,8 @@ logger = logging.getLogger(__name__)
 
 _MODES = ("walk_forward", "cv")
 _CV_AGGREGATES: dict[str, Callable[[list[float], str], float]] = {
-    "mean": lambda values, direction: sum(values) / len(values),
-    "median": lambda values, direction: sorted(values)[len(values) // 2] if len(values) % 2
-    else sum(sorted(values)[len(values) // 2 - 1: len(values) // 2 + 1]) / 2,
+    "mean": lambda values, direction: statistics.fmean(values),
+    "median": lambda values, direction: statistics.median(values),
     "worst": lambda values, direction: min(values) if direction == "maximize" else max(values),
 }
 

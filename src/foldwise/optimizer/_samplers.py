@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
 
 import optuna
 
@@ -66,9 +65,3 @@ def make_sampler(spec: SamplerSpec, seed: int | None) -> optuna.samplers.BaseSam
                 f"the sampler function returned {type(sampler).__name__}, not an Optuna sampler.")
         return sampler
     raise OptimizationError(f"sampler must be None, a name, a sampler or a function, got {spec!r}.")
-
-
-def describe_sampler(spec: Any) -> str:
-    if spec is None:
-        return "tpe"
-    return spec if isinstance(spec, str) else type(spec).__name__
