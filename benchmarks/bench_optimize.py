@@ -27,6 +27,7 @@ import optuna
 import pandas as pd
 
 import foldwise
+from _timing import median_time
 from foldwise import MarketData, backtest, optimize
 from foldwise.examples import mean_reversion, rolling_mean, sma_crossover
 from foldwise.optimizer._samplers import study_seed
@@ -110,9 +111,7 @@ def reversion_case(n_trials: int) -> None:
                           show_progress=False)
         ours_seconds = time.perf_counter() - start
         backtests = foldwise.BacktestCache(directory).stats().full_runs
-    t0 = time.perf_counter()
-    mean_reversion.run(data, {"lookback": 60})
-    one = time.perf_counter() - t0
+    one = median_time(lambda: mean_reversion.run(data, {"lookback": 60}))
     trials = len(result.trials)
     print(f"(1b) mean reversion on 20 S&P 500 stocks (one backtest {one * 1e3:.0f} ms), "
           f"{len(folds)} folds x {n_trials} TPE trials")
@@ -146,9 +145,7 @@ def heavy_crossover(data, fast=10.0, slow=50.0):
 def parallel_case(n_trials: int) -> None:
     data = heavy_panel()
     space = {"fast": foldwise.Float(2.0, 40.0), "slow": foldwise.Float(41.0, 250.0)}
-    t0 = time.perf_counter()
-    heavy_crossover.run(data, {"fast": 10.0, "slow": 50.0})
-    per_backtest = time.perf_counter() - t0
+    per_backtest = median_time(lambda: heavy_crossover.run(data, {"fast": 10.0, "slow": 50.0}))
     # Start the worker pool and import foldwise in it, as a working session would have.
     joblib.Parallel(n_jobs=2)(joblib.delayed(importlib.import_module)("foldwise")
                               for _ in range(4))
