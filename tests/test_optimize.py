@@ -265,3 +265,9 @@ def test_load_result_rebuilds_the_same_tables_without_running_anything(home):
     assert "fold 0: train 2004-08-19..2006-08-11" in repr(again)
     with pytest.raises(OptimizationError, match="no study named 'nope'"):
         load_result("nope")
+
+
+def test_progress_bar_counts_the_trials(home, capsys):
+    run(n_trials=3, show_progress=True, splitter=WalkForward(train=1000, test=500))
+    err = capsys.readouterr().err
+    assert "t:" in err and "6/6" in err  # two folds x three trials
