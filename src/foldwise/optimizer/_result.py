@@ -25,7 +25,7 @@ from foldwise.errors import OptimizationError
 from ._study import META_ATTR, fold_study_name
 from ._trials import ERROR_ATTR, INFEASIBLE_ATTR, RESULT_ATTR
 
-__all__ = ["FoldRecord", "WalkForwardResult", "load_result", "select_top"]
+__all__ = ["FoldRecord", "WalkForwardResult", "load_result", "read_result", "select_top"]
 
 TEST_ATTR = "foldwise_test"  # fold-study attribute: test metrics of per-fold strategies
 
@@ -328,7 +328,11 @@ def load_result(study: str, storage: Any = None, cache: Any = None) -> WalkForwa
         what needs return series (the stitched out-of-sample curve); None: the default.
     """
     spec = storage if isinstance(storage, StorageSpec) else parse_storage(storage)
-    opened = open_storage(spec)
+    return read_result(study, spec, open_storage(spec), cache)
+
+
+def read_result(study: str, spec: StorageSpec, opened: Any, cache: Any) -> WalkForwardResult:
+    """:func:`load_result` on an already opened storage (``spec`` names it)."""
     try:
         manifest = optuna.load_study(study_name=study, storage=opened)
     except KeyError:

@@ -45,7 +45,7 @@ from foldwise.strategy import Strategy, as_strategy
 
 from ._evaluate import TRAIN_END, Evaluator
 from ._progress import Progress
-from ._result import TEST_ATTR, WalkForwardResult, load_result, select_top
+from ._result import TEST_ATTR, WalkForwardResult, _trial_rows, read_result, select_top
 from ._samplers import SamplerSpec, make_sampler, study_seed
 from ._settings import RunSettings
 from ._study import check_metadata, fold_set_name, fold_study_name, manifest_metadata
@@ -261,26 +261,23 @@ def _resolve_metric(metric: str, direction: str | None) -> str:
     return resolved
 
 
-def _count_finished(storage: StorageSpec, names: Sequence[str]) -> int:
-    opened = open_storage(storage)
+def _count_finished(storage: Any, names: Sequence[str]) -> int:
+    """Finished evaluations (the budget used) over the studies ``names`` of ``storage``."""
     total = 0
     for name in names:
         try:
-            study = optuna.load_study(study_name=name, storage=opened)
+            study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
             continue
         total += budget_counts(study.get_trials(deepcopy=False)).finished
     return total
 
 
-def _store_per_fold_tests(job: _Job, evaluator: Evaluator, top_k: int) -> None:
+def _store_per_fold_tests(job: _Job, storage: Any, evaluator: Evaluator, top_k: int) -> None:
     """Per-fold strategies: evaluate the selected sets on the test window, once, and store."""
-    storage = open_storage(job.storage)
     for fold in job.folds:
         study = optuna.load_study(study_name=fold_study_name(job.name, fold.number),
                                   storage=storage)
-        from ._result import _trial_rows
-
         stored = dict(study.user_attrs.get(TEST_ATTR, {}))
         rows = select_top(_trial_rows(study.get_trials(deepcopy=False), fold.number),
                           job.direction, top_k)
@@ -487,7 +484,7 @@ def optimize(
     else:
         names = [study]
     total = n_trials * len(names)
-    done = _count_finished(spec, names)
+    done = _count_finished(opened, names)
     logger.info("%s study %r: %d folds, %d of %d trials already finished",
                 "resuming" if resumed else "starting", study, len(folds), done, total)
 
@@ -501,16 +498,17 @@ def optimize(
         if workers == 1:
             status = _work(job, on_finished=progress.advance)
         else:
-            progress.follow(lambda: _count_finished(spec, names))
+            progress.follow(lambda: _count_finished(opened, names))
             tasks = _parallel_tasks(job, workers)
             statuses = joblib.Parallel(n_jobs=workers)(joblib.delayed(_work)(t) for t in tasks)
             status = "timeout" if "timeout" in statuses else "done"
     finally:
-        progress.close(_count_finished(spec, names))
+        progress.close(_count_finished(opened, names))
     if status == "timeout":
         logger.warning("study %r stopped at its timeout of %s s; call optimize again with the "
                        "same study to finish it", study, timeout)
     if mode == "walk_forward" and not runner.causal:
-        _store_per_fold_tests(job, Evaluator(runner, data, cache, settings, warmup), top_k)
-    return load_result(study, storage=spec, cache=cache)
+        _store_per_fold_tests(job, opened, Evaluator(runner, data, cache, settings, warmup),
+                              top_k)
+    return read_result(study, spec, opened, cache)
 
