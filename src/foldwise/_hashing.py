@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-__all__ = ["hash_arrays", "hash_json", "hash_text"]
+__all__ = ["hash_arrays", "hash_bytes", "hash_json", "hash_text"]
 
 # Rows are fed in blocks of about this many bytes when an array is not contiguous, so a
 # strided view is never copied whole.
@@ -58,9 +58,14 @@ def hash_arrays(header: Any, arrays: Iterable[np.ndarray]) -> str:
     return hasher.hexdigest()
 
 
+def hash_bytes(data: Any) -> str:
+    """Hash a bytes-like object (bytes, a buffer, a pyarrow Buffer) to 32 hex characters."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
 def hash_text(text: str) -> str:
     """Hash a string (UTF-8) to 32 hex characters."""
-    return xxhash.xxh3_128_hexdigest(text.encode("utf-8"))
+    return hash_bytes(text.encode("utf-8"))
 
 
 def hash_json(value: Any) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from foldwise._atomic import atomic_path
 from foldwise._hashing import hash_arrays
 from foldwise.errors import (
     DuplicateDatesError,
@@ -488,10 +489,8 @@ class MarketData:
         The file is written to a temporary name and renamed into place, so a reader never
         sees half of it.
         """
-        target = Path(path)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        self.to_long().to_parquet(temporary, index=False)
-        os.replace(temporary, target)
+        with atomic_path(path) as temporary:
+            self.to_long().to_parquet(temporary, index=False)
 
     # --- accessors -----------------------------------------------------------------------
 

@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xxhash
 
 from foldwise._atomic import TEMP_SUFFIX, atomic_path
+from foldwise._hashing import hash_bytes
 from foldwise.backtest import BacktestResult
 from foldwise.errors import CacheCorruptedError
 
@@ -63,8 +63,8 @@ _COMPRESS_ABOVE = 1 << 20  # bytes of a table before compression is worth it
 
 
 def checksum(data: Any) -> str:
-    """xxh3-128 hex digest of a bytes-like object."""
-    return xxhash.xxh3_128_hexdigest(data)
+    """xxh3-128 hex digest of a bytes-like object (the package's one hash family)."""
+    return hash_bytes(data)
 
 
 class ArtifactStore:

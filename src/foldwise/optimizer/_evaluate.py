@@ -97,6 +97,7 @@ class Evaluator:
         self.warmup = warmup
         self.wants_train_end = TRAIN_END in strategy.parameters
         self._windows: dict[tuple[int, int], MarketData] = {}
+        self._ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def causal(self) -> bool:
@@ -125,8 +126,15 @@ class Evaluator:
 
     # --- regimes -------------------------------------------------------------------------
 
+    def _runs(self, positions: np.ndarray) -> np.ndarray:
+        """``runs(positions)`` of a fold window, computed once per window, not per trial."""
+        found = self._ranges.get(id(positions))
+        if found is None or found[0] is not positions:
+            found = self._ranges[id(positions)] = (positions, runs(positions))
+        return found[1]
+
     def _causal(self, params: Mapping[str, Any], positions: np.ndarray) -> dict[str, float]:
-        ranges = runs(positions)
+        ranges = self._runs(positions)
         if len(ranges) == 1:
             return dict(self.cache.metrics(self.strategy, params, self.data,
                                            window=(int(ranges[0, 0]), int(ranges[0, 1])),

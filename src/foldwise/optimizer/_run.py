@@ -48,7 +48,13 @@ from ._progress import Progress
 from ._result import TEST_ATTR, WalkForwardResult, _trial_rows, read_result, select_top
 from ._samplers import SamplerSpec, make_sampler, study_seed
 from ._settings import RunSettings
-from ._study import check_metadata, fold_set_name, fold_study_name, manifest_metadata
+from ._study import (
+    FOLD_ATTR,
+    check_metadata,
+    fold_set_name,
+    fold_study_name,
+    manifest_metadata,
+)
 from ._trials import ERROR_ATTR, RESULT_ATTR, Outcome, budget_counts, run_trials
 
 __all__ = ["optimize"]
@@ -86,7 +92,6 @@ class _Job:
     warmup: int | None
     cv_aggregate: str
     worker: int = 0
-    n_workers: int = 1
     fold_numbers: tuple[int, ...] | None = None  # None: every fold, in order
 
 
@@ -213,12 +218,12 @@ def _parallel_tasks(job: _Job, workers: int) -> list[_Job]:
     study.
     """
     if job.mode == "cv":
-        return [replace(job, worker=w, n_workers=workers) for w in range(workers)]
+        return [replace(job, worker=w) for w in range(workers)]
     n_folds = len(job.folds)
-    tasks = [replace(job, fold_numbers=(number,), n_workers=workers) for number in range(n_folds)]
+    tasks = [replace(job, fold_numbers=(number,)) for number in range(n_folds)]
     for extra in range(max(0, workers - n_folds)):
         tasks.append(replace(job, fold_numbers=(extra % n_folds,),
-                             worker=1 + extra // n_folds, n_workers=workers))
+                             worker=1 + extra // n_folds))
     return tasks
 
 
@@ -477,8 +482,8 @@ def optimize(
         for fold, name in zip(folds, names, strict=True):
             created = optuna.create_study(study_name=name, storage=opened, load_if_exists=True,
                                           direction=resolved_direction)
-            if "foldwise_fold" not in created.user_attrs:
-                created.set_user_attr("foldwise_fold", {"number": fold.number,
+            if FOLD_ATTR not in created.user_attrs:
+                created.set_user_attr(FOLD_ATTR, {"number": fold.number,
                                                         "fold_id": fold.fold_id,
                                                         "study": study})
     else:

@@ -141,8 +141,6 @@ class FactorStrategy(Strategy):
             raise StrategyError(
                 f"the pipeline function's parameter(s) {clash} clash with FactorStrategy's "
                 f"own ({', '.join(CONSTRUCTION_DEFAULTS)}); rename them.")
-        self._factory_names = [p.name for p in factory_parameters
-                               if p.kind is not inspect.Parameter.VAR_KEYWORD]
         construction = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
                         for k, v in self.defaults.items()]
         variadic = [p for p in factory_parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
