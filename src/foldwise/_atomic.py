@@ -38,15 +38,18 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], *, sync_directory: bool = True
-                ) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success, move it into place atomically.
 
     The caller writes the whole file to the yielded path (any writer: pyarrow, pandas,
     ``open``). On exit the file is fsynced and renamed over ``target``; on an exception it
-    is removed and ``target`` is untouched. ``sync_directory=False`` skips the fsync of the
-    directory entry, for files whose loss after a power cut is detected and repaired
-    elsewhere (the cache's checksummed artifacts).
+    is removed and ``target`` is untouched.
+
+    ``durable=False`` skips both fsyncs (of the file and of its directory entry): the
+    rename is still atomic for every reader and survives the death of the writing process
+    (the data is in the OS page cache), but a power cut may lose or damage the file. For
+    files whose damage is detected and repaired elsewhere (the cache's checksummed
+    artifacts); the fsyncs cost more than the write of a small file.
 
     Examples
     --------
@@ -62,14 +65,15 @@ def atomic_path(target: str | os.PathLike[str], *, sync_directory: bool = True
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
     try:
         yield temporary
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(temporary, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    if sync_directory:
+    if durable:
         fsync_dir(target.parent)
 
 

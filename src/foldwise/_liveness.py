@@ -16,9 +16,12 @@ import os
 import socket
 from typing import Any
 
-__all__ = ["WorkerId", "current_worker", "is_dead"]
+__all__ = ["WORKER_ATTR", "WorkerId", "current_worker", "is_dead"]
 
 WorkerId = dict[str, Any]
+
+#: The trial user attribute naming the worker that runs the trial.
+WORKER_ATTR = "foldwise_worker"
 
 
 def _start_time(pid: int) -> str | None:
@@ -38,10 +41,16 @@ def _host() -> str:
     return socket.gethostname()
 
 
+_this_worker: tuple[int, WorkerId] | None = None
+
+
 def current_worker() -> WorkerId:
-    """Identify this process: ``{"host", "pid", "start"}``."""
+    """Identify this process: ``{"host", "pid", "start"}`` (read once per process)."""
+    global _this_worker
     pid = os.getpid()
-    return {"host": _host(), "pid": pid, "start": _start_time(pid)}
+    if _this_worker is None or _this_worker[0] != pid:
+        _this_worker = (pid, {"host": _host(), "pid": pid, "start": _start_time(pid)})
+    return dict(_this_worker[1])
 
 
 def is_dead(worker: Any) -> bool:

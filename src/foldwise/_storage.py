@@ -31,6 +31,8 @@ import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 
 from foldwise._journal import FileJournalBackend
+from foldwise._journal_storage import SUPPORTED as _BATCHING, BatchedJournalStorage
+from foldwise._liveness import WORKER_ATTR, current_worker
 from foldwise._paths import resolve_root
 from foldwise.errors import StorageError
 
@@ -49,7 +51,7 @@ class StorageSpec:
 
     kind: str  # "journal" | "rdb" | "memory" | "object"
     location: str = ""
-    storage: BaseStorage | None = None
+    storage: BaseStorage | None = None  # the storage itself ("memory" and "object")
 
     @property
     def shareable(self) -> bool:
@@ -59,12 +61,13 @@ class StorageSpec:
 
     def open(self) -> BaseStorage:
         if self.kind == "journal":
-            return JournalStorage(FileJournalBackend(self.location))
+            backend = FileJournalBackend(self.location)
+            if not _BATCHING:  # pragma: no cover - an Optuna without the journal internals
+                return JournalStorage(backend)
+            return BatchedJournalStorage(backend, creation_user_attrs=_worker_attrs)
         if self.kind == "rdb":
             return RDBStorage(self.location, heartbeat_interval=HEARTBEAT_INTERVAL,
                               grace_period=2 * HEARTBEAT_INTERVAL)
-        if self.kind == "memory":
-            return InMemoryStorage()
         assert self.storage is not None
         return self.storage
 
@@ -72,6 +75,10 @@ class StorageSpec:
         if self.kind in ("journal", "rdb"):
             return self.location
         return self.kind if self.kind == "memory" else type(self.storage).__name__
+
+
+def _worker_attrs() -> dict[str, object]:
+    return {WORKER_ATTR: current_worker()}
 
 
 def parse_storage(storage: str | os.PathLike[str] | BaseStorage | None,
@@ -88,7 +95,8 @@ def parse_storage(storage: str | os.PathLike[str] | BaseStorage | None,
             f"storage must be None, an Optuna storage URL, a journal path or an Optuna storage "
             f"object, got {type(storage).__name__}.")
     if storage in ("memory", ":memory:"):
-        return StorageSpec("memory")
+        # One storage per parse: every open of this spec must see the same studies.
+        return StorageSpec("memory", storage=InMemoryStorage())
     if storage.startswith("journal:"):
         return StorageSpec("journal", str(Path(storage[len("journal:"):]).expanduser().absolute()))
     if "://" in storage:

@@ -10,8 +10,8 @@ One table per run, one row per bar: ``date`` (timestamp, time zone kept), ``retu
 JSON in the schema metadata. Trades are not stored: they are the non-zero weight changes,
 which are the differences of consecutive positions, exactly as the backtest computes them.
 
-A file is written to a unique temporary name, fsynced and renamed into place (see
-:mod:`foldwise._atomic`); its name carries a random tag, so two processes storing the same
+A file is written to a unique temporary name and renamed into place (see
+:mod:`foldwise._atomic`; not fsynced, see :meth:`ArtifactStore.write`); its name carries a random tag, so two processes storing the same
 key never write the same file, and the index row (inserted afterwards) names the one that
 won. The row also records the file's size and xxh3-128 checksum, and a file is parsed only
 after it matches both: a truncated, replaced or foreign file (or a link, a device) is
@@ -101,10 +101,12 @@ class ArtifactStore:
                        write_statistics=False)
         data = buffer.getvalue()
         relpath = f"{ARTIFACT_DIR}/{key[:2]}/{key}-{uuid.uuid4().hex[:8]}.parquet"
-        # The file is fsynced before the index row names it. The directory entry is not:
-        # after a power cut a missing or damaged artifact fails its size / checksum test
-        # and the entry is run again, so the index never serves a wrong result.
-        with atomic_path(self.directory / relpath, sync_directory=False) as temporary, \
+        # Complete and renamed into place before the index row names it, so a process
+        # killed at any instant leaves no row naming a partial file. Not fsynced (an fsync
+        # costs more than the whole write here): after a power cut a missing or damaged
+        # artifact fails its size / checksum test and the entry is run again, so the index
+        # never serves a wrong result.
+        with atomic_path(self.directory / relpath, durable=False) as temporary, \
                 open(temporary, "wb") as handle:
             handle.write(data)
         return relpath, checksum(data), data.size

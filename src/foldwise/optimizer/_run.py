@@ -95,6 +95,20 @@ class _Job:
     fold_numbers: tuple[int, ...] | None = None  # None: every fold, in order
 
 
+def _suggest(trial: optuna.Trial, job: _Job) -> dict[str, Any]:
+    """The trial's parameters, written to the storage before they are evaluated.
+
+    A batching journal would keep them until the trial ends; written now, a trial whose
+    worker dies (killed, out of memory) shows which set it was running, and samplers that
+    read other workers' running trials (TPE's ``constant_liar``) see them.
+    """
+    params = job.space.suggest(trial)
+    flush = getattr(trial.storage, "flush", None)
+    if callable(flush):
+        flush(trial._trial_id)
+    return params
+
+
 # --- evaluation of one trial ---------------------------------------------------------------
 
 
@@ -109,7 +123,7 @@ def _finite_or_error(value: float, metric: str, where: str) -> dict[str, Any] | 
 
 def _evaluate_walk_forward(trial: optuna.Trial, job: _Job, evaluator: Evaluator,
                            fold: Any) -> Outcome:
-    params = job.space.suggest(trial)
+    params = _suggest(trial, job)
     reason = job.space.infeasible(params)
     if reason is not None:
         return Outcome(infeasible=reason)
@@ -123,7 +137,7 @@ def _evaluate_walk_forward(trial: optuna.Trial, job: _Job, evaluator: Evaluator,
 
 
 def _evaluate_cv(trial: optuna.Trial, job: _Job, evaluator: Evaluator) -> Outcome:
-    params = job.space.suggest(trial)
+    params = _suggest(trial, job)
     reason = job.space.infeasible(params)
     if reason is not None:
         return Outcome(infeasible=reason)
@@ -162,7 +176,7 @@ def _open_resources(job: _Job) -> tuple[Any, Any]:
     from foldwise.cache import BacktestCache
 
     key = (os.getpid(), str(job.storage), job.cache_root)
-    if job.storage.kind == "object":  # a storage object is the caller's: use it as given
+    if job.storage.storage is not None:  # an object (the caller's, or "memory"): as given
         return open_storage(job.storage), BacktestCache(job.cache_root)
     if key not in _opened:
         _opened.clear()  # one optimization at a time per process

@@ -37,7 +37,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from foldwise._liveness import current_worker, is_dead
+from foldwise._liveness import WORKER_ATTR, current_worker, is_dead
 from foldwise.errors import AllTrialsFailedError, SearchSpaceError, StrategyParameterError
 
 __all__ = ["ERROR_ATTR", "INFEASIBLE_ATTR", "RESULT_ATTR", "WORKER_ATTR", "Outcome",
@@ -45,7 +45,6 @@ __all__ = ["ERROR_ATTR", "INFEASIBLE_ATTR", "RESULT_ATTR", "WORKER_ATTR", "Outco
 
 logger = logging.getLogger(__name__)
 
-WORKER_ATTR = "foldwise_worker"
 RESULT_ATTR = "foldwise_metrics"
 ERROR_ATTR = "foldwise_error"
 INFEASIBLE_ATTR = "foldwise_infeasible"
@@ -242,7 +241,8 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
                 time.sleep(_POLL_SECONDS)  # the others' running trials fill the budget
                 continue
             trial = study.ask()
-            trial.set_user_attr(WORKER_ATTR, worker)
+            if trial.user_attrs.get(WORKER_ATTR) != worker:  # else written at its creation
+                trial.set_user_attr(WORKER_ATTR, worker)
             heartbeat.watch(trial._trial_id)
             try:
                 outcome = evaluate(trial)

@@ -1,0 +1,141 @@
+"""BatchedJournalStorage: a trial in two appends, the same reads as Optuna's storage."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.trial import TrialState
+
+from foldwise._journal import FileJournalBackend
+from foldwise._journal_storage import BatchedJournalStorage
+from foldwise._liveness import WORKER_ATTR
+from foldwise._storage import parse_storage
+
+WORKER = {"host": "h", "pid": 1, "start": "1"}
+
+
+class CountingBackend(FileJournalBackend):
+    def __init__(self, path):
+        super().__init__(path)
+        self.appends = 0
+
+    def append_logs(self, logs):
+        self.appends += 1
+        super().append_logs(logs)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _batched(path):
+    backend = CountingBackend(path)
+    return BatchedJournalStorage(backend, creation_user_attrs=lambda: {WORKER_ATTR: WORKER}), backend
+
+
+def _plain(path):
+    """What another process reads: Optuna's own storage on the same file."""
+    return JournalStorage(FileJournalBackend(path))
+
+
+def test_the_default_journal_storage_batches():
+    assert isinstance(parse_storage("journal:/tmp/x.journal").open(), BatchedJournalStorage)
+
+
+def test_a_trial_is_two_appends_and_reads_back_the_same_in_optunas_storage(tmp_path):
+    path = tmp_path / "s.journal"
+    storage, backend = _batched(path)
+    study = optuna.create_study(storage=storage, study_name="s")
+    before = backend.appends
+    trial = study.ask()
+    x = trial.suggest_float("x", 0.0, 1.0)
+    k = trial.suggest_int("k", 1, 9)
+    trial.set_user_attr("metrics", {"sharpe": 1.5})
+    study._storage.set_trial_system_attr(trial._trial_id, "note", "n")
+    study.tell(trial, x + k)
+    assert backend.appends - before == 2
+    [read] = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    assert read.state == TrialState.COMPLETE and read.value == x + k
+    assert read.params == {"x": x, "k": k}
+    assert read.user_attrs == {WORKER_ATTR: WORKER, "metrics": {"sharpe": 1.5}}
+    assert read.system_attrs == {"note": "n"}
+    assert read.datetime_start is not None and read.datetime_complete is not None
+
+
+def test_a_running_trial_is_seen_whole_here_and_running_with_its_worker_elsewhere(tmp_path):
+    path = tmp_path / "s.journal"
+    storage, _ = _batched(path)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.suggest_int("k", 1, 9)
+    trial.set_user_attr("a", 1)
+    [here] = study.get_trials()
+    assert here.params == trial.params and here.user_attrs["a"] == 1
+    [there] = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    assert there.state == TrialState.RUNNING and there.params == {}
+    assert there.user_attrs == {WORKER_ATTR: WORKER}
+    storage.flush(trial._trial_id)
+    [there] = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    assert there.params == trial.params and there.user_attrs["a"] == 1
+    study.tell(trial, 1.0)
+    [there] = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    assert there.state == TrialState.COMPLETE and there.user_attrs["a"] == 1
+
+
+def test_an_abandoned_trial_leaves_only_its_running_creation(tmp_path):
+    path = tmp_path / "s.journal"
+    storage, _ = _batched(path)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.suggest_int("k", 1, 9)
+    trial.set_user_attr("a", 1)
+    del storage, study, trial  # the process dies without telling
+    [there] = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    assert there.state == TrialState.RUNNING and there.user_attrs == {WORKER_ATTR: WORKER}
+
+
+def test_errors_are_raised_at_the_call_as_with_optunas_storage(tmp_path):
+    storage, _ = _batched(tmp_path / "s.journal")
+    study = optuna.create_study(storage=storage, study_name="s")
+    first = study.ask()
+    first.suggest_int("k", 1, 9)
+    study.tell(first, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_user_attr(first._trial_id, "late", 1)
+    second = study.ask()
+    with pytest.raises(ValueError):  # the same name with an incompatible distribution
+        second.suggest_categorical("k", ["a", "b"])
+    study.tell(second, 2.0)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_pruning_and_intermediate_values_work_and_are_written_with_the_end(tmp_path):
+    path = tmp_path / "s.journal"
+    storage, _ = _batched(path)
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1,
+                                                                   n_warmup_steps=0))
+    for value in (1.0, 2.0):
+        trial = study.ask()
+        trial.report(value, step=0)
+        study.tell(trial, value)
+    trial = study.ask()
+    trial.report(-5.0, step=0)
+    assert trial.should_prune()
+    study.tell(trial, state=TrialState.PRUNED)
+    read = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    assert [t.intermediate_values for t in read] == [{0: 1.0}, {0: 2.0}, {0: -5.0}]
+    assert read[-1].state == TrialState.PRUNED
+
+
+def test_trials_of_other_storages_on_the_file_are_written_at_once(tmp_path):
+    path = tmp_path / "s.journal"
+    other = optuna.create_study(storage=_plain(path), study_name="s")
+    foreign = other.ask()
+    storage, backend = _batched(path)
+    before = backend.appends
+    storage.set_trial_user_attr(foreign._trial_id, "seen", True)  # not one of its trials
+    assert backend.appends == before + 1
+    assert other.trials[0].user_attrs == {"seen": True}
