@@ -193,6 +193,39 @@ def test_fold_metrics_come_from_one_full_run(cache):
     assert calls == [4]
 
 
+def test_window_metrics_store_a_new_run_and_its_windows_in_one_transaction(cache, monkeypatch):
+    batches = []
+    insert_many = cache.index.insert_many
+    monkeypatch.setattr(cache.index, "insert_many",
+                        lambda rows: batches.append([r.kind for r in rows]) or insert_many(rows))
+    windows = [FOLDS[0], FOLDS[1], FOLDS[0]]
+    metrics = cache.window_metrics(trend, {"lookback": 6}, DATA, windows)
+    for window, values in zip(windows, metrics, strict=True):
+        assert dict(values) == pytest.approx(trend_result(lookback=6).islice(*window).metrics(),
+                                             nan_ok=True)
+    assert batches == [["full", "slice", "slice"]] and cache.executed == 1
+    # A known run and one new window: one more row, no backtest; all known: no write.
+    cache.window_metrics(trend, {"lookback": 6}, DATA, [FOLDS[1], FOLDS[2]])
+    cache.window_metrics(trend, {"lookback": 6}, DATA, FOLDS)
+    assert batches == [["full", "slice", "slice"], ["slice"]] and cache.executed == 1
+    other = reopen(cache)  # a new process reads every window from the index
+    assert other.window_metrics(trend, {"lookback": 6}, DATA, FOLDS) == cache.window_metrics(
+        trend, {"lookback": 6}, DATA, FOLDS)
+    assert other.executed == 0 and other.stats().runs == 4
+    with pytest.raises(CacheArgumentError, match="without window"):
+        cache.window_metrics(trend, {"lookback": 6}, DATA, [None])
+
+
+def test_a_failed_artifact_write_stores_no_row_of_the_batch(cache, monkeypatch):
+    def broken(key, result):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache._store, "write", broken)
+    with pytest.raises(OSError, match="disk full"):
+        cache.window_metrics(trend, {"lookback": 3}, DATA, FOLDS)
+    assert reopen(cache).stats().runs == 0
+
+
 def test_slice_metrics_survive_the_eviction_of_their_full_run(cache):
     cache.metrics(trend, {}, DATA, window=(0, 100))
     cache.evict(max_bytes=0)
@@ -209,6 +242,21 @@ def test_full_metrics_through_metrics(cache):
 
 
 # --- the hot path -------------------------------------------------------------------------
+
+
+def test_results_in_memory_are_bounded_by_count_and_bytes(tmp_path, monkeypatch):
+    cache = BacktestCache(tmp_path / "fw", results_in_memory=3)
+    for lookback in range(2, 7):
+        cache.get_or_run(trend, {"lookback": lookback}, DATA)
+    assert len(cache._results) == 3  # the three most recent
+    one = cache._results_bytes / 3
+    monkeypatch.setattr("foldwise.cache._cache.RESULTS_BYTES", 1.5 * one)
+    cache.get_or_run(trend, {"lookback": 7}, DATA)
+    assert len(cache._results) == 1 and cache._results_bytes == pytest.approx(one)
+    cache._forget_results()
+    assert cache._results_bytes == 0
+    assert cache.get_or_run(trend, {"lookback": 7}, DATA).returns.equals(
+        trend_result(lookback=7).returns)  # read back from its artifact
 
 
 def test_a_repeated_hit_does_not_query_the_index(cache, monkeypatch):
@@ -552,7 +600,7 @@ def test_an_entry_replaced_by_another_process_is_reloaded_not_dropped(cache, cap
     other.get_or_run(trend, {}, DATA)  # stored again, under a new file name
     new = other.index.get(key.digest).artifact
     assert new != old
-    cache._results.clear()  # as if the loaded result had left the in-memory LRU
+    cache._forget_results()  # as if the loaded result had left the in-memory LRU
     with caplog.at_level(logging.WARNING, logger="foldwise.cache"):
         result = cache.get_or_run(trend, {}, DATA)
     assert caplog.text == ""

@@ -61,7 +61,8 @@ def atomic_path(target: str | os.PathLike[str], *, durable: bool = True) -> Iter
     'hello'
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.is_dir():  # one stat; a failing mkdir costs more on the hot path
+        target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
     try:
         yield temporary

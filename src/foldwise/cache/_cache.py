@@ -90,6 +90,9 @@ _INDEX_FILES = frozenset(INDEX_NAME + suffix for suffix in ("", "-wal", "-shm", 
 #: two workers miss at the same moment is still run once. Keys share 256 stripes.
 _LOCK_FILES = frozenset(f"locks/{i:02x}.lock" for i in range(256))
 _KNOWN_FILES = _INDEX_FILES | _LOCK_FILES
+#: Bytes of arrays the in-memory results of one cache object may hold (the most recent
+#: result is kept whatever its size).
+RESULTS_BYTES = 256 * 2**20
 
 
 def _acquire_run_lock(directory: Path, digest: str) -> int | None:
@@ -98,8 +101,11 @@ def _acquire_run_lock(directory: Path, digest: str) -> int | None:
     if fcntl is None:  # pragma: no cover - Windows
         return None
     path = directory / "locks" / f"{digest[:2]}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # the first lock of this cache directory
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
     except BaseException:
@@ -143,7 +149,9 @@ class BacktestCache:
     memo_size
         Records kept in the process-local memo (hits on them never query the index).
     results_in_memory
-        Loaded full results kept in memory (least recently used dropped first).
+        Loaded full results kept in memory (least recently used dropped first), within
+        :data:`RESULTS_BYTES` of arrays. Folds of one optimization cut their windows from
+        the same recent runs, which then need no reading.
     touch_interval
         Seconds between batched writes of last-used times.
 
@@ -175,7 +183,7 @@ class BacktestCache:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  backend: IndexBackend | None = None, memo_size: int = 100_000,
-                 results_in_memory: int = 8, touch_interval: float = 30.0) -> None:
+                 results_in_memory: int = 64, touch_interval: float = 30.0) -> None:
         self.root = resolve_root(path)
         self.directory = self.root / CACHE_DIR
         self._custom_backend = backend is not None
@@ -186,7 +194,9 @@ class BacktestCache:
         self.touch_interval = float(touch_interval)
         self._lock = threading.Lock()
         self._records: dict[str, CacheRecord] = {}
-        self._results: OrderedDict[str, BacktestResult] = OrderedDict()
+        # Loaded or new full results, least recently used first, with their sizes.
+        self._results: OrderedDict[str, tuple[BacktestResult, int]] = OrderedDict()
+        self._results_bytes = 0
         self._touched: dict[str, float] = {}
         self._last_flush = time.time()
         self._hits = self._misses = self._puts = 0
@@ -346,19 +356,40 @@ class BacktestCache:
             if result is not None and not key.is_slice:
                 self._keep_result(key.digest, result)
             return existing
-        return self._store_new(key, result, metrics, _lock_fd)
+        return self._store_entries([(key, result, metrics)], _lock_fd)[0]
 
-    def _store_new(self, key: CacheKey, result: BacktestResult | None,
-                   metrics: Mapping[str, float] | None, lock_fd: int | None) -> CacheRecord:
-        """Store an entry known to be missing; release ``lock_fd`` (a run lock) once the
-        index row is committed, or on failure."""
+    def _store_entries(self, entries: list[tuple[CacheKey, BacktestResult | None,
+                                         Mapping[str, float] | None]],
+               lock_fd: int | None = None) -> list[CacheRecord]:
+        """Store entries known to be missing: the artifacts of full runs first, then every
+        index row in one transaction. ``lock_fd`` (a run lock) is released once the rows
+        are committed, or on failure."""
         try:
-            return self._store_entry(key, result, metrics)
+            planned = [self._new_row(*entry) for entry in entries]
+            rows = []
+            for row, full in planned:
+                if full is not None:
+                    artifact, digest, n_bytes = self._store.write(row.key, full)
+                    row = dataclasses.replace(row, artifact=artifact, checksum=digest,
+                                              n_bytes=n_bytes)
+                rows.append(row)
+            stored = self.index.insert_many(rows)
         finally:
             _release(lock_fd)
+        for row, kept in zip(rows, stored, strict=True):
+            if row.artifact is not None and kept.artifact != row.artifact:
+                self._store.remove(row.artifact)  # another process stored this key first
+        with self._lock:
+            self._puts += len(rows)
+        for row, full in planned:
+            if full is not None:
+                self._keep_result(row.key, full)
+        return [self._remember(row) for row in stored]
 
-    def _store_entry(self, key: CacheKey, result: BacktestResult | None,
-                     metrics: Mapping[str, float] | None) -> CacheRecord:
+    def _new_row(self, key: CacheKey, result: BacktestResult | None,
+                 metrics: Mapping[str, float] | None
+                 ) -> tuple[IndexRow, BacktestResult | None]:
+        """The index row of an entry (without its artifact) and the full result to write."""
         now = time.time()
         common = {"key": key.digest, "strategy": key.strategy, "fingerprint": key.fingerprint,
                   "params": key.params, "data_hash": key.data_hash, "settings": key.settings,
@@ -371,39 +402,23 @@ class BacktestCache:
             row = IndexRow(kind="full", window=None, parent=None,
                            metrics=metrics_json(result.metrics()), artifact=None,
                            checksum=None, n_bytes=0, **common)
-        else:
-            if (result is None) == (metrics is None):
+            return row, result
+        if (result is None) == (metrics is None):
+            raise CacheArgumentError(
+                "a slice entry is stored with either metrics={...} or the sliced "
+                "BacktestResult, exactly one of them.")
+        if result is not None:
+            expected = key.window.stop - key.window.start
+            if len(result) != expected:
                 raise CacheArgumentError(
-                    "a slice entry is stored with either metrics={...} or the sliced "
-                    "BacktestResult, exactly one of them.")
-            if result is not None:
-                expected = key.window.stop - key.window.start
-                if len(result) != expected:
-                    raise CacheArgumentError(
-                        f"the result has {len(result)} bars but the window "
-                        f"{key.window.first} .. {key.window.last} has {expected}; pass "
-                        f"full.islice({key.window.start}, {key.window.stop}).")
-                metrics = result.metrics()
-            row = IndexRow(kind="slice", window=json.dumps(key.window.as_list()),
-                           parent=key.full().digest, metrics=metrics_json(metrics),
-                           artifact=None, checksum=None, n_bytes=0, **common)
-        full = result if result is not None and not key.is_slice else None
-        stored = self._write_entry(row, full)
-        with self._lock:
-            self._puts += 1
-        if full is not None:
-            self._keep_result(key.digest, full)
-        return self._remember(stored)
-
-    def _write_entry(self, row: IndexRow, full: BacktestResult | None) -> IndexRow:
-        """Write a full run's artifact (if any), then its index row; return the stored row."""
-        if full is not None:
-            artifact, digest, n_bytes = self._store.write(row.key, full)
-            row = dataclasses.replace(row, artifact=artifact, checksum=digest, n_bytes=n_bytes)
-        stored = self.index.insert(row)
-        if row.artifact is not None and stored.artifact != row.artifact:
-            self._store.remove(row.artifact)  # another process stored this key first
-        return stored
+                    f"the result has {len(result)} bars but the window "
+                    f"{key.window.first} .. {key.window.last} has {expected}; pass "
+                    f"full.islice({key.window.start}, {key.window.stop}).")
+            metrics = result.metrics()
+        row = IndexRow(kind="slice", window=json.dumps(key.window.as_list()),
+                       parent=key.full().digest, metrics=metrics_json(metrics),
+                       artifact=None, checksum=None, n_bytes=0, **common)
+        return row, None
 
     @property
     def executed(self) -> int:
@@ -424,7 +439,7 @@ class BacktestCache:
         settings = {"costs": costs, "delay": delay, "price_field": price_field,
                     "missing": missing, "periods_per_year": periods_per_year}
         key = self.key(strategy, params, data, **settings)
-        return self._full_result(key, strategy, params, data, settings, self.get(key))
+        return self._full_result(key, strategy, params, data, settings, self.get(key))[0]
 
     def metrics(self, strategy: Any, params: Mapping[str, Any] | None, data: MarketData, *,
                 window: Window | slice | tuple[int, int] | None = None,
@@ -433,8 +448,9 @@ class BacktestCache:
                 periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> Mapping[str, float]:
         """Metrics of a run or of a window of it, running the full history only on a miss.
 
-        What the optimizer does per trial and fold: a hit is a memo lookup; a miss of a
-        window reuses (or runs once) the full-history run, slices it and stores the slice.
+        A hit is a memo lookup; a miss of a window reuses (or runs once) the full-history
+        run, slices it and stores the slice. :meth:`window_metrics` does several windows
+        of one run at once.
 
         Examples
         --------
@@ -446,43 +462,88 @@ class BacktestCache:
         >>> cache.stats().full_runs, cache.stats().slice_runs     # one backtest, three slices
         (1, 3)
         """
-        key = make_key(strategy, params, data, window=window, costs=costs, delay=delay,
-                       price_field=price_field, missing=missing,
-                       periods_per_year=periods_per_year)
+        settings = {"costs": costs, "delay": delay, "price_field": price_field,
+                    "missing": missing, "periods_per_year": periods_per_year}
+        if window is not None:
+            return self.window_metrics(strategy, params, data, [window], **settings)[0]
+        key = make_key(strategy, params, data, **settings)
         record = self._lookup(key.digest, count=True)
         if record is not None:
             return record.metrics
+        full = self._full_result(key, strategy, params, data, settings, None)[0]
+        return MappingProxyType(full.metrics())
+
+    def window_metrics(self, strategy: Any, params: Mapping[str, Any] | None,
+                       data: MarketData, windows: Iterable[Window | slice | tuple[int, int]], *,
+                       costs: Costs | Mapping[str, float] | float | None = None,
+                       delay: int = 0, price_field: str = "close", missing: str = "zero",
+                       periods_per_year: float = DEFAULT_PERIODS_PER_YEAR
+                       ) -> list[Mapping[str, float]]:
+        """Metrics of several windows of one run (a fold's train and test windows).
+
+        What the optimizer does per trial: every window is a memo lookup on a hit. On a
+        miss the full-history run is reused (or run once), the missing windows are cut
+        from it, and the new entries — the run and its slices — are stored in one index
+        transaction.
+
+        Parameters
+        ----------
+        windows
+            ``(start, stop)`` bar positions (or slices, or :class:`Window` objects).
+        strategy, params, data, costs, delay, price_field, missing, periods_per_year
+            As for :meth:`key`.
+
+        Returns
+        -------
+        list of mapping
+            The metrics of each window, in order.
+        """
         settings = {"costs": costs, "delay": delay, "price_field": price_field,
                     "missing": missing, "periods_per_year": periods_per_year}
-        if key.window is None:
-            full = self._full_result(key, strategy, params, data, settings, None)
-            return MappingProxyType(full.metrics())
-        full_key = key.full()
-        full = self._full_result(full_key, strategy, params, data, settings, self.get(full_key))
-        # a confirmed miss: store without looking the key up again (the index insert still
-        # keeps the first of two concurrent writers)
-        part = full.islice(key.window.start, key.window.stop)
-        return self._store_new(key, part, None, None).metrics
+        keys = []
+        for window in windows:
+            if window is None:
+                raise CacheArgumentError(
+                    "window_metrics() takes windows of bars; for the whole run use "
+                    "metrics(...) without window.")
+            keys.append(make_key(strategy, params, data, window=window, **settings))
+        records = [self._lookup(key.digest, count=True) for key in keys]
+        missing_keys = list({key.digest: key for key, record in zip(keys, records, strict=True)
+                             if record is None}.values())
+        if missing_keys:
+            full_key = missing_keys[0].full()
+            _, stored = self._full_result(full_key, strategy, params, data, settings,
+                                          self.get(full_key), slices=missing_keys)
+            found = {record.key: record for record in stored}
+            records = [record or found[key.digest]
+                       for key, record in zip(keys, records, strict=True)]
+        return [record.metrics for record in records]
 
     def _full_result(self, key: CacheKey, strategy: Any, params: Mapping[str, Any] | None,
-                     data: MarketData, settings: dict[str, Any],
-                     record: CacheRecord | None) -> BacktestResult:
-        """The result of ``record`` (looked up under ``key``), or run it on a miss."""
+                     data: MarketData, settings: dict[str, Any], record: CacheRecord | None,
+                     slices: list[CacheKey] | None = None
+                     ) -> tuple[BacktestResult, list[CacheRecord]]:
+        """The result of ``record`` (looked up under ``key``), or run it on a miss; and
+        the records of the slice entries ``slices`` (missing windows of it), stored with
+        the run when it was run (one index transaction)."""
+        slices = slices or []
         if record is not None:
             try:
-                return self._result_of(record)
+                result = self._result_of(record)
             except CacheCorruptedError as exc:
                 current = self.index.get(key.digest)
                 if current is not None and current.artifact != record._row.artifact:
                     # another process already replaced the entry this process remembered
                     return self._full_result(key, strategy, params, data, settings,
-                                             self._remember(current))
+                                             self._remember(current), slices)
                 logger.warning("cache entry %s of %r is damaged and is run again: %s",
                                key.digest, key.strategy, exc)
                 self._drop([key.digest])
                 with self._lock:
                     self._hits -= 1
                     self._misses += 1
+            else:
+                return result, self._store_entries(_slice_entries(result, slices))
         runner = resolve_strategy(strategy)
         runner = getattr(runner, "uncached", runner)  # a @cached_backtest strategy
         lock_fd = _acquire_run_lock(self.directory, key.digest)
@@ -491,30 +552,46 @@ class BacktestCache:
             current = self.index.get(key.digest)
             if current is not None:
                 try:
-                    return self._result_of(self._remember(current))
+                    result = self._result_of(self._remember(current))
                 except CacheCorruptedError:
                     pass  # damaged: run it again below
+                else:
+                    _release(lock_fd)
+                    lock_fd = None
+                    return result, self._store_entries(_slice_entries(result, slices))
             with self._lock:
                 self._executed += 1
             result = runner.run(data, params, **settings)
             fd, lock_fd = lock_fd, None
-            self._store_new(key, result, None, fd)  # stores, then releases the lock
+            # stores the run and its slices, then releases the lock
+            stored = self._store_entries([(key, result, None), *_slice_entries(result, slices)], fd)
         finally:
             _release(lock_fd)
-        return result
+        return result, stored[1:]
 
     # --- results ---------------------------------------------------------------------------
 
     def _keep_result(self, digest: str, result: BacktestResult) -> None:
+        size = 0
         for array in (result._net, result._gross, result._costs, result._turnover,
                       result._positions, result._changes):
             if array is not None:
                 array.flags.writeable = False
+                size += array.nbytes
         with self._lock:
-            self._results[digest] = result
-            self._results.move_to_end(digest)
-            while len(self._results) > self._results_size:
-                self._results.popitem(last=False)
+            if digest in self._results:
+                self._results_bytes -= self._results.pop(digest)[1]
+            self._results[digest] = (result, size)
+            self._results_bytes += size
+            while len(self._results) > 1 and (len(self._results) > self._results_size
+                                              or self._results_bytes > RESULTS_BYTES):
+                self._results_bytes -= self._results.popitem(last=False)[1][1]
+
+    def _forget_results(self) -> None:
+        """Drop the results kept in memory (they are read from their artifacts again)."""
+        with self._lock:
+            self._results.clear()
+            self._results_bytes = 0
 
     def _result_of(self, record: CacheRecord) -> BacktestResult:
         window = record.window
@@ -528,10 +605,10 @@ class BacktestCache:
                     "rebuild the arrays.")
             return self._result_of(parent).islice(window.start, window.stop)
         with self._lock:
-            result = self._results.get(record.key)
-            if result is not None:
+            kept = self._results.get(record.key)
+            if kept is not None:
                 self._results.move_to_end(record.key)
-                return result
+                return kept[0]
 
         row = record._row
         result = self._store.load(row.artifact or "", row.checksum or "", row.n_bytes)
@@ -654,7 +731,7 @@ class BacktestCache:
         sweep(self.directory, scan.temporary + scan.artifacts, grace=600.0)
         with self._lock:
             self._records.clear()
-            self._results.clear()
+        self._forget_results()
         return len(removed)
 
     def _drop(self, keys: list[str]) -> list[IndexRow]:
@@ -669,7 +746,8 @@ class BacktestCache:
         with self._lock:
             for key in keys:
                 self._records.pop(key, None)
-                self._results.pop(key, None)
+                kept = self._results.pop(key, None)
+                self._results_bytes -= kept[1] if kept is not None else 0
                 self._touched.pop(key, None)
         return deleted
 
@@ -699,6 +777,17 @@ class BacktestCache:
             sweep(self.directory, report.temporary + report.orphans, grace)
             report.repaired = True
         return report
+
+
+def _slice_entries(full: BacktestResult, keys: list[CacheKey]
+                   ) -> list[tuple[CacheKey, None, Mapping[str, float]]]:
+    """Slice entries (metrics only) of the windows ``keys`` cut from the run ``full``."""
+    entries = []
+    for key in keys:
+        window = key.window
+        assert window is not None
+        entries.append((key, None, full.islice(window.start, window.stop).metrics()))
+    return entries
 
 
 def _digest(key: Any) -> str:

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -187,6 +187,15 @@ class IndexBackend(abc.ABC):
     @abc.abstractmethod
     def insert(self, row: IndexRow) -> IndexRow:
         """Store ``row`` unless its key is present; return the row now stored under the key."""
+
+    def insert_many(self, rows: Sequence[IndexRow]) -> list[IndexRow]:
+        """:meth:`insert` each row; return the rows now stored under their keys, in order.
+
+        The cache stores a new run with the slice entries cut from it in one call.
+        Override it to store them in one transaction (the default inserts one by one,
+        which keeps every row atomic but not the batch).
+        """
+        return [self.insert(row) for row in rows]
 
     @abc.abstractmethod
     def touch(self, last_used: Mapping[str, float]) -> None:
@@ -473,13 +482,23 @@ class SQLiteIndex(IndexBackend):
         return None if row is None else IndexRow(*row)
 
     def insert(self, row: IndexRow) -> IndexRow:
-        values = tuple(getattr(row, name) for name in _COLUMNS)
-        placeholders = ", ".join("?" * len(values))
+        return self.insert_many([row])[0]
 
-        def action(connection: sqlite3.Connection) -> IndexRow:
-            connection.execute(f"INSERT OR IGNORE INTO runs ({', '.join(_SQL_COLUMNS)}) "
-                               f"VALUES ({placeholders})", values)
-            return IndexRow(*connection.execute(f"{_SELECT} WHERE key = ?", (row.key,)).fetchone())
+    def insert_many(self, rows: Sequence[IndexRow]) -> list[IndexRow]:
+        """Insert the rows in one transaction (all or none) and read them back."""
+        if not rows:
+            return []
+        values = [tuple(getattr(row, name) for name in _COLUMNS) for row in rows]
+        insert = (f"INSERT OR IGNORE INTO runs ({', '.join(_SQL_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(_COLUMNS))})")
+
+        def action(connection: sqlite3.Connection) -> list[IndexRow]:
+            before = connection.total_changes
+            connection.executemany(insert, values)
+            if connection.total_changes - before == len(rows):
+                return list(rows)  # all new: stored as given (every column round-trips)
+            return [IndexRow(*connection.execute(f"{_SELECT} WHERE key = ?", (row.key,)).fetchone())
+                    for row in rows]
 
         return self._write(action)
 

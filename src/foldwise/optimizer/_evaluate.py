@@ -111,10 +111,11 @@ class Evaluator:
         before = self.cache.executed
         if self.causal:
             key = self.cache.key(self.strategy, params, self.data, **self.settings)
-            evaluation = Evaluation(
-                train=self._causal(params, fold.train) if train else None,
-                test=self._causal(params, fold.test) if test else None,
-                runs={"full": key.digest})
+            wanted = [w for w, on in ((fold.train, train), (fold.test, test)) if on]
+            metrics = iter(self._causal(params, wanted))
+            evaluation = Evaluation(train=next(metrics) if train else None,
+                                    test=next(metrics) if test else None,
+                                    runs={"full": key.digest})
         else:
             evaluation = Evaluation(train=None, test=None, offset=self._first_bar(fold))
             if train:
@@ -133,14 +134,27 @@ class Evaluator:
             found = self._ranges[id(positions)] = (positions, runs(positions))
         return found[1]
 
-    def _causal(self, params: Mapping[str, Any], positions: np.ndarray) -> dict[str, float]:
-        ranges = self._runs(positions)
-        if len(ranges) == 1:
-            return dict(self.cache.metrics(self.strategy, params, self.data,
-                                           window=(int(ranges[0, 0]), int(ranges[0, 1])),
-                                           **self.settings))
-        full = self.cache.get_or_run(self.strategy, params, self.data, **self.settings)
-        return full.take(positions).metrics()
+    def _causal(self, params: Mapping[str, Any], windows: list[np.ndarray]
+                ) -> list[dict[str, float]]:
+        """Metrics of each window (bar positions) cut from the full run of ``params``.
+
+        Contiguous windows are cache entries, looked up (or stored) together; a window of
+        several ranges (a purged training set) is cut from the full run each time.
+        """
+        ranges = [self._runs(positions) for positions in windows]
+        simple = [i for i, r in enumerate(ranges) if len(r) == 1]
+        found = self.cache.window_metrics(
+            self.strategy, params, self.data,
+            [(int(ranges[i][0, 0]), int(ranges[i][0, 1])) for i in simple],
+            **self.settings) if simple else []
+        metrics: list[dict[str, float]] = [{}] * len(windows)
+        for i, values in zip(simple, found, strict=True):
+            metrics[i] = dict(values)
+        for i, positions in enumerate(windows):
+            if len(ranges[i]) != 1:
+                full = self.cache.get_or_run(self.strategy, params, self.data, **self.settings)
+                metrics[i] = full.take(positions).metrics()
+        return metrics
 
     def _first_bar(self, fold: Fold) -> int:
         first_train = int(fold.train[0])

@@ -97,6 +97,16 @@ class IndexBackendContract:
         assert backend.insert(second) == first
         assert backend.get(_key(1)) == first
 
+    def test_insert_many_returns_what_is_stored_in_order(self, backend: IndexBackend) -> None:
+        first = make_row(_key(1), metrics=json.dumps({"sharpe": 1.0}))
+        backend.insert(first)
+        late = make_row(_key(1), metrics=json.dumps({"sharpe": 2.0}), created=5.0)
+        new = make_row(_key(2), kind="slice", window=json.dumps([0, 10, "a", "b"]),
+                       parent=_key(1), artifact=None, checksum=None, n_bytes=0)
+        assert backend.insert_many([new, late]) == [new, first]
+        assert backend.insert_many([]) == []
+        assert [r.key for r in backend.rows()] == [_key(1), _key(2)]
+
     def test_touch_only_raises_last_used(self, backend: IndexBackend) -> None:
         row = make_row(_key(1), last_used=100.0)
         backend.insert(row)
