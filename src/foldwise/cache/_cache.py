@@ -183,7 +183,7 @@ class BacktestCache:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  backend: IndexBackend | None = None, memo_size: int = 100_000,
-                 results_in_memory: int = 64, touch_interval: float = 30.0) -> None:
+                 results_in_memory: int = 256, touch_interval: float = 30.0) -> None:
         self.root = resolve_root(path)
         self.directory = self.root / CACHE_DIR
         self._custom_backend = backend is not None
