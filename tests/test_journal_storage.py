@@ -105,7 +105,7 @@ def test_errors_are_raised_at_the_call_as_with_optunas_storage(tmp_path):
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         storage.set_trial_user_attr(first._trial_id, "late", 1)
     second = study.ask()
-    with pytest.raises(ValueError):  # the same name with an incompatible distribution
+    with pytest.raises(ValueError, match="different distribution"):
         second.suggest_categorical("k", ["a", "b"])
     study.tell(second, 2.0)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from optuna.distributions import BaseDistribution, distribution_to_json
@@ -93,7 +93,7 @@ class BatchedJournalStorage(JournalStorage):
             return super().create_new_trial(study_id, template_trial)
         log: dict[str, Any] = {
             "study_id": study_id,
-            "datetime_start": datetime.now(tz=timezone.utc).isoformat(timespec="microseconds"),
+            "datetime_start": datetime.now(tz=UTC).isoformat(timespec="microseconds"),
         }
         if self._creation_user_attrs is not None:
             log["user_attrs"] = self._creation_user_attrs()
@@ -172,7 +172,7 @@ class BatchedJournalStorage(JournalStorage):
         log = {"op_code": JournalOperation.SET_TRIAL_STATE_VALUES,
                "worker_id": self._replay_result.worker_id, "trial_id": trial_id,
                "state": state, "values": values,
-               "datetime_complete": datetime.now(tz=timezone.utc).isoformat(
+               "datetime_complete": datetime.now(tz=UTC).isoformat(
                    timespec="microseconds")}
         with self._thread_lock:
             self._backend.append_logs([*pending, log])

@@ -31,7 +31,8 @@ import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 
 from foldwise._journal import FileJournalBackend
-from foldwise._journal_storage import SUPPORTED as _BATCHING, BatchedJournalStorage
+from foldwise._journal_storage import SUPPORTED as _BATCHING
+from foldwise._journal_storage import BatchedJournalStorage
 from foldwise._liveness import WORKER_ATTR, current_worker
 from foldwise._paths import resolve_root
 from foldwise.errors import StorageError

@@ -17,7 +17,8 @@ How a lookup works (the optimizer's hot path):
 
 Writes follow one order: artifact file complete and renamed into place, then the index
 row inserted (first writer wins), so the index never names a missing or half-written
-file. Deletions go the other way: row first, then file.
+file. A new run and the windows the optimizer cut from it (:meth:`BacktestCache.window_metrics`)
+go into the index in one transaction. Deletions go the other way: row first, then file.
 
 Damage policy: a metrics lookup never opens a file, so a damaged artifact cannot affect
 it. Loading the artifact of a damaged entry raises :class:`CacheCorruptedError` naming the
