@@ -58,7 +58,7 @@ __all__ = ["SUPPORTED", "BatchedJournalStorage"]
 
 
 class BatchedJournalStorage(JournalStorage):
-    """A journal storage that writes each trial of this process in two appends.
+    """A journal storage that writes each trial of this process in few appends.
 
     Use it only where :data:`SUPPORTED` (it relies on Optuna's journal internals).
 
@@ -163,18 +163,14 @@ class BatchedJournalStorage(JournalStorage):
                                values: Sequence[float] | None = None) -> bool:
         with self._thread_lock:
             pending = self._pending.get(trial_id) if os.getpid() == self._pid else None
-            if pending is None or not state.is_finished():
-                pending = None
-            else:
+            if pending is not None and state.is_finished():
+                end = {"op_code": JournalOperation.SET_TRIAL_STATE_VALUES,
+                       "worker_id": self._replay_result.worker_id, "trial_id": trial_id,
+                       "state": state, "values": values,
+                       "datetime_complete": datetime.now(tz=UTC).isoformat(
+                           timespec="microseconds")}
+                self._backend.append_logs([*pending, end])
                 del self._pending[trial_id]
-        if pending is None:
-            return super().set_trial_state_values(trial_id, state, values)
-        log = {"op_code": JournalOperation.SET_TRIAL_STATE_VALUES,
-               "worker_id": self._replay_result.worker_id, "trial_id": trial_id,
-               "state": state, "values": values,
-               "datetime_complete": datetime.now(tz=UTC).isoformat(
-                   timespec="microseconds")}
-        with self._thread_lock:
-            self._backend.append_logs([*pending, log])
-            self._sync_with_backend()
-        return True
+                self._sync_with_backend()
+                return True
+        return super().set_trial_state_values(trial_id, state, values)

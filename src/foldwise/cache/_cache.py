@@ -95,6 +95,9 @@ _KNOWN_FILES = _INDEX_FILES | _LOCK_FILES
 #: result is kept whatever its size).
 RESULTS_BYTES = 256 * 2**20
 
+#: What is stored for one key: a full run's result, or a slice's result or metrics.
+_Entry = tuple[CacheKey, BacktestResult | None, Mapping[str, float] | None]
+
 
 def _acquire_run_lock(directory: Path, digest: str) -> int | None:
     """Take the lock stripe of ``digest``; return the descriptor that holds it (None where
@@ -359,9 +362,8 @@ class BacktestCache:
             return existing
         return self._store_entries([(key, result, metrics)], _lock_fd)[0]
 
-    def _store_entries(self, entries: list[tuple[CacheKey, BacktestResult | None,
-                                         Mapping[str, float] | None]],
-               lock_fd: int | None = None) -> list[CacheRecord]:
+    def _store_entries(self, entries: list[_Entry], lock_fd: int | None = None
+                       ) -> list[CacheRecord]:
         """Store entries known to be missing: the artifacts of full runs first, then every
         index row in one transaction. ``lock_fd`` (a run lock) is released once the rows
         are committed, or on failure."""
@@ -780,8 +782,7 @@ class BacktestCache:
         return report
 
 
-def _slice_entries(full: BacktestResult, keys: list[CacheKey]
-                   ) -> list[tuple[CacheKey, None, Mapping[str, float]]]:
+def _slice_entries(full: BacktestResult, keys: list[CacheKey]) -> list[_Entry]:
     """Slice entries (metrics only) of the windows ``keys`` cut from the run ``full``."""
     entries = []
     for key in keys:
