@@ -28,5 +28,6 @@ def test_readme_cache_example(scratch, capsys):
     script.write_text(code)
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
-    assert "this process 2 hits, 3 misses, 3 stored" in out  # one rerun, one slice of a run
+    # one rerun and one slice of a run; then the window pair: one known slice, one new
+    assert "this process 4 hits, 4 misses, 4 stored" in out
     assert (scratch / ".foldwise" / "cache" / "index.sqlite").exists()
