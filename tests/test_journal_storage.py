@@ -139,3 +139,16 @@ def test_trials_of_other_storages_on_the_file_are_written_at_once(tmp_path):
     storage.set_trial_user_attr(foreign._trial_id, "seen", True)  # not one of its trials
     assert backend.appends == before + 1
     assert other.trials[0].user_attrs == {"seen": True}
+
+
+def test_enqueued_trials_and_threads_work_as_with_optunas_storage(tmp_path):
+    path = tmp_path / "s.journal"
+    storage, _ = _batched(path)
+    study = optuna.create_study(storage=storage, study_name="s",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({"x": 0.25})
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) ** 2, n_trials=20, n_jobs=2)
+    read = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    assert len(read) == 20 and all(t.state == TrialState.COMPLETE for t in read)
+    assert read[0].params == {"x": 0.25}
+    assert all(t.value == pytest.approx(t.params["x"] ** 2) for t in read)
