@@ -40,6 +40,21 @@ def _plain(path):
     return JournalStorage(FileJournalBackend(path))
 
 
+def _running_trial(path):
+    """A study on a batching storage with one running trial (a parameter, an attribute)."""
+    storage, _ = _batched(path)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.suggest_int("k", 1, 9)
+    trial.set_user_attr("a", 1)
+    return storage, study, trial
+
+
+def _read_one(path):
+    [trial] = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    return trial
+
+
 def test_the_default_journal_storage_batches():
     assert isinstance(parse_storage("journal:/tmp/x.journal").open(), BatchedJournalStorage)
 
@@ -66,33 +81,25 @@ def test_a_trial_is_two_appends_and_reads_back_the_same_in_optunas_storage(tmp_p
 
 def test_a_running_trial_is_seen_whole_here_and_running_with_its_worker_elsewhere(tmp_path):
     path = tmp_path / "s.journal"
-    storage, _ = _batched(path)
-    study = optuna.create_study(storage=storage, study_name="s")
-    trial = study.ask()
-    trial.suggest_int("k", 1, 9)
-    trial.set_user_attr("a", 1)
+    storage, study, trial = _running_trial(path)
     [here] = study.get_trials()
     assert here.params == trial.params and here.user_attrs["a"] == 1
-    [there] = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    there = _read_one(path)
     assert there.state == TrialState.RUNNING and there.params == {}
     assert there.user_attrs == {WORKER_ATTR: WORKER}
     storage.flush(trial._trial_id)
-    [there] = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    there = _read_one(path)
     assert there.params == trial.params and there.user_attrs["a"] == 1
     study.tell(trial, 1.0)
-    [there] = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    there = _read_one(path)
     assert there.state == TrialState.COMPLETE and there.user_attrs["a"] == 1
 
 
 def test_an_abandoned_trial_leaves_only_its_running_creation(tmp_path):
     path = tmp_path / "s.journal"
-    storage, _ = _batched(path)
-    study = optuna.create_study(storage=storage, study_name="s")
-    trial = study.ask()
-    trial.suggest_int("k", 1, 9)
-    trial.set_user_attr("a", 1)
+    storage, study, trial = _running_trial(path)
     del storage, study, trial  # the process dies without telling
-    [there] = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    there = _read_one(path)
     assert there.state == TrialState.RUNNING and there.user_attrs == {WORKER_ATTR: WORKER}
 
 

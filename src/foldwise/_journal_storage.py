@@ -101,10 +101,15 @@ class BatchedJournalStorage(JournalStorage):
             self._write_log(JournalOperation.CREATE_TRIAL, log)
             self._sync_with_backend()
             trial_id = self._replay_result._last_created_trial_id_by_this_process
-            if os.getpid() != self._pid:
-                self._init_buffers()  # forked: the parent's trials are not this process's
+            self._pending_of(trial_id)  # drops a forked parent's trials
             self._pending[trial_id] = []
         return trial_id
+
+    def _pending_of(self, trial_id: int) -> list[dict[str, Any]] | None:
+        """The kept logs of a running trial of this process, or None (caller holds the lock)."""
+        if os.getpid() != self._pid:
+            self._init_buffers()  # forked: the parent's trials are not this process's
+        return self._pending.get(trial_id)
 
     # --- updates of a running trial: kept, applied to the replay --------------------------
 
@@ -113,8 +118,8 @@ class BatchedJournalStorage(JournalStorage):
         trial_id = fields["trial_id"]
         apply = _APPLY[op_code]
         with self._thread_lock:
-            pending = self._pending.get(trial_id)
-            if pending is None or os.getpid() != self._pid:
+            pending = self._pending_of(trial_id)
+            if pending is None:
                 return False
             log = {"op_code": op_code, "worker_id": self._replay_result.worker_id, **fields}
             apply(self._replay_result, log)  # raises as Optuna would (finished trial, ...)
@@ -147,22 +152,19 @@ class BatchedJournalStorage(JournalStorage):
 
     # --- writing ---------------------------------------------------------------------------
 
-    def flush(self, trial_id: int | None = None) -> None:
-        """Write the kept updates of one trial (or of all) now, in one append."""
+    def flush(self, trial_id: int) -> None:
+        """Write the kept updates of a running trial now, in one append."""
         with self._thread_lock:
-            ids = list(self._pending) if trial_id is None else [trial_id]
-            logs = [log for i in ids for log in self._pending.get(i, ())]
-            for i in ids:
-                if i in self._pending:
-                    self._pending[i] = []
-            if logs:
-                self._backend.append_logs(logs)
+            pending = self._pending_of(trial_id)
+            if pending:
+                self._backend.append_logs(pending)
+                self._pending[trial_id] = []
                 self._sync_with_backend()
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
         with self._thread_lock:
-            pending = self._pending.get(trial_id) if os.getpid() == self._pid else None
+            pending = self._pending_of(trial_id)
             if pending is not None and state.is_finished():
                 end = {"op_code": JournalOperation.SET_TRIAL_STATE_VALUES,
                        "worker_id": self._replay_result.worker_id, "trial_id": trial_id,

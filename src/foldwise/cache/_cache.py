@@ -439,8 +439,7 @@ class BacktestCache:
         Same arguments as :meth:`key` (without ``window``). A damaged stored entry is
         logged, dropped and run again.
         """
-        settings = {"costs": costs, "delay": delay, "price_field": price_field,
-                    "missing": missing, "periods_per_year": periods_per_year}
+        settings = _settings(costs, delay, price_field, missing, periods_per_year)
         key = self.key(strategy, params, data, **settings)
         return self._full_result(key, strategy, params, data, settings, self.get(key))[0]
 
@@ -465,8 +464,7 @@ class BacktestCache:
         >>> cache.stats().full_runs, cache.stats().slice_runs     # one backtest, three slices
         (1, 3)
         """
-        settings = {"costs": costs, "delay": delay, "price_field": price_field,
-                    "missing": missing, "periods_per_year": periods_per_year}
+        settings = _settings(costs, delay, price_field, missing, periods_per_year)
         if window is not None:
             return self.window_metrics(strategy, params, data, [window], **settings)[0]
         key = make_key(strategy, params, data, **settings)
@@ -501,8 +499,7 @@ class BacktestCache:
         list of mapping
             The metrics of each window, in order.
         """
-        settings = {"costs": costs, "delay": delay, "price_field": price_field,
-                    "missing": missing, "periods_per_year": periods_per_year}
+        settings = _settings(costs, delay, price_field, missing, periods_per_year)
         keys = []
         for window in windows:
             if window is None:
@@ -780,6 +777,13 @@ class BacktestCache:
             sweep(self.directory, report.temporary + report.orphans, grace)
             report.repaired = True
         return report
+
+
+def _settings(costs: Any, delay: int, price_field: str, missing: str,
+              periods_per_year: float) -> dict[str, Any]:
+    """The backtest settings as the keyword arguments of keys and runs."""
+    return {"costs": costs, "delay": delay, "price_field": price_field, "missing": missing,
+            "periods_per_year": periods_per_year}
 
 
 def _slice_entries(full: BacktestResult, keys: list[CacheKey]) -> list[_Entry]:

@@ -50,6 +50,7 @@ _MEMO_LIMIT = 100_000
 _memo: dict[tuple[Any, ...], CacheKey] = {}
 _settings_memo: dict[tuple[Any, ...], str] = {}
 _windows: dict[tuple[str, int, int], Window] = {}
+_fulls: dict[str, CacheKey] = {}  # slice digest -> key of its full run
 _strategies: weakref.WeakKeyDictionary[Callable[..., Any], Strategy] = weakref.WeakKeyDictionary()
 # Parameter values of these exact types can be compared by ``==`` without mixing up
 # canonical forms, provided the type goes into the memo token too (-0.0 excepted).
@@ -148,8 +149,12 @@ class CacheKey:
         """The key of the full-history run this slice is cut from (itself if not a slice)."""
         if self.window is None:
             return self
-        return _build(self.strategy, self.fingerprint, self.params, self.data_hash,
-                      self.settings, None)
+        full = _fulls.get(self.digest)
+        if full is None:  # hashed once per slice key: the hot path asks for it per miss
+            full = _build(self.strategy, self.fingerprint, self.params, self.data_hash,
+                          self.settings, None)
+            _remember(_fulls, self.digest, full)
+        return full
 
 
 def _build(name: str, fingerprint: str, params: str, data_hash: str, settings: str,
