@@ -71,7 +71,7 @@ def test_delay_trades_later(panel):
     delayed = backtest(weights, panel, delay=2, costs=3)
     shifted = backtest(weights.shift(2).fillna(0.0), panel, costs=3)
     np.testing.assert_array_equal(delayed.returns.to_numpy(), shifted.returns.to_numpy())
-    assert delayed.settings["delay"] == 2
+    assert delayed.settings.delay == 2
     with pytest.raises(BacktestError, match="delay must be an integer >= 0"):
         backtest(weights, panel, delay=-1)
 

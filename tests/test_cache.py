@@ -557,7 +557,7 @@ def test_cached_backtest_decorator(cache):
     again = momentum(DATA, lookback=6)
     assert calls == [6]
     assert again is first
-    assert first.settings["costs"]["commission_bps"] == 2.0
+    assert first.settings.costs.commission_bps == 2.0
     plain = Strategy(momentum.func).run(DATA, {"lookback": 6}, costs=2)
     np.testing.assert_array_equal(first.returns, plain.returns)
     calls.clear()

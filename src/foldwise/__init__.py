@@ -14,7 +14,7 @@ from __future__ import annotations
 from foldwise import aggregate, datasets, examples, metrics, pipeline, space, splits, stats
 from foldwise._version import __version__
 from foldwise.aggregate import Criteria, walk_forward_matrix
-from foldwise.backtest import BacktestResult, Costs, backtest
+from foldwise.backtest import BacktestArrays, BacktestResult, BacktestSettings, Costs, backtest
 from foldwise.cache import BacktestCache, cached_backtest
 from foldwise.data import MarketData
 from foldwise.errors import FoldwiseError
@@ -31,8 +31,10 @@ from foldwise.splits import CombinatorialPurgedKFold, Fold, FoldStore, PurgedKFo
 from foldwise.strategy import Strategy, as_strategy, check_causal, strategy
 
 __all__ = [
+    "BacktestArrays",
     "BacktestCache",
     "BacktestResult",
+    "BacktestSettings",
     "Categorical",
     "CombinatorialPurgedKFold",
     "Costs",

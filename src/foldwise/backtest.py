@@ -24,9 +24,10 @@ Everything is whole-array numpy over ``(n_dates, n_assets)``: no Python loop ove
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
@@ -37,7 +38,8 @@ from foldwise import metrics as _metrics
 from foldwise.data import MarketData
 from foldwise.errors import BacktestError, MisalignedWeightsError, MissingPriceError
 
-__all__ = ["ENGINE_VERSION", "BacktestResult", "Costs", "backtest"]
+__all__ = ["ENGINE_VERSION", "BacktestArrays", "BacktestResult", "BacktestSettings", "Costs",
+           "backtest"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,139 @@ class Costs:
             f"costs must be Costs(...), a dict, a number of bps or None, got {costs!r}.")
 
 
+_UNSET: Any = None  # a keyword argument left out: the value comes from ``settings``
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    """Everything besides weights and data that changes a backtest's numbers.
+
+    One frozen object travels from :func:`optimize` through the cache key to
+    :func:`backtest`; its :meth:`to_dict` is the canonical form the cache key hashes, so two
+    settings objects that compare equal always give the same key.
+
+    Parameters
+    ----------
+    costs
+        :class:`Costs`, a dict of its fields, a number (commission in bps) or None (free).
+    delay
+        Extra bars between a decision and its trade (a weight dated t trades at the close of
+        ``t + delay``).
+    price_field
+        The field of the data that holds the prices traded at.
+    missing
+        ``"zero"`` or ``"raise"``: what to do with a weight on an asset without a price.
+    periods_per_year
+        Annualization of the metrics (252 for daily bars).
+
+    Examples
+    --------
+    >>> settings = BacktestSettings(costs=3, delay=1)
+    >>> settings.costs.total_bps, settings.delay
+    (3.0, 1)
+    >>> settings.replace(delay=0) == BacktestSettings(costs=3)
+    True
+    """
+
+    costs: Costs = field(default_factory=Costs)
+    delay: int = 0
+    price_field: str = "close"
+    missing: MissingPolicy = "zero"
+    periods_per_year: float = _metrics.DEFAULT_PERIODS_PER_YEAR
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "costs", Costs.coerce(self.costs))
+        delay = self.delay
+        if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)) or delay < 0:
+            raise BacktestError(f"delay must be an integer >= 0 (bars), got {delay!r}.")
+        object.__setattr__(self, "delay", int(delay))
+        if not isinstance(self.price_field, str) or not self.price_field:
+            raise BacktestError(
+                f"price_field must be the name of a data field (e.g. 'close'), got "
+                f"{self.price_field!r}.")
+        if self.missing not in ("zero", "raise"):
+            raise BacktestError(f"missing must be 'zero' or 'raise', got {self.missing!r}.")
+        periods = self.periods_per_year
+        if isinstance(periods, bool) or not isinstance(periods, (int, float, np.integer,
+                                                                 np.floating)) \
+                or not np.isfinite(periods) or periods <= 0:
+            raise BacktestError(
+                f"periods_per_year must be a finite number > 0 (252 for daily bars), got "
+                f"{periods!r}.")
+        object.__setattr__(self, "periods_per_year", float(periods))
+
+    @classmethod
+    def coerce(cls, settings: BacktestSettings | Mapping[str, Any] | None = None, *,
+               costs: Costs | Mapping[str, float] | float | None = _UNSET,
+               delay: int | None = _UNSET, price_field: str | None = _UNSET,
+               missing: MissingPolicy | None = _UNSET,
+               periods_per_year: float | None = _UNSET) -> BacktestSettings:
+        """``settings`` (an object, a dict of its fields, or None for the defaults) with the
+        keyword arguments that were given replacing its fields.
+
+        This is how every public function that takes ``settings=`` and the individual
+        keywords (``costs=3``, ``delay=1``) turns them into one object.
+        """
+        if settings is None:
+            base = cls()
+        elif isinstance(settings, BacktestSettings):
+            base = settings
+        elif isinstance(settings, Mapping):
+            base = cls.from_dict(settings)
+        else:
+            raise BacktestError(
+                f"settings must be a BacktestSettings, a dict of its fields or None, got "
+                f"{type(settings).__name__}.")
+        given = {name: value for name, value in (
+            ("costs", costs), ("delay", delay), ("price_field", price_field),
+            ("missing", missing), ("periods_per_year", periods_per_year)) if value is not _UNSET}
+        return base.replace(**given) if given else base
+
+    def replace(self, **changes: Any) -> BacktestSettings:
+        """A copy with ``changes`` applied (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical JSON-able form (what the cache key hashes and studies store)."""
+        return {"costs": self.costs.to_dict(), "delay": self.delay,
+                "price_field": self.price_field, "missing": self.missing,
+                "periods_per_year": self.periods_per_year}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> BacktestSettings:
+        """Rebuild settings from :meth:`to_dict` (unknown fields are refused)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise BacktestError(
+                f"unknown backtest setting(s) {sorted(unknown)}; the settings are "
+                f"{sorted(known)}.")
+        return cls(**dict(values))
+
+
+@dataclass(frozen=True)
+class BacktestArrays:
+    """The numbers of a :class:`BacktestResult` as read-only numpy arrays, one row per date.
+
+    This is the view the cache stores and the aggregator stitches; it copies nothing.
+
+    Attributes
+    ----------
+    net, gross, costs, turnover : numpy.ndarray
+        ``(n_dates,)``: net and gross portfolio return, cost and turnover per date.
+    positions, changes : numpy.ndarray or None
+        ``(n_dates, n_assets)``: weights held from each close to the next and their change
+        at each close; None for a result built from returns alone.
+    """
+
+    net: np.ndarray
+    gross: np.ndarray
+    costs: np.ndarray
+    turnover: np.ndarray
+    positions: np.ndarray | None
+    changes: np.ndarray | None
+
+
 # --- the result ----------------------------------------------------------------------------
 
 
@@ -136,15 +271,16 @@ class BacktestResult:
         weight_after, traded`` (signed fraction of equity) and ``cost``.
     turnover, costs : pandas.Series
         Per date: sum of absolute weight changes; cost as a fraction of equity.
-    settings : dict
+    settings : BacktestSettings
         The settings that produced the result (costs, delay, price field, ...).
+    arrays : BacktestArrays
+        The same numbers as numpy arrays (no pandas object built).
     """
 
     def __init__(self, *, index: pd.DatetimeIndex, assets: pd.Index, net: np.ndarray,
                  gross: np.ndarray, costs: np.ndarray, turnover: np.ndarray,
                  positions: np.ndarray | None, changes: np.ndarray | None,
-                 settings: Mapping[str, Any] | None = None,
-                 periods_per_year: float = _metrics.DEFAULT_PERIODS_PER_YEAR) -> None:
+                 settings: BacktestSettings | None = None) -> None:
         self._index = index
         self._assets = assets
         self._net = net
@@ -153,18 +289,36 @@ class BacktestResult:
         self._turnover = turnover
         self._positions = positions
         self._changes = changes
-        self.settings = dict(settings or {})
-        self.periods_per_year = periods_per_year
+        self.settings = settings if settings is not None else BacktestSettings()
         self._metrics: dict[str, float] | None = None
+
+    @classmethod
+    def from_arrays(cls, index: pd.DatetimeIndex, assets: pd.Index, arrays: BacktestArrays,
+                    settings: BacktestSettings | None = None) -> BacktestResult:
+        """A result from its :attr:`arrays` (how the cache and the aggregator rebuild one)."""
+        return cls(index=index, assets=assets, net=arrays.net, gross=arrays.gross,
+                   costs=arrays.costs, turnover=arrays.turnover, positions=arrays.positions,
+                   changes=arrays.changes, settings=settings)
+
+    @property
+    def arrays(self) -> BacktestArrays:
+        """The result's numbers as numpy arrays (views, not copies; do not write to them)."""
+        return BacktestArrays(net=self._net, gross=self._gross, costs=self._costs,
+                              turnover=self._turnover, positions=self._positions,
+                              changes=self._changes)
+
+    @property
+    def periods_per_year(self) -> float:
+        """Annualization of :meth:`metrics` (from :attr:`settings`)."""
+        return self.settings.periods_per_year
 
     # --- alternative constructors ----------------------------------------------------
 
     @classmethod
     def from_returns(cls, returns: pd.Series, *, positions: pd.DataFrame | None = None,
                      turnover: pd.Series | None = None, costs: pd.Series | None = None,
-                     settings: Mapping[str, Any] | None = None,
-                     periods_per_year: float = _metrics.DEFAULT_PERIODS_PER_YEAR,
-                     ) -> BacktestResult:
+                     settings: BacktestSettings | Mapping[str, Any] | None = None,
+                     periods_per_year: float | None = None) -> BacktestResult:
         """Build a result from a net return series (and, optionally, what produced it).
 
         For strategies that run their own simulation and return a ready result. Without
@@ -203,7 +357,7 @@ class BacktestResult:
             turn = column(turnover, "turnover")
         return cls(index=index, assets=assets, net=net, gross=net + cost_values,
                    costs=cost_values, turnover=turn, positions=pos, changes=changes,
-                   settings=settings, periods_per_year=periods_per_year)
+                   settings=BacktestSettings.coerce(settings, periods_per_year=periods_per_year))
 
     # --- pandas views ------------------------------------------------------------------
 
@@ -254,7 +408,7 @@ class BacktestResult:
         rows, cols = np.nonzero(self._changes)
         after = self._positions[rows, cols]
         traded = self._changes[rows, cols]
-        rate = float(self.settings.get("cost_rate", 0.0))
+        rate = self.settings.costs.rate
         return pd.DataFrame({
             "date": self._index[rows],
             "asset": self._assets.to_numpy(dtype=object)[cols],
@@ -296,7 +450,7 @@ class BacktestResult:
             gross=self._gross[part], costs=self._costs[part], turnover=self._turnover[part],
             positions=None if self._positions is None else self._positions[part],
             changes=None if self._changes is None else self._changes[part],
-            settings=self.settings, periods_per_year=self.periods_per_year)
+            settings=self.settings)
 
     def take(self, positions: Any) -> BacktestResult:
         """The result restricted to the bars at ``positions`` (sorted ints; copies).
@@ -319,7 +473,7 @@ class BacktestResult:
             gross=self._gross[rows], costs=self._costs[rows], turnover=self._turnover[rows],
             positions=None if self._positions is None else self._positions[rows],
             changes=None if self._changes is None else self._changes[rows],
-            settings=self.settings, periods_per_year=self.periods_per_year)
+            settings=self.settings)
 
     def slice(self, start: Any = None, end: Any = None) -> BacktestResult:
         """The result restricted to dates ``start`` through ``end`` (inclusive)."""
@@ -441,9 +595,11 @@ def _held_asset_returns(data: MarketData, price_field: str) -> tuple[np.ndarray,
 # --- the backtest --------------------------------------------------------------------------
 
 
-def backtest(weights: Any, data: MarketData, *, costs: Costs | Mapping[str, float] | float | None = None,
-             delay: int = 0, price_field: str = "close", missing: MissingPolicy = "zero",
-             periods_per_year: float = _metrics.DEFAULT_PERIODS_PER_YEAR) -> BacktestResult:
+def backtest(weights: Any, data: MarketData, settings: BacktestSettings | None = None, *,
+             costs: Costs | Mapping[str, float] | float | None = _UNSET,
+             delay: int | None = _UNSET, price_field: str | None = _UNSET,
+             missing: MissingPolicy | None = _UNSET,
+             periods_per_year: float | None = _UNSET) -> BacktestResult:
     """Backtest target weights on market data.
 
     Parameters
@@ -457,6 +613,9 @@ def backtest(weights: Any, data: MarketData, *, costs: Costs | Mapping[str, floa
         DataFrame hold the previous row's targets (nothing before the first row).
     data
         The market data; prices are read from ``price_field``.
+    settings
+        A :class:`BacktestSettings` holding all the settings below; a keyword given
+        alongside it replaces that field.
     costs
         :class:`Costs` (commission and slippage in bps of traded notional), a dict of them,
         a number (total bps) or None for no costs. Charged on the date of the trade.
@@ -488,13 +647,10 @@ def backtest(weights: Any, data: MarketData, *, costs: Costs | Mapping[str, floa
     >>> result.returns.round(4).tolist()    # bought at the close of day 1, earns day 2 and 3
     [0.0, 0.1, -0.1]
     """
-    if missing not in ("zero", "raise"):
-        raise BacktestError(f"missing must be 'zero' or 'raise', got {missing!r}.")
-    if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)) or delay < 0:
-        raise BacktestError(f"delay must be an integer >= 0 (bars), got {delay!r}.")
-    if not (isinstance(periods_per_year, (int, float)) and periods_per_year > 0):
-        raise BacktestError(f"periods_per_year must be > 0, got {periods_per_year!r}.")
-    cost_model = Costs.coerce(costs)
+    settings = BacktestSettings.coerce(settings, costs=costs, delay=delay,
+                                       price_field=price_field, missing=missing,
+                                       periods_per_year=periods_per_year)
+    delay, price_field = settings.delay, settings.price_field
     asset_returns, missing_prices = _held_asset_returns(data, price_field)
 
     held = _weights_array(weights, data)
@@ -515,7 +671,7 @@ def backtest(weights: Any, data: MarketData, *, costs: Costs | Mapping[str, floa
             row, col = (int(i[0]) for i in np.nonzero(stranded))
             message = (f"{int(stranded.sum())} non-zero weight(s) on assets with no price that "
                        f"day, the first on {data.index[row].date()} for {data.assets[col]!r}")
-            if missing == "raise":
+            if settings.missing == "raise":
                 raise MissingPriceError(
                     f"{message}. Give those assets weight 0 (or NaN) while they have no price, "
                     "or pass missing='zero' to zero them.")
@@ -528,17 +684,8 @@ def backtest(weights: Any, data: MarketData, *, costs: Costs | Mapping[str, floa
     np.einsum("ij,ij->i", held[:-1], asset_returns[1:], out=gross[1:])
     changes = np.diff(held, axis=0, prepend=0.0)
     turnover = np.abs(changes).sum(axis=1)
-    rate = cost_model.rate
-    cost = turnover * rate
+    cost = turnover * settings.costs.rate
     net = gross - cost
-    settings = {
-        "costs": cost_model.to_dict(),
-        "cost_rate": rate,
-        "delay": int(delay),
-        "price_field": price_field,
-        "missing": missing,
-        "periods_per_year": periods_per_year,
-    }
     return BacktestResult(index=data.index, assets=data.assets, net=net, gross=gross,
                           costs=cost, turnover=turnover, positions=held, changes=changes,
-                          settings=settings, periods_per_year=periods_per_year)
+                          settings=settings)

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from foldwise._fingerprint import code_fingerprint, fingerprint_entries
-from foldwise.backtest import BacktestResult, Costs, MissingPolicy, backtest
+from foldwise.backtest import BacktestResult, BacktestSettings, Costs, MissingPolicy, backtest
 from foldwise.data import MarketData
 from foldwise.errors import (
     MisalignedWeightsError,
@@ -41,7 +41,6 @@ from foldwise.errors import (
     StrategyOutputError,
     StrategyParameterError,
 )
-from foldwise.metrics import DEFAULT_PERIODS_PER_YEAR
 
 __all__ = ["Strategy", "as_strategy", "check_causal", "strategy"]
 
@@ -187,11 +186,17 @@ class Strategy:
         """Call the underlying function: ``func(data, **params)``."""
         return self.func(data, **params)
 
-    def run(self, data: MarketData, params: Mapping[str, Any] | None = None, *,
-            costs: Costs | Mapping[str, float] | float | None = None, delay: int = 0,
-            price_field: str = "close", missing: MissingPolicy = "zero",
-            periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> BacktestResult:
+    def run(self, data: MarketData, params: Mapping[str, Any] | None = None,
+            settings: BacktestSettings | None = None, *,
+            costs: Costs | Mapping[str, float] | float | None = None,
+            delay: int | None = None, price_field: str | None = None,
+            missing: MissingPolicy | None = None,
+            periods_per_year: float | None = None) -> BacktestResult:
         """Validate ``params``, call the strategy and backtest its weights.
+
+        ``settings`` (a :class:`~foldwise.BacktestSettings`) holds the backtest settings;
+        the keywords ``costs``, ``delay``, ... replace its fields (see
+        :func:`foldwise.backtest`).
 
         Raises
         ------
@@ -206,6 +211,9 @@ class Strategy:
                 f"strategies run on MarketData, got {type(data).__name__}; wrap a DataFrame "
                 "with foldwise.MarketData.from_frame(df).")
         resolved = self.validate_params(params)
+        settings = BacktestSettings.coerce(settings, costs=costs, delay=delay,
+                                           price_field=price_field, missing=missing,
+                                           periods_per_year=periods_per_year)
         output = self.func(data, **resolved)
         if isinstance(output, BacktestResult):
             if not output.index.equals(data.index):
@@ -219,8 +227,7 @@ class Strategy:
                 "weights (DataFrame dates x assets, Series for one asset, or an array) or a "
                 "BacktestResult.")
         try:
-            return backtest(output, data, costs=costs, delay=delay, price_field=price_field,
-                            missing=missing, periods_per_year=periods_per_year)
+            return backtest(output, data, settings)
         except MisalignedWeightsError as exc:
             raise StrategyOutputError(
                 f"strategy {self.name!r} returned weights that do not fit the data: {exc}") from exc

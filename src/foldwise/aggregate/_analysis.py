@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats as _sps
 
 from foldwise._canonical import canonical_json
-from foldwise.backtest import BacktestResult
+from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.errors import OptimizationError
 from foldwise.metrics import summarize
 from foldwise.splits._purge import from_runs
@@ -57,10 +57,8 @@ class Analysis:
     def __init__(self, result: WalkForwardResult, cache: BacktestCache) -> None:
         self.result = result
         self.loader = RunLoader(cache, result.name)
-        settings = result.metadata.get("settings", {})
-        costs = settings.get("costs", {})
-        self.cost_rate = (costs.get("commission_bps", 0.0) + costs.get("slippage_bps", 0.0)) / 1e4
-        self.periods_per_year = float(settings.get("periods_per_year", 252))
+        self.settings = BacktestSettings.from_dict(result.metadata["settings"])
+        self.periods_per_year = self.settings.periods_per_year
         self.metric = result.metric
         self.wfe_metric = self.metric if self.metric in ANNUALIZED else "annual_return"
         self.maximize = result.direction == "maximize"
@@ -80,7 +78,7 @@ class Analysis:
                 "result.folds), and CPCV paths are in result.cpcv_paths().")
         ranges = [tuple(r.test[0]) if len(r.test) == 1 else (r.test[0][0], r.test[-1][1])
                   for r in self.result.fold_records]
-        return stitch(self._chosen(), ranges, self.loader, self.cost_rate, self.periods_per_year)
+        return stitch(self._chosen(), ranges, self.loader, self.settings)
 
     def fold_profits(self) -> list[float]:
         """Per fold with a chosen set, the log return of its window on the stitched curve."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from foldwise.backtest import BacktestResult
+from foldwise.backtest import BacktestResult, BacktestSettings
 
 from ._runs import RunLoader
 
@@ -33,7 +33,7 @@ __all__ = ["stitch"]
 
 
 def stitch(selected: list[dict[str, Any] | None], test_ranges: list[tuple[int, int]],
-           loader: RunLoader, cost_rate: float, periods_per_year: float) -> BacktestResult:
+           loader: RunLoader, settings: BacktestSettings) -> BacktestResult:
     """Stitch the test windows of the folds into one out-of-sample result.
 
     Parameters
@@ -45,10 +45,8 @@ def stitch(selected: list[dict[str, Any] | None], test_ranges: list[tuple[int, i
         Per fold, the ``[start, stop)`` bars of its test window.
     loader
         Reads the stored runs.
-    cost_rate
-        Cost per unit of turnover (bps / 10 000).
-    periods_per_year
-        Annualization of the result's metrics.
+    settings
+        The study's backtest settings (costs of the switches, annualization).
     """
     pieces = []
     for evaluation, (start, stop) in zip(selected, test_ranges, strict=True):
@@ -86,9 +84,9 @@ def stitch(selected: list[dict[str, Any] | None], test_ranges: list[tuple[int, i
     index = index_parts[0].append(index_parts[1:]) if len(index_parts) > 1 else index_parts[0]
     gross = np.concatenate(gross_parts)
     turnover = np.concatenate(turnover_parts)
-    costs = turnover * cost_rate
+    costs = turnover * settings.costs.rate
     return BacktestResult(
         index=index, assets=pieces[0][2].assets, net=gross - costs, gross=gross, costs=costs,
         turnover=turnover, positions=np.concatenate(position_parts),
         changes=np.concatenate(change_parts),
-        settings={"cost_rate": cost_rate, "stitched": True}, periods_per_year=periods_per_year)
+        settings=settings)

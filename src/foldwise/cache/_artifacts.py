@@ -38,13 +38,13 @@ import pyarrow.parquet as pq
 
 from foldwise._atomic import TEMP_SUFFIX, atomic_path
 from foldwise._hashing import hash_bytes
-from foldwise.backtest import BacktestResult
+from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.errors import CacheCorruptedError
 
 __all__ = ["ARTIFACT_DIR", "ArtifactStore", "DirectoryScan"]
 
 ARTIFACT_DIR = "artifacts"
-_FORMAT = 1
+_FORMAT = 2  # 2: settings stored as BacktestSettings.to_dict()
 _META_KEY = b"foldwise"
 _SERIES = ("returns", "gross_returns", "costs", "turnover")
 _NAME = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{32})-[0-9a-f]{8}\.parquet$")
@@ -207,10 +207,11 @@ def _to_table(key: str, result: BacktestResult) -> pa.Table:
     columns: dict[str, pa.Array] = {
         "date": pa.array(index.asi8, type=pa.timestamp("ns", tz=tz)),
     }
-    for name, values in zip(_SERIES, (result._net, result._gross, result._costs,
-                                      result._turnover), strict=True):
+    arrays = result.arrays
+    for name, values in zip(_SERIES, (arrays.net, arrays.gross, arrays.costs,
+                                      arrays.turnover), strict=True):
         columns[name] = pa.array(np.asarray(values, dtype=np.float64))
-    positions = result._positions
+    positions = arrays.positions
     if positions is not None and positions.shape[1] > 0:
         flat = pa.array(np.ascontiguousarray(positions, dtype=np.float64).reshape(-1))
         columns["positions"] = pa.FixedSizeListArray.from_arrays(flat, positions.shape[1])
@@ -220,8 +221,7 @@ def _to_table(key: str, result: BacktestResult) -> pa.Table:
         "assets": [str(a) for a in result.assets],
         "index_name": index.name if isinstance(index.name, str) else None,
         "tz": tz,
-        "settings": result.settings,
-        "periods_per_year": result.periods_per_year,
+        "settings": result.settings.to_dict(),
     }
     table = pa.table(columns)
     text = json.dumps(meta, sort_keys=True, default=str, allow_nan=True)
@@ -252,4 +252,4 @@ def _from_table(table: pa.Table) -> BacktestResult:
         positions.flags.writeable = changes.flags.writeable = False
     return BacktestResult(index=index, assets=assets, net=net, gross=gross, costs=costs,
                           turnover=turnover, positions=positions, changes=changes,
-                          settings=meta["settings"], periods_per_year=meta["periods_per_year"])
+                          settings=BacktestSettings.from_dict(meta["settings"]))

@@ -573,8 +573,9 @@ class BacktestCache:
 
     def _keep_result(self, digest: str, result: BacktestResult) -> None:
         size = 0
-        for array in (result._net, result._gross, result._costs, result._turnover,
-                      result._positions, result._changes):
+        arrays = result.arrays
+        for array in (arrays.net, arrays.gross, arrays.costs, arrays.turnover,
+                      arrays.positions, arrays.changes):
             if array is not None:
                 array.flags.writeable = False
                 size += array.nbytes
