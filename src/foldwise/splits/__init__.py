@@ -15,6 +15,8 @@ overlaps a test window) and ``embargo`` (bars removed right after each test wind
 ``splitter.folds(data)`` returns a :class:`FoldSet` of :class:`Fold` objects whose ids are
 derived from the data's content hash and the splitter's canonical configuration;
 :class:`FoldStore` keeps fold sets on disk and refuses to reuse one for other data.
+:func:`positions_to_ranges` and :func:`ranges_to_positions` convert a fold's positions to
+``[start, stop)`` ranges and back.
 
 >>> import numpy as np
 >>> from foldwise.splits import WalkForward
@@ -28,7 +30,7 @@ from ._base import BaseCombinatorialSplitter, BaseSplitter
 from ._combinatorial import CombinatorialPurgedKFold
 from ._fold import Fold, FoldSet
 from ._kfold import PurgedKFold
-from ._purge import LabelEnds
+from ._purge import LabelEnds, positions_to_ranges, ranges_to_positions
 from ._store import FoldStore
 from ._walk_forward import WalkForward
 
@@ -42,4 +44,6 @@ __all__ = [
     "LabelEnds",
     "PurgedKFold",
     "WalkForward",
+    "positions_to_ranges",
+    "ranges_to_positions",
 ]

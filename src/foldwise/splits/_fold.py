@@ -18,7 +18,7 @@ import pandas as pd
 
 from foldwise._canonical import canonical_hash
 
-from ._purge import runs
+from ._purge import positions_to_ranges
 from ._timeline import format_date
 
 if TYPE_CHECKING:
@@ -110,12 +110,12 @@ class Fold:
     @property
     def train_ranges(self) -> list[tuple[int, int]]:
         """The training bars as ``(start, stop)`` ranges (stop excluded), for slicing."""
-        return [(int(a), int(b)) for a, b in runs(self.train)]
+        return [(int(a), int(b)) for a, b in positions_to_ranges(self.train)]
 
     @property
     def test_ranges(self) -> list[tuple[int, int]]:
         """The test bars as ``(start, stop)`` ranges (stop excluded), for slicing."""
-        return [(int(a), int(b)) for a, b in runs(self.test)]
+        return [(int(a), int(b)) for a, b in positions_to_ranges(self.test)]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Fold):
@@ -130,7 +130,7 @@ class Fold:
 
     def __repr__(self) -> str:
         def part(name: str, positions: np.ndarray, first: Any, last: Any) -> str:
-            ranges = runs(positions)
+            ranges = positions_to_ranges(positions)
             pieces = ", ".join(f"{a}:{b}" for a, b in ranges[:3])
             more = ", ..." if len(ranges) > 3 else ""
             dates = f" {format_date(first)}..{format_date(last)}" if first is not None else ""

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._purge import runs
+from ._purge import positions_to_ranges
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -41,7 +41,7 @@ def plot_folds(fold_set: FoldSet, ax: Axes | None = None) -> Axes:
         edges = np.arange(fold_set.n_dates + 1, dtype=float)
     for row, fold in enumerate(fold_set):
         for kind, color in COLORS.items():
-            spans = [(edges[a], edges[b] - edges[a]) for a, b in runs(getattr(fold, kind))]
+            spans = [(edges[a], edges[b] - edges[a]) for a, b in positions_to_ranges(getattr(fold, kind))]
             if spans:
                 ax.broken_barh(spans, (row - 0.4, 0.8), facecolors=color, linewidth=0)
     ax.set_yticks(range(len(fold_set)), [str(f.number) for f in fold_set])

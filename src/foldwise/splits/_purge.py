@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from foldwise._hashing import hash_arrays
 from foldwise.errors import SplitError
@@ -37,8 +38,8 @@ from foldwise.errors import SplitError
 from ._sizes import Span, check_span_fits, parse_size
 from ._timeline import Timeline
 
-__all__ = ["LabelEnds", "embargo_ends", "from_runs", "label_ends", "parse_purge",
-           "purge_and_embargo", "runs"]
+__all__ = ["LabelEnds", "embargo_ends", "label_ends", "parse_purge", "positions_to_ranges",
+           "purge_and_embargo", "ranges_to_positions"]
 
 
 class LabelEnds:
@@ -203,27 +204,116 @@ def embargo_ends(embargo: int | float | Span, timeline: Timeline) -> np.ndarray:
     return _reach(embargo, timeline, "embargo")
 
 
-def runs(indices: np.ndarray) -> np.ndarray:
-    """Maximal runs of consecutive positions, as ``(start, stop)`` rows (stop excluded).
+def positions_to_ranges(positions: ArrayLike) -> np.ndarray:
+    """Compress sorted bar positions into ``[start, stop)`` ranges.
+
+    Each row of the result is one maximal run of consecutive positions: ``start`` is its
+    first position and ``stop`` one past its last, as in ``range(start, stop)``. A fold's
+    training set after purging is a few such runs, so this is how fold windows are stored
+    and evaluated compactly. :func:`ranges_to_positions` is the inverse.
+
+    Parameters
+    ----------
+    positions : array_like of int, 1-D
+        Bar positions, strictly increasing (as ``Fold.train`` and ``Fold.test`` are).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape ``(k, 2)``
+        The ranges, sorted and disjoint; two ranges never touch (``stop`` of one is less
+        than ``start`` of the next), since touching runs are one run.
+
+    Raises
+    ------
+    SplitError
+        If ``positions`` is not one-dimensional, not integer, or not strictly increasing.
+
+    See Also
+    --------
+    ranges_to_positions : the inverse.
 
     Examples
     --------
-    >>> runs(np.array([0, 1, 2, 5, 6, 9])).tolist()
+    >>> import numpy as np
+    >>> from foldwise.splits import positions_to_ranges
+    >>> positions_to_ranges(np.array([0, 1, 2, 5, 6, 9])).tolist()
     [[0, 3], [5, 7], [9, 10]]
+    >>> positions_to_ranges([]).shape
+    (0, 2)
     """
-    indices = np.asarray(indices, dtype=np.int64)
-    if indices.size == 0:
+    array = np.asarray(positions)
+    if array.size == 0:
         return np.empty((0, 2), dtype=np.int64)
-    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise SplitError(
+            f"positions_to_ranges: positions must be a 1-D array of integer bar positions, "
+            f"got an array of {array.dtype} with shape {array.shape}.")
+    indices = array.astype(np.int64, copy=False)
+    steps = np.diff(indices)
+    if (steps <= 0).any():
+        at = int(np.flatnonzero(steps <= 0)[0])
+        raise SplitError(
+            f"positions_to_ranges: positions must be strictly increasing, but position "
+            f"{int(indices[at + 1])} (entry {at + 1}) follows {int(indices[at])}. Sort them "
+            "and drop repeats first, e.g. np.unique(positions).")
+    breaks = np.flatnonzero(steps != 1) + 1
     starts = indices[np.concatenate(([0], breaks))]
     stops = indices[np.concatenate((breaks - 1, [indices.size - 1]))] + 1
     return np.column_stack((starts, stops))
 
 
-def from_runs(pairs: Any) -> np.ndarray:
-    """The positions of ``(start, stop)`` runs, the inverse of :func:`runs`."""
-    parts = [np.arange(start, stop, dtype=np.int64) for start, stop in pairs]
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+def ranges_to_positions(ranges: ArrayLike) -> np.ndarray:
+    """Expand ``[start, stop)`` ranges into the bar positions they cover.
+
+    The inverse of :func:`positions_to_ranges`: the positions of every range, range after
+    range, in the order given.
+
+    Parameters
+    ----------
+    ranges : array_like of int, shape ``(k, 2)``
+        Rows of ``(start, stop)`` with ``start <= stop`` (``stop`` excluded); a list of
+        pairs works too, and an empty list gives no positions.
+
+    Returns
+    -------
+    numpy.ndarray of int64, 1-D
+        The positions; sorted if the ranges are sorted and disjoint.
+
+    Raises
+    ------
+    SplitError
+        If ``ranges`` is not a ``(k, 2)`` array of integers or a range ends before it starts.
+
+    See Also
+    --------
+    positions_to_ranges : the inverse.
+
+    Examples
+    --------
+    >>> from foldwise.splits import ranges_to_positions
+    >>> ranges_to_positions([[0, 3], [5, 7], [9, 10]]).tolist()
+    [0, 1, 2, 5, 6, 9]
+    >>> ranges_to_positions([]).tolist()
+    []
+    """
+    array = np.asarray(ranges)
+    if array.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if array.ndim != 2 or array.shape[1] != 2 or array.dtype.kind not in "iu":
+        raise SplitError(
+            f"ranges_to_positions: ranges must be (start, stop) pairs of integers, shape "
+            f"(k, 2); got an array of {array.dtype} with shape {array.shape}.")
+    starts, stops = array[:, 0].astype(np.int64), array[:, 1].astype(np.int64)
+    lengths = stops - starts
+    if (lengths < 0).any():
+        at = int(np.flatnonzero(lengths < 0)[0])
+        raise SplitError(
+            f"ranges_to_positions: range {at} ends before it starts ({int(starts[at])}, "
+            f"{int(stops[at])}); each row is (start, stop) with start <= stop.")
+    # Position j of range r is starts[r] + j: the offset of each output element from the
+    # first element of its range, added to that range's start.
+    firsts = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - firsts, lengths)
 
 
 def purge_and_embargo(window: np.ndarray, test: np.ndarray, ends: np.ndarray,
@@ -262,7 +352,7 @@ def purge_and_embargo(window: np.ndarray, test: np.ndarray, ends: np.ndarray,
     n = window.size
     purged = np.zeros(n, dtype=bool)
     embargoed = np.zeros(n, dtype=bool)
-    for start, stop in runs(test):
+    for start, stop in positions_to_ranges(test):
         covered = int(ends[start:stop].max())
         purged[:start] |= ends[:start] >= start
         purged[stop:covered + 1] = True

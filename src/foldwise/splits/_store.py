@@ -34,7 +34,7 @@ from foldwise.errors import FoldSetMismatchError, FoldStoreError
 
 from ._base import make_fold_set
 from ._fold import Fold, FoldSet, fold_id, fold_set_id
-from ._purge import from_runs, runs
+from ._purge import positions_to_ranges, ranges_to_positions
 from ._timeline import Timeline, as_timeline, format_date
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ class FoldStore:
                 raise self._damaged(name, f"fold {number} has a wrong number or id")
             arrays = {}
             for key in _ARRAYS:
-                positions = from_runs(entry[key])
+                positions = ranges_to_positions(entry[key])
                 if positions.size and (positions[0] < 0 or positions[-1] >= timeline.n):
                     raise self._damaged(name, f"fold {number} {key} runs past the data")
                 arrays[key] = positions
@@ -277,7 +277,7 @@ def _record(fold_set: FoldSet, name: str) -> dict[str, Any]:
         "splitter": {"repr": fold_set.splitter, "config": fold_set.config},
         "folds": [
             {"number": f.number, "fold_id": f.fold_id, "test_groups": list(f.test_groups),
-             **{key: runs(getattr(f, key)).tolist() for key in _ARRAYS}}
+             **{key: positions_to_ranges(getattr(f, key)).tolist() for key in _ARRAYS}}
             for f in fold_set
         ],
     }
