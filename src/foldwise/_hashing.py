@@ -28,12 +28,12 @@ def _update_with_array(hasher: xxhash.xxh3_128, array: np.ndarray) -> None:
     # bytes, or the same bytes read as int64 and float64, never collide.
     hasher.update(f"{array.dtype.str}{array.shape};".encode())
     if array.flags.c_contiguous:
-        hasher.update(memoryview(array).cast("B") if array.size else b"")
+        hasher.update(array.data.cast("B") if array.size else b"")
         return
     rows_per_block = max(1, _BLOCK_BYTES // max(1, array[0:1].nbytes)) if array.ndim else 1
     for start in range(0, len(array), rows_per_block):
         block = np.ascontiguousarray(array[start : start + rows_per_block])
-        hasher.update(memoryview(block).cast("B") if block.size else b"")
+        hasher.update(block.data.cast("B") if block.size else b"")
 
 
 def hash_arrays(header: Any, arrays: Iterable[np.ndarray]) -> str:

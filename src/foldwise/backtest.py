@@ -345,6 +345,8 @@ class BacktestResult:
             return values
 
         cost_values = column(costs, "costs")
+        pos: np.ndarray | None
+        changes: np.ndarray | None
         if positions is not None:
             held = positions.reindex(returns.index).fillna(0.0)
             assets = pd.Index([str(c) for c in held.columns], dtype=object)

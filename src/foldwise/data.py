@@ -308,10 +308,10 @@ class MarketData:
                     f"field {name!r} must be a wide DataFrame (dates x assets), got "
                     f"{type(frame).__name__}."
                 )
-            index = _as_datetime_index(frame.index, f"the index of field {name!r}")
-            _check_index(index, f"the index of field {name!r}")
-            zones[name] = index.tz
-            prepared[name] = frame.set_axis(index, axis=0).set_axis(
+            field_index = _as_datetime_index(frame.index, f"the index of field {name!r}")
+            _check_index(field_index, f"the index of field {name!r}")
+            zones[name] = field_index.tz
+            prepared[name] = frame.set_axis(field_index, axis=0).set_axis(
                 [str(c) for c in frame.columns], axis=1)
         if len({str(z) for z in zones.values()}) > 1:
             listing = ", ".join(f"{n}: {z or 'naive'}" for n, z in zones.items())
@@ -662,7 +662,7 @@ class MarketData:
             columns = np.arange(len(self._assets))
         else:
             wanted = [str(a) for a in assets]
-            positions = self._assets.get_indexer(wanted)
+            positions = self._assets.get_indexer(pd.Index(wanted))
             if (positions < 0).any():
                 unknown = [a for a, p in zip(wanted, positions, strict=True) if p < 0]
                 raise MissingFieldError(

@@ -170,11 +170,15 @@ def as_param(spec: Any, name: str) -> Param:
 
 # --- constraints ---------------------------------------------------------------------------
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-           ast.Pow: operator.pow}
-_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
-            ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Pow: operator.pow}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+    ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
 
 
 class _Expression:
@@ -210,8 +214,7 @@ class _Expression:
             return params[node.id]
         if isinstance(node, ast.UnaryOp):
             value = self._eval(node.operand, params)
-            return {ast.USub: operator.neg, ast.UAdd: operator.pos,
-                    ast.Not: operator.not_}[type(node.op)](value)
+            return _UNARY[type(node.op)](value)
         if isinstance(node, ast.BinOp):
             return _BINARY[type(node.op)](self._eval(node.left, params),
                                           self._eval(node.right, params))
@@ -266,6 +269,7 @@ class SearchSpace:
                  constraints: Constraint | Sequence[Constraint] | None = None) -> None:
         if isinstance(space, SearchSpace):
             raise SearchSpaceError("this is already a SearchSpace; pass it directly.")
+        self._define: Callable[[optuna.trial.BaseTrial], Mapping[str, Any]] | None
         if callable(space) and not isinstance(space, Mapping):
             self.params: dict[str, Param] | None = None
             self._define = space

@@ -33,7 +33,7 @@ _PACKAGE = "foldwise.datasets"
 
 def _read(name: str) -> pd.DataFrame:
     with resources.files(_PACKAGE).joinpath("data", name).open("rb") as handle:
-        compression = "gzip" if name.endswith(".gz") else None
+        compression: Literal["gzip"] | None = "gzip" if name.endswith(".gz") else None
         frame = pd.read_csv(handle, index_col=0, parse_dates=True, compression=compression)
     frame.index = pd.DatetimeIndex(frame.index).as_unit("ns")
     frame.index.name = "date"

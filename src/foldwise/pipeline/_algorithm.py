@@ -126,7 +126,7 @@ def _row_of(targets: Any, assets: pd.Index, date: pd.Timestamp, owner: str) -> n
             "return a Series or dict of asset -> weight (None keeps the previous targets).")
     row = np.zeros(len(assets))
     for asset, weight in targets.items():
-        position = assets.get_indexer([str(asset)])[0]
+        position = assets.get_indexer(pd.Index([str(asset)]))[0]
         if position < 0:
             raise StrategyOutputError(
                 f"{owner}'s rebalance callback on {date.date()} gave a weight to {asset!r}, "
@@ -226,8 +226,8 @@ class AlgorithmStrategy(Strategy):
             weights = np.zeros(data.shape)
             current = np.zeros(data.n_assets)
             decided = np.zeros(data.n_dates, dtype=bool)
-            for row in np.flatnonzero(schedule[start:]) + start:
-                session.row = int(row)
+            for row in (np.flatnonzero(schedule[start:]) + start).tolist():
+                session.row = row
                 targets = self.rebalance(context, data.islice(0, row + 1))
                 if targets is not None:
                     current = _row_of(targets, data.assets, data.index[row], self.name)

@@ -73,6 +73,8 @@ class Classifier(Term):
 class ElementOf(Filter):
     """True where a classifier's label is one of a set of labels."""
 
+    labels: tuple[int, ...]
+
     @classmethod
     def _spec(cls, classifier: Classifier, labels: tuple[int, ...]) -> dict[str, Any]:
         return {"inputs": (classifier,), "labels": labels}
@@ -90,6 +92,8 @@ class Quantiles(Classifier):
     NaN values and assets outside ``mask`` get -1. See
     :func:`foldwise.pipeline._crosssection.quantile_labels` for the rule at repeated edges.
     """
+
+    bins: int
 
     @classmethod
     def _spec(cls, factor: Term, bins: int, mask: Any = None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ included). NaN values never take part and come out missing.
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 import numpy as np
 
@@ -316,11 +317,15 @@ def check_rank_method(owner: str, method: object) -> str:
     return str(method)
 
 
+def _is_number(value: object) -> TypeGuard[int | float | np.integer | np.floating]:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool))
+
+
 def check_fraction_bounds(owner: str, low: object, high: object, upper: float) -> tuple[float, float]:
     """``0 <= low < high <= upper`` as floats, else an error naming the bounds."""
-    ok = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-             for v in (low, high))
-    if not ok or not (0.0 <= float(low) < float(high) <= upper) or math.isnan(float(low)):
+    if (not (_is_number(low) and _is_number(high))
+            or not (0.0 <= float(low) < float(high) <= upper) or math.isnan(float(low))):
         raise PipelineDefinitionError(
             f"{owner}: the bounds must satisfy 0 <= min < max <= {upper:g}; got min={low!r}, "
             f"max={high!r}.")

@@ -65,8 +65,8 @@ _RESERVED = frozenset({"inputs", "outputs", "window_length", "mask", "dtype", "m
                        "window_safe", "ndim", "domain", "compute", "params"})
 
 
-def _declared_params(cls: type) -> dict[str, Any]:
-    declared = cls.params  # type: ignore[attr-defined]
+def _declared_params(cls: type[_CustomTerm]) -> dict[str, Any]:
+    declared = cls.params
     if isinstance(declared, Mapping):
         return dict(declared)
     if isinstance(declared, str):
@@ -74,7 +74,7 @@ def _declared_params(cls: type) -> dict[str, Any]:
     return {name: NotSpecified for name in declared}
 
 
-def custom_spec(cls: type, allowed: tuple[np.dtype, ...], inputs: Any, outputs: Any,
+def custom_spec(cls: type[_CustomTerm], allowed: tuple[np.dtype, ...], inputs: Any, outputs: Any,
                 window_length: Any, mask: Any, dtype: Any, missing_value: Any,
                 window_safe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The attributes of a custom term: constructor arguments, else the class's defaults."""
@@ -138,6 +138,16 @@ def custom_spec(cls: type, allowed: tuple[np.dtype, ...], inputs: Any, outputs: 
     }
 
 
+def _standard_spec(cls: type[_CustomTerm], inputs: Any = NotSpecified,
+                   outputs: Any = NotSpecified, window_length: Any = NotSpecified,
+                   mask: Any = NotSpecified, dtype: Any = NotSpecified,
+                   missing_value: Any = NotSpecified, window_safe: Any = NotSpecified,
+                   **kwargs: Any) -> dict[str, Any]:
+    """The constructor arguments of CustomFactor, CustomFilter and CustomClassifier."""
+    return custom_spec(cls, cls._allowed_dtypes, inputs, outputs, window_length, mask,
+                       dtype, missing_value, window_safe, kwargs)
+
+
 def _defining_class(cls: type, attribute: str) -> type | None:
     return next((c for c in cls.__mro__ if attribute in vars(c)), None)
 
@@ -148,16 +158,22 @@ class _CustomTerm(Term):
     _allowed_dtypes: tuple[np.dtype, ...] = (FLOAT64,)
     inputs: Any = NotSpecified
     window_length: Any = NotSpecified
+    # On the class: the declared params (names, or a dict of names to defaults, as in
+    # Zipline); on a constructed term: a dict of their values. Subclasses that declare
+    # params annotate them ``Any`` too, so that both readings type-check.
     params: Any = ()
     ctx: Any = contextlib.nullcontext()
 
     @classmethod
-    def _spec(cls, inputs: Any = NotSpecified, outputs: Any = NotSpecified,
-              window_length: Any = NotSpecified, mask: Any = NotSpecified,
-              dtype: Any = NotSpecified, missing_value: Any = NotSpecified,
-              window_safe: Any = NotSpecified, **kwargs: Any) -> dict[str, Any]:
-        return custom_spec(cls, cls._allowed_dtypes, inputs, outputs, window_length, mask,
-                           dtype, missing_value, window_safe, kwargs)
+    def _spec(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # Untyped here so that a subclass can take other constructor arguments (as
+        # RollingPearson does); the standard ones are bound by _standard_spec.
+        return _standard_spec(cls, *args, **kwargs)
+
+    if TYPE_CHECKING:
+        # An optional whole-array kernel (built-ins define it). Declared for the type
+        # checker only: whether a class defines it decides how the term is computed.
+        def _compute_all(self, inputs: list[np.ndarray], ctx: Context) -> Any: ...
 
     def compute(self, today: Any, assets: np.ndarray, out: np.ndarray, *inputs: Any) -> None:
         """Write this term's values for ``today`` into ``out`` (override in a subclass)."""
@@ -174,7 +190,7 @@ class _CustomTerm(Term):
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> Any:
         if self._uses_kernel():
             with self.ctx:
-                result = self._compute_all(inputs, ctx)  # type: ignore[attr-defined]
+                result = self._compute_all(inputs, ctx)
             return _apply_mask(result, mask, self.missing_value)
         return self._compute_by_date(inputs, mask, ctx)
 
@@ -297,7 +313,7 @@ class CustomFactor(_CustomTerm, Factor):
     def _repr_args(self) -> list[str]:
         cls = type(self)
         args = []
-        class_inputs = getattr(cls, "inputs", NotSpecified)
+        class_inputs = cls.inputs
         if class_inputs is NotSpecified or tuple(class_inputs) != self.inputs:
             args.append(f"[{', '.join(t._short_repr() for t in self.inputs)}]")
         args.append(f"window_length={self.window_length}")
@@ -338,6 +354,7 @@ class CustomClassifier(_CustomTerm, Classifier):
 class _LatestMixin:
     """``column.latest``: the column's value on the bar before each date."""
 
+    inputs: tuple[Term, ...]
     window_length = 1
 
     def compute(self, today: Any, assets: np.ndarray, out: np.ndarray, data: np.ndarray) -> None:
@@ -347,7 +364,7 @@ class _LatestMixin:
         return inputs[0]
 
     def __repr__(self) -> str:
-        return f"{self.inputs[0]!r}.latest"  # type: ignore[attr-defined]
+        return f"{self.inputs[0]!r}.latest"
 
 
 class Latest(_LatestMixin, CustomFactor):

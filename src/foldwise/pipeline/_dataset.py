@@ -122,6 +122,10 @@ class BoundColumn(Term):
     pipeline column of one.
     """
 
+    dataset: type
+    name: str
+    field: str
+
     kind = "column"
     window_safe = True
 

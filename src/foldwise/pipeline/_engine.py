@@ -53,7 +53,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -103,12 +103,15 @@ class Context:
     def asset_position(self, asset: str, term: Term) -> int:
         """Column of ``asset``, or an UnknownAssetError naming ``term``."""
         try:
-            return int(self.asset_index.get_loc(asset))
+            position = self.asset_index.get_loc(asset)
         except KeyError:
             sample = list(self.asset_index[:10])
             raise UnknownAssetError(
                 f"{term!r} names the asset {asset!r}, which the data does not have (assets: "
                 f"{sample}{'...' if len(self.asset_index) > 10 else ''}).") from None
+        # Asset labels are unique (MarketData checks it), so a label has one position.
+        assert isinstance(position, (int, np.integer))
+        return int(position)
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -342,6 +345,7 @@ def execute(plan: Plan, data: MarketData, first_position: int, last_position: in
     data_key = data.content_hash if cache is not None else ""
     for term in plan.order:
         first = start[term]
+        value: Any  # an array, or a dict of arrays for a term with several outputs
         if isinstance(term, BoundColumn):
             value = term.load(data, first, last_bar)
         else:
@@ -367,11 +371,11 @@ def execute(plan: Plan, data: MarketData, first_position: int, last_position: in
     return {t: _rows(workspace[t], first_bar - start[t]) for t in plan.roots}
 
 
-def _position(data: MarketData, when: Any, side: str) -> int:
+def _position(data: MarketData, when: Any, side: Literal["left", "right"]) -> int:
     stamp = pd.Timestamp(when)
     if data.index.tz is not None and stamp.tz is None:
         stamp = stamp.tz_localize(data.index.tz)
-    return int(data.index.searchsorted(stamp, side=side))  # type: ignore[call-overload]
+    return int(data.index.searchsorted(stamp, side=side))
 
 
 def resolve_range(plan: Plan, data: MarketData, start: Any, end: Any) -> tuple[int, int]:
@@ -490,7 +494,10 @@ def to_frame(plan: Plan, results: dict[Term, Any], data: MarketData, first: int,
     keep = (np.ones((n_dates, n_assets), dtype=bool) if plan.screen is None
             else np.asarray(results[plan.screen]))
     rows, cols = np.nonzero(keep)
-    index = pd.MultiIndex(levels=[data.index[first:last + 1], data.assets],
-                          codes=[rows, cols], names=["date", "asset"], verify_integrity=False)
+    # pandas accepts Index levels and integer-array codes (its documented use); the stubs
+    # type them as plain sequences.
+    index = pd.MultiIndex(levels=[data.index[first:last + 1], data.assets],  # type: ignore[list-item]
+                          codes=[rows, cols],  # type: ignore[list-item]
+                          names=["date", "asset"], verify_integrity=False)
     frame = {name: np.asarray(results[term])[rows, cols] for name, term in plan.outputs.items()}
     return pd.DataFrame(frame, index=index)

@@ -50,7 +50,7 @@ _MATH_FUNCTIONS = {
 _MATH_FUNCTIONS["abs"] = np.abs
 
 
-def _both_masks(first: Term | None, second: Term | None) -> Term | None:
+def _both_masks(first: Filter | None, second: Filter | None) -> Filter | None:
     if first is None:
         return second
     if second is None or second is first:
@@ -359,9 +359,13 @@ def _check_float_factor(owner: str, term: Any) -> None:
 class BinaryOperation(Factor):
     """``left <op> right`` elementwise, where either side may be a number."""
 
+    op: str
+    constants: tuple[float | None, ...]
+
     @classmethod
     def _spec(cls, op: str, left: Any, right: Any) -> dict[str, Any]:
-        terms, constants = [], []
+        terms: list[Term] = []
+        constants: list[float | None] = []
         for side in (left, right):
             if isinstance(side, Term):
                 _check_float_factor(f"the operator {op}", side)
@@ -392,6 +396,8 @@ class BinaryOperation(Factor):
 class MathFunction(Factor):
     """An elementwise numpy function of a factor (``log``, ``exp``, ``abs``, negation...)."""
 
+    function: str
+
     @classmethod
     def _spec(cls, name: str, term: Factor) -> dict[str, Any]:
         _check_float_factor(f"{name}()", term)
@@ -411,6 +417,8 @@ class MathFunction(Factor):
 
 class Clip(Factor):
     """Values limited to ``[min_bound, max_bound]``; NaN outside ``mask``."""
+
+    bounds: tuple[float, float]
 
     @classmethod
     def _spec(cls, term: Factor, min_bound: float, max_bound: float,
@@ -434,6 +442,8 @@ class Clip(Factor):
 
 class FillNa(Factor):
     """NaN replaced by a number or by another factor's value."""
+
+    fill: float | None
 
     @classmethod
     def _spec(cls, term: Factor, fill: Any) -> dict[str, Any]:
@@ -469,6 +479,9 @@ def _group_valid(mask: np.ndarray | None, labels: np.ndarray | None,
 class Rank(Factor):
     """Per-date ranks of a factor (see :meth:`Factor.rank`)."""
 
+    method: str
+    ascending: bool
+
     window_safe = True
 
     @classmethod
@@ -495,6 +508,9 @@ class Rank(Factor):
 
 class Normalized(Factor):
     """``demean``, ``zscore`` or ``winsorize`` of each date's (group's) values."""
+
+    how: str
+    bounds: tuple[float, float]
 
     @classmethod
     def _spec(cls, how: str, factor: Factor, mask: Any = None, groupby: Any = None,
@@ -526,6 +542,8 @@ class Normalized(Factor):
 class Slice(Factor):
     """One asset's column of a factor: an ``(n_dates, 1)`` term, broadcast where used."""
 
+    asset: str
+
     ndim = 1
 
     @classmethod
@@ -543,6 +561,8 @@ class Slice(Factor):
 
 class OutputField(Factor):
     """One named output of a multi-output custom factor (``bands.upper``)."""
+
+    name: str
 
     @classmethod
     def _spec(cls, factor: Term, name: str) -> dict[str, Any]:

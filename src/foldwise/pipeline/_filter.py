@@ -9,7 +9,7 @@ the same thing on every date.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -121,7 +121,8 @@ class Not(Filter):
         return f"~{self.inputs[0]!r}"
 
 
-_COMPARISONS = {
+# Elementwise on arrays (and numbers): the result is an array of bools.
+_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
     "==": operator.eq, "!=": operator.ne,
 }
@@ -133,6 +134,9 @@ class Comparison(Filter):
     NaN compares False, except with ``!=`` (as in numpy); a classifier's missing label
     never equals anything.
     """
+
+    op: str
+    constant: float | int | None
 
     @classmethod
     def _spec(cls, op: str, left: Term, right: Any) -> dict[str, Any]:
@@ -165,6 +169,8 @@ class Comparison(Filter):
 class IsNull(Filter):
     """True where a factor is NaN or a classifier holds its missing label (or the reverse)."""
 
+    negate: bool
+
     @classmethod
     def _spec(cls, term: Term, negate: bool = False) -> dict[str, Any]:
         return {"inputs": (term,), "negate": bool(negate)}
@@ -185,6 +191,9 @@ class PercentileFilter(Filter):
     Percentiles are ``numpy.nanpercentile`` (linear interpolation) over the assets passing
     ``mask``; assets outside the mask are False.
     """
+
+    min_percentile: float
+    max_percentile: float
 
     @classmethod
     def _spec(cls, factor: Term, min_percentile: float, max_percentile: float,
@@ -212,6 +221,8 @@ class StaticAssets(Filter):
     >>> StaticAssets(["AAPL", "MSFT"])
     StaticAssets(['AAPL', 'MSFT'])
     """
+
+    assets: tuple[str, ...]
 
     @classmethod
     def _spec(cls, assets: Iterable[Any]) -> dict[str, Any]:

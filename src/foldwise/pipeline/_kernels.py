@@ -137,9 +137,12 @@ def window_sum(values: np.ndarray, window: int, origin: int = 0) -> np.ndarray:
 
 
 class Moments(NamedTuple):
-    """Count of non-NaN values, their mean and population variance, per window."""
+    """Count of non-NaN values, their mean and population variance, per window.
 
-    count: np.ndarray
+    (The count is ``n_valid``: a field named ``count`` would hide ``tuple.count``.)
+    """
+
+    n_valid: np.ndarray
     mean: np.ndarray
     var: np.ndarray
 
@@ -152,7 +155,7 @@ def window_moments(values: np.ndarray, window: int, origin: int = 0) -> Moments:
     Examples
     --------
     >>> m = window_moments(np.array([[1.0], [2.0], [np.nan], [4.0]]), 2)
-    >>> m.count[:, 0], m.mean[:, 0], m.var[:, 0]
+    >>> m.n_valid[:, 0], m.mean[:, 0], m.var[:, 0]
     (array([2, 1, 1]), array([1.5, 2. , 4. ]), array([0.25, 0.  , 0.  ]))
     """
     present = ~np.isnan(values)

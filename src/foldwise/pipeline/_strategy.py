@@ -164,8 +164,8 @@ class FactorStrategy(Strategy):
     @cached_property
     def fingerprint(self) -> str:
         """Hash of the pipeline (its factory's code, or the terms) and the defaults."""
-        pipeline = (code_fingerprint(self._factory) if self._factory is not None
-                    else self._fixed.__fingerprint__())  # type: ignore[union-attr]
+        pipeline = (self._fixed.__fingerprint__() if self._fixed is not None
+                    else code_fingerprint(self._factory))
         return hash_json({"v": _VERSION, "pipeline_version": PIPELINE_VERSION,
                           "pipeline": pipeline, "column": self.column,
                           "defaults": canonical(self.defaults, "FactorStrategy defaults")})

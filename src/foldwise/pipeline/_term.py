@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from foldwise.errors import NonWindowSafeInputError, ParameterError, PipelineDef
 
 if TYPE_CHECKING:
     from foldwise.pipeline._engine import Context
+    from foldwise.pipeline._filter import Filter
 
 __all__ = ["NotSpecified", "Term"]
 
@@ -169,13 +170,16 @@ class Term:
 
     inputs: tuple[Term, ...] = ()
     window_length: int = 0
-    mask: Any = None
+    mask: Filter | None = None
     dtype: Any = None
     missing_value: Any = NotSpecified
     window_safe: bool = False
     outputs: tuple[str, ...] | None = None
     params: Any = ()
     ndim: int = 2
+
+    # The normalised constructor arguments (set once by ``_create``): the term's identity.
+    _spec_items: dict[str, Any]
 
     _memo: ClassVar[weakref.WeakValueDictionary[Any, Term]] = weakref.WeakValueDictionary()
 
@@ -330,14 +334,16 @@ def check_inputs(owner: str, inputs: Any) -> tuple[Term, ...]:
     return inputs
 
 
-def check_mask(owner: str, mask: Any) -> Term | None:
+def check_mask(owner: str, mask: Any) -> Filter | None:
     """``mask`` as a filter or None."""
     if mask is NotSpecified or mask is None:
         return None
     if not (isinstance(mask, Term) and mask.kind == "filter"):
         raise PipelineDefinitionError(
             f"{owner}: mask must be a Filter (e.g. close.latest > 5), got {mask!r}.")
-    return mask
+    # Only Filter subclasses are of kind "filter" (the class is not importable here: it
+    # is defined on top of this module).
+    return cast("Filter", mask)
 
 
 def check_groupby(owner: str, groupby: Any) -> Term | None:

@@ -273,14 +273,15 @@ def make_fold_set(splitter: _Splitter, timeline: Timeline, folds: tuple[Fold, ..
                   name: str | None) -> FoldSet:
     """A :class:`FoldSet` of ``folds`` made by ``splitter`` on ``timeline``."""
     dates = timeline.dates
-    has_dates = dates is not None and len(dates) > 0
+    first_date, last_date = (
+        (dates[0], dates[-1]) if dates is not None and len(dates) > 0 else (None, None))
     return FoldSet(
         folds=folds,
         id=fold_set_id(timeline.content_hash, splitter.config),
         content_hash=timeline.content_hash,
         n_dates=timeline.n,
-        first_date=dates[0] if has_dates else None,
-        last_date=dates[-1] if has_dates else None,
+        first_date=first_date,
+        last_date=last_date,
         splitter=repr(splitter),
         config=canonical(splitter.config, "splitter"),
         name=name,
@@ -399,8 +400,8 @@ class BaseCombinatorialSplitter(_Splitter):
         for path, splits in enumerate(self.path_map):
             for group, split in enumerate(splits):
                 start, stop = (int(v) for v in bounds[group])
-                row = {"path": path, "group": group, "split": int(split), "start": start,
-                       "stop": stop}
+                row: dict[str, Any] = {"path": path, "group": group, "split": int(split),
+                                       "start": start, "stop": stop}
                 if timeline.dates is not None:
                     row["first_date"] = timeline.dates[start]
                     row["last_date"] = timeline.dates[stop - 1]

@@ -223,14 +223,15 @@ class FoldSet(Sequence[Fold]):
             columns.append("test_groups")
         rows = []
         for f in self.folds:
+            bounds: list[pd.Timestamp | int | None]
             if self.dates is None:
                 bounds = [int(a[i]) if a.size else None
                           for a in (f.train, f.test) for i in (0, -1)]
             else:
                 bounds = [f.train_start, f.train_end, f.test_start, f.test_end]
-            row = dict(zip(("train_start", "train_end", "test_start", "test_end"), bounds,
-                           strict=True))
-            row = {"fold": f.number, **row, "n_train": f.n_train, "n_test": f.n_test,
+            ends = dict(zip(("train_start", "train_end", "test_start", "test_end"), bounds,
+                            strict=True))
+            row: dict[str, Any] = {"fold": f.number, **ends, "n_train": f.n_train, "n_test": f.n_test,
                    "purged": int(f.purged.size), "embargoed": int(f.embargoed.size)}
             if f.test_groups:
                 row["test_groups"] = f.test_groups

@@ -99,7 +99,12 @@ class LabelEnds:
         self._key = hash_arrays(header, arrays)
 
     def __len__(self) -> int:
-        return len(self._dates) if self._dates is not None else len(self._positions)
+        return len(self._dates) if self._dates is not None else len(self._end_positions())
+
+    def _end_positions(self) -> np.ndarray:
+        # Exactly one of _dates and _positions is set (by __init__).
+        assert self._positions is not None
+        return self._positions
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -130,6 +135,7 @@ class LabelEnds:
                 "purge: the label ends are a Series indexed by other dates than the bars of X "
                 f"({timeline.describe()}). Reindex them to the data's dates first, e.g. "
                 "ends.reindex(data.index).")
+        ends: np.ndarray
         if self._dates is not None:
             if timeline.dates is None:
                 raise SplitError(
@@ -143,7 +149,7 @@ class LabelEnds:
                     f"purge: the label end times cannot be compared with the dates of X ({exc}); "
                     "make both naive or both in the same time zone.") from exc
         else:
-            ends = self._positions
+            ends = self._end_positions()
         ends = np.asarray(ends, dtype=np.int64)
         before = ends < np.arange(n)
         if before.any():
@@ -168,8 +174,7 @@ def _reach(spec: int | Span, timeline: Timeline, name: str) -> np.ndarray:
     """For every bar, the last bar ``spec`` reaches from it (inclusive, capped at n - 1)."""
     n = timeline.n
     if isinstance(spec, Span):
-        check_span_fits(timeline, name, spec)
-        dates = timeline.dates
+        dates = check_span_fits(timeline, name, spec)
         reached = dates.searchsorted(spec.shift_all(dates), side="right") - 1
         return np.asarray(reached, dtype=np.int64)
     return np.minimum(np.arange(n, dtype=np.int64) + int(spec), n - 1)

@@ -78,7 +78,8 @@ def _parse_span(value: Any, name: str) -> Span:
         match = _SPAN_PATTERN.match(value)
         if match:
             count, unit = int(match.group(1)), match.group(2).upper()
-            span = Span(pd.DateOffset(**{_SPAN_UNITS[unit]: count}), value)
+            unit_count: dict[str, Any] = {_SPAN_UNITS[unit]: count}
+            span = Span(pd.DateOffset(**unit_count), value)
         elif re.match(r"^\s*\d+\s*m\s*$", value):
             raise CalendarSpanError(
                 f"{name}={value!r} is ambiguous: write '{value.strip()[:-1].strip()}M' for "
@@ -174,14 +175,15 @@ def format_duration(delta: pd.Timedelta) -> str:
 
 def bar_spacing(dates: pd.DatetimeIndex) -> pd.Timedelta:
     """The median time between consecutive bars (what "one bar" lasts)."""
-    return pd.Timedelta((dates[1:] - dates[:-1]).median())
+    # TimedeltaIndex.median exists (pandas' datetime-like ops); pandas-stubs omit it.
+    return pd.Timedelta((dates[1:] - dates[:-1]).median())  # type: ignore[attr-defined]
 
 
-def check_span_fits(timeline: Timeline, name: str, span: Span) -> None:
-    """Refuse a span shorter than one bar (the median spacing of the dates)."""
+def check_span_fits(timeline: Timeline, name: str, span: Span) -> pd.DatetimeIndex:
+    """The timeline's dates; refuse a span shorter than one bar (their median spacing)."""
     dates = require_dates(timeline, name, span)
     if len(dates) < 2:
-        return
+        return dates
     spacing = bar_spacing(dates)
     length = span.length_at(dates[0])
     if length < spacing:
@@ -190,3 +192,4 @@ def check_span_fits(timeline: Timeline, name: str, span: Span) -> None:
             f"bars of X are {format_duration(spacing)} apart (median spacing of "
             f"{timeline.describe()}). Use a span of at least {format_duration(spacing)}, or "
             f"give {name} as a number of bars.")
+    return dates

@@ -175,11 +175,11 @@ class FoldStore:
         config = canonical(splitter.config, "splitter")
         changes, kinds = [], []
         if stored_data["content_hash"] != timeline.content_hash:
-            has_dates = timeline.dates is not None and timeline.n > 0
+            dates = timeline.dates if timeline.n > 0 else None
             old = _data_text(stored_data["n_dates"], stored_data["first_date"],
                              stored_data["last_date"])
-            new = _data_text(timeline.n, _iso(timeline.dates[0]) if has_dates else None,
-                             _iso(timeline.dates[-1]) if has_dates else None)
+            new = _data_text(timeline.n, _iso(dates[0]) if dates is not None else None,
+                             _iso(dates[-1]) if dates is not None else None)
             same = " (same dates, other values)" if old == new else ""
             kinds.append("other data")
             changes.append(

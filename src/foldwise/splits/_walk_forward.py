@@ -129,24 +129,34 @@ class WalkForward(BaseSplitter):
 
     def _windows(self, timeline: Timeline) -> list[tuple[int, int, int]]:
         """``(train_start, test_start, test_stop)`` of every fold, before purge/embargo."""
+        # Every size given as a Span is checked here, which makes sure the dates exist: the
+        # asserts `dates is not None` below, in branches for a Span, restate that.
         n, dates = timeline.n, timeline.dates
         for name in ("train", "test", "step", "min_train"):
             value = getattr(self, "_" + name)
             if isinstance(value, Span):
                 check_span_fits(timeline, name, value)
         first_size = self._min_train if self._min_train is not None else self._train
+        anchor: pd.Timestamp | None = None
         if isinstance(first_size, Span):
-            anchor = first_size.shift(dates[0]) if n else None
-            first = int(dates.searchsorted(anchor, side="left")) if n else 0
+            assert dates is not None
+            first = 0
+            if n:
+                anchor = first_size.shift(dates[0])
+                first = int(dates.searchsorted(anchor, side="left"))
         else:
-            first, anchor = first_size, None
+            first = first_size
         if anchor is None and isinstance(self._step, Span) and first < n:
+            assert dates is not None
             anchor = dates[first]
         windows: list[tuple[int, int, int]] = []
         empty = []
         j = 0
         while first < n:
+            start_date: pd.Timestamp | None
             if isinstance(self._step, Span):
+                assert dates is not None
+                assert anchor is not None  # set above for a span step
                 start_date = self._step.shift(anchor, j)
                 start = int(dates.searchsorted(start_date, side="left"))
             else:
@@ -155,6 +165,8 @@ class WalkForward(BaseSplitter):
             if start >= n:
                 break
             if isinstance(self._test, Span):
+                assert dates is not None
+                assert start_date is not None  # the date of bar start < n
                 end_date = self._test.shift(start_date)
                 stop = int(dates.searchsorted(end_date, side="left"))
                 complete = dates[-1] >= end_date
@@ -171,6 +183,8 @@ class WalkForward(BaseSplitter):
             if self.anchored:
                 begin = 0
             elif isinstance(self._train, Span):
+                assert dates is not None
+                assert start_date is not None
                 begin = int(dates.searchsorted(self._train.shift(start_date, -1), side="left"))
             else:
                 begin = max(0, start - self._train)

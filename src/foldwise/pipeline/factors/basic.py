@@ -12,7 +12,8 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class _BuiltIn(CustomFactor):
     """Shared by the built-ins: numpy warnings about empty windows off (``ctx``)."""
 
     @property
-    def ctx(self) -> Any:  # type: ignore[override]
+    def ctx(self) -> Any:
         return quiet_numpy()
 
     def _single_input(self) -> None:
@@ -204,7 +205,7 @@ def _exponential_weights(length: int, decay_rate: float) -> np.ndarray:
 class _ExponentialWeightedFactor(_BuiltIn):
     """Base of the exponentially weighted factors: ``decay_rate`` and its constructors."""
 
-    params = ("decay_rate",)
+    params: Any = ("decay_rate",)
 
     def _validate(self) -> None:
         super()._validate()
@@ -309,7 +310,7 @@ class AnnualizedVolatility(_BuiltIn):
     ``sqrt(annualization_factor)`` (252 by default). Default window: 252 bars."""
 
     inputs = (Returns(window_length=2),)
-    params: ClassVar[dict[str, float]] = {"annualization_factor": 252.0}
+    params: Any = MappingProxyType({"annualization_factor": 252.0})
     window_length = 252
 
     def compute(self, today: Any, assets: np.ndarray, out: np.ndarray, returns: np.ndarray,

@@ -31,7 +31,7 @@ __all__ = [
 _TINY = 1.0e-20  # scipy.stats.linregress's guard against r = +/-1
 
 
-def _pair_spec(cls: type, owner: str, base: Any, target: Any, length: Any,
+def _pair_spec(cls: type[_BuiltIn], owner: str, base: Any, target: Any, length: Any,
                mask: Any) -> dict[str, Any]:
     for role, term in (("the factor", base), ("the target", target)):
         if not isinstance(term, Term) or term.kind not in ("factor", "column"):
@@ -169,6 +169,8 @@ class RollingPearsonOfReturns(RollingPearson):
         Assets to compute.
     """
 
+    # _spec is the constructor; Zipline's RollingPearsonOfReturns takes other arguments
+    # than RollingPearson, and substitutability does not apply to constructors.
     @classmethod
     def _spec(cls, target: Any, returns_length: Any, correlation_length: Any,  # type: ignore[override]
               mask: Any = NotSpecified) -> dict[str, Any]:
@@ -195,7 +197,7 @@ class RollingLinearRegressionOfReturns(RollingLinearRegression):
     """
 
     @classmethod
-    def _spec(cls, target: Any, returns_length: Any, regression_length: Any,  # type: ignore[override]
+    def _spec(cls, target: Any, returns_length: Any, regression_length: Any,
               mask: Any = NotSpecified) -> dict[str, Any]:
         returns, column = _returns_target(target, returns_length)
         return super()._spec(returns, column, regression_length, mask)

@@ -61,7 +61,7 @@ class BollingerBands(_BuiltIn):
     Outputs ``lower``, ``middle``, ``upper``; use ``BollingerBands(window_length=20, k=2).upper``.
     """
 
-    params = ("k",)
+    params: Any = ("k",)
     inputs = (EquityPricing.close,)
     outputs = ("lower", "middle", "upper")
 
