@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 import pytest
 
+import foldwise
 from foldwise.errors import SearchSpaceError
+from foldwise.examples import sma_crossover
 from foldwise.space import Categorical, Fixed, Float, Int, SearchSpace
+from foldwise.splits import WalkForward
 
 
 @pytest.fixture(autouse=True)
@@ -113,3 +117,82 @@ def test_description_is_canonical_and_changes_with_the_space():
     c = SearchSpace({"fast": (5, 60), "slow": (20, 200)}, "fast < slow").describe()
     assert a["params"] == b["params"]
     assert a != c
+
+
+# --- regression: a constraint that raises was reported as a strategy failure ---------------
+
+
+def _ratio_at_most_three(params):
+    return params["slow"] / params["fast"] <= 3  # ZeroDivisionError when fast == 0
+
+
+def test_constraint_that_raises_is_a_search_space_error_not_a_strategy_failure():
+    space = SearchSpace({"fast": (0, 10), "slow": (1, 50)}, _ratio_at_most_three)
+    with pytest.raises(SearchSpaceError) as caught:
+        space.infeasible({"fast": 0, "slow": 20})
+    message = str(caught.value)
+    assert "_ratio_at_most_three" in message  # names the constraint...
+    assert "test_space.py" in message  # ...and where it is defined
+    assert "{'fast': 0, 'slow': 20}" in message  # the parameters it was called with
+    assert "ZeroDivisionError: division by zero" in message  # the original error
+    assert ("Fix the constraint; it must return True or False for every parameter set in the "
+            "space") in message
+    assert "strategy" not in message.lower()
+    assert isinstance(caught.value.__cause__, ZeroDivisionError)  # chained from it
+
+
+def test_constraint_lambda_that_raises_names_the_lambda():
+    space = SearchSpace({"a": (1, 5)}, lambda p: p["a"].bit_length() < {}["x"] or True)
+    with pytest.raises(SearchSpaceError, match=r"reads parameter 'x'"):
+        space.infeasible({"a": 3})  # a KeyError keeps its own message
+    space = SearchSpace({"a": (1, 5)}, lambda p: p["a"] < "3")
+    with pytest.raises(SearchSpaceError, match=r"'test_constraint_lambda_that_raises_names_the_lambda"
+                                               r"\.<locals>\.<lambda>' .*raised TypeError") as caught:
+        space.infeasible({"a": 3})
+    assert isinstance(caught.value.__cause__, TypeError)
+
+
+def test_string_constraint_that_raises_is_a_search_space_error():
+    space = SearchSpace({"a": (0, 5), "b": (1, 5)}, "b / a > 1")
+    with pytest.raises(SearchSpaceError,
+                       match=r"constraint 'b / a > 1' raised ZeroDivisionError.*'a': 0") as caught:
+        space.infeasible({"a": 0, "b": 2})
+    assert isinstance(caught.value.__cause__, ZeroDivisionError)
+
+
+def _no_return(params):
+    params["fast"] < params["slow"]  # noqa: B015 - the bug under test: no return
+
+
+@pytest.mark.parametrize(
+    ("constraint", "message"),
+    [
+        (_no_return, r"returned None \(NoneType\).*lack a return statement"),
+        (lambda p: "yes", r"returned 'yes' \(str\)"),
+        (lambda p: np.array([True, False]), r"returned array\(\[ True, False\]\) \(ndarray\)"),
+        (lambda p: 1, r"returned 1 \(int\)"),
+    ],
+)
+def test_constraint_that_returns_no_bool_is_refused(constraint, message):
+    space = SearchSpace({"fast": (1, 10), "slow": (1, 50)}, constraint)
+    with pytest.raises(SearchSpaceError, match=message) as caught:
+        space.infeasible({"fast": 2, "slow": 20})
+    assert "must return True (feasible) or False (infeasible)" in str(caught.value)
+    assert "{'fast': 2, 'slow': 20}" in str(caught.value)
+
+
+def test_numpy_bools_are_bools():
+    space = SearchSpace({"fast": (1, 10), "slow": (1, 50)},
+                        lambda p: np.int64(p["fast"]) < np.int64(p["slow"]))
+    assert space.infeasible({"fast": 2, "slow": 20}) is None
+    assert space.infeasible({"fast": 30, "slow": 20}) == "violates '<lambda>'"
+
+
+def test_constraint_that_raises_stops_the_optimization_instead_of_failing_trials(store_dir):
+    data = foldwise.datasets.load_goog()
+    with pytest.raises(SearchSpaceError, match="Fix the constraint") as caught:
+        foldwise.optimize(
+            sma_crossover, data, space={"fast": (0, 10), "slow": (20, 50)},
+            constraints=_ratio_at_most_three, splitter=WalkForward(train=1000, test=500),
+            n_trials=40, seed=0, show_progress=False, study="constraint-raises")
+    assert "Fix the strategy" not in str(caught.value)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 
 from foldwise._canonical import canonical
@@ -244,6 +245,16 @@ def _identify(func: Callable[..., Any]) -> str:
         return name
 
 
+def _name_constraint(label: str, check: Callable[..., Any]) -> str:
+    """A constraint as a message names it: the string, or the function and where it is."""
+    if isinstance(check, _Expression):
+        return repr(label)
+    name = getattr(check, "__qualname__", None) or label
+    code = getattr(check, "__code__", None)
+    where = f" ({code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+    return f"{name!r}{where}"
+
+
 class SearchSpace:
     """A search space and its constraints.
 
@@ -325,6 +336,21 @@ class SearchSpace:
                 raise SearchSpaceError(
                     f"constraint {label!r} reads parameter {exc.args[0]!r}, which the search "
                     "space does not produce.") from None
+            except Exception as exc:
+                # The constraint's own fault, not the strategy's: no backtest has run yet.
+                raise SearchSpaceError(
+                    f"constraint {_name_constraint(label, check)} raised "
+                    f"{type(exc).__name__}: {exc} (called with the parameters "
+                    f"{dict(params)!r}). Fix the constraint; it must return True or False for "
+                    "every parameter set in the space.") from exc
+            if not isinstance(ok, (bool, np.bool_)):
+                raise SearchSpaceError(
+                    f"constraint {_name_constraint(label, check)} returned {ok!r} "
+                    f"({type(ok).__name__}) for the parameters {dict(params)!r}; a constraint "
+                    "must return True (feasible) or False (infeasible) for every parameter set "
+                    "in the space"
+                    + (" (does it lack a return statement?)." if ok is None else ".")
+                    + " Fix the constraint, e.g. return bool(...).")
             if not ok:
                 return f"violates {label!r}"
         return None
