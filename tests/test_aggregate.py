@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 import foldwise
 from foldwise import Criteria, backtest
-from foldwise.aggregate import walk_forward_matrix
+from foldwise.optimizer import walk_forward_matrix
 from foldwise.errors import OptimizationError
 from foldwise.examples import equal_weight, sma_crossover
 from foldwise.optimizer import load_result, optimize
@@ -52,7 +52,7 @@ def test_stitched_curve_equals_one_backtest_of_the_switched_positions(goog_resul
     positions = pd.Series(0.0, index=data.index)
     records = goog_result.fold_records
     for k, record in enumerate(records):
-        weights = sma_crossover(data, **record.best["params"])["GOOG"]
+        weights = sma_crossover(data, **record.best.params)["GOOG"]
         decided = data.index[data.index.get_loc(record.train_end):data.index.get_loc(record.test_end)]
         positions[decided] = weights[decided]
         if k == len(records) - 1:  # the last fold keeps its position on its last bar
@@ -77,13 +77,13 @@ def test_stitched_curve_equals_one_backtest_of_the_switched_positions(goog_resul
 def test_fold_table_numbers(goog_result):
     folds = goog_result.folds
     for row, record in zip(folds.itertuples(index=False), goog_result.fold_records, strict=True):
-        assert row.params == record.best["params"]
+        assert row.params == record.best.params
         assert row.wfe == pytest.approx(row.oos_sharpe / row.is_sharpe if row.is_sharpe > 0
                                         else math.nan, nan_ok=True)
         assert 0.0 <= row.dsr <= 1.0
         assert row.trials_complete == 10
-        assert row.cache_hits == sum(
-            1 for e in record.trials["evaluation"] if e and e["backtests"] == 0)
+        assert row.cache_hits == sum(1 for t in record.trials
+                                     if t.state.name == "COMPLETE" and t.record.backtests == 0)
     assert {"is_annual_return", "oos_max_drawdown", "oos_n_trades"} <= set(folds.columns)
 
 
@@ -98,11 +98,11 @@ def test_ranking_by_hand(goog_result):
     ranking = goog_result.ranking
     by_set: dict = {}
     for record in goog_result.fold_records:
-        values = [s["test"]["sharpe"] for s in record.selected]
+        values = [s.test["sharpe"] for s in record.selected]
         ranks = sps.rankdata([-v for v in values])
         for selected, rank in zip(record.selected, ranks, strict=True):
-            key = (selected["params"]["fast"], selected["params"]["slow"])
-            by_set.setdefault(key, []).append((selected["test"]["sharpe"], rank))
+            key = (selected.params["fast"], selected.params["slow"])
+            by_set.setdefault(key, []).append((selected.test["sharpe"], rank))
     assert len(ranking) == len(by_set)
     for row in ranking.itertuples(index=False):
         entries = by_set[(row.fast, row.slow)]
@@ -119,8 +119,8 @@ def test_stability_tables(goog_result):
     assert stability.loc["fast", "values"] == [p["fast"] for p in chosen]
     assert stability.loc["slow", "std"] == pytest.approx(np.std([p["slow"] for p in chosen], ddof=1))
     correlation = goog_result.rank_correlation
-    record = goog_result.fold_records[0]
-    complete = record.trials[record.trials["state"] == "COMPLETE"]
+    trials = goog_result.trials
+    complete = trials[(trials["fold"] == 0) & (trials["state"] == "COMPLETE")]
     first = complete.loc[~complete["params"].map(lambda p: (p["fast"], p["slow"])).duplicated()]
     expected = sps.spearmanr([t["sharpe"] for t in first["train"]],
                              [t["sharpe"] for t in first["test"]]).statistic
@@ -223,7 +223,7 @@ def test_cpcv_paths_cover_every_bar_once(store_dir):
     for path in range(5):
         pieces = []
         for group, (start, stop) in enumerate(bounds):
-            params = result.fold_records[path_map[path, group]].best["params"]
+            params = result.fold_records[path_map[path, group]].best.params
             run = backtest(sma_crossover(data, **params), data)
             pieces.append(run.returns.iloc[start:stop])
         expected = pd.concat(pieces)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import foldwise
-from foldwise._storage import open_storage
+from foldwise.storage import open_storage, parse_storage
 from foldwise.errors import (
     AllTrialsFailedError,
     OptimizationError,
@@ -20,6 +20,7 @@ from foldwise.errors import (
     StudyMismatchError,
 )
 from foldwise.examples import sma_crossover
+from foldwise.records import read_trial
 from foldwise.optimizer import load_result, optimize
 from foldwise.space import Categorical, Fixed, Float, Int
 from foldwise.splits import PurgedKFold, WalkForward
@@ -76,8 +77,8 @@ def test_walk_forward_folds_and_out_of_sample_numbers(home):
     assert len(folds) == len(SPLITTER.folds(data)) == 6
     assert (folds["trials_complete"] == 12).all()
     for row, record in zip(folds.itertuples(index=False), result.fold_records, strict=True):
-        complete = record.trials[record.trials["state"] == "COMPLETE"]
-        assert row.is_sharpe == pytest.approx(complete["value"].max())
+        complete = [t.value for t in record.trials if t.state.name == "COMPLETE"]
+        assert row.is_sharpe == pytest.approx(max(complete))
         sharpe, _ = independent_metrics(row.params, data, row.test_start, row.test_end)
         assert row.oos_sharpe == pytest.approx(sharpe, rel=1e-9)
         train_sharpe, _ = independent_metrics(row.params, data, row.train_start, row.train_end)
@@ -172,10 +173,10 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(home, caplog):
     lines = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
     assert len(lines) == len(failed)  # one line per failed trial
     assert all("\n" not in line for line in lines)
-    storage = open_storage(result.storage)
+    storage = open_storage(parse_storage(result.location))
     study = optuna.load_study(study_name="t/fold-00", storage=storage)
-    traced = [t for t in study.trials if t.params.get("fast") == 7]
-    assert all("Traceback" in t.user_attrs["foldwise_error"]["traceback"] for t in traced)
+    traced = [read_trial(t).record.failure for t in study.trials if t.params.get("fast") == 7]
+    assert traced and all(f.kind == "strategy" and "Traceback" in f.traceback for f in traced)
 
 
 def test_a_fold_where_every_trial_fails_names_the_first_reason(home):
@@ -251,7 +252,7 @@ def test_per_fold_strategies_fit_on_the_training_window_only(home):
     assert {length for _, length in executions(home.count)} <= allowed
     for record in result.fold_records:
         assert len(record.selected) == 2
-        assert all(s["test"] is not None and "sharpe" in s["test"] for s in record.selected)
+        assert all(s.test is not None and "sharpe" in s.test for s in record.selected)
 
 
 def test_load_result_rebuilds_the_same_tables_without_running_anything(home):

@@ -17,7 +17,8 @@ import pytest
 from optuna.trial import TrialState
 
 import foldwise
-from foldwise._storage import open_storage, parse_storage
+from foldwise.records import FailureKind, read_trial
+from foldwise.storage import open_storage, parse_storage
 from foldwise.space import Int
 from foldwise.splits import WalkForward
 
@@ -69,8 +70,9 @@ def interrupted_params(root: Path) -> list[dict]:
     for fold in range(N_FOLDS):
         study = optuna.load_study(study_name=f"killme/fold-{fold:02d}", storage=storage)
         for trial in study.get_trials(deepcopy=False):
-            error = trial.user_attrs.get("foldwise_error") or {}
-            if trial.state == TrialState.FAIL and error.get("type") == "WorkerDied":
+            failure = read_trial(trial).record.failure
+            if trial.state == TrialState.FAIL and failure is not None \
+                    and failure.kind == FailureKind.WORKER_DIED:
                 found.append(dict(trial.params))
     return found
 
@@ -203,5 +205,5 @@ def test_two_worker_processes_share_the_storage_and_the_cache(store_dir, tmp_pat
     pids = {t.user_attrs["foldwise_worker"]["pid"]
             for f in range(len(folds))
             for t in optuna.load_study(study_name=f"parallel/fold-{f:02d}",
-                                       storage=open_storage(result.storage)).trials}
+                                       storage=open_storage(parse_storage(result.location))).trials}
     assert len(pids) == 2 and os.getpid() not in pids

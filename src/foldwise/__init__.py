@@ -11,14 +11,20 @@ The public API is re-exported here; everything else is private to its module.
 
 from __future__ import annotations
 
-from foldwise import aggregate, datasets, examples, metrics, pipeline, space, splits, stats
+from foldwise import aggregate, datasets, examples, metrics, pipeline, records, space, splits, stats
 from foldwise._version import __version__
-from foldwise.aggregate import Criteria, walk_forward_matrix
+from foldwise.aggregate import Criteria, WalkForwardResult
 from foldwise.backtest import BacktestArrays, BacktestResult, BacktestSettings, Costs, backtest
 from foldwise.cache import BacktestCache, cached_backtest
 from foldwise.data import MarketData
 from foldwise.errors import FoldwiseError
-from foldwise.optimizer import WalkForwardResult, delete_study, load_result, optimize
+from foldwise.optimizer import (
+    delete_study,
+    list_studies,
+    load_result,
+    optimize,
+    walk_forward_matrix,
+)
 from foldwise.pipeline import (
     CustomFactor,
     EquityPricing,
@@ -64,10 +70,12 @@ __all__ = [
     "datasets",
     "delete_study",
     "examples",
+    "list_studies",
     "load_result",
     "metrics",
     "optimize",
     "pipeline",
+    "records",
     "run_pipeline",
     "space",
     "splits",

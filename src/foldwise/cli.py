@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -54,7 +55,7 @@ def _demo(args: argparse.Namespace) -> int:
         study=args.study, storage=storage, cache=directory, seed=args.seed, costs=costs,
         n_jobs=args.jobs, show_progress=not args.quiet)
     print(result.text_report())
-    print(f"\nstored in {result.storage} (study {result.name!r}); inspect it again with "
+    print(f"\nstored in {result.location} (study {result.name!r}); inspect it again with "
           f"`foldwise show {result.name}`" + (f" --dir {directory}" if directory else ""))
     return 0
 
@@ -67,16 +68,10 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _studies(args: argparse.Namespace) -> int:
-    import optuna
-
-    from foldwise._storage import open_storage, parse_storage
-
     storage, _ = _location(args)
-    spec = parse_storage(storage, getattr(args, "dir", None))
-    names = sorted(n for n in optuna.get_all_study_names(storage=open_storage(spec))
-                   if "/fold-" not in n)
+    names = foldwise.list_studies(storage)
     if not names:
-        print(f"no study in {spec}")
+        print(f"no study in {storage or 'the default storage (./.foldwise/studies.journal)'}")
     for name in names:
         print(name)
     return 0
@@ -165,7 +160,7 @@ def _cache_clear(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_cache_commands(commands: argparse._SubParsersAction) -> None:
+def _add_cache_commands(commands: Any) -> None:  # the object add_subparsers returns
     location = argparse.ArgumentParser(add_help=False)
     location.add_argument("--dir", default=argparse.SUPPRESS, metavar="DIR",
                           help="foldwise directory (default: $FOLDWISE_DIR or ./.foldwise)")

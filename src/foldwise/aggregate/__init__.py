@@ -1,7 +1,8 @@
 """Aggregation of an optimization's results: what survived out of sample.
 
-Everything is read from the study storage and the cache; nothing runs a backtest. The
-tables are surfaced on :class:`foldwise.WalkForwardResult`:
+Pure functions on the typed study records (:mod:`foldwise.records`) and on runs read
+through a :class:`RunLoader`; nothing here runs a backtest or opens a study storage, and
+nothing imports the optimizer. The tables are surfaced on :class:`WalkForwardResult`:
 
 ==============================  ============================================================
 ``result.folds``                one row per fold: windows, chosen parameters, in- and
@@ -19,16 +20,17 @@ tables are surfaced on :class:`foldwise.WalkForwardResult`:
 ``result.cpcv_paths()``         CPCV: the distribution of path Sharpe ratios
 ``result.text_report()``        all of it as text (what ``foldwise show`` prints)
 ==============================  ============================================================
-
-:func:`walk_forward_matrix` runs the optimization over a grid of window lengths.
 """
 
 from __future__ import annotations
 
-from ._analysis import Analysis
 from ._criteria import Criteria
-from ._matrix import walk_forward_matrix
+from ._folds import FoldRecord
+from ._result import WalkForwardResult
+from ._runs import CacheRunLoader, RunLoader
+from ._select import SelectedSet, select_top
 from ._stitch import stitch
 from ._text import text_report
 
-__all__ = ["Analysis", "Criteria", "stitch", "text_report", "walk_forward_matrix"]
+__all__ = ["CacheRunLoader", "Criteria", "FoldRecord", "RunLoader", "SelectedSet",
+           "WalkForwardResult", "select_top", "stitch", "text_report"]

@@ -46,7 +46,7 @@ def overfitting_summary(oos: BacktestResult, matrix: np.ndarray | None,
                         n_splits: int = 16) -> dict[str, float]:
     """PBO (when a returns matrix is given), and the PSR / DSR of the stitched curve."""
     summary: dict[str, float] = {}
-    oos_returns = oos._net
+    oos_returns = oos.arrays.net
     summary["oos_psr"] = probabilistic_sharpe_ratio(oos_returns)
     if matrix is not None and matrix.shape[1] >= 2:
         sharpes = []

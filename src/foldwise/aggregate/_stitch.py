@@ -21,72 +21,99 @@ curve runs no backtest.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from foldwise.backtest import BacktestResult, BacktestSettings
+from foldwise.errors import OptimizationError
+from foldwise.records import Evaluation
 
 from ._runs import RunLoader
 
 __all__ = ["stitch"]
 
 
-def stitch(selected: list[dict[str, Any] | None], test_ranges: list[tuple[int, int]],
+def stitch(chosen: Sequence[Evaluation | None], test_spans: Sequence[tuple[int, int]],
            loader: RunLoader, settings: BacktestSettings) -> BacktestResult:
     """Stitch the test windows of the folds into one out-of-sample result.
 
     Parameters
     ----------
-    selected
-        Per fold, the chosen parameter set's stored evaluation (``runs``, ``offset``), or
-        None for a fold without a completed trial (skipped).
-    test_ranges
+    chosen
+        Per fold, the chosen parameter set's :class:`~foldwise.records.Evaluation` (the
+        keys of its runs and their offset), or None for a fold without a completed trial
+        (skipped).
+    test_spans
         Per fold, the ``[start, stop)`` bars of its test window.
     loader
         Reads the stored runs.
     settings
         The study's backtest settings (costs of the switches, annualization).
     """
-    pieces = []
-    for evaluation, (start, stop) in zip(selected, test_ranges, strict=True):
+    pieces: list[_Piece] = []
+    for evaluation, (start, stop) in zip(chosen, test_spans, strict=True):
         if evaluation is not None:
-            run, offset = loader.run_of(evaluation, "test")
-            pieces.append([start, stop, run, offset])
+            run = loader.load(evaluation.run_key("test"))
+            pieces.append(_Piece(start, stop, run, evaluation.offset))
     if not pieces:
-        raise ValueError("no fold has a chosen parameter set to stitch.")
+        raise OptimizationError(
+            "no fold has a chosen parameter set to stitch: every fold's trials failed, or "
+            "none finished (e.g. the optimization stopped at its timeout before the first "
+            "trial). Call foldwise.optimize again with the same study to finish it.")
     for piece, following in itertools.pairwise(pieces):
-        piece[1] = min(piece[1], following[0])  # overlapping windows: end where the next begins
-    pieces = [p for p in pieces if p[1] > p[0]]
+        piece.stop = min(piece.stop, following.start)  # overlaps: end where the next begins
+    pieces = [p for p in pieces if p.stop > p.start]
 
     index_parts, gross_parts, turnover_parts, change_parts, position_parts = [], [], [], [], []
     contiguous_before = False
-    for i, (start, stop, run, offset) in enumerate(pieces):
-        entering = run._positions[start - 1 - offset]   # held into the window's first bar
-        decided = run._positions[start - offset: stop - offset].copy()  # dated start..stop-1
+    for i, piece in enumerate(pieces):
+        entering = piece.positions(piece.start - 1, piece.start)[0]  # held into the window's first bar
+        decided = piece.positions(piece.start, piece.stop).copy()  # dated start..stop-1
         following = pieces[i + 1] if i + 1 < len(pieces) else None
-        if following is not None and following[0] == stop:   # re-optimized: switch sets
-            decided[-1] = following[2]._positions[stop - 1 - following[3]]
-        elif following is not None:                           # a gap follows: close out
+        if following is not None and following.start == piece.stop:  # re-optimized: switch
+            decided[-1] = following.positions(piece.stop - 1, piece.stop)[0]
+        elif following is not None:                                    # a gap follows: close
             decided[-1] = 0.0
         steps = np.diff(np.vstack([entering, decided]), axis=0)
         turnover = np.abs(steps).sum(axis=1)
         if not contiguous_before:  # enter from flat (start of the curve, or after a gap)
             turnover[0] += np.abs(entering).sum()
             steps[0] += entering
-        index_parts.append(run.index[start - offset: stop - offset])
-        gross_parts.append(run._gross[start - offset: stop - offset])
+        rows = slice(piece.start - piece.offset, piece.stop - piece.offset)
+        index_parts.append(piece.run.index[rows])
+        gross_parts.append(piece.run.arrays.gross[rows])
         turnover_parts.append(turnover)
         change_parts.append(steps)
         position_parts.append(decided)
-        contiguous_before = following is not None and following[0] == stop
+        contiguous_before = following is not None and following.start == piece.stop
 
     index = index_parts[0].append(index_parts[1:]) if len(index_parts) > 1 else index_parts[0]
     gross = np.concatenate(gross_parts)
     turnover = np.concatenate(turnover_parts)
     costs = turnover * settings.costs.rate
     return BacktestResult(
-        index=index, assets=pieces[0][2].assets, net=gross - costs, gross=gross, costs=costs,
+        index=index, assets=pieces[0].run.assets, net=gross - costs, gross=gross, costs=costs,
         turnover=turnover, positions=np.concatenate(position_parts),
-        changes=np.concatenate(change_parts),
-        settings=settings)
+        changes=np.concatenate(change_parts), settings=settings)
+
+
+@dataclass
+class _Piece:
+    """One fold's test window ``[start, stop)`` on the curve, and the run it is cut from
+    (whose first bar is global bar ``offset``)."""
+
+    start: int
+    stop: int
+    run: BacktestResult
+    offset: int
+
+    def positions(self, first: int, stop: int) -> np.ndarray:
+        """Weights the run held from the closes of global bars ``first..stop-1``."""
+        positions = self.run.arrays.positions
+        if positions is None:
+            raise OptimizationError(
+                "the stitched out-of-sample curve needs the positions of the chosen runs; "
+                "this strategy returned ready results without positions.")
+        return positions[first - self.offset: stop - self.offset]

@@ -10,7 +10,7 @@ import pandas as pd
 from foldwise.errors import FoldwiseError
 
 if TYPE_CHECKING:
-    from foldwise.optimizer import WalkForwardResult
+    from ._result import WalkForwardResult
 
 __all__ = ["text_report"]
 
@@ -30,12 +30,12 @@ def _params(params: dict[str, Any] | None) -> str:
 def text_report(result: WalkForwardResult, *, overfitting: bool = True) -> str:
     """The folds, the out-of-sample comparison, the verdict and the overfitting statistics
     of ``result`` as text (what ``foldwise show`` prints)."""
-    meta = result.metadata
-    data = meta["data"]
+    manifest = result.manifest
+    data = manifest.data
     lines = [
-        f"study {result.name!r}: {meta['strategy']['name']} on {data['n_dates']} bars "
-        f"{data['first'][:10]}..{data['last'][:10]} x {data['n_assets']} asset(s)",
-        f"splitter {meta['splitter']['repr']}",
+        f"study {result.name!r}: {manifest.strategy.name} on {data.n_dates} bars "
+        f"{data.first[:10]}..{data.last[:10]} x {data.n_assets} asset(s)",
+        f"splitter {manifest.splitter['repr']}",
         f"{len(result.fold_records)} folds, metric {result.metric} ({result.direction}), "
         f"mode {result.mode}",
         "",

@@ -1,15 +1,26 @@
 """Walk-forward optimization: Optuna studies per fold, through the cache, resumable, parallel.
 
-Public names: :func:`optimize`, :class:`WalkForwardResult`, :func:`load_result`,
-:func:`delete_study`. The modules are narrated in their docstrings: ``_run`` (the flow),
-``_trials`` (budget, failures, dead workers), ``_evaluate`` (every evaluation through the
-cache), ``_study`` (names, metadata, refusal to resume a different study), ``_result``.
+Public names: :func:`optimize`, :func:`load_result`, :func:`list_studies`,
+:func:`delete_study`, :func:`walk_forward_matrix` (and :class:`WalkForwardResult`, which
+lives in :mod:`foldwise.aggregate`). The modules are narrated in their docstrings:
+
+* ``_run`` — the flow of ``optimize``: validate -> plan -> run -> read;
+* ``_plan`` — the checked request, the folds and the manifest, stored or compared;
+* ``_trials`` — the trial loop: budget, failures, dead workers;
+* ``_objective`` — what a trial evaluates, every evaluation through the cache;
+* ``_studies`` — stored optimizations read back, listed, deleted;
+* ``_matrix`` — the same optimization over a grid of window lengths;
+* ``_samplers``, ``_progress``, ``_benchmark`` — samplers, the progress bar, the
+  equal-weight universe every result is compared with.
 """
 
 from __future__ import annotations
 
-from ._result import FoldRecord, WalkForwardResult, load_result
-from ._run import optimize
-from ._study import delete_study
+from foldwise.aggregate import FoldRecord, WalkForwardResult
 
-__all__ = ["FoldRecord", "WalkForwardResult", "delete_study", "load_result", "optimize"]
+from ._matrix import walk_forward_matrix
+from ._run import optimize
+from ._studies import delete_study, list_studies, load_result
+
+__all__ = ["FoldRecord", "WalkForwardResult", "delete_study", "list_studies", "load_result",
+           "optimize", "walk_forward_matrix"]

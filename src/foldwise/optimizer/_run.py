@@ -1,30 +1,26 @@
-"""``optimize``: Optuna studies over walk-forward folds, through the cache, resumable, parallel.
+"""``optimize``: validate -> plan -> run -> read.
 
-How a call runs:
-
-1. The inputs are checked before anything is stored: the strategy's parameters against the
-   search space, the metric, the splitter against the data (``splitter.folds``, reused from
-   the fold store under the study's name).
-2. The manifest study records what identifies the optimization; resuming with other data,
-   splitter, strategy code, metric, space or settings is refused (see ``_study``).
-3. Workers run the trial loop (``_trials``) on each study until it holds ``n_trials``
-   finished evaluations. ``n_jobs=1`` runs in this process, fold after fold, each fold's
-   sampler seeded from ``seed``, so the run is reproducible. With ``n_jobs > 1`` joblib
-   starts worker processes (the backend can be switched with
-   ``joblib.parallel_config(backend=...)``, e.g. Dask on a cluster) and hands each a whole
-   fold, with the seed it has in a sequential run: the result does not depend on
-   ``n_jobs`` (see ``_parallel_tasks``).
-4. Every evaluation goes through the :class:`~foldwise.BacktestCache` (``_evaluate``).
-5. The result is read back from the storage by :func:`load_result`, exactly as a later
-   ``load_result`` call would.
+1. **Validate** (:func:`~foldwise.optimizer._plan.validate`): every argument is checked
+   before anything is opened; the result is a typed ``Request``.
+2. **Plan** (:func:`~foldwise.optimizer._plan.make_plan`, ``store_plan``): the folds are
+   computed once, the manifest built and stored — or compared with the stored one, refusing
+   a different optimization before any backtest runs. The storage is opened once here and
+   the caller's cache object is the one every step uses.
+3. **Run** (:func:`_run`): workers run the trial loop (``_trials``) on each study until it
+   holds ``n_trials`` finished evaluations; every evaluation goes through the cache
+   (``_objective``). ``n_jobs=1`` runs in this process, fold after fold, each fold's sampler
+   seeded from ``seed``. With ``n_jobs > 1`` joblib hands each worker process a whole fold
+   with the seed it has in a sequential run, so the result does not depend on ``n_jobs``;
+   the cache object and the storage spec travel to the workers (the backend can be switched
+   with ``joblib.parallel_config(backend=...)``, e.g. Dask on a cluster).
+4. **Read** (:func:`~foldwise.optimizer._studies.read_study`): the result is read back from
+   the storage already open, exactly as a later :func:`load_result` would.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -34,195 +30,101 @@ from typing import Any
 import joblib
 import optuna
 
-from foldwise._storage import StorageSpec, open_storage, parse_storage
-from foldwise.backtest import Costs
-from foldwise.data import MarketData
-from foldwise.errors import OptimizationError, StrategyParameterError
-from foldwise.examples import equal_weight
-from foldwise.metrics import DEFAULT_PERIODS_PER_YEAR, METRICS
-from foldwise.space import Constraint, SearchSpace
-from foldwise.strategy import Strategy, as_strategy
+from foldwise.aggregate import WalkForwardResult, select_top
+from foldwise.backtest import BacktestSettings, Costs, MissingPolicy
+from foldwise.cache import BacktestCache
+from foldwise.metrics import DEFAULT_PERIODS_PER_YEAR
+from foldwise.records import Evaluation, read_fold_tests, read_trial, write_fold_tests
+from foldwise.space import Constraint
+from foldwise.storage import StorageSpec, open_storage
+from foldwise.strategy import Strategy
 
-from ._evaluate import TRAIN_END, Evaluator
+from ._objective import Evaluator, evaluate_cv, evaluate_walk_forward
+from ._plan import Plan, Request, make_plan, store_plan, validate
 from ._progress import Progress
-from ._result import TEST_ATTR, WalkForwardResult, _trial_rows, read_result, select_top
 from ._samplers import SamplerSpec, make_sampler, study_seed
-from ._settings import RunSettings
-from ._study import (
-    FOLD_ATTR,
-    check_metadata,
-    fold_set_name,
-    fold_study_name,
-    manifest_metadata,
-)
-from ._trials import ERROR_ATTR, RESULT_ATTR, Outcome, budget_counts, run_trials
+from ._studies import read_study, result_of
+from ._trials import budget_counts, run_trials
 
 __all__ = ["optimize"]
 
 logger = logging.getLogger(__name__)
 
-_MODES = ("walk_forward", "cv")
-_CV_AGGREGATES: dict[str, Callable[[list[float], str], float]] = {
-    "mean": lambda values, direction: statistics.fmean(values),
-    "median": lambda values, direction: statistics.median(values),
-    "worst": lambda values, direction: min(values) if direction == "maximize" else max(values),
-}
+
+# --- run -----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Job:
-    """Everything a worker needs (sent to worker processes by joblib, never stored)."""
+@dataclass(frozen=True)
+class _Task:
+    """What one worker runs: studies of the plan (sent to worker processes by joblib)."""
 
-    name: str
-    mode: str
-    strategy: Strategy
-    data: MarketData
-    space: SearchSpace
-    folds: Any
-    settings: RunSettings
-    storage: StorageSpec
-    cache_root: str
-    metric: str
-    direction: str
-    n_trials: int
-    sampler: SamplerSpec
-    pruner: optuna.pruners.BasePruner | None
-    seed: int | None
+    request: Request
+    plan: Plan
     deadline: float | None  # epoch seconds
-    warmup: int | None
-    cv_aggregate: str
     worker: int = 0
     fold_numbers: tuple[int, ...] | None = None  # None: every fold, in order
 
 
-def _suggest(trial: optuna.Trial, job: _Job) -> dict[str, Any]:
-    """The trial's parameters, written to the storage before they are evaluated.
-
-    A batching journal would keep them until the trial ends; written now, a trial whose
-    worker dies (killed, out of memory) shows which set it was running, and samplers that
-    read other workers' running trials (TPE's ``constant_liar``) see them.
-    """
-    params = job.space.suggest(trial)
-    flush = getattr(trial.storage, "flush", None)
-    if callable(flush):
-        flush(trial._trial_id)
-    return params
+# Storages opened by this process, reused by the next task it runs: a worker process
+# (joblib keeps them between tasks) then syncs the journal incrementally instead of
+# replaying it whole for every fold.
+_opened: dict[tuple[int, str], optuna.storages.BaseStorage] = {}
 
 
-# --- evaluation of one trial ---------------------------------------------------------------
-
-
-def _finite_or_error(value: float, metric: str, where: str) -> dict[str, Any] | None:
-    if isinstance(value, float) and math.isfinite(value):
-        return None
-    return {"type": "NonFiniteMetric",
-            "message": f"{metric} is {value} on {where} (for example a strategy that never "
-                       "trades has no Sharpe ratio); the trial counts as failed",
-            "traceback": ""}
-
-
-def _evaluate_walk_forward(trial: optuna.Trial, job: _Job, evaluator: Evaluator,
-                           fold: Any) -> Outcome:
-    params = _suggest(trial, job)
-    reason = job.space.infeasible(params)
-    if reason is not None:
-        return Outcome(infeasible=reason)
-    evaluation = evaluator.evaluate(params, fold, test=evaluator.causal)
-    value = evaluation.train[job.metric]
-    attrs: dict[str, Any] = {RESULT_ATTR: evaluation.as_attr()}
-    error = _finite_or_error(value, job.metric, f"the training window of fold {fold.number}")
-    if error:
-        attrs[ERROR_ATTR] = error
-    return Outcome(value=value, attrs=attrs)
-
-
-def _evaluate_cv(trial: optuna.Trial, job: _Job, evaluator: Evaluator) -> Outcome:
-    params = _suggest(trial, job)
-    reason = job.space.infeasible(params)
-    if reason is not None:
-        return Outcome(infeasible=reason)
-    aggregate = _CV_AGGREGATES[job.cv_aggregate]
-    values: list[float] = []
-    per_fold: dict[str, dict[str, Any]] = {}
-
-    def attrs() -> dict[str, Any]:
-        return {RESULT_ATTR: {"folds": {k: v["test"] for k, v in per_fold.items()},
-                              "evaluations": per_fold}}
-
-    for fold in job.folds:
-        evaluation = evaluator.evaluate(params, fold, train=False)
-        per_fold[str(fold.number)] = evaluation.as_attr()
-        value = evaluation.test[job.metric]
-        error = _finite_or_error(value, job.metric, f"the test window of fold {fold.number}")
-        if error:
-            return Outcome(value=math.nan, attrs={**attrs(), ERROR_ATTR: error})
-        values.append(value)
-        trial.report(aggregate(values, job.direction), step=fold.number)
-        if trial.should_prune():
-            return Outcome(pruned=True, attrs=attrs())
-    return Outcome(value=aggregate(values, job.direction), attrs=attrs())
-
-
-# --- a worker ------------------------------------------------------------------------------
-
-
-# Storages and caches opened by this process, reused by the next task it runs: a worker
-# process (joblib keeps them between tasks) then syncs the journal incrementally instead
-# of replaying it whole for every fold.
-_opened: dict[tuple[int, str, str], tuple[Any, Any]] = {}
-
-
-def _open_resources(job: _Job) -> tuple[Any, Any]:
-    from foldwise.cache import BacktestCache
-
-    key = (os.getpid(), str(job.storage), job.cache_root)
-    if job.storage.storage is not None:  # an object (the caller's, or "memory"): as given
-        return open_storage(job.storage), BacktestCache(job.cache_root)
+def _worker_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
+    if spec.storage is not None:  # an object (the caller's, or "memory"): as given
+        return open_storage(spec)
+    key = (os.getpid(), str(spec))
     if key not in _opened:
         _opened.clear()  # one optimization at a time per process
-        _opened[key] = (open_storage(job.storage), BacktestCache(job.cache_root))
+        _opened[key] = open_storage(spec)
     return _opened[key]
 
 
-def _work(job: _Job, on_finished: Callable[[], None] | None = None) -> str:
-    """Run the trial loop of every study of the job; returns "done" or "timeout"."""
-    storage, cache = _open_resources(job)
-    evaluator = Evaluator(job.strategy, job.data, cache, job.settings, job.warmup)
-    deadline = None if job.deadline is None else time.monotonic() + (job.deadline - time.time())
+def _work(task: _Task, storage: optuna.storages.BaseStorage | None = None,
+          on_finished: Callable[[], None] | None = None) -> str:
+    """Run the trial loop of every study of ``task``; returns "done" or "timeout"."""
+    request = task.request
+    opened = storage if storage is not None else _worker_storage(request.storage)
+    evaluator = Evaluator(request.strategy, request.data, request.cache, request.settings,
+                          request.warmup)
+    deadline = (None if task.deadline is None
+                else time.monotonic() + (task.deadline - time.time()))
     try:
-        return _run_studies(job, storage, evaluator, deadline, on_finished)
+        return _run_studies(task, opened, evaluator, deadline, on_finished)
     finally:
-        cache.flush()
+        request.cache.flush()
 
 
-def _run_studies(job: _Job, storage: Any, evaluator: Evaluator, deadline: float | None,
-                 on_finished: Callable[[], None] | None) -> str:
-    if job.mode == "cv":
+def _run_studies(task: _Task, storage: optuna.storages.BaseStorage, evaluator: Evaluator,
+                 deadline: float | None, on_finished: Callable[[], None] | None) -> str:
+    request, plan = task.request, task.plan
+    if request.mode == "cv":
         study = optuna.load_study(
-            study_name=job.name, storage=storage, pruner=job.pruner,
-            sampler=make_sampler(job.sampler, study_seed(job.seed, 0, job.worker)))
-        return run_trials(study, job.n_trials,
-                          partial(_evaluate_cv, job=job, evaluator=evaluator),
-                          label=f"study {job.name!r}", deadline=deadline,
-                          on_finished=on_finished)
-    numbers = job.fold_numbers if job.fold_numbers is not None else range(len(job.folds))
+            study_name=request.study, storage=storage, pruner=request.pruner,
+            sampler=make_sampler(request.sampler, study_seed(request.seed, 0, task.worker)))
+        objective = partial(evaluate_cv, space=request.space, evaluator=evaluator,
+                            folds=list(plan.folds), metric=request.metric,
+                            direction=request.direction, aggregate=request.cv_aggregate)
+        return run_trials(study, request.n_trials, objective, label=f"study {request.study!r}",
+                          deadline=deadline, on_finished=on_finished)
+    numbers = task.fold_numbers if task.fold_numbers is not None else range(len(plan.folds))
     for number in numbers:
-        fold = job.folds[number]
+        fold = plan.folds[number]
         study = optuna.load_study(
-            study_name=fold_study_name(job.name, fold.number), storage=storage,
-            pruner=job.pruner,
-            sampler=make_sampler(job.sampler, study_seed(job.seed, fold.number, job.worker)))
-        status = run_trials(study, job.n_trials,
-                            partial(_evaluate_walk_forward, job=job, evaluator=evaluator,
-                                    fold=fold),
-                            label=f"fold {fold.number}", deadline=deadline,
-                            on_finished=on_finished)
+            study_name=plan.study_names[number], storage=storage, pruner=request.pruner,
+            sampler=make_sampler(request.sampler,
+                                 study_seed(request.seed, fold.number, task.worker)))
+        objective = partial(evaluate_walk_forward, space=request.space, evaluator=evaluator,
+                            fold=fold, metric=request.metric)
+        status = run_trials(study, request.n_trials, objective, label=f"fold {fold.number}",
+                            deadline=deadline, on_finished=on_finished)
         if status == "timeout":
             return status
     return "done"
 
 
-def _parallel_tasks(job: _Job, workers: int) -> list[_Job]:
+def _parallel_tasks(task: _Task, workers: int) -> list[_Task]:
     """Split the work between ``workers`` processes.
 
     Walk-forward: one task per fold, each fold run whole by one worker with the sampler
@@ -231,81 +133,66 @@ def _parallel_tasks(job: _Job, workers: int) -> list[_Job]:
     parallelism, not reproducible). Cross-validated: every worker runs trials of the one
     study.
     """
-    if job.mode == "cv":
-        return [replace(job, worker=w) for w in range(workers)]
-    n_folds = len(job.folds)
-    tasks = [replace(job, fold_numbers=(number,)) for number in range(n_folds)]
+    if task.request.mode == "cv":
+        return [replace(task, worker=w) for w in range(workers)]
+    n_folds = len(task.plan.folds)
+    tasks = [replace(task, fold_numbers=(number,)) for number in range(n_folds)]
     for extra in range(max(0, workers - n_folds)):
-        tasks.append(replace(job, fold_numbers=(extra % n_folds,),
+        tasks.append(replace(task, fold_numbers=(extra % n_folds,),
                              worker=1 + extra // n_folds))
     return tasks
 
 
-# --- helpers of optimize -------------------------------------------------------------------
-
-
-def _check_space_against_strategy(space: SearchSpace, strategy: Strategy) -> None:
-    """Refuse a dict space naming a parameter the strategy does not have (with the fix)."""
-    if space.params is not None:
-        strategy.validate_params(_placeholder_params(space))
-
-
-def _placeholder_params(space: SearchSpace) -> dict[str, Any]:
-    """One value per parameter of a dict space, only to check names against the strategy."""
-    from foldwise.space import Categorical, Fixed, Float, Int
-
-    values: dict[str, Any] = {}
-    assert space.params is not None
-    for name, spec in space.params.items():
-        if isinstance(spec, (Int, Float)):
-            values[name] = spec.low
-        elif isinstance(spec, Categorical):
-            values[name] = spec.choices[0]
-        elif isinstance(spec, Fixed):
-            values[name] = spec.value
-    return values
-
-
-def _resolve_metric(metric: str, direction: str | None) -> str:
-    if not isinstance(metric, str) or metric not in METRICS:
-        import difflib
-
-        close = difflib.get_close_matches(str(metric), list(METRICS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise OptimizationError(
-            f"unknown metric {metric!r}.{hint} The metrics are: {', '.join(METRICS)}.")
-    resolved = direction or METRICS[metric]
-    if resolved not in ("maximize", "minimize"):
-        raise OptimizationError(f"direction must be 'maximize' or 'minimize', got {direction!r}.")
-    return resolved
-
-
-def _count_finished(storage: Any, names: Sequence[str]) -> int:
+def _count_finished(storage: optuna.storages.BaseStorage, names: Sequence[str]) -> int:
     """Finished evaluations (the budget used) over the studies ``names`` of ``storage``."""
-    total = 0
-    for name in names:
-        try:
-            study = optuna.load_study(study_name=name, storage=storage)
-        except KeyError:
-            continue
-        total += budget_counts(study.get_trials(deepcopy=False)).finished
-    return total
+    return sum(budget_counts(optuna.load_study(study_name=name, storage=storage)
+                             .get_trials(deepcopy=False)).finished for name in names)
 
 
-def _store_per_fold_tests(job: _Job, storage: Any, evaluator: Evaluator, top_k: int) -> None:
-    """Per-fold strategies: evaluate the selected sets on the test window, once, and store."""
-    for fold in job.folds:
-        study = optuna.load_study(study_name=fold_study_name(job.name, fold.number),
-                                  storage=storage)
-        stored = dict(study.user_attrs.get(TEST_ATTR, {}))
-        rows = select_top(_trial_rows(study.get_trials(deepcopy=False), fold.number),
-                          job.direction, top_k)
-        missing = [row for row in rows if str(row["trial"]) not in stored]
-        for row in missing:
-            stored[str(row["trial"])] = evaluator.evaluate(row["params"], fold,
-                                                           train=False).as_attr()
+def _run(request: Request, plan: Plan, storage: optuna.storages.BaseStorage) -> None:
+    """Run every study of ``plan`` to its budget (or to the timeout)."""
+    names = plan.study_names
+    total = request.n_trials * len(names)
+    done = _count_finished(storage, names)
+    logger.info("study %r: %d folds, %d of %d trials already finished", request.study,
+                len(plan.folds), done, total)
+    task = _Task(request, plan,
+                 deadline=None if request.timeout is None else time.time() + request.timeout)
+    progress = Progress(total, done, request.study, request.show_progress)
+    try:
+        if request.workers == 1:
+            status = _work(task, storage, on_finished=progress.advance)
+        else:
+            progress.follow(lambda: _count_finished(storage, names))
+            tasks = _parallel_tasks(task, request.workers)
+            statuses = joblib.Parallel(n_jobs=request.workers)(
+                joblib.delayed(_work)(t) for t in tasks)
+            status = "timeout" if "timeout" in statuses else "done"
+    finally:
+        progress.close(_count_finished(storage, names))
+    if status == "timeout":
+        logger.warning("study %r stopped at its timeout of %s s; call optimize again with the "
+                       "same study to finish it", request.study, request.timeout)
+    if request.mode == "walk_forward" and not request.strategy.causal:
+        _store_per_fold_tests(request, plan, storage)
+
+
+def _store_per_fold_tests(request: Request, plan: Plan,
+                          storage: optuna.storages.BaseStorage) -> None:
+    """Per-fold strategies: evaluate each fold's selected sets on its test window, once."""
+    evaluator = Evaluator(request.strategy, request.data, request.cache, request.settings,
+                          request.warmup)
+    for fold, name in zip(plan.folds, plan.study_names, strict=True):
+        study = optuna.load_study(study_name=name, storage=storage)
+        stored: dict[int, Evaluation] = read_fold_tests(study)
+        trials = [read_trial(t, fold.number) for t in study.get_trials(deepcopy=False)]
+        missing = [t for t in select_top(trials, request.direction, request.top_k)
+                   if t.number not in stored]
+        for trial in missing:
+            stored[trial.number] = evaluator.evaluate(trial.params, fold, train=False)
         if missing:
-            study.set_user_attr(TEST_ATTR, stored)
+            write_fold_tests(study, stored)
+    request.cache.flush()
 
 
 # --- the public function -------------------------------------------------------------------
@@ -313,7 +200,7 @@ def _store_per_fold_tests(job: _Job, storage: Any, evaluator: Evaluator, top_k: 
 
 def optimize(
     strategy: Strategy | Callable[..., Any],
-    data: MarketData,
+    data: Any,
     space: Mapping[str, Any] | Callable[[optuna.trial.BaseTrial], Mapping[str, Any]],
     splitter: Any,
     *,
@@ -328,12 +215,13 @@ def optimize(
     pruner: optuna.pruners.BasePruner | None = None,
     seed: int | None = None,
     n_jobs: int = 1,
-    cache: Any = None,
+    cache: BacktestCache | str | os.PathLike[str] | None = None,
+    settings: BacktestSettings | None = None,
     costs: Costs | Mapping[str, float] | float | None = None,
-    delay: int = 0,
-    price_field: str = "close",
-    missing: str = "zero",
-    periods_per_year: float = DEFAULT_PERIODS_PER_YEAR,
+    delay: int | None = None,
+    price_field: str | None = None,
+    missing: MissingPolicy | None = None,
+    periods_per_year: float | None = None,
     constraints: Constraint | Sequence[Constraint] | None = None,
     cv_aggregate: str = "mean",
     warmup: int | None = None,
@@ -362,7 +250,7 @@ def optimize(
         history and each fold's metrics are slices of it; a ``causal=False`` strategy is
         run per fold (see ``warmup``).
     data
-        The market data.
+        The market data (:class:`~foldwise.MarketData`).
     space
         A dict of parameter specs (:mod:`foldwise.space`: ``Int``, ``Float``,
         ``Categorical``, fixed values, or shortcuts like ``(5, 50)``) or an Optuna
@@ -396,10 +284,13 @@ def optimize(
     seed
         Seeds the samplers (each fold its own stream): sequential runs are reproducible.
     n_jobs
-        Worker processes (joblib). They share the storage and the cache.
+        Worker processes (joblib; -1: all cores). They share the storage and the cache,
+        which must then be ones several processes can open.
     cache
-        A :class:`~foldwise.BacktestCache` or its directory; None: the default
-        (``./.foldwise/cache``).
+        A :class:`~foldwise.BacktestCache` (used as given, in every worker) or its
+        directory; None: the default (``./.foldwise/cache``).
+    settings
+        A :class:`~foldwise.BacktestSettings`; the keywords below replace its fields.
     costs, delay, price_field, missing, periods_per_year
         Backtest settings (see :func:`foldwise.backtest`). ``delay`` postpones execution;
         a positive delay is a cheap check that results do not depend on trading at the
@@ -424,110 +315,23 @@ def optimize(
 
     Raises
     ------
+    OptimizationError
+        An argument that cannot work (the message names it and the fix).
     StudyMismatchError
         Resuming ``study`` with other data, splitter, strategy code, metric, space or
         settings.
     AllTrialsFailedError
         Every trial of a study failed (the message names the first reason).
     """
-    runner = as_strategy(strategy)
-    if mode not in _MODES:
-        raise OptimizationError(f"mode must be one of {_MODES}, got {mode!r}.")
-    if not isinstance(data, MarketData):
-        raise OptimizationError(
-            f"data must be MarketData, got {type(data).__name__}; wrap a DataFrame with "
-            "foldwise.MarketData.from_frame(df).")
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise OptimizationError(f"n_trials must be an integer >= 1, got {n_trials!r}.")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise OptimizationError(f"top_k must be an integer >= 1, got {top_k!r}.")
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
-        raise OptimizationError(f"n_jobs must be an integer >= 1 (or -1: all cores), got {n_jobs!r}.")
-    if cv_aggregate not in _CV_AGGREGATES:
-        raise OptimizationError(
-            f"cv_aggregate must be one of {sorted(_CV_AGGREGATES)}, got {cv_aggregate!r}.")
-    if not isinstance(study, str) or not study or "/fold-" in study:
-        raise OptimizationError(f"study must be a non-empty name without '/fold-', got {study!r}.")
-    resolved_direction = _resolve_metric(metric, direction)
-    search = space if isinstance(space, SearchSpace) else SearchSpace(space, constraints)
-    if TRAIN_END in (search.params or {}):
-        raise StrategyParameterError(
-            f"{TRAIN_END!r} is set by foldwise for per-fold strategies; remove it from the space.")
-    if runner.causal or TRAIN_END not in runner.parameters:
-        _check_space_against_strategy(search, runner)
-    settings = RunSettings.build(costs, delay, price_field, missing, periods_per_year)
-
-    from foldwise.cache import BacktestCache
-    from foldwise.splits import FoldStore
-
-    if cache is None or not isinstance(cache, BacktestCache):
-        cache = BacktestCache(cache)
-    spec = parse_storage(storage)
-    workers = joblib.cpu_count() if n_jobs == -1 else n_jobs
-    if workers > 1 and not spec.shareable:
-        raise OptimizationError(
-            f"n_jobs={n_jobs} needs a storage that several processes can open; {spec} lives "
-            "in this process only. Use the default journal file (storage=None) or an RDB URL.")
-    folds = splitter.folds(data)
-
-    opened = open_storage(spec)
-    manifest = optuna.create_study(study_name=study, storage=opened, load_if_exists=True,
-                                   direction=resolved_direction)
-    bounds = getattr(splitter, "group_bounds", None)
-    metadata = manifest_metadata(
-        mode=mode, data=data, folds=folds, strategy=runner, metric=metric,
-        direction=resolved_direction, space=search, settings=settings, top_k=top_k,
-        cv_aggregate=cv_aggregate if mode == "cv" else None, warmup=warmup,
-        groups=bounds(data).tolist() if callable(bounds) else None)
-    # The equal-weight universe over the same data and settings: the comparison line of
-    # the result, stored in the cache like any run and named in the metadata.
-    cache.get_or_run(equal_weight, {}, data, **settings.as_kwargs())
-    metadata["benchmark"] = cache.key(equal_weight, {}, data, **settings.as_kwargs()).digest
-    resumed = check_metadata(manifest, metadata)
-    # The study is accepted: keep its fold definitions in the fold store next to the cache.
-    # The manifest is the authority: a new study replaces a stale set of the same name
-    # (left by a study deleted from another storage); a resumed one must find its own.
-    store, set_name = FoldStore(cache.root), fold_set_name(study)
-    if not resumed:
-        store.delete(set_name)
-    splitter.folds(data, store=store, name=set_name)
-    if mode == "walk_forward":
-        names = [fold_study_name(study, f.number) for f in folds]
-        for fold, name in zip(folds, names, strict=True):
-            created = optuna.create_study(study_name=name, storage=opened, load_if_exists=True,
-                                          direction=resolved_direction)
-            if FOLD_ATTR not in created.user_attrs:
-                created.set_user_attr(FOLD_ATTR, {"number": fold.number,
-                                                        "fold_id": fold.fold_id,
-                                                        "study": study})
-    else:
-        names = [study]
-    total = n_trials * len(names)
-    done = _count_finished(opened, names)
-    logger.info("%s study %r: %d folds, %d of %d trials already finished",
-                "resuming" if resumed else "starting", study, len(folds), done, total)
-
-    job = _Job(name=study, mode=mode, strategy=runner, data=data, space=search, folds=folds,
-               settings=settings, storage=spec, cache_root=str(cache.root), metric=metric,
-               direction=resolved_direction, n_trials=n_trials, sampler=sampler, pruner=pruner,
-               seed=seed, deadline=None if timeout is None else time.time() + timeout,
-               warmup=warmup, cv_aggregate=cv_aggregate)
-    progress = Progress(total, done, f"{study}", show_progress)
-    try:
-        if workers == 1:
-            status = _work(job, on_finished=progress.advance)
-        else:
-            progress.follow(lambda: _count_finished(opened, names))
-            tasks = _parallel_tasks(job, workers)
-            statuses = joblib.Parallel(n_jobs=workers)(joblib.delayed(_work)(t) for t in tasks)
-            status = "timeout" if "timeout" in statuses else "done"
-    finally:
-        progress.close(_count_finished(opened, names))
-    if status == "timeout":
-        logger.warning("study %r stopped at its timeout of %s s; call optimize again with the "
-                       "same study to finish it", study, timeout)
-    if mode == "walk_forward" and not runner.causal:
-        _store_per_fold_tests(job, opened, Evaluator(runner, data, cache, settings, warmup),
-                              top_k)
-    return read_result(study, spec, opened, cache)
-
+    request = validate(
+        strategy, data, space, splitter, metric=metric, direction=direction,
+        n_trials=n_trials, study=study, storage=storage, mode=mode, top_k=top_k,
+        sampler=sampler, pruner=pruner, seed=seed, n_jobs=n_jobs, cache=cache,
+        settings=settings, costs=costs, delay=delay, price_field=price_field,
+        missing=missing, periods_per_year=periods_per_year, constraints=constraints,
+        cv_aggregate=cv_aggregate, warmup=warmup, timeout=timeout,
+        show_progress=show_progress)
+    opened = open_storage(request.storage)
+    plan = store_plan(request, make_plan(request), opened)
+    _run(request, plan, opened)
+    return result_of(read_study(request.study, opened, str(request.storage)), request.cache)

@@ -37,17 +37,31 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from foldwise._liveness import WORKER_ATTR, current_worker, is_dead
 from foldwise.errors import AllTrialsFailedError, SearchSpaceError, StrategyParameterError
+from foldwise.records import (
+    Failure,
+    FailureKind,
+    TrialRecord,
+    failure_attrs,
+    read_trial,
+    trial_budget,
+    write_trial_record,
+)
+from foldwise.storage import (
+    WORKER_ATTR,
+    current_worker,
+    fail_stale_trials,
+    fail_trial,
+    heartbeat_interval,
+    is_dead,
+    record_heartbeat,
+    storage_of,
+    trial_id,
+)
 
-__all__ = ["ERROR_ATTR", "INFEASIBLE_ATTR", "RESULT_ATTR", "WORKER_ATTR", "Outcome",
-           "budget_counts", "first_failure", "run_trials"]
+__all__ = ["Outcome", "budget_counts", "first_failure", "run_trials"]
 
 logger = logging.getLogger(__name__)
-
-RESULT_ATTR = "foldwise_metrics"
-ERROR_ATTR = "foldwise_error"
-INFEASIBLE_ATTR = "foldwise_infeasible"
 
 #: Infeasible parameter sets tolerated in a row before the constraints are declared to
 #: exclude (nearly) the whole space.
@@ -61,11 +75,10 @@ ORPHAN_SECONDS = 10.0
 
 @dataclass
 class Outcome:
-    """What evaluating one trial gave."""
+    """What evaluating one trial gave: its record, and its objective value or pruning."""
 
+    record: TrialRecord
     value: float | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    infeasible: str | None = None
     pruned: bool = False
 
 
@@ -77,33 +90,21 @@ class Counts:
     running: int = 0
 
 
-def _is_infeasible(trial: optuna.trial.FrozenTrial) -> bool:
-    return INFEASIBLE_ATTR in trial.user_attrs
-
-
-def _is_worker_death(trial: optuna.trial.FrozenTrial) -> bool:
-    error = trial.user_attrs.get(ERROR_ATTR)
-    return isinstance(error, dict) and error.get("type") == "WorkerDied"
-
-
 def budget_counts(trials: list[optuna.trial.FrozenTrial]) -> Counts:
     """Count the trials that use the budget (see the module docstring)."""
     counts = Counts()
     for trial in trials:
         state = trial.state
+        if state in (TrialState.RUNNING, TrialState.WAITING):
+            counts.running += 1
+            continue
+        if not trial_budget(trial):
+            continue  # infeasible, a dead worker's, or failed outside foldwise: re-run
+        counts.finished += 1
         if state == TrialState.COMPLETE:
             counts.complete += 1
         elif state == TrialState.FAIL:
-            if _is_worker_death(trial) or trial.user_attrs.get(ERROR_ATTR) is None:
-                continue  # a dead worker's trial (or one failed outside foldwise): re-run
             counts.failed += 1
-        elif state == TrialState.PRUNED:
-            if _is_infeasible(trial):
-                continue
-        elif state in (TrialState.RUNNING, TrialState.WAITING):
-            counts.running += 1
-            continue
-        counts.finished += 1
     return counts
 
 
@@ -123,36 +124,27 @@ def fail_dead_workers(study: optuna.Study, trials: list[optuna.trial.FrozenTrial
             worker = {"pid": None}
         elif not is_dead(worker):
             continue
-        storage = study._storage
-        try:
-            storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, {
-                "type": "WorkerDied", "message": f"worker {worker} died while running it",
-                "traceback": ""})
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+        died = Failure(FailureKind.WORKER_DIED, "WorkerDied",
+                       f"worker {worker} died while running it")
+        if not fail_trial(study, trial, failure_attrs(died, trial.params)):
             continue  # another process got there first
         logger.info("%s: trial %d was left running by a worker that died (pid %s); it is "
                     "marked failed and its budget is run again", study.study_name,
                     trial.number, worker.get("pid"))
         failed += 1
-    if _heartbeat_interval(study._storage):
-        optuna.storages.fail_stale_trials(study)
+    if heartbeat_interval(storage_of(study)):
+        fail_stale_trials(study)
     return failed
 
 
-def _heartbeat_interval(storage: BaseStorage) -> int | None:
-    """The storage's heartbeat interval (RDB storages with heartbeats on), else None."""
-    getter = getattr(storage, "get_heartbeat_interval", None)
-    return getter() if callable(getter) else None
-
-
 def first_failure(trials: list[optuna.trial.FrozenTrial]) -> str | None:
-    """``"Type: message"`` of the first failed evaluation, or None."""
+    """``"Type: message (trial n)"`` of the first failure of the strategy, or None."""
     for trial in sorted(trials, key=lambda t: t.number):
-        error = trial.user_attrs.get(ERROR_ATTR)
-        if trial.state == TrialState.FAIL and isinstance(error, dict) and \
-                error.get("type") != "WorkerDied":
-            return f"{error.get('type')}: {error.get('message')} (trial {trial.number})"
+        if trial.state != TrialState.FAIL:
+            continue
+        failure = read_trial(trial).record.failure
+        if failure is not None and failure.kind.uses_budget:
+            return f"{failure.describe()} (trial {trial.number})"
     return None
 
 
@@ -160,7 +152,7 @@ class _Heartbeat:
     """Records heartbeats of the running trial on storages that support them."""
 
     def __init__(self, storage: BaseStorage) -> None:
-        interval = _heartbeat_interval(storage)
+        interval = heartbeat_interval(storage)
         self._storage = storage if interval else None
         self._interval = interval or 0
         self._trial_id: int | None = None
@@ -177,14 +169,14 @@ class _Heartbeat:
     def watch(self, trial_id: int | None) -> None:
         self._trial_id = trial_id
         if trial_id is not None and self._storage is not None:
-            self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            record_heartbeat(self._storage, trial_id)
 
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
             trial_id = self._trial_id
             if trial_id is not None and self._storage is not None:
                 try:
-                    self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+                    record_heartbeat(self._storage, trial_id)
                 except Exception:
                     logger.debug("heartbeat of trial %s failed", trial_id, exc_info=True)
 
@@ -192,11 +184,6 @@ class _Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1)
-
-
-def _error_info(exc: BaseException) -> dict[str, str]:
-    return {"type": type(exc).__name__, "message": str(exc),
-            "traceback": "".join(traceback.format_exception(exc))}
 
 
 def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Trial], Outcome],
@@ -227,7 +214,7 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
     """
     worker = current_worker()
     infeasible_in_a_row = 0
-    with _Heartbeat(study._storage) as heartbeat:
+    with _Heartbeat(storage_of(study)) as heartbeat:
         while True:
             trials = study.get_trials(deepcopy=False)
             counts = budget_counts(trials)
@@ -243,54 +230,52 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             trial = study.ask()
             if trial.user_attrs.get(WORKER_ATTR) != worker:  # else written at its creation
                 trial.set_user_attr(WORKER_ATTR, worker)
-            heartbeat.watch(trial._trial_id)
+            heartbeat.watch(trial_id(trial))
             try:
                 outcome = evaluate(trial)
             except (StrategyParameterError, SearchSpaceError) as exc:
-                trial.set_user_attr(ERROR_ATTR, _error_info(exc))
-                study.tell(trial, state=TrialState.FAIL)
+                _tell_failed(study, trial, Failure.from_exception(exc, FailureKind.STRATEGY))
                 raise
             except Exception as exc:
-                trial.set_user_attr(ERROR_ATTR, _error_info(exc))
-                study.tell(trial, state=TrialState.FAIL)
-                logger.warning("%s trial %d failed: %s: %s (traceback in the trial's user "
-                               "attribute %r)", label, trial.number, type(exc).__name__, exc,
-                               ERROR_ATTR)
+                failure = Failure.from_exception(exc, FailureKind.STRATEGY)
+                _tell_failed(study, trial, failure)
+                logger.warning("%s trial %d failed: %s (traceback in result.trials and in the "
+                               "trial's record)", label, trial.number, failure.describe())
                 infeasible_in_a_row = 0
                 if on_finished:
                     on_finished()
                 continue
             except BaseException as exc:  # interrupted: leave a failed trial, not a running one
-                trial.set_user_attr(ERROR_ATTR, {**_error_info(exc), "type": "WorkerDied"})
-                study.tell(trial, state=TrialState.FAIL)
+                _tell_failed(study, trial, Failure.from_exception(exc, FailureKind.INTERRUPTED))
                 raise
             finally:
                 heartbeat.watch(None)
-            if outcome.infeasible is not None:
-                trial.set_user_attr(INFEASIBLE_ATTR, outcome.infeasible)
+            record = outcome.record
+            if record.infeasible is not None:
+                write_trial_record(trial, record)
                 study.tell(trial, state=TrialState.PRUNED)
                 infeasible_in_a_row += 1
                 if infeasible_in_a_row >= MAX_INFEASIBLE_IN_A_ROW:
                     raise SearchSpaceError(
                         f"{label}: {infeasible_in_a_row} parameter sets in a row violated the "
-                        f"constraints (last: {outcome.infeasible}); they exclude (nearly) the "
+                        f"constraints (last: {record.infeasible}); they exclude (nearly) the "
                         "whole search space. Loosen them or narrow the ranges to the feasible "
                         "region.")
                 continue
             infeasible_in_a_row = 0
-            for key, value in outcome.attrs.items():
-                trial.set_user_attr(key, value)
             if outcome.pruned:
+                write_trial_record(trial, record)
                 study.tell(trial, state=TrialState.PRUNED)
-            elif outcome.value is None or not math.isfinite(outcome.value):
-                error = outcome.attrs.get(ERROR_ATTR) or {
-                    "type": "NonFiniteMetric", "message": f"the objective is {outcome.value}",
-                    "traceback": ""}
-                trial.set_user_attr(ERROR_ATTR, error)
-                study.tell(trial, state=TrialState.FAIL)
-                logger.warning("%s trial %d failed: %s: %s", label, trial.number,
-                               error["type"], error["message"])
+            elif record.failure is not None or outcome.value is None \
+                    or not math.isfinite(outcome.value):
+                failure = record.failure or Failure(
+                    FailureKind.NON_FINITE, "NonFiniteMetric",
+                    f"the objective is {outcome.value}")
+                _tell_failed(study, trial, failure, record)
+                logger.warning("%s trial %d failed: %s", label, trial.number,
+                               failure.describe())
             else:
+                write_trial_record(trial, record)
                 study.tell(trial, outcome.value)
             if on_finished:
                 on_finished()
@@ -302,3 +287,12 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             f"{first_failure(trials)}. Fix the strategy (run it once with "
             "strategy.run(data, params) to see the full traceback), or check the metric.")
     return "done"
+
+
+def _tell_failed(study: optuna.Study, trial: optuna.Trial, failure: Failure,
+                 record: TrialRecord | None = None) -> None:
+    """Record ``failure`` on ``trial`` (with what it evaluated, if anything) and fail it."""
+    base = record or TrialRecord(params=dict(trial.params))
+    write_trial_record(trial, TrialRecord(params=base.params, evaluations=base.evaluations,
+                                          failure=failure))
+    study.tell(trial, state=TrialState.FAIL)

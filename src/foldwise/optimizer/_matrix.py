@@ -15,6 +15,9 @@ from typing import Any
 import pandas as pd
 
 from foldwise.data import MarketData
+from foldwise.splits import WalkForward
+
+from ._run import optimize
 
 __all__ = ["walk_forward_matrix"]
 
@@ -46,8 +49,6 @@ def walk_forward_matrix(strategy: Any, data: MarketData, space: Mapping[str, Any
         stitched curve, its annual return and maximum drawdown, walk-forward efficiency,
         and whether the pass/fail summary passed.
     """
-    from foldwise.optimizer import optimize
-    from foldwise.splits import WalkForward
 
     rows = []
     for train in trains:

@@ -1,0 +1,243 @@
+"""``WalkForwardResult``: every table of an optimization, from its records and stored runs.
+
+A result is built from a :class:`~foldwise.records.StudyRecord` (what the study storage
+holds) and a :class:`RunLoader` (the cache); nothing here runs a backtest or opens a
+storage. Each table is computed when first asked for, by the functions of ``_tables``,
+``_stitch``, ``_criteria`` and ``_overfitting``, and kept.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from foldwise.backtest import BacktestResult
+from foldwise.errors import OptimizationError
+from foldwise.records import StudyManifest, StudyRecord
+
+from . import _tables as tables
+from ._criteria import Criteria, criteria_table
+from ._folds import FoldRecord, fold_records
+from ._overfitting import overfitting_summary
+from ._runs import RunLoader
+from ._select import select_top
+from ._stitch import stitch
+
+__all__ = ["WalkForwardResult"]
+
+
+class WalkForwardResult:
+    """The result of :func:`foldwise.optimize` (or :func:`foldwise.load_result`).
+
+    Trials come from the study storage, return series from the cache; nothing runs a
+    backtest. Tables are computed when first asked for.
+
+    Attributes
+    ----------
+    name : str
+        The study name.
+    manifest : foldwise.records.StudyManifest
+        What the study was run with (data, splitter, folds, strategy, space, settings).
+    mode : str
+        ``"walk_forward"`` or ``"cv"``.
+    metric, direction : str
+        The optimized metric and whether it was maximized.
+    fold_records : list of FoldRecord
+        One per fold, with its trials and its top-k parameter sets.
+    location : str
+        The storage the study was read from.
+    """
+
+    def __init__(self, record: StudyRecord, loader: RunLoader) -> None:
+        self.record = record
+        self.loader = loader
+        self.name = record.name
+        self.manifest: StudyManifest = record.manifest
+        self.mode = self.manifest.mode
+        self.metric = self.manifest.metric
+        self.direction = self.manifest.direction
+        self.top_k = self.manifest.top_k
+        self.location = record.location
+        self.fold_records: list[FoldRecord] = fold_records(record)
+
+    @property
+    def _maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    # --- trials --------------------------------------------------------------------------
+
+    @cached_property
+    def trials(self) -> pd.DataFrame:
+        """Every trial: fold, trial number, state, objective value, params, train and test
+        metrics (dicts), per-fold test metrics in cross-validated mode (``cv_folds``),
+        backtests it ran (0: served by the cache), the reason of an infeasible or failed
+        trial, and times."""
+        return tables.trials_frame(self.record.trials)
+
+    @property
+    def best_params(self) -> list[dict[str, Any]]:
+        """Walk-forward: the parameters chosen on each fold's training window, fold by fold.
+        Cross-validated: one entry, the best set by the aggregated fold metric."""
+        if self.mode == "cv":
+            best = select_top(self.record.trials.get(None, ()), self.direction, 1)
+            return [dict(best[0].params)] if best else []
+        return [dict(r.best.params) for r in self.fold_records if r.best is not None]
+
+    # --- per fold ------------------------------------------------------------------------
+
+    @cached_property
+    def folds(self) -> pd.DataFrame:
+        """One row per fold. Walk-forward: windows, chosen parameters, in-sample (``is_``)
+        and out-of-sample (``oos_``) metric, Sharpe, annual return, max drawdown and trades,
+        walk-forward efficiency (``wfe``), deflated Sharpe ratio of the choice (``dsr``),
+        trials completed / failed / pruned / infeasible and cache hits. Cross-validated:
+        the best set's metric on each fold's test window."""
+        if self.mode == "cv":
+            return self._cv_folds()
+        return tables.fold_table(self.fold_records, self.metric, self.loader,
+                                 self.manifest.settings.periods_per_year)
+
+    def _cv_folds(self) -> pd.DataFrame:
+        best = select_top(self.record.trials.get(None, ()), self.direction, 1)
+        rows = []
+        for record in self.fold_records:
+            evaluation = best[0].record.evaluations.get(record.number) if best else None
+            test = (evaluation.test if evaluation else None) or {}
+            rows.append({
+                "fold": record.number, "fold_id": record.fold_id,
+                "train_start": record.train_start, "train_end": record.train_end,
+                "test_start": record.test_start, "test_end": record.test_end,
+                "params": dict(best[0].params) if best else None,
+                f"oos_{self.metric}": test.get(self.metric, math.nan)})
+        return pd.DataFrame(rows)
+
+    @cached_property
+    def ranking(self) -> pd.DataFrame:
+        """Parameter sets judged out of sample, ranked across folds (robust sets first)."""
+        return tables.ranking(self.fold_records, self.metric, self._maximize)
+
+    # --- the out-of-sample curve ---------------------------------------------------------
+
+    @cached_property
+    def oos_result(self) -> BacktestResult:
+        """The stitched out-of-sample walk-forward as a BacktestResult (returns, positions,
+        trades, turnover and costs, including the cost of every re-optimization)."""
+        if self.mode != "walk_forward":
+            raise OptimizationError(
+                "a stitched out-of-sample curve belongs to walk-forward mode; a "
+                "cross-validated study has one parameter set for all folds (see "
+                "result.folds), and CPCV paths are in result.cpcv_paths().")
+        chosen = [r.best.evaluation if r.best else None for r in self.fold_records]
+        return stitch(chosen, [r.test_span for r in self.fold_records], self.loader,
+                      self.manifest.settings)
+
+    @property
+    def oos_returns(self) -> pd.Series:
+        """Per-period returns of the stitched out-of-sample curve."""
+        return self.oos_result.returns
+
+    @property
+    def oos_equity(self) -> pd.Series:
+        """Compounded wealth of the stitched out-of-sample curve (1.0 before the start)."""
+        return self.oos_result.equity
+
+    @property
+    def oos_metrics(self) -> dict[str, float]:
+        """Every metric of :data:`foldwise.metrics.METRICS` of the stitched curve."""
+        return self.oos_result.metrics()
+
+    @cached_property
+    def benchmark(self) -> BacktestResult | None:
+        """The equal-weight universe over the study's data and settings (None if unknown)."""
+        key = self.manifest.benchmark
+        return None if key is None else self.loader.load(key)
+
+    @cached_property
+    def comparison(self) -> pd.DataFrame:
+        """The out-of-sample curve next to the chosen sets in sample and to an equal-weight
+        holding of the universe over the same dates."""
+        return tables.comparison(self.oos_result, self.fold_records, self.benchmark)
+
+    @cached_property
+    def walk_forward_efficiency(self) -> float:
+        """Annualized out-of-sample metric of the stitched curve over the mean annualized
+        in-sample metric of the chosen sets (the optimized metric when it is annualized,
+        else the annual return)."""
+        name = tables.wfe_metric(self.metric)
+        return tables.ratio(self.oos_metrics[name],
+                            tables.chosen_in_sample(self.fold_records, name))
+
+    # --- stability, verdict, overfitting ---------------------------------------------------
+
+    @cached_property
+    def parameter_stability(self) -> pd.DataFrame:
+        """Per parameter: the value chosen in each fold and its dispersion across folds."""
+        return tables.parameter_stability(self.fold_records)
+
+    @cached_property
+    def rank_correlation(self) -> pd.DataFrame:
+        """Per fold: Spearman correlation of in- and out-of-sample metric over its sets."""
+        return tables.rank_correlation(self.fold_records, self.metric)
+
+    def fold_profits(self) -> list[float]:
+        """Per fold with a chosen set, the log return of its window on the stitched curve."""
+        returns = self.oos_returns
+        return [float(np.log1p(returns.loc[r.test_start: r.test_end].to_numpy()).sum())
+                for r in self.fold_records if r.best is not None]
+
+    def summary(self, criteria: Criteria | None = None) -> pd.DataFrame:
+        """Pass/fail of the walk-forward criteria (thresholds in :class:`Criteria`)."""
+        return criteria_table(self.walk_forward_efficiency, self.fold_profits(),
+                              self.oos_metrics["max_drawdown"], criteria or Criteria())
+
+    def passed(self, criteria: Criteria | None = None) -> bool:
+        """True when every criterion of :meth:`summary` passes."""
+        return bool(self.summary(criteria)["passed"].all())
+
+    def returns_matrix(self, max_configurations: int | None = None) -> pd.DataFrame:
+        """Full-history returns of every distinct parameter set evaluated (one column each)."""
+        return tables.returns_matrix(self.record.trials, self.manifest, self.loader,
+                                     max_configurations)
+
+    def overfitting(self, n_splits: int = 16, max_configurations: int | None = None
+                    ) -> dict[str, float]:
+        """Probability of backtest overfitting (CSCV over every distinct set evaluated),
+        and the PSR and DSR of the out-of-sample curve (see :mod:`foldwise.stats`)."""
+        matrix = (self.returns_matrix(max_configurations).to_numpy()
+                  if self.manifest.strategy.causal else None)
+        return overfitting_summary(self.oos_result, matrix, n_splits=n_splits)
+
+    def cpcv_paths(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """CPCV studies: metrics of each out-of-sample path, and the path returns."""
+        return tables.cpcv_paths(self.fold_records, self.manifest, self.loader)
+
+    def text_report(self, overfitting: bool = True) -> str:
+        """Folds, out-of-sample comparison, verdict, stability and overfitting, as text."""
+        from ._text import text_report
+
+        return text_report(self, overfitting=overfitting)
+
+    def __repr__(self) -> str:
+        lines = [f"WalkForwardResult({self.name!r}, mode={self.mode}, metric={self.metric} "
+                 f"({self.direction}), {len(self.fold_records)} folds)"]
+        if self.mode != "walk_forward":
+            best = self.best_params
+            lines.append(f"  best params: {best[0] if best else None}")
+            return "\n".join(lines)
+        for record in self.fold_records:
+            best = record.best
+            if best is None:
+                lines.append(f"  fold {record.number}: no completed trial")
+                continue
+            train = (best.train or {}).get(self.metric, math.nan)
+            test = (best.test or {}).get(self.metric, math.nan)
+            lines.append(
+                f"  fold {record.number}: train {record.train_start.date()}.."
+                f"{record.train_end.date()} {self.metric}={train:.3f}  test "
+                f"{record.test_start.date()}..{record.test_end.date()} "
+                f"{self.metric}={test:.3f}  params={dict(best.params)}")
+        return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""Stored optimizations: read one back, list them, delete one.
+
+Layout in the Optuna storage, for an optimization named ``name``:
+
+* ``name`` — the **manifest** study, holding the :class:`~foldwise.records.StudyManifest`.
+  In cross-validated mode it is also the study whose trials are the evaluations.
+* ``name/fold-00``, ``name/fold-01``, ... — one study per fold in walk-forward mode.
+
+:func:`read_study` turns them into a :class:`~foldwise.records.StudyRecord` (through the
+records module only); :func:`load_result` wraps it in a
+:class:`~foldwise.WalkForwardResult` reading runs from the cache. No backtest runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from foldwise._paths import resolve_root
+from foldwise.aggregate import CacheRunLoader, WalkForwardResult
+from foldwise.cache import BacktestCache
+from foldwise.errors import OptimizationError
+from foldwise.records import StudyRecord, read_fold_tests, read_manifest, read_trial
+from foldwise.splits import FoldStore
+from foldwise.storage import StorageSpec, open_storage, parse_storage
+
+from ._plan import fold_set_name, fold_study_name
+
+__all__ = ["delete_study", "list_studies", "load_result", "read_study"]
+
+
+def _manifest_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(n for n in optuna.get_all_study_names(storage=storage) if "/fold-" not in n)
+
+
+def read_study(name: str, storage: optuna.storages.BaseStorage, location: str) -> StudyRecord:
+    """The :class:`~foldwise.records.StudyRecord` of optimization ``name`` in ``storage``.
+
+    Raises
+    ------
+    OptimizationError
+        No such study (the message lists the studies there), or a study that foldwise did
+        not create.
+    """
+    try:
+        manifest_study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise OptimizationError(
+            f"no study named {name!r} in {location}; the studies there are "
+            f"{_manifest_names(storage)}. Check the name and the storage= argument.") from None
+    manifest = read_manifest(manifest_study)
+    if manifest is None:
+        raise OptimizationError(
+            f"study {name!r} in {location} was not created by foldwise.optimize (it has no "
+            "foldwise manifest); open it with optuna.load_study instead.")
+    if manifest.mode == "cv":
+        trials = tuple(read_trial(t) for t in manifest_study.get_trials(deepcopy=False))
+        return StudyRecord(name, manifest, {None: trials}, location=location)
+    by_fold = {}
+    tests = {}
+    for window in manifest.folds:
+        try:
+            study = optuna.load_study(study_name=fold_study_name(name, window.number),
+                                      storage=storage)
+        except KeyError:
+            by_fold[window.number] = ()
+            continue
+        by_fold[window.number] = tuple(read_trial(t, window.number)
+                                       for t in study.get_trials(deepcopy=False))
+        stored_tests = read_fold_tests(study)
+        if stored_tests:
+            tests[window.number] = stored_tests
+    return StudyRecord(name, manifest, by_fold, tests, location)
+
+
+def _cache(cache: Any) -> BacktestCache:
+    return cache if isinstance(cache, BacktestCache) else BacktestCache(cache)
+
+
+def result_of(record: StudyRecord, cache: BacktestCache) -> WalkForwardResult:
+    """The :class:`~foldwise.WalkForwardResult` of ``record``, reading runs from ``cache``."""
+    return WalkForwardResult(record, CacheRunLoader(cache, record.name))
+
+
+def load_result(study: str, storage: Any = None, cache: Any = None) -> WalkForwardResult:
+    """Rebuild the result of optimization ``study`` from its storage; no backtest runs.
+
+    Parameters
+    ----------
+    study
+        The study name given to :func:`foldwise.optimize`.
+    storage
+        The same ``storage=`` as the optimization (None: the default journal file).
+    cache
+        The :class:`~foldwise.BacktestCache` (or its directory) of the optimization, for
+        what needs return series (the stitched out-of-sample curve); None: the default.
+    """
+    spec = storage if isinstance(storage, StorageSpec) else parse_storage(storage)
+    return result_of(read_study(study, open_storage(spec), str(spec)), _cache(cache))
+
+
+def list_studies(storage: Any = None) -> list[str]:
+    """Names of the optimizations in ``storage`` (None: the default journal file), sorted.
+
+    Fold studies (``"name/fold-00"``, ...) are not listed: they belong to their
+    optimization.
+    """
+    return _manifest_names(open_storage(parse_storage(storage)))
+
+
+def delete_study(name: str, storage: Any = None, cache: Any = None) -> int:
+    """Delete optimization ``name``: its manifest, every fold study, its stored fold set.
+
+    Parameters
+    ----------
+    storage, cache
+        The ``storage=`` and ``cache=`` of the optimization (None: the defaults).
+
+    Returns the number of Optuna studies deleted. Cached backtests are kept: a new study on
+    the same data and strategy reuses them.
+    """
+    root = cache.root if isinstance(cache, BacktestCache) else resolve_root(cache)
+    FoldStore(root).delete(fold_set_name(name))
+    opened = open_storage(parse_storage(storage))
+    names = [n for n in optuna.get_all_study_names(storage=opened)
+             if n == name or n.startswith(name + "/fold-")]
+    for study_name in names:
+        optuna.delete_study(study_name=study_name, storage=opened)
+    return len(names)

@@ -1,0 +1,135 @@
+"""One call of ``optimize``: arguments checked before anything runs, each resource opened
+once, the caller's cache used as given. Regression tests, named after the defects."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from sklearn.model_selection import TimeSeriesSplit
+
+import foldwise
+from foldwise import BacktestCache, BacktestSettings, Costs
+from foldwise.cache import MemoryIndex
+from foldwise.errors import OptimizationError, SearchSpaceError, StudyMismatchError
+from foldwise.examples import sma_crossover
+from foldwise.optimizer import _run
+from foldwise.space import Int
+from foldwise.splits import WalkForward
+
+SPACE = {"fast": Int(5, 30), "slow": Int(40, 120)}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return foldwise.datasets.load_goog().islice(0, 700)
+
+
+def run(data, **overrides):
+    arguments = {"strategy": sma_crossover, "data": data, "space": SPACE,
+                 "splitter": WalkForward(train=300, test=100), "constraints": "fast < slow",
+                 "n_trials": 3, "study": "call", "seed": 0, "costs": 2.0,
+                 "show_progress": False}
+    arguments.update(overrides)
+    return foldwise.optimize(**arguments)
+
+
+def test_optimize_uses_the_cache_object_it_is_given(data, store_dir):
+    index = MemoryIndex()
+    cache = BacktestCache(store_dir / "given", backend=index)
+    result = run(data, cache=cache, storage="memory")
+    assert len(index.rows()) > 0  # the runs went to the given index ...
+    assert not (store_dir / "given" / "cache" / "index.sqlite").exists()  # ... not to SQLite
+    assert result.oos_metrics["sharpe"] == result.oos_metrics["sharpe"]  # read through it
+
+
+def test_a_process_local_cache_is_refused_for_worker_processes(data, store_dir):
+    cache = BacktestCache(store_dir, backend=MemoryIndex())
+    with pytest.raises(OptimizationError, match="cache that several processes can open"):
+        run(data, cache=cache, n_jobs=2)
+
+
+class CountingWalkForward(WalkForward):
+    builds = 0
+
+    def _build(self, *args, **kwargs):
+        CountingWalkForward.builds += 1
+        return super()._build(*args, **kwargs)
+
+
+def test_the_folds_are_computed_once_per_call(data, store_dir):
+    splitter = CountingWalkForward(train=300, test=100)
+    run(data, splitter=splitter)
+    assert CountingWalkForward.builds == 1
+    run(data, splitter=splitter)  # resumed: the stored folds are checked, not rebuilt twice
+    assert CountingWalkForward.builds == 2
+
+
+def test_the_storage_and_the_cache_are_opened_once_per_call(data, store_dir, monkeypatch):
+    opened = []
+    real_open = _run.open_storage
+    monkeypatch.setattr(_run, "open_storage", lambda spec: opened.append(spec) or real_open(spec))
+    caches = []
+    real_init = BacktestCache.__init__
+
+    def counting_init(self, *args, **kwargs):
+        caches.append(args)
+        real_init(self, *args, **kwargs)
+
+    cache = BacktestCache(store_dir)
+    monkeypatch.setattr(BacktestCache, "__init__", counting_init)
+    run(data, cache=cache)
+    assert len(opened) == 1
+    assert caches == []  # the given cache, never a new one
+
+
+def test_a_refused_resume_runs_no_benchmark(data, store_dir, tmp_path):
+    run(data)
+    fresh = BacktestCache(tmp_path / "fresh")
+    with pytest.raises(StudyMismatchError, match="metric changed"):
+        run(data, metric="sortino", cache=fresh)
+    assert fresh.stats().runs == 0
+
+
+@pytest.mark.parametrize("splitter", [None, TimeSeriesSplit(n_splits=3)])
+def test_a_splitter_that_is_not_foldwise_s_names_the_fix(data, store_dir, splitter):
+    with pytest.raises(OptimizationError, match=r"foldwise.WalkForward\(train="):
+        run(data, splitter=splitter)
+
+
+@pytest.mark.parametrize("seed", ["abc", -1, 1.5, True])
+def test_a_bad_seed_names_the_fix(data, store_dir, seed):
+    with pytest.raises(OptimizationError, match="seed must be None or an integer"):
+        run(data, seed=seed)
+
+
+@pytest.mark.parametrize("timeout", [-1, 0, float("nan"), "10"])
+def test_a_bad_timeout_names_the_fix(data, store_dir, timeout):
+    with pytest.raises(OptimizationError, match="timeout must be None or a number"):
+        run(data, timeout=timeout)
+
+
+def test_a_constraint_that_raises_is_not_the_strategy_s_failure(data, store_dir):
+    def broken_constraint(params):
+        raise KeyError("slowest")
+
+    with pytest.raises(SearchSpaceError, match="broken_constraint") as raised:
+        run(data, constraints=broken_constraint)
+    assert "Fix the strategy" not in str(raised.value)
+
+
+def test_settings_object_and_keywords_reach_the_backtest(data, store_dir):
+    settings = BacktestSettings(costs=Costs(commission_bps=1, slippage_bps=3), delay=1)
+    result = run(data, settings=settings, costs=None, delay=None)
+    assert result.manifest.settings == settings
+    replaced = run(data, settings=settings, costs=None, delay=0, study="other")
+    assert replaced.manifest.settings == settings.replace(delay=0)
+    assert replaced.oos_result.settings == settings.replace(delay=0)
+
+
+def test_list_studies_names_the_optimizations_only(data, store_dir):
+    run(data, study="one")
+    run(data, study="two", mode="cv", splitter=foldwise.PurgedKFold(n_splits=3))
+    assert foldwise.list_studies() == ["one", "two"]
+    names = optuna.get_all_study_names(storage=_run.open_storage(
+        foldwise.storage.parse_storage(None)))
+    assert "one/fold-00" in names
