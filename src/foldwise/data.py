@@ -38,7 +38,7 @@ from foldwise.errors import (
     UnsortedDatesError,
 )
 
-__all__ = ["PRICE_FIELDS", "MarketData"]
+__all__ = ["PRICE_FIELDS", "MarketData", "check_index"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,30 @@ def _parse_dates(values: Any, what: str, hint: str = "") -> pd.DatetimeIndex:
     return _as_datetime_index(parsed, what)
 
 
-def _check_index(index: pd.DatetimeIndex, what: str) -> None:
+def check_index(index: pd.DatetimeIndex, what: str) -> None:
+    """Refuse a date index that is empty, has NaT, is unsorted or has duplicates.
+
+    The checks MarketData makes on its dates, for other parts that take dated data (the
+    splitters); each error names the position and the fix.
+
+    Parameters
+    ----------
+    index
+        The dates.
+    what
+        How messages name the index, e.g. ``"the index of X"``.
+
+    Raises
+    ------
+    EmptyDataError, NonDatetimeIndexError, UnsortedDatesError, DuplicateDatesError
+
+    Examples
+    --------
+    >>> check_index(pd.DatetimeIndex(["2024-01-03", "2024-01-02"]), "the index")
+    Traceback (most recent call last):
+    ...
+    foldwise.errors.UnsortedDatesError: the index is not sorted: 2024-01-02 00:00:00 comes after 2024-01-03 00:00:00 at position 1. Sort it first, e.g. df.sort_index().
+    """
     if len(index) == 0:
         raise EmptyDataError(f"{what} has no dates. Pass at least one bar.")
     if index.hasnans:
@@ -221,7 +244,7 @@ class MarketData:
         if not fields:
             raise EmptyDataError("MarketData needs at least one field, e.g. {'close': array}.")
         dates = _as_datetime_index(index, "the date index")
-        _check_index(dates, "the date index")
+        check_index(dates, "the date index")
         labels = pd.Index([str(a) for a in assets], dtype=object)
         if len(labels) == 0:
             raise EmptyDataError("MarketData needs at least one asset; the asset list is empty.")
@@ -309,7 +332,7 @@ class MarketData:
                     f"{type(frame).__name__}."
                 )
             field_index = _as_datetime_index(frame.index, f"the index of field {name!r}")
-            _check_index(field_index, f"the index of field {name!r}")
+            check_index(field_index, f"the index of field {name!r}")
             zones[name] = field_index.tz
             prepared[name] = frame.set_axis(field_index, axis=0).set_axis(
                 [str(c) for c in frame.columns], axis=1)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from foldwise._hashing import hash_arrays
-from foldwise.data import MarketData, _check_index
+from foldwise.data import MarketData, check_index
 from foldwise.errors import SplitError
 
 __all__ = ["Timeline", "as_timeline", "format_date"]
@@ -94,7 +94,7 @@ def as_timeline(X: Any) -> Timeline:
         index = X.index
         if isinstance(index, pd.DatetimeIndex):
             if len(index):
-                _check_index(index, "the index of X")
+                check_index(index, "the index of X")
             return Timeline(len(index), index, X)
         return Timeline(len(index), None, X)
     if X is None:
