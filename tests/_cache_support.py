@@ -6,10 +6,12 @@ in every process that imports it, as for a user's strategy module.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
-from foldwise import BacktestResult, MarketData
+from foldwise import BacktestCache, BacktestResult, MarketData
 
 N_DATES = 260
 ASSETS = ("AAA", "BBB", "CCC")
@@ -56,3 +58,10 @@ def expected_backtest(weights: np.ndarray, close: np.ndarray,
         previous = weights[t]
     return {"returns": net, "gross_returns": gross, "costs": costs, "turnover": turnover,
             "positions": weights}
+
+
+def run_in_worker(cache: BacktestCache, lookback: int) -> int:
+    """In a worker process: run ``trend`` through the cache it was sent; return the pid."""
+    cache.get_or_run(trend, {"lookback": lookback}, make_data())
+    cache.close()
+    return os.getpid()

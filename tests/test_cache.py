@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import os
+import pickle
 import threading
 import time
 
@@ -15,15 +16,21 @@ import numpy as np
 import pytest
 
 import foldwise
-from foldwise import BacktestCache, Costs, Strategy, cached_backtest
-from foldwise.cache import MemoryIndex
+from foldwise import BacktestCache, BacktestSettings, Costs, Strategy, cached_backtest
+from foldwise.cache import MemoryIndex, SQLiteIndex
 from foldwise.errors import (
     CacheArgumentError,
     CacheCorruptedError,
     CacheError,
     CacheMissError,
 )
-from tests._cache_support import expected_backtest, flat_returns, make_data, trend
+from tests._cache_support import (
+    expected_backtest,
+    flat_returns,
+    make_data,
+    run_in_worker,
+    trend,
+)
 
 DATA = make_data()
 
@@ -249,12 +256,12 @@ def test_results_in_memory_are_bounded_by_count_and_bytes(tmp_path, monkeypatch)
     for lookback in range(2, 7):
         cache.get_or_run(trend, {"lookback": lookback}, DATA)
     assert len(cache._results) == 3  # the three most recent
-    one = cache._results_bytes / 3
-    monkeypatch.setattr("foldwise.cache._cache.RESULTS_BYTES", 1.5 * one)
+    one = cache._results.nbytes / 3
+    monkeypatch.setattr("foldwise.cache._results.RESULTS_BYTES", 1.5 * one)
     cache.get_or_run(trend, {"lookback": 7}, DATA)
-    assert len(cache._results) == 1 and cache._results_bytes == pytest.approx(one)
-    cache._forget_results()
-    assert cache._results_bytes == 0
+    assert len(cache._results) == 1 and cache._results.nbytes == pytest.approx(one)
+    cache._results.clear()
+    assert cache._results.nbytes == 0
     assert cache.get_or_run(trend, {"lookback": 7}, DATA).returns.equals(
         trend_result(lookback=7).returns)  # read back from its artifact
 
@@ -508,6 +515,48 @@ def test_a_cache_copies_as_its_location(cache):
         copy.deepcopy(BacktestCache(cache.root, backend=MemoryIndex()))
 
 
+def test_shareable_says_whether_other_processes_can_open_the_cache(tmp_path):
+    assert BacktestCache(tmp_path).shareable
+    assert BacktestCache(tmp_path, backend=SQLiteIndex(tmp_path / "other.sqlite")).shareable
+    assert not BacktestCache(tmp_path, backend=MemoryIndex()).shareable
+
+
+def test_a_pickled_cache_carries_its_location_and_index_kind_not_its_state(tmp_path):
+    index = SQLiteIndex(tmp_path / "elsewhere" / "custom.sqlite")
+    cache = BacktestCache(tmp_path / "fw", backend=index, memo_size=7, results_in_memory=2,
+                          touch_interval=5.0)
+    cache.get_or_run(trend, {}, DATA)  # fills the memo and the results memory
+    clone = pickle.loads(pickle.dumps(cache))
+    assert (clone.root, clone.index.path, clone.touch_interval) == (cache.root, index.path, 5.0)
+    assert (clone._memo.size, clone._results.size) == (7, 2)
+    assert len(clone._results) == 0 and clone.stats().hits == 0  # nothing in memory came along
+    assert clone.get(cache.key(trend, {}, DATA)) is not None
+    assert not (tmp_path / "fw" / "cache" / "index.sqlite").exists()
+
+
+def test_unpickling_a_process_local_cache_names_the_fix(tmp_path):
+    payload = pickle.dumps(BacktestCache(tmp_path, backend=MemoryIndex()))  # sending works
+    with pytest.raises(CacheError, match=r"one process.*BacktestCache\(path\)"):
+        pickle.loads(payload)  # a worker's copy would write elsewhere: refused
+
+
+@pytest.mark.slow
+def test_joblib_workers_write_into_the_callers_cache(tmp_path):
+    """The cache object itself goes to loky workers (fresh interpreters) and they write
+    into the caller's index, wherever it is, not into a default one of their own."""
+    joblib = pytest.importorskip("joblib")
+    index = SQLiteIndex(tmp_path / "elsewhere" / "custom.sqlite")
+    cache = BacktestCache(tmp_path / "fw", backend=index)
+    pids = joblib.Parallel(n_jobs=2, backend="loky")(
+        joblib.delayed(run_in_worker)(cache, lookback) for lookback in (3, 4, 5, 6))
+    assert os.getpid() not in pids
+    for lookback in (3, 4, 5, 6):
+        record = cache.get(cache.key(trend, {"lookback": lookback}, DATA))
+        assert record is not None and record.kind == "full"
+    assert cache.executed == 0
+    assert not (tmp_path / "fw" / "cache" / "index.sqlite").exists()
+
+
 def test_a_memory_index_cache_works(tmp_path):
     cache = BacktestCache(tmp_path, backend=MemoryIndex())
     cache.metrics(trend, {}, DATA, window=(0, 50))
@@ -574,6 +623,21 @@ def test_cached_backtest_decorator(cache):
         cached_backtest(cost=2)
 
 
+def test_cached_backtest_takes_one_settings_object(cache):
+    @cached_backtest(cache=cache, settings=BacktestSettings(costs=2), delay=1)
+    def momentum(data, lookback=5):
+        return trend(data, lookback)
+
+    assert momentum.settings == BacktestSettings(costs=2, delay=1)
+    result = momentum(DATA)
+    assert result.settings == momentum.settings
+    assert cache.get(cache.key(momentum.uncached, {}, DATA, settings=momentum.settings))
+    assert momentum.run(DATA, {}, momentum.settings) is result
+    assert momentum.run(DATA, {}, costs=2, delay=1) is result
+    with pytest.raises(CacheArgumentError, match="delay"):
+        cached_backtest(delay=-1)  # refused when decorating, not at the first call
+
+
 def test_cached_backtest_uses_the_default_location(tmp_path, monkeypatch):
     monkeypatch.setenv("FOLDWISE_DIR", str(tmp_path))
 
@@ -600,7 +664,7 @@ def test_an_entry_replaced_by_another_process_is_reloaded_not_dropped(cache, cap
     other.get_or_run(trend, {}, DATA)  # stored again, under a new file name
     new = other.index.get(key.digest).artifact
     assert new != old
-    cache._forget_results()  # as if the loaded result had left the in-memory LRU
+    cache._results.clear()  # as if the loaded result had left the in-memory LRU
     with caplog.at_level(logging.WARNING, logger="foldwise.cache"):
         result = cache.get_or_run(trend, {}, DATA)
     assert caplog.text == ""
@@ -614,7 +678,7 @@ def test_flushing_last_used_times_inside_a_write_does_not_wait_for_itself(tmp_pa
     writing turn that thread held."""
     import threading
 
-    from foldwise.cache._index import WRITE_LOCK_SUFFIX, SQLiteIndex, _writer_turn
+    from foldwise.cache._sqlite import WRITE_LOCK_SUFFIX, SQLiteIndex, _writer_turn
 
     first = SQLiteIndex(tmp_path / "index.sqlite")
     second = SQLiteIndex(tmp_path / "index.sqlite")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import json
 import sys
 import textwrap
 from pathlib import Path, PurePosixPath
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from foldwise import BacktestCache, Costs, MarketData, Strategy
+from foldwise import BacktestCache, BacktestSettings, Costs, MarketData, Strategy
 from foldwise.cache import _keys
 from foldwise.errors import CacheArgumentError, ParameterError, StrategyParameterError
 from tests._cache_support import make_data, trend
@@ -279,3 +280,46 @@ def test_a_record_rebuilds_its_own_key(stored):
     for record in (stored.get(k) for k in stored.runs().index):
         rebuilt = stored.key(trend, record.params, DATA, **record.settings)
         assert rebuilt.digest == record.key
+
+
+# --- one settings object ----------------------------------------------------------------------
+
+
+def test_a_settings_object_and_keywords_give_one_key():
+    settings = BacktestSettings(costs=3, delay=1)
+    assert key({}, settings=settings) == key({}, costs=3, delay=1) == key(
+        {}, settings=BacktestSettings(delay=1), costs=3)
+    assert key({}, settings=BacktestSettings(periods_per_year=252)) == key(
+        {}, settings=BacktestSettings(periods_per_year=252.0)) == key({})
+    assert key({}, settings=settings, delay=0) == key({}, costs=3)  # keywords win
+
+
+def test_the_key_hashes_the_canonical_form_of_the_settings():
+    settings = BacktestSettings(costs=Costs(1, 2), price_field="open")
+    k = _keys.make_key(trend, {}, DATA, settings=settings)
+    assert json.loads(k.settings) == settings.to_dict()
+    # the layout of KEY_VERSION 1: keys stored before settings were one object still hit
+    assert k.settings == ('{"costs":{"commission_bps":1.0,"slippage_bps":2.0},"delay":0,'
+                          '"missing":"zero","periods_per_year":252.0,"price_field":"open"}')
+
+
+def test_settings_text_is_memoized_per_settings_object():
+    settings = BacktestSettings(costs=7)
+    first = _keys.settings_json(settings)
+    assert _keys.settings_json(settings) is first
+    assert _keys.settings_json(BacktestSettings(costs=7)) is first  # equal objects, one entry
+
+
+def test_settings_go_positionally_after_the_data_and_window(tmp_path):
+    cache = BacktestCache(tmp_path)
+    settings = BacktestSettings(costs=2)
+    assert cache.key(trend, {}, DATA, (0, 50), settings) == cache.key(
+        trend, {}, DATA, window=(0, 50), costs=2)
+    result = cache.get_or_run(trend, {}, DATA, settings)
+    assert result.settings is settings  # the one object reaches Strategy.run
+    assert cache.metrics(trend, {}, DATA, None, settings) == result.metrics()
+    assert cache.window_metrics(trend, {}, DATA, [(0, 50)], settings)[0] == pytest.approx(
+        result.islice(0, 50).metrics(), nan_ok=True)
+    assert cache.executed == 1
+    with pytest.raises(CacheArgumentError, match="settings="):
+        cache.key(trend, {}, DATA, settings)  # where the window goes

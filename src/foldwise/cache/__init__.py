@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from foldwise.cache._cache import BacktestCache, CacheRecord, CacheStats, VerifyReport
 from foldwise.cache._decorator import CachedStrategy, cached_backtest
-from foldwise.cache._index import IndexBackend, IndexRow, MemoryIndex, SQLiteIndex
+from foldwise.cache._index import IndexBackend, IndexRow, MemoryIndex
 from foldwise.cache._keys import CacheKey, Window
+from foldwise.cache._sqlite import SQLiteIndex
 
 __all__ = [
     "BacktestCache",

@@ -1,23 +1,31 @@
-"""Selecting stored runs and laying them out as DataFrames (``runs``, ``compare``, ``best``)."""
+"""Browsing a cache: stored runs selected and laid out as DataFrames.
+
+:class:`StoredRuns` holds the browsing methods of :class:`~foldwise.BacktestCache`
+(``runs``, ``compare``, ``best``); the cache inherits them. Rows are selected in the index
+by strategy name and kind, then by code fingerprint, data hash and type-exact parameter
+values; each becomes one DataFrame row of parameters, metrics and provenance. Browsing
+reads the index only, never an artifact.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 
 from foldwise._canonical import canonical_json
 from foldwise.cache._index import IndexBackend, IndexRow
-from foldwise.cache._keys import resolve_strategy
+from foldwise.cache._keys import CacheKey, resolve_strategy
+from foldwise.cache._memo import RecordMemo
 from foldwise.cache._records import CacheRecord
 from foldwise.data import MarketData
-from foldwise.errors import CacheArgumentError
+from foldwise.errors import CacheArgumentError, CacheMissError
 from foldwise.metrics import METRICS
 
-__all__ = ["KINDS", "runs_frame", "select_rows"]
+__all__ = ["KINDS", "StoredRuns", "digest_of", "runs_frame", "select_rows"]
 
 #: Values of ``kind=`` and the row kind they select (None: every kind).
 KINDS: dict[str | None, str | None] = {"full": "full", "slice": "slice", "all": None, None: None}
@@ -87,3 +95,90 @@ def runs_frame(records: list[CacheRecord], with_windows: bool) -> pd.DataFrame:
     for column in ("created", "last_used"):
         frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
     return frame.astype({n: float for n in metric_names})
+
+
+def digest_of(key: Any) -> str:
+    """The digest of a :class:`CacheKey`, a :class:`CacheRecord` or a digest."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, CacheKey):
+        return key.digest
+    if isinstance(key, CacheRecord):
+        return key.key
+    raise CacheArgumentError(
+        f"expected a CacheKey, a CacheRecord or a key digest (str), got {type(key).__name__}.")
+
+
+class StoredRuns:
+    """The browsing methods of :class:`~foldwise.BacktestCache` (which inherits them).
+
+    They need the cache's ``index`` and its record memo ``_memo``.
+    """
+
+    index: IndexBackend
+    _memo: RecordMemo
+
+    def runs(self, strategy: Any = None, *, kind: str | None = "full",
+             data: MarketData | str | None = None, **params: Any) -> pd.DataFrame:
+        """Stored runs as a DataFrame, one row per run, indexed by key.
+
+        Parameters
+        ----------
+        strategy
+            A name (every version of the code stored under that name), or a strategy object
+            or function (only runs of its current code). None: all.
+        kind
+            ``"full"`` (default), ``"slice"`` or ``"all"``.
+        data
+            Only runs on this data (a MarketData or its content hash).
+        **params
+            Only runs whose parameter has exactly this value (type-exact, like keys).
+
+        Returns
+        -------
+        DataFrame
+            Columns ``strategy, kind``, then ``window_start, window_stop, window_first,
+            window_last`` when slices are included, ``params_<name>`` per parameter, every
+            metric, and ``data_hash, fingerprint, created, last_used, bytes``.
+        """
+        self._memo.flush()
+        rows = select_rows(self.index, strategy, kind, data, params)
+        return runs_frame([self._memo.remember(row) for row in rows], kind != "full")
+
+    def compare(self, keys: Iterable[CacheKey | CacheRecord | str]) -> pd.DataFrame:
+        """The given runs side by side, one row per key in the order given.
+
+        Use ``.T`` for one column per run.
+
+        Raises
+        ------
+        CacheMissError
+            Naming the keys that are not stored.
+        """
+        digests = [digest_of(key) for key in keys]
+        records = [self._memo.lookup(d) for d in digests]
+        absent = [d for d, r in zip(digests, records, strict=True) if r is None]
+        if absent:
+            raise CacheMissError(
+                f"{len(absent)} of the keys are not in the cache: {', '.join(absent[:5])}"
+                f"{'...' if len(absent) > 5 else ''}. List what is stored with cache.runs().")
+        present = [r for r in records if r is not None]
+        return runs_frame(present, any(r.is_slice for r in present))
+
+    def best(self, strategy: Any, metric: str, top_n: int = 5, maximize: bool = True, *,
+             kind: str | None = "full", data: MarketData | str | None = None,
+             **params: Any) -> pd.DataFrame:
+        """The ``top_n`` stored runs of ``strategy`` ranked by ``metric`` (NaN last).
+
+        Same selection arguments as :meth:`runs`.
+        """
+        frame = self.runs(strategy, kind=kind, data=data, **params)
+        if metric not in frame.columns or metric.startswith("params_") or metric in (
+                "strategy", "kind", "data_hash", "fingerprint", "created", "last_used"):
+            available = [c for c in frame.columns if c in METRICS] or list(METRICS)
+            raise CacheArgumentError(
+                f"unknown metric {metric!r}; stored metrics: {', '.join(available)}.")
+        if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+            raise CacheArgumentError(f"top_n must be an integer >= 1, got {top_n!r}.")
+        return frame.sort_values(metric, ascending=not maximize, na_position="last",
+                                 kind="stable").head(top_n)

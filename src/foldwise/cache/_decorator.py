@@ -1,15 +1,19 @@
-"""``@cached_backtest``: a plain strategy function whose backtests go through a cache."""
+"""``@cached_backtest``: a plain strategy function whose backtests go through a cache.
+
+The decorator's settings become one :class:`~foldwise.BacktestSettings` object at
+decoration time (so a wrong setting fails there, not at the first call); calls and
+:meth:`CachedStrategy.run` hand it to :meth:`foldwise.BacktestCache.get_or_run`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, overload
 
-from foldwise.backtest import BacktestResult, Costs
+from foldwise.backtest import BacktestResult, BacktestSettings, Costs, MissingPolicy
 from foldwise.cache._cache import BacktestCache
 from foldwise.data import MarketData
-from foldwise.errors import CacheArgumentError
-from foldwise.metrics import DEFAULT_PERIODS_PER_YEAR
+from foldwise.errors import BacktestError, CacheArgumentError
 from foldwise.strategy import Strategy
 
 __all__ = ["CachedStrategy", "cached_backtest"]
@@ -28,16 +32,16 @@ class CachedStrategy(Strategy):
     Its name, parameters and fingerprint are those of the wrapped function (so it shares
     entries with ``Strategy(func)``); ``uncached`` is that plain strategy.
     Calling it, ``f(data, **params)``, returns the cached :class:`~foldwise.BacktestResult`
-    with the settings given to the decorator.
+    with the settings given to the decorator (:attr:`settings`).
     """
 
     def __init__(self, func: Callable[..., Any], *, cache: BacktestCache | None = None,
                  name: str | None = None, version: str | None = None,
-                 settings: Mapping[str, Any] | None = None) -> None:
+                 settings: BacktestSettings | Mapping[str, Any] | None = None) -> None:
         super().__init__(func, name=name, version=version)
         self.uncached = Strategy(func, name=name, version=version)
         self._cache = cache
-        self.settings = dict(settings or {})
+        self.settings = BacktestSettings.coerce(settings)
 
     @property
     def cache(self) -> BacktestCache:
@@ -48,21 +52,23 @@ class CachedStrategy(Strategy):
         return self._cache
 
     @property
-    def fingerprint(self) -> str:  # type: ignore[override]
+    def fingerprint(self) -> str:
         return self.uncached.fingerprint
 
-    def run(self, data: MarketData, params: Mapping[str, Any] | None = None, *,
-            costs: Costs | Mapping[str, float] | float | None = None, delay: int = 0,
-            price_field: str = "close", missing: str = "zero",
-            periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> BacktestResult:
+    def run(self, data: MarketData, params: Mapping[str, Any] | None = None,
+            settings: BacktestSettings | None = None, *,
+            costs: Costs | Mapping[str, float] | float | None = None,
+            delay: int | None = None, price_field: str | None = None,
+            missing: MissingPolicy | None = None,
+            periods_per_year: float | None = None) -> BacktestResult:
         """Like :meth:`Strategy.run`, served from the cache when stored."""
-        return self.cache.get_or_run(self.uncached, params, data, costs=costs, delay=delay,
-                                     price_field=price_field, missing=missing,  # type: ignore[arg-type]
+        return self.cache.get_or_run(self.uncached, params, data, settings, costs=costs,
+                                     delay=delay, price_field=price_field, missing=missing,
                                      periods_per_year=periods_per_year)
 
     def __call__(self, data: MarketData, **params: Any) -> BacktestResult:
         """The cached backtest of ``params`` with the decorator's settings."""
-        return self.run(data, params, **self.settings)
+        return self.run(data, params, self.settings)
 
     def __repr__(self) -> str:
         return f"cached_backtest({self.uncached!r}, cache={self._cache!r})"
@@ -72,19 +78,22 @@ class CachedStrategy(Strategy):
 def cached_backtest(func: Callable[..., Any], /) -> CachedStrategy: ...
 @overload
 def cached_backtest(*, cache: BacktestCache | None = ..., name: str | None = ...,
-                    version: str | None = ...,
+                    version: str | None = ..., settings: BacktestSettings | None = ...,
                     costs: Costs | Mapping[str, float] | float | None = ...,
-                    delay: int = ..., price_field: str = ..., missing: str = ...,
-                    periods_per_year: float = ...) -> Callable[[Callable[..., Any]], CachedStrategy]: ...
+                    delay: int | None = ..., price_field: str | None = ...,
+                    missing: MissingPolicy | None = ..., periods_per_year: float | None = ...,
+                    ) -> Callable[[Callable[..., Any]], CachedStrategy]: ...
 
 
 def cached_backtest(func: Callable[..., Any] | None = None, /, *,
                     cache: BacktestCache | None = None, name: str | None = None,
-                    version: str | None = None, **settings: Any,
+                    version: str | None = None, settings: BacktestSettings | None = None,
+                    **overrides: Any,
                     ) -> CachedStrategy | Callable[[Callable[..., Any]], CachedStrategy]:
     """Make a strategy function ``f(data, **params) -> weights`` a cached backtest.
 
-    ``@cached_backtest`` or ``@cached_backtest(cache=..., costs=..., delay=...)``. The
+    ``@cached_backtest``, ``@cached_backtest(cache=..., costs=..., delay=...)`` or
+    ``@cached_backtest(settings=BacktestSettings(...))`` (the keywords replace its fields). The
     decorated object is a :class:`CachedStrategy`: call it as ``f(data, fast=10)`` to get a
     :class:`~foldwise.BacktestResult`, run once per parameter set, data and settings and
     served from the cache afterwards — also in other processes and after a restart.
@@ -105,13 +114,18 @@ def cached_backtest(func: Callable[..., Any] | None = None, /, *,
     >>> cache.stats().hits, cache.stats().misses
     (1, 1)
     """
-    unknown = set(settings) - {"costs", "delay", "price_field", "missing", "periods_per_year"}
+    unknown = set(overrides) - {"costs", "delay", "price_field", "missing", "periods_per_year"}
     if unknown:
         raise CacheArgumentError(
             f"cached_backtest got unknown setting(s) {sorted(unknown)}; the settings are "
-            "costs, delay, price_field, missing and periods_per_year.")
+            "settings=BacktestSettings(...), costs, delay, price_field, missing and "
+            "periods_per_year.")
+    try:
+        coerced = BacktestSettings.coerce(settings, **overrides)
+    except BacktestError as exc:
+        raise CacheArgumentError(f"cached_backtest: {exc}") from exc
 
     def wrap(f: Callable[..., Any]) -> CachedStrategy:
-        return CachedStrategy(f, cache=cache, name=name, version=version, settings=settings)
+        return CachedStrategy(f, cache=cache, name=name, version=version, settings=coerced)
 
     return wrap(func) if func is not None else wrap

@@ -8,23 +8,27 @@ A key covers everything that can change a stored number:
   ``{"fast": 10}`` are the same run when 10 is the default), key order irrelevant and types
   exact (see :func:`foldwise._canonical.canonical`);
 * the **data content hash** (:attr:`foldwise.MarketData.content_hash`, every byte);
-* the **settings** of the backtest: costs, delay, price field, missing-price policy,
-  periods per year;
+* the **settings** of the backtest: the canonical JSON of
+  :meth:`foldwise.BacktestSettings.to_dict` (costs, delay, price field, missing-price
+  policy, periods per year), so equal settings objects give equal keys (``252`` and
+  ``252.0`` periods per year alike);
 * :data:`foldwise.backtest.ENGINE_VERSION` and this module's key layout version;
 * for a slice entry, the **window**: bar positions ``start <= i < stop`` of the data and
   the first and last dates they cover.
 
-Building a key is on the optimizer's hot path, so keys whose parameters and settings are
-plain scalars are memoized per process: the same call again costs a tuple hash and a dict
-lookup. The memo is keyed by the strategy fingerprint and data hash (both memoized on their
-objects) plus type-tagged parameter values, so ``5`` and ``5.0`` never share an entry.
+Building a key is on the optimizer's hot path, so it is memoized per process. The settings
+are coerced once into one frozen :class:`~foldwise.BacktestSettings` and their JSON is
+memoized per settings object (the optimizer passes the same object on every trial, which
+costs an identity check). Keys whose parameters are plain scalars are memoized too: the
+same call again costs a tuple hash and a dict lookup. That memo is keyed by the strategy
+fingerprint and data hash (both memoized on their objects), the settings JSON and
+type-tagged parameter values, so ``5`` and ``5.0`` never share an entry.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import numbers
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,13 +36,13 @@ from typing import Any
 
 from foldwise._canonical import canonical_json
 from foldwise._hashing import hash_text
-from foldwise.backtest import Costs
+from foldwise.backtest import BacktestSettings, Costs, MissingPolicy
 from foldwise.data import MarketData
 from foldwise.errors import CacheArgumentError
-from foldwise.metrics import DEFAULT_PERIODS_PER_YEAR
 from foldwise.strategy import Strategy, as_strategy
 
-__all__ = ["KEY_VERSION", "CacheKey", "Window", "make_key", "resolve_strategy"]
+__all__ = ["KEY_VERSION", "CacheKey", "Window", "coerce_settings", "make_key",
+           "resolve_strategy", "settings_json"]
 
 #: Version of the key layout; bump it when what goes into a key changes meaning.
 KEY_VERSION = 1
@@ -48,7 +52,9 @@ KEY_VERSION = 1
 _engine = importlib.import_module("foldwise.backtest")
 _MEMO_LIMIT = 100_000
 _memo: dict[tuple[Any, ...], CacheKey] = {}
-_settings_memo: dict[tuple[Any, ...], str] = {}
+_settings_memo: dict[BacktestSettings, str] = {}
+_last_settings: tuple[BacktestSettings | None, str] = (None, "")
+_DEFAULT_SETTINGS = BacktestSettings()
 _windows: dict[tuple[str, int, int], Window] = {}
 _fulls: dict[str, CacheKey] = {}  # slice digest -> key of its full run
 _strategies: weakref.WeakKeyDictionary[Callable[..., Any], Strategy] = weakref.WeakKeyDictionary()
@@ -80,6 +86,9 @@ class Window:
                 raise CacheArgumentError(f"a window is a contiguous range of bars; got step {window.step}.")
             start, stop = window.start, window.stop
         else:
+            if isinstance(window, BacktestSettings):
+                raise CacheArgumentError(
+                    "got BacktestSettings where a window goes; pass it as settings=... .")
             try:
                 start, stop = window
             except (TypeError, ValueError):
@@ -181,23 +190,39 @@ def resolve_strategy(strategy: Any) -> Strategy:
     return runner
 
 
-def _settings_json(costs: Any, delay: Any, price_field: Any, missing: Any,
-                   periods_per_year: Any) -> str:
-    cost_model = Costs.coerce(costs)
-    if isinstance(periods_per_year, bool) or not isinstance(periods_per_year, numbers.Real):
-        raise CacheArgumentError(
-            f"periods_per_year must be a number, got {periods_per_year!r}.")
-    settings = {
-        # -0.0 and 0.0 bps both cost nothing: + 0.0 turns the first into the second.
-        "costs": {"commission_bps": cost_model.commission_bps + 0.0,
-                  "slippage_bps": cost_model.slippage_bps + 0.0},
-        "delay": delay,
-        "price_field": price_field,
-        "missing": missing,
-        # 252 and 252.0 annualize alike.
-        "periods_per_year": float(periods_per_year),
-    }
-    return canonical_json(settings, "settings")
+def coerce_settings(settings: BacktestSettings | Mapping[str, Any] | None = None, *,
+                    costs: Costs | Mapping[str, float] | float | None = None,
+                    delay: int | None = None, price_field: str | None = None,
+                    missing: MissingPolicy | None = None,
+                    periods_per_year: float | None = None) -> BacktestSettings:
+    """:meth:`BacktestSettings.coerce`, without building anything when a settings object
+    (or nothing) comes alone, as on every trial of the optimizer."""
+    if costs is None and delay is None and price_field is None and missing is None \
+            and periods_per_year is None:
+        if type(settings) is BacktestSettings:
+            return settings
+        if settings is None:
+            return _DEFAULT_SETTINGS
+    return BacktestSettings.coerce(settings, costs=costs, delay=delay, price_field=price_field,
+                                   missing=missing, periods_per_year=periods_per_year)
+
+
+def settings_json(settings: BacktestSettings) -> str:
+    """The canonical JSON of ``settings.to_dict()`` that keys hash, memoized per object."""
+    global _last_settings
+    last, text = _last_settings
+    if settings is last:
+        return text
+    found = _settings_memo.get(settings)
+    if found is None:
+        values = settings.to_dict()
+        # -0.0 and 0.0 bps both cost nothing (and compare equal): + 0.0 turns the first
+        # into the second, so equal settings give one text.
+        values["costs"] = {name: float(bps) + 0.0 for name, bps in values["costs"].items()}
+        found = canonical_json(values, "settings")
+        _remember(_settings_memo, settings, found)
+    _last_settings = (settings, found)
+    return found
 
 
 def _params_token(params: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -210,12 +235,16 @@ def _params_token(params: Mapping[str, Any]) -> tuple[Any, ...] | None:
     return tuple(token)
 
 
-def make_key(strategy: Any, params: Mapping[str, Any] | None, data: MarketData, *,
+def make_key(strategy: Any, params: Mapping[str, Any] | None, data: MarketData,
              window: Window | slice | tuple[int, int] | None = None,
-             costs: Costs | Mapping[str, float] | float | None = None, delay: int = 0,
-             price_field: str = "close", missing: str = "zero",
-             periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> CacheKey:
+             settings: BacktestSettings | None = None, *,
+             costs: Costs | Mapping[str, float] | float | None = None,
+             delay: int | None = None, price_field: str | None = None,
+             missing: MissingPolicy | None = None,
+             periods_per_year: float | None = None) -> CacheKey:
     """The key of ``strategy`` run with ``params`` on ``data`` (see the module docstring).
+
+    ``settings`` and the keywords are coerced as by :meth:`BacktestSettings.coerce`.
 
     Raises
     ------
@@ -224,8 +253,19 @@ def make_key(strategy: Any, params: Mapping[str, Any] | None, data: MarketData, 
     StrategyParameterError
         Parameters that do not fit the strategy's signature.
     CacheArgumentError
-        A window outside the data or a setting of the wrong type.
+        A window outside the data.
+    BacktestError
+        A setting that cannot be used.
     """
+    return key_of(strategy, params, data, window, coerce_settings(
+        settings, costs=costs, delay=delay, price_field=price_field, missing=missing,
+        periods_per_year=periods_per_year))
+
+
+def key_of(strategy: Any, params: Mapping[str, Any] | None, data: MarketData,
+           window: Window | slice | tuple[int, int] | None,
+           settings: BacktestSettings) -> CacheKey:
+    """:func:`make_key` of settings already coerced."""
     if not isinstance(data, MarketData):
         raise CacheArgumentError(
             f"cache keys are computed on MarketData, got {type(data).__name__}; wrap a "
@@ -234,33 +274,22 @@ def make_key(strategy: Any, params: Mapping[str, Any] | None, data: MarketData, 
     fingerprint = runner.fingerprint
     data_hash = data.content_hash
     given = params if params is not None else {}
-    # Settings rarely change between calls; type-tagged so 1 and True never share an entry.
-    settings_token = (costs.__class__, costs, delay.__class__, delay, price_field.__class__,
-                      price_field, missing.__class__, missing, periods_per_year.__class__,
-                      periods_per_year)
+    settings_text = settings_json(settings)
     token = None
     params_token = _params_token(given) if given.__class__ is dict else None
     if params_token is not None and (window is None or (
             window.__class__ is tuple and len(window) == 2)):
         token = (_engine.ENGINE_VERSION, fingerprint, runner.name, data_hash, params_token,
-                 settings_token, window if window is None else (
+                 settings_text, window if window is None else (
                      window[0].__class__, window[0], window[1].__class__, window[1]))
         try:
             key = _memo.get(token)
-        except TypeError:  # an unhashable setting (a dict of costs) or window value
+        except TypeError:  # an unhashable window value
             key, token = None, None
         if key is not None:
             return key
     resolved = runner.validate_params(given)
-    try:
-        settings = _settings_memo.get(settings_token)
-    except TypeError:
-        settings, settings_token = None, None
-    if settings is None:
-        settings = _settings_json(costs, delay, price_field, missing, periods_per_year)
-        if settings_token is not None:
-            _remember(_settings_memo, settings_token, settings)
-    key = _build(runner.name, fingerprint, canonical_json(resolved), data_hash, settings,
+    key = _build(runner.name, fingerprint, canonical_json(resolved), data_hash, settings_text,
                  None if window is None else Window.of(window, data))
     if token is not None:
         _remember(_memo, token, key)

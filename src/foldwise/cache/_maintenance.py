@@ -1,14 +1,25 @@
-"""Keeping a cache directory in shape: what to evict, what is damaged, what to sweep.
+"""Keeping a cache directory in shape: statistics, eviction, clearing and verification.
 
-Pure decisions over index rows and directory listings; :class:`BacktestCache` applies them
-(rows are deleted before files, so a crash in between leaves an orphan file, never a row
-naming a missing one). Nothing here opens a file other than to read an artifact's bytes.
+Two halves:
+
+* **Decisions**, pure functions over index rows and directory listings: which entries to
+  evict (:func:`eviction_victims`), which artifacts are missing or damaged and which files
+  are orphans, unfinished writes or foreign (:func:`inspect`), which leftovers are old
+  enough to sweep (:func:`sweep`).
+* **Their application** to one cache (:class:`Maintenance`). Deletion goes the other way
+  from writing: index rows first, then their files, so a crash in between leaves an orphan
+  file (reported and swept later), never a row naming a missing file. Deleted entries are
+  forgotten by the record memo and the results memory of the cache object.
+
+Nothing here opens a file other than to read an artifact's bytes, and foreign files are
+never deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import logging
 import os
 import re
 import time
@@ -16,11 +27,21 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from foldwise.cache._artifacts import ArtifactStore, DirectoryScan
-from foldwise.cache._index import IndexRow
-from foldwise.cache._records import VerifyReport
+from foldwise.cache._index import IndexBackend, IndexRow
+from foldwise.cache._locks import LOCK_FILES
+from foldwise.cache._memo import RecordMemo
+from foldwise.cache._records import CacheStats, VerifyReport
+from foldwise.cache._results import ResultsMemory
+from foldwise.cache._sqlite import INDEX_FILES
 from foldwise.errors import CacheArgumentError, CacheCorruptedError
 
-__all__ = ["directory_bytes", "eviction_victims", "inspect", "parse_seconds", "sweep"]
+__all__ = ["Maintenance", "directory_bytes", "eviction_victims", "inspect", "parse_seconds",
+           "sweep"]
+
+logger = logging.getLogger(__name__)
+
+#: Files of a cache directory that are neither artifacts nor foreign.
+KNOWN_FILES = INDEX_FILES | LOCK_FILES
 
 _UNITS = {
     **dict.fromkeys(("", "s", "sec", "secs", "second", "seconds"), 1.0),
@@ -126,3 +147,73 @@ def directory_bytes(directory: Path) -> int:
             with contextlib.suppress(FileNotFoundError):
                 total += os.stat(os.path.join(root, name)).st_size
     return total
+
+
+class Maintenance:
+    """Statistics, eviction, clearing and verification of one cache object's directory.
+
+    The public methods of :class:`~foldwise.BacktestCache` of the same names delegate here
+    (their docstrings say what each one does for users).
+    """
+
+    def __init__(self, directory: Path, index: IndexBackend, store: ArtifactStore,
+                 memo: RecordMemo, results: ResultsMemory) -> None:
+        self.directory = directory
+        self.index = index
+        self._store = store
+        self._memo = memo
+        self._results = results
+
+    def drop(self, keys: list[str]) -> list[IndexRow]:
+        """Delete rows, then their files; forget them in memory. Return the deleted rows."""
+        deleted = self.index.delete(keys)
+        for row in deleted:
+            if row.artifact is not None:
+                try:
+                    self._store.remove(row.artifact)
+                except CacheCorruptedError:
+                    logger.warning("not deleting %r: not a file name foldwise writes", row.artifact)
+        self._memo.forget(keys)
+        self._results.discard(keys)
+        return deleted
+
+    def stats(self) -> CacheStats:
+        self._memo.flush()
+        rows = self.index.rows()
+        strategies: dict[str, int] = {}
+        for row in rows:
+            strategies[row.strategy] = strategies.get(row.strategy, 0) + 1
+        full = sum(1 for row in rows if row.kind == "full")
+        hits, misses, puts = self._memo.counts()
+        return CacheStats(directory=str(self.directory), runs=len(rows), full_runs=full,
+                          slice_runs=len(rows) - full, strategies=strategies,
+                          artifact_bytes=sum(row.n_bytes for row in rows),
+                          bytes_on_disk=directory_bytes(self.directory), hits=hits,
+                          misses=misses, puts=puts)
+
+    def evict(self, older_than: float | _dt.timedelta | str | None,
+              max_bytes: int | None) -> int:
+        self._memo.flush()
+        victims = eviction_victims(self.index.rows(), older_than, max_bytes, time.time())
+        return len(self.drop(victims))
+
+    def clear(self) -> int:
+        removed = self.drop([row.key for row in self.index.rows()])
+        scan = self._store.scan(set(KNOWN_FILES))
+        sweep(self.directory, scan.temporary + scan.artifacts, grace=600.0)
+        self._memo.clear()
+        self._results.clear()
+        return len(removed)
+
+    def verify(self, repair: bool, grace: float) -> VerifyReport:
+        self._memo.flush()
+        scan = self._store.scan(set(KNOWN_FILES))
+        report = inspect(self._store, self.index.rows(), scan)
+        for path in report.foreign:
+            logger.warning("foreign file in the cache directory (not opened): %s",
+                           self.directory / path)
+        if repair:
+            self.drop(report.missing + [key for key, _ in report.corrupted])
+            sweep(self.directory, report.temporary + report.orphans, grace)
+            report.repaired = True
+        return report

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,6 @@ from foldwise.errors import CacheArgumentError
 
 if TYPE_CHECKING:
     from foldwise.backtest import BacktestResult
-    from foldwise.cache._cache import BacktestCache
 
 __all__ = ["CacheRecord", "CacheStats", "VerifyReport", "format_size", "metrics_json"]
 
@@ -54,11 +53,14 @@ class CacheRecord:
         Unix time of the first store.
     """
 
-    __slots__ = ("_cache", "_row", "metrics")
+    __slots__ = ("_load", "_row", "metrics")
+    _row: IndexRow
+    _load: Callable[[CacheRecord], BacktestResult]
+    metrics: Mapping[str, float]
 
-    def __init__(self, row: IndexRow, cache: BacktestCache) -> None:
+    def __init__(self, row: IndexRow, load: Callable[[CacheRecord], BacktestResult]) -> None:
         object.__setattr__(self, "_row", row)
-        object.__setattr__(self, "_cache", cache)
+        object.__setattr__(self, "_load", load)  # the results memory of the cache
         object.__setattr__(self, "metrics", MappingProxyType(json.loads(row.metrics)))
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -102,7 +104,7 @@ class CacheRecord:
         CacheMissError
             A slice whose full run is no longer in the cache.
         """
-        return self._cache._result_of(self)
+        return self._load(self)
 
     def __repr__(self) -> str:
         window = self.window

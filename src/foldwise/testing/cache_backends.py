@@ -13,7 +13,11 @@ backend proves itself by running it too, with a fixture that opens the new backe
             return lambda: PostgresIndex(url)
 
 ``make_backend()`` must return a handle on one and the same store each time it is called
-within a test (a process-local backend returns the same instance). Requires pytest.
+within a test (a process-local backend returns the same instance). A backend whose
+``shareable`` is true must pickle as its location: the suite sends it to a process started
+from scratch (``spawn``, as joblib's loky workers are) and sees that process's writes; one
+whose ``shareable`` is false must refuse to be pickled with a ``FoldwiseError``. Requires
+pytest.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable
@@ -30,6 +35,7 @@ from typing import Any
 import pytest
 
 from foldwise.cache import IndexBackend, IndexRow, MemoryIndex, SQLiteIndex
+from foldwise.errors import FoldwiseError
 
 __all__ = ["BACKENDS", "IndexBackendContract", "make_row"]
 
@@ -66,6 +72,14 @@ def make_row(key: str = "0" * 32, **changes: Any) -> IndexRow:
 
 def _key(i: int) -> str:
     return f"{i:032x}"
+
+
+def _read_and_insert(backend: IndexBackend, read: str, write: str) -> IndexRow | None:
+    """In another process: read one row of the unpickled backend and insert another."""
+    seen = backend.get(read)
+    backend.insert(make_row(write))
+    backend.close()
+    return seen
 
 
 class IndexBackendContract:
@@ -186,15 +200,41 @@ class IndexBackendContract:
         assert isinstance(backend.describe(), str)
         assert backend.describe()
 
-    def test_process_safe_backends_copy_as_their_location(self, backend: IndexBackend) -> None:
-        if not backend.process_safe:
+    def test_shareable_is_a_bool(self, backend: IndexBackend) -> None:
+        assert isinstance(backend.shareable, bool)
+
+    def test_shareable_backends_pickle_as_their_location(self, backend: IndexBackend) -> None:
+        if not backend.shareable:
             pytest.skip("a process-local backend is not shared with workers")
         backend.insert(make_row(_key(1)))
-        assert copy.copy(backend).get(_key(1)) == make_row(_key(1))
+        clone = copy.deepcopy(backend)  # through the pickle protocol (__reduce__)
+        assert clone.shareable
+        assert clone.get(_key(1)) == make_row(_key(1))
+        clone.insert(make_row(_key(2)))
+        assert backend.get(_key(2)) == make_row(_key(2))
+
+    def test_process_local_backends_refuse_to_pickle(self, backend: IndexBackend) -> None:
+        if backend.shareable:
+            pytest.skip("a shareable backend pickles as its location")
+        # a copy in a worker would silently be another, empty store
+        with pytest.raises(FoldwiseError):
+            copy.deepcopy(backend)  # through the pickle protocol (__reduce__)
+
+    @pytest.mark.slow
+    def test_another_process_writes_into_a_shareable_backend(
+            self, backend: IndexBackend) -> None:
+        if not backend.shareable:
+            pytest.skip("a process-local backend is not shared with other processes")
+        backend.insert(make_row(_key(1)))
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter, as loky's
+        with context.Pool(1) as pool:
+            seen = pool.apply(_read_and_insert, (backend, _key(1), _key(2)))
+        assert seen == make_row(_key(1))
+        assert backend.get(_key(2)) == make_row(_key(2))
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
     def test_forked_child_uses_the_inherited_instance(self, backend: IndexBackend) -> None:
-        if not backend.process_safe:
+        if not backend.shareable:
             pytest.skip("a process-local backend is not shared with child processes")
         backend.insert(make_row(_key(1)))  # the parent holds a connection now
         pid = os.fork()

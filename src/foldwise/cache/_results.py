@@ -1,0 +1,136 @@
+"""The results memory: where a record's :class:`~foldwise.BacktestResult` comes from.
+
+A record's metrics live in its index row; its arrays are asked for far more rarely (a
+report, a window that is not one contiguous range). :meth:`ResultsMemory.load` serves them:
+
+1. A **slice** entry stores no arrays: its full run is looked up and loaded, and the
+   window is cut from it (``islice``, no copy).
+2. A **full run** is looked for among the results this process keeps in memory; folds of
+   one optimization cut their windows from the same recent runs, which then need no
+   reading.
+3. Otherwise its artifact is read (checked against the recorded size and checksum first,
+   see :mod:`foldwise.cache._artifacts`) and kept in memory.
+
+The memory is bounded twice: by the number of results (``size``, least recently used
+dropped first) and by the bytes of their arrays (:data:`RESULTS_BYTES`); the most recent
+result is kept whatever its size. Every array of a kept result is made read-only, because
+the same object is handed to every caller that asks for the run. Results are immutable
+and keys content-addressed, so nothing kept can go stale; eviction and clearing drop what
+they delete (:meth:`ResultsMemory.discard`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from foldwise.cache._artifacts import ArtifactStore
+from foldwise.cache._locks import renew_after_fork
+from foldwise.errors import CacheMissError
+
+if TYPE_CHECKING:
+    from foldwise.backtest import BacktestResult
+    from foldwise.cache._records import CacheRecord
+
+__all__ = ["RESULTS_BYTES", "ResultsMemory"]
+
+#: Bytes of arrays the results memory of one cache object may hold (the most recent result
+#: is kept whatever its size).
+RESULTS_BYTES = 256 * 2**20
+
+
+class ResultsMemory:
+    """Full results kept in memory, bounded by count and bytes, and loaded on demand.
+
+    Parameters
+    ----------
+    store
+        Reads the artifact of a full run that is not in memory.
+    size
+        Results kept at most (0: none beyond the most recent one).
+    lookup
+        The record of a digest (the full run of a slice entry), or None.
+
+    Thread-safe; one per cache object.
+    """
+
+    def __init__(self, store: ArtifactStore, size: int,
+                 lookup: Callable[[str], CacheRecord | None]) -> None:
+        self._store = store
+        self.size = int(size)
+        self._lookup = lookup
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, tuple[BacktestResult, int]] = OrderedDict()
+        self.nbytes = 0
+        renew_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def load(self, record: CacheRecord) -> BacktestResult:
+        """The result of ``record``: from memory, else read from its artifact and kept.
+
+        Raises
+        ------
+        CacheCorruptedError
+            The artifact file is missing, truncated or not the one recorded.
+        CacheMissError
+            A slice entry whose full run is no longer in the cache.
+        """
+        window = record.window
+        if window is not None:
+            parent = self._lookup(record.parent or "")
+            if parent is None:
+                raise CacheMissError(
+                    f"the slice entry {record.key} of {record.strategy!r} stores metrics only "
+                    f"and its full run {record.parent} is no longer in the cache (evicted?). "
+                    "Run it again with cache.get_or_run(strategy, params, data, ...) to "
+                    "rebuild the arrays.")
+            return self.load(parent).islice(window.start, window.stop)
+        with self._lock:
+            kept = self._kept.get(record.key)
+            if kept is not None:
+                self._kept.move_to_end(record.key)
+                return kept[0]
+        row = record._row
+        result = self._store.load(row.artifact or "", row.checksum or "", row.n_bytes)
+        self.keep(record.key, result)
+        return result
+
+    def keep(self, digest: str, result: BacktestResult) -> None:
+        """Keep ``result`` (the full run of ``digest``) as the most recent; make its arrays
+        read-only; drop the least recently used beyond the bounds."""
+        size = 0
+        arrays = result.arrays
+        for array in (arrays.net, arrays.gross, arrays.costs, arrays.turnover,
+                      arrays.positions, arrays.changes):
+            if array is not None:
+                array.flags.writeable = False
+                size += array.nbytes
+        with self._lock:
+            if digest in self._kept:
+                self.nbytes -= self._kept.pop(digest)[1]
+            self._kept[digest] = (result, size)
+            self.nbytes += size
+            while len(self._kept) > 1 and (len(self._kept) > self.size
+                                           or self.nbytes > RESULTS_BYTES):
+                self.nbytes -= self._kept.popitem(last=False)[1][1]
+
+    def discard(self, digests: Iterable[str]) -> None:
+        """Forget the results of ``digests`` (deleted entries)."""
+        with self._lock:
+            for digest in digests:
+                kept = self._kept.pop(digest, None)
+                if kept is not None:
+                    self.nbytes -= kept[1]
+
+    def clear(self) -> None:
+        """Forget every result (they are read from their artifacts again when asked)."""
+        with self._lock:
+            self._kept.clear()
+            self.nbytes = 0

@@ -1,0 +1,377 @@
+"""The default cache index: one SQLite file per cache directory, shared by the processes
+of a host.
+
+* **Concurrency.** Write-ahead logging lets readers proceed while one process writes; every
+  write is one short ``BEGIN IMMEDIATE`` transaction. Writers of one file take turns on a
+  ``flock`` lock file next to it (:class:`_WriterTurn`) instead of SQLite's sleep-and-retry.
+* **Processes.** Each thread gets its own connection; a process forked from one that used
+  the index opens new connections (detected by the process id) and never touches the
+  parent's. An instance pickles as its path, so a worker process reopens the same file.
+* **Damage.** A file that is not a usable index (or has another schema version) raises a
+  :class:`~foldwise.errors.CacheError` naming the file and the fix; nothing in it is ever
+  executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from foldwise.cache._index import COLUMNS, IndexBackend, IndexRow
+from foldwise.errors import CacheCorruptedError, CacheError
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["INDEX_FILES", "INDEX_NAME", "WRITE_LOCK_SUFFIX", "SQLiteIndex"]
+
+logger = logging.getLogger(__name__)
+
+#: Suffix of the lock file writers of one index take turns on (next to the index file).
+WRITE_LOCK_SUFFIX = ".writelock"
+#: File name of the SQLite index inside a cache directory.
+INDEX_NAME = "index.sqlite"
+#: The files of the SQLite index in a cache directory: the database, SQLite's own companion
+#: files and the writers' lock file.
+INDEX_FILES = frozenset(INDEX_NAME + suffix for suffix in ("", "-wal", "-shm", "-journal",
+                                                          WRITE_LOCK_SUFFIX))
+
+
+class _WriterTurn:
+    """Writers of one index take turns with ``flock`` on a lock file next to it.
+
+    SQLite lets one writer in at a time and makes the others sleep and retry with growing
+    pauses (1, 2, 5, 10 ms ...): with several workers inserting a row per trial that wastes
+    more time than the writes take. A kernel lock wakes the next writer the moment the
+    previous one is done, and is dropped if a writer dies. One object per lock file and
+    process, re-entrant within a thread (every index object on the file shares it).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._lock = threading.RLock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if sys.platform != "win32" else -1
+        self._depth = 0
+        self._owner: int | None = None
+
+    def held_here(self) -> bool:
+        return self._depth > 0 and self._owner == threading.get_ident()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self._depth == 0 and sys.platform != "win32":
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._lock.release()
+                raise
+        self._depth += 1
+        self._owner = threading.get_ident()
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            if sys.platform != "win32":
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+
+_turns: dict[str, _WriterTurn] = {}
+_turns_pid = os.getpid()
+_turns_lock = threading.RLock()  # re-entrant: a finalizer may run while it is held
+
+
+def _writer_turn(path: str) -> _WriterTurn:
+    """This process's turn object for the lock file ``path`` (new ones after a fork)."""
+    global _turns_pid
+    with _turns_lock:
+        if _turns_pid != os.getpid():  # forked: the parent's locks and descriptors are not ours
+            _turns.clear()
+            _turns_pid = os.getpid()
+        turn = _turns.get(path)
+        if turn is None:
+            turn = _turns[path] = _WriterTurn(path)
+        return turn
+
+_SCHEMA_VERSION = 1
+# Column order of the table is the field order of IndexRow ("window" is spelled "span"
+# because WINDOW is an SQL keyword).
+_SQL_COLUMNS = tuple("span" if c == "window" else c for c in COLUMNS)
+_SELECT = f"SELECT {', '.join(_SQL_COLUMNS)} FROM runs"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    params TEXT NOT NULL,
+    data_hash TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    span TEXT,
+    parent TEXT,
+    metrics TEXT NOT NULL,
+    artifact TEXT,
+    checksum TEXT,
+    n_bytes INTEGER NOT NULL,
+    created REAL NOT NULL,
+    last_used REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_strategy ON runs (strategy, kind);
+CREATE INDEX IF NOT EXISTS runs_last_used ON runs (last_used);
+"""
+
+# Connections opened by a parent process, found in a forked child: never used or closed
+# there (SQLite forbids carrying a connection across fork), only kept from being collected.
+_inherited: list[sqlite3.Connection] = []
+
+
+def _reopen_sqlite(cls: type[SQLiteIndex], path: str, timeout: float) -> SQLiteIndex:
+    return cls(path, timeout=timeout)
+
+
+class SQLiteIndex(IndexBackend):
+    """The index as one SQLite file, shared by every process on the host.
+
+    Parameters
+    ----------
+    path
+        The database file; created with its directory if missing.
+    timeout
+        Seconds a statement waits for another process's write before failing
+        (SQLite's busy timeout).
+
+    Notes
+    -----
+    Write-ahead logging (``journal_mode=WAL``) lets readers proceed while one process
+    writes; every write is one short transaction. ``synchronous=NORMAL``: a killed process
+    loses nothing committed; a power cut may lose the last commits but never leaves a
+    half-written row. Each thread gets its own connection, and a process forked from one
+    that used the index opens new connections (detected by the process id).
+    """
+
+    @property
+    def shareable(self) -> bool:
+        """True: every process on the host can open the same file."""
+        return True
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.timeout = float(timeout)
+        self._local = threading.local()
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        self._connections: list[tuple[int, sqlite3.Connection]] = []
+        self._ready_pid: int | None = None
+        self._connection()  # fail early on an unusable file
+
+    def __reduce__(self) -> Any:  # a copy (a worker process) reopens the same file
+        return (_reopen_sqlite, (type(self), str(self.path), self.timeout))
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    # --- connections -----------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) == pid:
+            return local.connection
+        if self._lock_pid != pid:  # forked: a parent thread may have held the lock
+            self._lock, self._lock_pid = threading.Lock(), pid
+        inherited = getattr(local, "connection", None)
+        if inherited is not None:
+            _inherited.append(inherited)
+        with self._lock:
+            if self._ready_pid != pid:  # first connection of this process (or after fork)
+                _inherited.extend(c for p, c in self._connections if p != pid)
+                self._connections = [(p, c) for p, c in self._connections if p == pid]
+            connection = self._open()
+            self._connections.append((pid, connection))
+            self._ready_pid = pid
+        local.connection, local.pid = connection, pid
+        return connection
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                         check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise CacheError(
+                f"cannot open the cache index {self.path}: {exc}. Check that the directory "
+                "exists and is writable, or choose another with BacktestCache(path) / "
+                "$FOLDWISE_DIR / foldwise cache --dir.") from exc
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            self._retry(lambda: self._setup(connection))
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise CacheError(
+                    f"the cache index {self.path} stayed locked for {self.timeout:g} s; "
+                    "another process holds a long write. Retry, or raise timeout=.") from exc
+            raise CacheCorruptedError(
+                f"{self.path} is not a usable cache index ({exc}). It may be damaged or not "
+                "a foldwise file: move it away (foldwise rebuilds an empty index) or pass "
+                "another directory.") from exc
+        return connection
+
+    def _setup(self, connection: sqlite3.Connection) -> None:
+        mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        version = self._schema_version(connection)
+        if version is None:
+            with self._transaction(connection):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                   (str(_SCHEMA_VERSION),))
+            version = self._schema_version(connection)
+        if version != _SCHEMA_VERSION:
+            raise CacheError(
+                f"the cache index {self.path} has schema version {version}, this foldwise "
+                f"reads version {_SCHEMA_VERSION}. Upgrade foldwise, or use another cache "
+                "directory.")
+
+    @staticmethod
+    def _schema_version(connection: sqlite3.Connection) -> int | None:
+        try:
+            row = connection.execute(
+                "SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else int(row[0])
+
+    def _retry(self, action: Any) -> Any:
+        # Switching to WAL and creating the schema can report "locked" at once when many
+        # processes open a new index together, without waiting for the busy timeout.
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _write(self, action: Any, *, unless_busy: bool = False) -> Any:
+        """Run ``action`` in one write transaction, in this process's writing turn.
+
+        ``unless_busy``: give up (return None) instead of waiting when this thread already
+        holds the turn — a finalizer flushing last-used times in the middle of another
+        write would otherwise wait for itself.
+        """
+        connection = self._connection()
+
+        def run() -> Any:
+            with self._transaction(connection):
+                return action(connection)
+
+        turn = _writer_turn(f"{self.path}{WRITE_LOCK_SUFFIX}")
+        if unless_busy and turn.held_here():
+            return None
+        with turn:
+            return self._retry(run)
+
+    # --- the interface ---------------------------------------------------------------
+
+    def get(self, key: str) -> IndexRow | None:
+        row = self._connection().execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
+        return None if row is None else IndexRow(*row)
+
+    def insert(self, row: IndexRow) -> IndexRow:
+        return self.insert_many([row])[0]
+
+    def insert_many(self, rows: Sequence[IndexRow]) -> list[IndexRow]:
+        """Insert the rows in one transaction (all or none) and read them back."""
+        if not rows:
+            return []
+        values = [tuple(getattr(row, name) for name in COLUMNS) for row in rows]
+        insert = (f"INSERT OR IGNORE INTO runs ({', '.join(_SQL_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(COLUMNS))})")
+
+        def action(connection: sqlite3.Connection) -> list[IndexRow]:
+            before = connection.total_changes
+            connection.executemany(insert, values)
+            if connection.total_changes - before == len(rows):
+                return list(rows)  # all new: stored as given (every column round-trips)
+            return [IndexRow(*connection.execute(f"{_SELECT} WHERE key = ?", (row.key,)).fetchone())
+                    for row in rows]
+
+        return self._write(action)
+
+    def touch(self, last_used: Mapping[str, float]) -> None:
+        if not last_used:
+            return
+        pairs = [(float(when), key, float(when)) for key, when in last_used.items()]
+        self._write(lambda c: c.executemany(
+            "UPDATE runs SET last_used = ? WHERE key = ? AND last_used < ?", pairs),
+            unless_busy=True)
+
+    def delete(self, keys: Collection[str]) -> list[IndexRow]:
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return []
+
+        def action(connection: sqlite3.Connection) -> list[IndexRow]:
+            deleted = []
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                deleted += [IndexRow(*r) for r in connection.execute(
+                    f"{_SELECT} WHERE key IN ({marks})", chunk)]
+                connection.execute(f"DELETE FROM runs WHERE key IN ({marks})", chunk)
+            return deleted
+
+        return self._write(action)
+
+    def rows(self, *, strategy: str | None = None, kind: str | None = None) -> list[IndexRow]:
+        clauses, args = [], []
+        if strategy is not None:
+            clauses.append("strategy = ?")
+            args.append(strategy)
+        if kind is not None:
+            clauses.append("kind = ?")
+            args.append(kind)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        cursor = self._connection().execute(f"{_SELECT}{where} ORDER BY created, key", args)
+        return [IndexRow(*r) for r in cursor]
+
+    def close(self) -> None:
+        """Close this process's connections (call it when no other thread is querying)."""
+        pid = os.getpid()
+        with self._lock:
+            mine = [c for p, c in self._connections if p == pid]
+            self._connections = [(p, c) for p, c in self._connections if p != pid]
+            self._ready_pid = None
+        for connection in mine:
+            connection.close()
+        self._local = threading.local()

@@ -1,0 +1,232 @@
+"""The write path: a missed run is executed once, stored crash-safe, and cut into windows.
+
+Storing entries (:meth:`WritePath.store`) follows one order:
+
+1. The artifact of each full run is written completely to a unique temporary name and
+   renamed into place (:meth:`~foldwise.cache._artifacts.ArtifactStore.write`).
+2. Every index row — a new run and the window slices cut from it — is inserted in **one
+   transaction**; the first writer of a key wins. So the index never names a missing or
+   half-written file, and a process killed at any instant leaves at worst an orphan file.
+3. Where another process stored a key first, this process's artifact is deleted (the
+   stored row names the winner's file, whose content is the same).
+4. The new full results are kept in the results memory and the records remembered.
+
+Running a miss (:meth:`WritePath.full_result`):
+
+1. A record this process already knows is loaded. If its artifact is damaged and no other
+   process has replaced the entry, the damage is logged, the entry dropped and counted as
+   a miss, and the run goes on below.
+2. The key's **run lock** is taken (:mod:`foldwise.cache._locks`), so a parameter set that
+   two processes miss at the same moment is run once: the second waits, then finds the
+   entry the first stored.
+3. The strategy runs with the one :class:`~foldwise.BacktestSettings` object the key was
+   built from, and the run and the requested windows are stored (above); the lock is
+   released once their rows are committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from foldwise.backtest import BacktestResult, BacktestSettings
+from foldwise.cache._artifacts import ArtifactStore
+from foldwise.cache._index import IndexBackend, IndexRow
+from foldwise.cache._keys import CacheKey, resolve_strategy
+from foldwise.cache._locks import acquire_run_lock, release_run_lock
+from foldwise.cache._memo import RecordMemo
+from foldwise.cache._records import CacheRecord, metrics_json
+from foldwise.cache._results import ResultsMemory
+from foldwise.data import MarketData
+from foldwise.errors import CacheArgumentError, CacheCorruptedError
+
+__all__ = ["Entry", "WritePath"]
+
+logger = logging.getLogger(__name__)
+
+#: What is stored for one key: a full run's result, or a slice's result or metrics.
+Entry = tuple[CacheKey, BacktestResult | None, Mapping[str, float] | None]
+
+
+class WritePath:
+    """Stores entries and runs misses for one cache object (see the module docstring).
+
+    ``drop`` deletes entries (rows, then files) and forgets them in memory; it is the
+    cache's maintenance, used here for a damaged entry that must be run again.
+    """
+
+    def __init__(self, directory: Path, index: IndexBackend, store: ArtifactStore,
+                 memo: RecordMemo, results: ResultsMemory,
+                 drop: Callable[[list[str]], object]) -> None:
+        self.directory = directory
+        self.index = index
+        self._store = store
+        self._memo = memo
+        self._results = results
+        self._drop = drop
+
+    # --- storing -------------------------------------------------------------------------
+
+    def put(self, key: CacheKey, result: BacktestResult | None,
+            metrics: Mapping[str, float] | None, lock_fd: int | None = None) -> CacheRecord:
+        """Store one entry unless stored (see :meth:`foldwise.BacktestCache.put`)."""
+        if not isinstance(key, CacheKey):
+            raise CacheArgumentError(
+                f"put() needs the CacheKey returned by cache.key(...), which carries what the "
+                f"index stores; got {type(key).__name__}.")
+        if result is not None and not isinstance(result, BacktestResult):
+            raise CacheArgumentError(
+                f"result must be a BacktestResult, got {type(result).__name__}.")
+        existing = self._memo.lookup(key.digest)
+        if existing is not None:
+            release_run_lock(lock_fd)
+            if result is not None and not key.is_slice:
+                self._results.keep(key.digest, result)
+            return existing
+        return self.store([(key, result, metrics)], lock_fd)[0]
+
+    def store(self, entries: list[Entry], lock_fd: int | None = None) -> list[CacheRecord]:
+        """Store entries known to be missing: the artifacts of full runs first, then every
+        index row in one transaction. ``lock_fd`` (a run lock) is released once the rows
+        are committed, or on failure. Return the records now stored, in order."""
+        try:
+            planned = [_new_row(*entry) for entry in entries]
+            rows = []
+            for row, full in planned:
+                if full is not None:
+                    artifact, digest, n_bytes = self._store.write(row.key, full)
+                    row = dataclasses.replace(row, artifact=artifact, checksum=digest,
+                                              n_bytes=n_bytes)
+                rows.append(row)
+            stored = self.index.insert_many(rows)
+        finally:
+            release_run_lock(lock_fd)
+        for row, kept in zip(rows, stored, strict=True):
+            if row.artifact is not None and kept.artifact != row.artifact:
+                self._store.remove(row.artifact)  # another process stored this key first
+        self._memo.count_stored(len(rows))
+        for row, full in planned:
+            if full is not None:
+                self._results.keep(row.key, full)
+        return [self._memo.remember(row) for row in stored]
+
+    # --- running a miss ------------------------------------------------------------------
+
+    def windows(self, keys: list[CacheKey], strategy: Any, params: Mapping[str, Any] | None,
+                data: MarketData, settings: BacktestSettings) -> list[CacheRecord]:
+        """The records of the slice keys ``keys`` (windows of one run), in order: looked
+        up, and the missing ones cut from the full run (reused, or run once) and stored
+        with it in one transaction."""
+        found: dict[str, CacheRecord] = {}
+        missing: dict[str, CacheKey] = {}
+        for key in keys:
+            record = self._memo.lookup(key.digest, True)
+            if record is None:
+                missing[key.digest] = key
+            else:
+                found[key.digest] = record
+        if missing:
+            full_key = next(iter(missing.values())).full()
+            _, stored = self.full_result(full_key, strategy, params, data, settings,
+                                         self._memo.lookup(full_key.digest, True),
+                                         slices=list(missing.values()))
+            found.update((record.key, record) for record in stored)
+        return [found[key.digest] for key in keys]
+
+    def full_result(self, key: CacheKey, strategy: Any, params: Mapping[str, Any] | None,
+                    data: MarketData, settings: BacktestSettings, record: CacheRecord | None,
+                    slices: list[CacheKey] | None = None
+                    ) -> tuple[BacktestResult, list[CacheRecord]]:
+        """The result of ``record`` (looked up under ``key``), or run it on a miss; and
+        the records of the slice entries ``slices`` (missing windows of it), stored with
+        the run when it was run (one index transaction)."""
+        slices = slices or []
+        if record is not None:
+            try:
+                result = self._results.load(record)
+            except CacheCorruptedError as exc:
+                current = self.index.get(key.digest)
+                if current is not None and current.artifact != record._row.artifact:
+                    # another process already replaced the entry this process remembered
+                    return self.full_result(key, strategy, params, data, settings,
+                                            self._memo.remember(current), slices)
+                logger.warning("cache entry %s of %r is damaged and is run again: %s",
+                               key.digest, key.strategy, exc)
+                self._drop([key.digest])
+                self._memo.count_damaged_hit()
+            else:
+                return result, self.store(slice_entries(result, slices))
+        runner = resolve_strategy(strategy)
+        runner = getattr(runner, "uncached", runner)  # a @cached_backtest strategy
+        lock_fd = acquire_run_lock(self.directory, key.digest)
+        try:
+            # Another process may have run it while this one waited for the lock.
+            current = self.index.get(key.digest)
+            if current is not None:
+                try:
+                    result = self._results.load(self._memo.remember(current))
+                except CacheCorruptedError:
+                    pass  # damaged: run it again below
+                else:
+                    release_run_lock(lock_fd)
+                    lock_fd = None
+                    return result, self.store(slice_entries(result, slices))
+            self._memo.count_executed()
+            result = runner.run(data, params, settings)
+            fd, lock_fd = lock_fd, None
+            # stores the run and its slices, then releases the lock
+            stored = self.store([(key, result, None), *slice_entries(result, slices)], fd)
+        finally:
+            release_run_lock(lock_fd)
+        return result, stored[1:]
+
+
+def slice_entries(full: BacktestResult, keys: list[CacheKey]) -> list[Entry]:
+    """Slice entries (metrics only) of the windows ``keys`` cut from the run ``full``."""
+    entries: list[Entry] = []
+    for key in keys:
+        window = key.window
+        assert window is not None
+        entries.append((key, None, full.islice(window.start, window.stop).metrics()))
+    return entries
+
+
+def _new_row(key: CacheKey, result: BacktestResult | None,
+             metrics: Mapping[str, float] | None) -> tuple[IndexRow, BacktestResult | None]:
+    """The index row of an entry (without its artifact) and the full result to write."""
+    now = time.time()
+    common: dict[str, Any] = {
+        "key": key.digest, "strategy": key.strategy, "fingerprint": key.fingerprint,
+        "params": key.params, "data_hash": key.data_hash, "settings": key.settings,
+        "created": now, "last_used": now}
+    if key.window is None:
+        if result is None or metrics is not None:
+            raise CacheArgumentError(
+                "a full run (a key without window) is stored with its BacktestResult: "
+                "put(key, result); metrics= is for slice entries.")
+        row = IndexRow(kind="full", window=None, parent=None,
+                       metrics=metrics_json(result.metrics()), artifact=None,
+                       checksum=None, n_bytes=0, **common)
+        return row, result
+    if (result is None) == (metrics is None):
+        raise CacheArgumentError(
+            "a slice entry is stored with either metrics={...} or the sliced "
+            "BacktestResult, exactly one of them.")
+    if result is not None:
+        expected = key.window.stop - key.window.start
+        if len(result) != expected:
+            raise CacheArgumentError(
+                f"the result has {len(result)} bars but the window "
+                f"{key.window.first} .. {key.window.last} has {expected}; pass "
+                f"full.islice({key.window.start}, {key.window.stop}).")
+        metrics = result.metrics()
+    assert metrics is not None
+    row = IndexRow(kind="slice", window=json.dumps(key.window.as_list()),
+                   parent=key.full().digest, metrics=metrics_json(metrics),
+                   artifact=None, checksum=None, n_bytes=0, **common)
+    return row, None
