@@ -12,10 +12,14 @@ import optuna
 import pytest
 from optuna.storages import InMemoryStorage, JournalStorage, RDBStorage
 
-from foldwise._journal import FileJournalBackend
-from foldwise._liveness import current_worker, is_dead
-from foldwise._storage import open_storage, parse_storage
 from foldwise.errors import StorageError
+from foldwise.storage import (
+    FileJournalBackend,
+    current_worker,
+    is_dead,
+    open_storage,
+    parse_storage,
+)
 
 
 def test_appends_and_incremental_reads(tmp_path):

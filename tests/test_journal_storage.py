@@ -7,10 +7,14 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.trial import TrialState
 
-from foldwise._journal import FileJournalBackend
-from foldwise._journal_storage import BatchedJournalStorage
-from foldwise._liveness import WORKER_ATTR
-from foldwise._storage import parse_storage
+from foldwise.storage import (
+    WORKER_ATTR,
+    BatchedJournalStorage,
+    FileJournalBackend,
+    parse_storage,
+    storage_of,
+    trial_id,
+)
 
 WORKER = {"host": "h", "pid": 1, "start": "1"}
 
@@ -68,7 +72,7 @@ def test_a_trial_is_two_appends_and_reads_back_the_same_in_optunas_storage(tmp_p
     x = trial.suggest_float("x", 0.0, 1.0)
     k = trial.suggest_int("k", 1, 9)
     trial.set_user_attr("metrics", {"sharpe": 1.5})
-    study._storage.set_trial_system_attr(trial._trial_id, "note", "n")
+    storage_of(study).set_trial_system_attr(trial_id(trial), "note", "n")
     study.tell(trial, x + k)
     assert backend.appends - before == 2
     [read] = optuna.load_study(study_name="s", storage=_plain(path)).trials
@@ -87,7 +91,7 @@ def test_a_running_trial_is_seen_whole_here_and_running_with_its_worker_elsewher
     there = _read_one(path)
     assert there.state == TrialState.RUNNING and there.params == {}
     assert there.user_attrs == {WORKER_ATTR: WORKER}
-    storage.flush(trial._trial_id)
+    storage.flush(trial_id(trial))
     there = _read_one(path)
     assert there.params == trial.params and there.user_attrs["a"] == 1
     study.tell(trial, 1.0)
@@ -110,7 +114,7 @@ def test_errors_are_raised_at_the_call_as_with_optunas_storage(tmp_path):
     first.suggest_int("k", 1, 9)
     study.tell(first, 1.0)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        storage.set_trial_user_attr(first._trial_id, "late", 1)
+        storage.set_trial_user_attr(trial_id(first), "late", 1)
     second = study.ask()
     with pytest.raises(ValueError, match="different distribution"):
         second.suggest_categorical("k", ["a", "b"])
@@ -143,7 +147,7 @@ def test_trials_of_other_storages_on_the_file_are_written_at_once(tmp_path):
     foreign = other.ask()
     storage, backend = _batched(path)
     before = backend.appends
-    storage.set_trial_user_attr(foreign._trial_id, "seen", True)  # not one of its trials
+    storage.set_trial_user_attr(trial_id(foreign), "seen", True)  # not one of its trials
     assert backend.appends == before + 1
     assert other.trials[0].user_attrs == {"seen": True}
 

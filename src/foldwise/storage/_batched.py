@@ -8,7 +8,7 @@ appends, which together cost about as much as a sub-millisecond backtest.
 :class:`BatchedJournalStorage` appends a trial that this process creates twice:
 
 * **at creation**, at once, with the worker running it in its user attributes
-  (:data:`foldwise._liveness.WORKER_ATTR`), so every process sees the trial RUNNING and
+  (:data:`foldwise.storage.WORKER_ATTR`), so every process sees the trial RUNNING and
   can tell, should the worker die, that it is dead;
 * **at its end**: its parameters, attributes and intermediate values, kept in memory
   while it ran, then its final state, in one write.
@@ -65,7 +65,7 @@ class BatchedJournalStorage(JournalStorage):
     Parameters
     ----------
     backend
-        The journal backend (e.g. :class:`foldwise._journal.FileJournalBackend`).
+        The journal backend (e.g. :class:`foldwise.storage.FileJournalBackend`).
     creation_user_attrs
         Called for every trial this process creates; the user attributes written with its
         creation (foldwise: the worker running it).

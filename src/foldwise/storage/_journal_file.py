@@ -37,7 +37,7 @@ from typing import Any
 
 from optuna.storages.journal import BaseJournalBackend
 
-try:  # POSIX; elsewhere Optuna's own file backend is used (see _storage.py)
+try:  # POSIX; elsewhere the backend refuses to open (an OSError, see _spec.py)
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
@@ -79,9 +79,10 @@ class FileJournalBackend(BaseJournalBackend):
         return self._fd
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+        fd = getattr(self, "_fd", None)
+        if fd is not None and self._pid == os.getpid():
             with contextlib.suppress(OSError):
-                os.close(self._fd)
+                os.close(fd)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Worker processes get a fresh backend on the same file (offsets are per process).

@@ -4,7 +4,7 @@
 ``storage=``                              what is opened
 ========================================  =================================================
 ``None``                                  ``<FOLDWISE_DIR or ./.foldwise>/studies.journal``
-``"journal:<path>"``, ``"<path>.journal"``  a journal file (:mod:`foldwise._journal`)
+``"journal:<path>"``, ``"<path>.journal"``  a journal file (:mod:`foldwise.storage._journal_file`)
 ``"sqlite:///..."``, ``"postgresql://..."``  Optuna's RDB storage, with heartbeats on, so
                                           trials of killed workers are failed and re-run
 ``"memory"``                              Optuna's in-memory storage (one process, lost at
@@ -30,14 +30,14 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 
-from foldwise._journal import FileJournalBackend
-from foldwise._journal_storage import SUPPORTED as _BATCHING
-from foldwise._journal_storage import BatchedJournalStorage
-from foldwise._liveness import WORKER_ATTR, current_worker
 from foldwise._paths import resolve_root
 from foldwise.errors import StorageError
+from foldwise.storage._batched import SUPPORTED as _BATCHING
+from foldwise.storage._batched import BatchedJournalStorage
+from foldwise.storage._journal_file import FileJournalBackend
+from foldwise.storage._liveness import WORKER_ATTR, current_worker
 
-__all__ = ["HEARTBEAT_INTERVAL", "StorageSpec", "open_storage"]
+__all__ = ["HEARTBEAT_INTERVAL", "StorageSpec", "open_storage", "parse_storage"]
 
 #: Seconds between heartbeats of a running trial on RDB storages; a trial whose heartbeat
 #: is older than twice this is failed and its budget re-run.

@@ -1,0 +1,163 @@
+"""The Optuna internals the rest of foldwise needs, behind small typed functions.
+
+Optuna keeps a trial's storage id (``Trial._trial_id``, ``FrozenTrial._trial_id``), a
+study's storage (``Study._storage``) and the heartbeat interface (``BaseHeartbeat``)
+private. foldwise needs them to fail the trials of dead workers, to record heartbeats of
+its running trials and to write a batching journal early, so it reads them here, in one
+place that the storage contract tests (``tests/test_storage_contract.py``) and the tested
+Optuna range in ``pyproject.toml`` cover. No other module of foldwise touches a private
+attribute of an Optuna object.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import FrozenTrial, TrialState
+
+from foldwise.storage._batched import BatchedJournalStorage
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "fail_stale_trials",
+    "fail_trial",
+    "flush_trial",
+    "heartbeat_interval",
+    "record_heartbeat",
+    "storage_of",
+    "trial_id",
+]
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of ``trial`` (not its number within the study).
+
+    Parameters
+    ----------
+    trial
+        A running :class:`optuna.Trial` or a :class:`~optuna.trial.FrozenTrial` read from a
+        storage.
+
+    Returns
+    -------
+    int
+        The id every ``BaseStorage.*_trial_*`` method takes.
+    """
+    return trial._trial_id
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The storage that holds ``study``.
+
+    Parameters
+    ----------
+    study
+        An Optuna study, created or loaded.
+
+    Returns
+    -------
+    BaseStorage
+        The very storage object the study reads and writes (not a copy).
+    """
+    return study._storage
+
+
+def flush_trial(trial: optuna.Trial) -> None:
+    """Write now what a batching storage keeps of ``trial``; a no-op on other storages.
+
+    :class:`BatchedJournalStorage` keeps a running trial's parameters, attributes and
+    intermediate values until the trial ends; after a flush other processes see them.
+
+    Parameters
+    ----------
+    trial
+        A running trial of this process.
+    """
+    storage = trial.storage
+    if isinstance(storage, BatchedJournalStorage):
+        storage.flush(trial._trial_id)
+
+
+def fail_trial(study: optuna.Study, trial: FrozenTrial, user_attrs: Mapping[str, Any]) -> bool:
+    """Set ``user_attrs`` on ``trial`` and mark it FAIL, directly through the storage.
+
+    For a trial this process does not run (e.g. one left RUNNING by a worker that died),
+    where ``study.tell`` does not apply.
+
+    Parameters
+    ----------
+    study
+        The study of ``trial``.
+    trial
+        The trial to fail, as read from the storage.
+    user_attrs
+        User attributes written before the state (JSON-serializable values).
+
+    Returns
+    -------
+    bool
+        True if this call failed the trial; False when another process finished it first
+        (Optuna raises :class:`~optuna.exceptions.UpdateFinishedTrialError`, or
+        ``RuntimeError`` from older storages, for an update of a finished trial).
+    """
+    storage = study._storage
+    tid = trial._trial_id
+    try:
+        for key, value in user_attrs.items():
+            storage.set_trial_user_attr(tid, key, value)
+        return storage.set_trial_state_values(tid, TrialState.FAIL)
+    except (UpdateFinishedTrialError, RuntimeError):
+        return False
+
+
+def heartbeat_interval(storage: BaseStorage) -> int | None:
+    """Seconds between heartbeats of a running trial, or None without heartbeats.
+
+    Parameters
+    ----------
+    storage
+        Any Optuna storage; only RDB storages opened with ``heartbeat_interval`` have
+        heartbeats.
+
+    Returns
+    -------
+    int or None
+        The storage's heartbeat interval, None if it keeps no heartbeats.
+    """
+    if not isinstance(storage, BaseHeartbeat):
+        return None
+    return storage.get_heartbeat_interval()
+
+
+def record_heartbeat(storage: BaseStorage, trial_id: int) -> None:
+    """Record that the running trial ``trial_id`` is alive; a no-op without heartbeats.
+
+    Parameters
+    ----------
+    storage
+        The trial's storage.
+    trial_id
+        The storage id of the trial (:func:`trial_id`).
+    """
+    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval():
+        storage.record_heartbeat(trial_id)
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the RUNNING trials of ``study`` whose heartbeat stopped (Optuna's own check).
+
+    A no-op on storages without heartbeats.
+
+    Parameters
+    ----------
+    study
+        The study whose stale trials are failed.
+    """
+    if heartbeat_interval(study._storage):
+        optuna.storages.fail_stale_trials(study)
