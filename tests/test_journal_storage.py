@@ -163,3 +163,23 @@ def test_enqueued_trials_and_threads_work_as_with_optunas_storage(tmp_path):
     assert len(read) == 20 and all(t.state == TrialState.COMPLETE for t in read)
     assert read[0].params == {"x": 0.25}
     assert all(t.value == pytest.approx(t.params["x"] ** 2) for t in read)
+
+
+def test_a_trial_failed_by_another_process_raises_once_at_its_end_not_at_later_calls(tmp_path):
+    # Regression: the kept updates are replayed one log at a time from the file; when
+    # another process had finished the trial (e.g. failed it as a dead worker's), each of
+    # them raised UpdateFinishedTrialError at a later, unrelated call of this process.
+    path = tmp_path / "s.journal"
+    storage, study, trial = _running_trial(path)
+    trial.set_user_attr("b", 2)
+    other = _plain(path)
+    assert other.set_trial_state_values(trial_id(trial), TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_state_values(trial_id(trial), TrialState.COMPLETE, [1.0])
+    assert storage.get_trial(trial_id(trial)).state == TrialState.FAIL  # no error left over
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    nxt = study.ask()
+    study.tell(nxt, 2.0)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    read = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    assert [t.state for t in read] == [TrialState.FAIL, TrialState.COMPLETE]

@@ -150,6 +150,27 @@ class BatchedJournalStorage(JournalStorage):
         if not self._buffer(JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE, fields):
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
 
+    # --- reading --------------------------------------------------------------------------
+
+    def _sync_with_backend(self) -> None:
+        """Replay what was appended since the last sync, every log of it.
+
+        Optuna's replay raises at the first log of this process that it cannot apply (an
+        update of a trial another process finished) and leaves the rest of the read for the
+        next sync. Optuna writes one log per call, so that is the call's own error; a batch
+        of kept updates would instead raise once more at each later, unrelated call. So the
+        logs are applied one by one and the first error is raised after all of them.
+        """
+        logs = self._backend.read_logs(self._replay_result.log_number_read)
+        error: Exception | None = None
+        for log in logs:
+            try:
+                self._replay_result.apply_logs([log])  # counts the log read, then applies it
+            except Exception as exc:  # Optuna's own errors of the log (KeyError, ...)
+                error = error or exc
+        if error is not None:
+            raise error
+
     # --- writing ---------------------------------------------------------------------------
 
     def flush(self, trial_id: int) -> None:
