@@ -26,7 +26,44 @@ def test_readme_demo_command_names_the_demo():
     assert 'python -m pip install -e ".[dev]" && foldwise demo' in README
 
 
-@pytest.mark.parametrize("block", re.findall(r"```python\n(.*?)```", README, re.S))
+def _python_blocks() -> list[tuple[str, str]]:
+    """``(section title, code)`` of every python block of the README, in order."""
+    blocks = []
+    for section in re.split(r"^## ", README, flags=re.M)[1:]:
+        title = section.split("\n", 1)[0].strip()
+        blocks += [(title, code) for code in re.findall(r"```python\n(.*?)```", section, re.S)]
+    return blocks
+
+
+# README sections whose example a dedicated test runs in-process and checks the output of;
+# running them here again, in a fresh interpreter, would only double their cost. Each runs
+# exactly once in the suite (test_every_readme_example_and_script_runs_once checks it).
+_SECTIONS_TESTED_ELSEWHERE = {
+    "Splitters": "test_splits_docs.py",
+    "Cache": "test_cache_docs.py",
+    "Pipeline": "test_pipeline_docs.py",
+}
+# Example scripts likewise run (and their output checked) by a dedicated test.
+_SCRIPTS_TESTED_ELSEWHERE = {"factor_reversion.py": "test_pipeline_docs.py"}
+_SCRIPTS = sorted((ROOT / "examples").glob("*.py"))
+
+
+def test_every_readme_example_and_script_runs_once():
+    titles = [title for title, _ in _python_blocks()]
+    for title, test_file in _SECTIONS_TESTED_ELSEWHERE.items():
+        # the dedicated test runs the first python block of the section: the only one
+        assert titles.count(title) == 1, f"README section {title!r} has {titles.count(title)} " \
+            "python blocks; its dedicated test runs one"
+        assert f"## {title}" in (ROOT / "tests" / test_file).read_text()
+    for name, test_file in _SCRIPTS_TESTED_ELSEWHERE.items():
+        assert (ROOT / "examples" / name).is_file()
+        assert f'"{name}"' in (ROOT / "tests" / test_file).read_text()
+
+
+@pytest.mark.slow  # several seconds each: a fresh interpreter, real backtests and studies
+@pytest.mark.parametrize("block", [
+    pytest.param(code, id=title) for title, code in _python_blocks()
+    if title not in _SECTIONS_TESTED_ELSEWHERE])
 def test_readme_python_examples_run(block, tmp_path):
     script = tmp_path / "example.py"
     script.write_text(block)
@@ -40,7 +77,10 @@ def test_every_metric_is_documented():
         assert name in metrics.__doc__, f"{name} missing from the metrics module docstring"
 
 
-@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.slow  # seconds each: a fresh interpreter and a real study on bundled data
+@pytest.mark.parametrize(
+    "script", [p for p in _SCRIPTS if p.name not in _SCRIPTS_TESTED_ELSEWHERE],
+    ids=lambda p: p.name)
 def test_example_scripts_run(script, tmp_path):
     subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=True,
                    capture_output=True, text=True, timeout=600)

@@ -9,6 +9,7 @@ groups) with hypothesis.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -73,6 +74,15 @@ def first_year(values: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
     return values.loc[values.index.get_level_values("date") < "2002-01-01"]
 
 
+def quick_first(cases) -> list:
+    """Parameters for ``pytest.mark.parametrize``: the first case runs in the quick loop, the
+    others, marked ``slow``, in the full suite only (each costs a per-date pandas reference
+    of about half a second)."""
+    first, *rest = [tuple(itertools.chain.from_iterable(
+        c if isinstance(c, tuple) else (c,) for c in case)) for case in cases]
+    return [pytest.param(*first), *(pytest.param(*case, marks=pytest.mark.slow) for case in rest)]
+
+
 def assert_series(ours: pd.Series, expected: pd.Series, rtol: float = 1e-12) -> None:
     expected = expected.reindex(ours.index)
     a, b = ours.to_numpy(dtype=float), expected.to_numpy(dtype=float)
@@ -99,9 +109,11 @@ def test_arithmetic(data, frame):
         }
     for name, reference in expected.items():
         assert_series(out[name], reference)
+    # the per-date z-scores loop in Python: checked over the first year (see first_year)
+    f = first_year(f)
     z = f.groupby(level="date").transform(lambda x: (x - x.mean()) / x.std(ddof=0))
     zneg = (-f).groupby(level="date").transform(lambda x: (x - x.mean()) / x.std(ddof=0))
-    assert_series(out["composite"], (z + zneg) / 2 - f * 3)
+    assert_series(first_year(out["composite"]), (z + zneg) / 2 - f * 3)
 
 
 def test_comparisons_and_logic(data, frame):
@@ -199,8 +211,8 @@ def _zipline_winsorize(row: np.ndarray, low: float, high: float) -> np.ndarray:
     return a
 
 
-@pytest.mark.parametrize(("low", "high"), [(0.1, 0.9), (0.0, 0.75), (0.25, 1.0), (0.3, 0.31)])
-@pytest.mark.parametrize(("mask", "groupby"), [(False, False), (True, True)])
+@pytest.mark.parametrize(("mask", "groupby", "low", "high"), quick_first(itertools.product(
+    [(True, True), (False, False)], [(0.1, 0.9), (0.0, 0.75), (0.25, 1.0), (0.3, 0.31)])))
 def test_winsorize(data, frame, low, high, mask, groupby):
     ours = first_year(compute(data, w=F.winsorize(low, high, mask=MASK if mask else None,
                                                   groupby=SECTOR if groupby else None))["w"])
@@ -244,8 +256,8 @@ def test_percentile_between(data, frame, low, high, mask):
     np.testing.assert_array_equal(ours, (values >= lower) & (values <= upper))
 
 
-@pytest.mark.parametrize("bins", [2, 4, 5, 10])
-@pytest.mark.parametrize("mask", [False, True])
+@pytest.mark.parametrize(("mask", "bins"), quick_first(itertools.product([True, False],
+                                                                        [5, 2, 4, 10])))
 def test_quantiles_follow_qcut(data, frame, bins, mask):
     ours = first_year(compute(data, q=F.quantiles(bins, mask=MASK if mask else None))["q"])
     frame = first_year(frame)
@@ -287,6 +299,7 @@ def _matrices():
                                 arrays(np.int64, shape, elements=st.integers(-1, 2))))
 
 
+@pytest.mark.slow  # seconds: 150 generated cases (quick loop: -m 'not slow')
 @settings(max_examples=150, deadline=None)
 @given(_matrices(), st.sampled_from(["ordinal", "min", "max", "dense", "average"]),
        st.booleans())
@@ -304,6 +317,7 @@ def test_rank_kernel_matches_scipy(matrices, method, ascending):
         np.testing.assert_array_equal(got[row], expected)
 
 
+@pytest.mark.slow  # seconds: 150 generated cases (quick loop: -m 'not slow')
 @settings(max_examples=150, deadline=None)
 @given(_matrices(), st.floats(0, 0.6), st.floats(0.4, 1.0))
 def test_winsorize_kernel_matches_zipline(matrices, low, high):
@@ -320,6 +334,7 @@ def test_winsorize_kernel_matches_zipline(matrices, low, high):
         np.testing.assert_array_equal(got[row], expected)
 
 
+@pytest.mark.slow  # seconds: 150 generated cases (quick loop: -m 'not slow')
 @settings(max_examples=150, deadline=None)
 @given(_matrices())
 def test_zscore_kernel_matches_numpy(matrices):
@@ -336,6 +351,7 @@ def test_zscore_kernel_matches_numpy(matrices):
             assert np.isnan(got[row][~valid[row]]).all()
 
 
+@pytest.mark.slow  # seconds: 150 generated cases (quick loop: -m 'not slow')
 @settings(max_examples=150, deadline=None)
 @given(_matrices(), st.integers(1, 6))
 def test_quantile_kernel_matches_qcut_without_repeated_edges(matrices, bins):

@@ -108,6 +108,7 @@ def test_fingerprint_depends_on_arguments_and_code():
     assert Reversion2().__fingerprint__() != Reversion().__fingerprint__()
 
 
+@pytest.mark.slow  # a fresh interpreter per check: seconds
 def test_fingerprint_is_the_same_in_another_process():
     code = ("from foldwise.pipeline.factors import Returns, BollingerBands;"
             "t = (Returns(window_length=20).zscore() - BollingerBands(window_length=20, k=2).upper)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import foldwise.splits
@@ -20,7 +20,6 @@ def test_they_are_public_names_of_foldwise_splits():
     assert {"positions_to_ranges", "ranges_to_positions"} <= set(foldwise.splits.__all__)
 
 
-@settings(max_examples=300, deadline=None)
 @given(sorted_positions)
 def test_round_trip_and_shape_of_the_ranges(positions):
     ranges = positions_to_ranges(positions)
@@ -39,7 +38,6 @@ def test_round_trip_and_shape_of_the_ranges(positions):
         assert starts[0] == positions[0] and stops[-1] == positions[-1] + 1
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 30)), max_size=20))
 def test_ranges_to_positions_then_back_merges_touching_ranges(gaps_and_lengths):
     # Build sorted, disjoint ranges (possibly touching: gap 0) from gaps and lengths.

@@ -142,6 +142,7 @@ def walk_forward_settings(draw):
     )
 
 
+@pytest.mark.slow  # seconds: hundreds of generated cases (quick loop: -m 'not slow')
 @settings(max_examples=300, deadline=None)
 @given(walk_forward_settings())
 def test_walk_forward_properties(params):
@@ -249,6 +250,7 @@ def test_calendar_windows_match_relativedelta_dates(train, test, step, anchored,
     assert check_calendar_windows(business_days(), train, test, step, anchored, min_train) >= 2
 
 
+@pytest.mark.slow  # seconds: generated calendars (quick loop: -m 'not slow')
 @settings(max_examples=40, deadline=None)
 @given(start=st.dates(pd.Timestamp("2000-01-01").date(), pd.Timestamp("2010-12-31").date()),
        month_end=st.booleans(), years=st.integers(1, 4),

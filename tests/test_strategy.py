@@ -276,6 +276,7 @@ def test_class_strategies_follow_their_methods(userpkg):
         helpers=HELPERS.replace("/ window", "/ (window + 1)"), attr="Mom")
 
 
+@pytest.mark.slow  # a fresh interpreter per check: seconds
 def test_same_code_gives_the_same_fingerprint_in_a_fresh_process(userpkg):
     module, root = userpkg.load()
     here = Strategy(module.strat).fingerprint
