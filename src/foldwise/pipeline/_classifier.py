@@ -42,6 +42,7 @@ class Classifier(Term):
                 "use .isnull() to find missing labels.")
         return Comparison("==", self, other)
 
+    # A filter, not a bool: comparisons build terms (typeshed's object.__ne__ returns bool).
     def __ne__(self, other: Any) -> Filter:  # type: ignore[override]
         return Comparison("!=", self, other)
 

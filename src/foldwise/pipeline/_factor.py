@@ -135,6 +135,7 @@ class Factor(Term):
     def __ge__(self, other: Any) -> Filter:
         return Comparison(">=", self, other)
 
+    # A filter, not a bool: comparisons build terms (typeshed's object.__ne__ returns bool).
     def __ne__(self, other: Any) -> Filter:  # type: ignore[override]
         return Comparison("!=", self, other)
 
