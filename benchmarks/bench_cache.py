@@ -14,7 +14,9 @@ Rows:
   process, a dict lookup).
 * ``key(...) + get(key)``: building the key from strategy, parameters, data and settings
   (memoized per process) and looking it up.
-* ``metrics(...)``: the one call the optimizer makes per trial and fold.
+* ``metrics(...)``: the one call the optimizer makes per trial and fold; once with the
+  default settings, once with one ``BacktestSettings`` object passed on every call, as the
+  optimizer does.
 * first lookups in a new process: the key built from scratch and one SQLite query, as after
   a restart (no process memo yet).
 * a full result read from its Parquet file, next to running the backtest it stores.
@@ -30,7 +32,7 @@ import timeit
 
 import optuna
 
-from foldwise import BacktestCache, datasets, examples
+from foldwise import BacktestCache, BacktestSettings, datasets, examples
 from foldwise.cache import _keys
 
 REPEATS = 7
@@ -98,6 +100,11 @@ def main() -> None:
         lambda: cache.get(cache.key(strategy, params, data, window=window)), number=20_000)
     metrics_us = median_us(
         lambda: cache.metrics(strategy, params, data, window=window), number=20_000)
+    settings = BacktestSettings(costs=1)
+    cache.metrics(strategy, params, data, window=window, settings=settings)
+    settings_us = median_us(
+        lambda: cache.metrics(strategy, params, data, window=window, settings=settings),
+        number=20_000)
 
     n_dates, n_assets = data.shape
     print(f"foldwise cache benchmark: {strategy.name} on {n_dates} bars x {n_assets} assets, "
@@ -112,6 +119,7 @@ def main() -> None:
     row("metrics-only hit: cache.get(key)", get_us)
     row("metrics-only hit: cache.get(cache.key(...))", key_get_us)
     row("metrics-only hit: cache.metrics(..., window=...)", metrics_us)
+    row("  the same with settings=BacktestSettings(...)", settings_us)
     row("first lookup in a new process: key + 1 SQLite query", first_us)
     row("full result read from Parquet (new process)", load_us, ratio=False)
     row("the backtest it stores, run", run_us, ratio=False)

@@ -302,7 +302,8 @@ class BacktestCache(StoredRuns):
         coerced = coerce_settings(settings, costs=costs, delay=delay, price_field=price_field,
                                   missing=missing, periods_per_year=periods_per_year)
         if window is not None:
-            return self.window_metrics(strategy, params, data, [window], coerced)[0]
+            slice_key = key_of(strategy, params, data, window, coerced)
+            return self._writes.windows([slice_key], strategy, params, data, coerced)[0].metrics
         key = key_of(strategy, params, data, None, coerced)
         record = self._lookup(key.digest, True)
         if record is not None:

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.cache._artifacts import ArtifactStore
@@ -122,21 +122,17 @@ class WritePath:
         """The records of the slice keys ``keys`` (windows of one run), in order: looked
         up, and the missing ones cut from the full run (reused, or run once) and stored
         with it in one transaction."""
-        found: dict[str, CacheRecord] = {}
-        missing: dict[str, CacheKey] = {}
-        for key in keys:
-            record = self._memo.lookup(key.digest, True)
-            if record is None:
-                missing[key.digest] = key
-            else:
-                found[key.digest] = record
-        if missing:
-            full_key = next(iter(missing.values())).full()
-            _, stored = self.full_result(full_key, strategy, params, data, settings,
-                                         self._memo.lookup(full_key.digest, True),
-                                         slices=list(missing.values()))
-            found.update((record.key, record) for record in stored)
-        return [found[key.digest] for key in keys]
+        lookup = self._memo.lookup
+        records = [lookup(key.digest, True) for key in keys]
+        if None not in records:  # the optimizer's hot path: every window stored
+            return cast("list[CacheRecord]", records)
+        missing = list({key.digest: key for key, record in zip(keys, records, strict=True)
+                        if record is None}.values())
+        full_key = missing[0].full()
+        _, stored = self.full_result(full_key, strategy, params, data, settings,
+                                     lookup(full_key.digest, True), slices=missing)
+        found = {record.key: record for record in stored}
+        return [record or found[key.digest] for key, record in zip(keys, records, strict=True)]
 
     def full_result(self, key: CacheKey, strategy: Any, params: Mapping[str, Any] | None,
                     data: MarketData, settings: BacktestSettings, record: CacheRecord | None,
