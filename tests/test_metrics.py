@@ -145,3 +145,57 @@ def test_summarize_equals_the_individual_functions(xs):
 def test_summarize_of_nothing_is_all_nan():
     summary = metrics.summarize([])
     assert all(math.isnan(v) for v in summary.values())
+
+
+# --- the moments kernel -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_moments_kernel_against_scipy_and_numpy_with_nans(seed):
+    rng = np.random.default_rng(seed)
+    r = rng.standard_t(4, 300) * 0.01 + 0.0004
+    r[rng.choice(300, 25, replace=False)] = np.nan
+    clean = r[~np.isnan(r)]
+    m = metrics.return_moments(r)
+    assert m.n == clean.size == 275
+    assert m.total == pytest.approx(clean.sum(), rel=1e-12)
+    assert m.mean == pytest.approx(np.mean(clean), rel=1e-12)
+    assert m.std == pytest.approx(np.std(clean, ddof=1), rel=1e-12)
+    assert m.skew == pytest.approx(sps.skew(clean), rel=1e-9)
+    assert m.kurtosis == pytest.approx(sps.kurtosis(clean, fisher=False), rel=1e-9)
+    assert m.sharpe == pytest.approx(np.mean(clean) / np.std(clean, ddof=1), rel=1e-12)
+    assert m.skew == pytest.approx(sps.skew(r, nan_policy="omit"), rel=1e-9)
+
+
+def test_moments_kernel_edge_cases():
+    assert metrics.return_moments([]).n == 0
+    assert math.isnan(metrics.return_moments([]).mean)
+    one = metrics.return_moments([0.01, np.nan])
+    assert (one.n, one.mean) == (1, 0.01) and math.isnan(one.std)
+    two = metrics.return_moments([0.01, 0.03])
+    assert two.std == pytest.approx(np.std([0.01, 0.03], ddof=1)) and math.isnan(two.skew)
+    flat = metrics.return_moments([0.01] * 10)  # no dispersion
+    assert math.isnan(flat.sharpe) and math.isnan(flat.skew) and math.isnan(flat.kurtosis)
+
+
+def test_every_metric_takes_its_moments_from_the_kernel(monkeypatch):
+    """summarize, the per-metric functions and the overfitting statistics share one kernel."""
+    from foldwise import stats
+
+    calls = []
+    kernel = metrics._moments
+
+    def counted(r):
+        calls.append(r.size)
+        return kernel(r)
+
+    monkeypatch.setattr(metrics, "_moments", counted)
+    r = np.random.default_rng(3).normal(0.001, 0.01, 100)
+    for compute in (lambda: metrics.summarize(r), lambda: metrics.sharpe(r),
+                    lambda: metrics.annual_volatility(r),
+                    lambda: metrics.probabilistic_sharpe_ratio(r), lambda: stats.moments(r),
+                    lambda: stats.deflated_sharpe_ratio(r, n_trials=10, sharpe_variance=1e-3),
+                    lambda: stats.min_track_record_length(r)):
+        calls.clear()
+        compute()
+        assert calls == [100]

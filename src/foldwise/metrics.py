@@ -30,18 +30,25 @@ probabilistic_sharpe_ratio  Bailey & López de Prado (2012), see the function
 Where empyrical returns ``inf`` (a ratio over zero dispersion or zero drawdown) these return
 ``NaN``, so that every metric is a finite number or NaN and can be stored as JSON and used
 as an Optuna objective.
+
+The moments of a return series — count, sum, mean, standard deviation (``ddof=1``),
+skewness and non-excess kurtosis (population moments) — are computed in one place,
+:func:`return_moments`; the per-metric functions, :func:`summarize` and the overfitting
+statistics of :mod:`foldwise.stats` all take them from there, as they take the variance of
+the Sharpe ratio estimator from :func:`sharpe_estimator_variance`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 __all__ = [
     "DEFAULT_PERIODS_PER_YEAR",
     "METRICS",
+    "Moments",
     "annual_return",
     "annual_volatility",
     "average_turnover",
@@ -50,7 +57,10 @@ __all__ = [
     "n_trades",
     "probabilistic_sharpe_ratio",
     "profit_factor",
+    "psr_from_moments",
+    "return_moments",
     "sharpe",
+    "sharpe_estimator_variance",
     "sortino",
     "summarize",
     "tail_ratio",
@@ -88,6 +98,84 @@ def _clean(returns: Any) -> np.ndarray:
     return array
 
 
+class Moments(NamedTuple):
+    """The moments of a return series (see :func:`return_moments`)."""
+
+    n: int
+    #: Sum of the returns.
+    total: float
+    mean: float
+    #: Sample standard deviation (``ddof=1``); NaN below 2 observations.
+    std: float
+    #: Population skewness ``m3 / m2 ** 1.5``; NaN below 3 observations or without dispersion.
+    skew: float
+    #: Population non-excess kurtosis ``m4 / m2 ** 2`` (3 for a normal distribution); NaN
+    #: below 3 observations or without dispersion.
+    kurtosis: float
+
+    @property
+    def sharpe(self) -> float:
+        """Per-period Sharpe ratio ``mean / std``; NaN without dispersion."""
+        return self.mean / self.std if self.std > _ZERO_DISPERSION else math.nan
+
+
+_NO_MOMENTS = Moments(0, 0.0, math.nan, math.nan, math.nan, math.nan)
+
+
+def return_moments(returns: Any) -> Moments:
+    """Count, sum, mean, standard deviation, skewness and kurtosis of a return series.
+
+    NaN entries are dropped. The standard deviation is the sample one (``ddof=1``, as
+    ``numpy.std(r, ddof=1)``); skewness and kurtosis are from population moments, as
+    ``scipy.stats.skew(r)`` and ``scipy.stats.kurtosis(r, fisher=False)`` (non-excess: 3
+    for a normal distribution). A standard deviation of at most 1e-14 counts as no
+    dispersion (float noise of a constant series): skewness and kurtosis are then NaN.
+
+    >>> m = return_moments([0.01, -0.02, 0.03, float("nan")])
+    >>> m.n, round(m.mean, 4), round(m.skew, 4), round(m.kurtosis, 4)
+    (3, 0.0067, -0.2391, 1.5)
+    """
+    return _moments(_clean(returns))
+
+
+def _moments(r: np.ndarray) -> Moments:
+    """:func:`return_moments` of a 1-D float array without NaN (the kernel itself)."""
+    n = r.size
+    if n == 0:
+        return _NO_MOMENTS
+    total = float(r.sum())
+    mean = total / n
+    if n < 2:
+        return Moments(n, total, mean, math.nan, math.nan, math.nan)
+    centred = r - mean
+    squared = centred * centred
+    sum_squares = float(squared.sum())
+    std = math.sqrt(sum_squares / (n - 1))
+    if n < 3 or not std > _ZERO_DISPERSION:
+        return Moments(n, total, mean, std, math.nan, math.nan)
+    m2 = sum_squares / n
+    return Moments(n, total, mean, std, float((squared * centred).sum()) / n / m2**1.5,
+                   float((squared * squared).sum()) / n / m2**2)
+
+
+def sharpe_estimator_variance(sharpe: float, skew: float, kurtosis: float) -> float:
+    """``1 - skew * SR + (kurtosis - 1) / 4 * SR**2``: the variance term of the estimated
+    per-period Sharpe ratio under non-normal returns (Mertens 2002; Bailey & López de
+    Prado 2012), non-excess kurtosis."""
+    return 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
+
+
+def psr_from_moments(sharpe: float, benchmark: float, skew: float, kurtosis: float,
+                     n: int) -> float:
+    """The probabilistic Sharpe ratio of per-period ``sharpe`` over ``n`` observations
+    against ``benchmark`` (see :func:`probabilistic_sharpe_ratio`); NaN when ``n < 2`` or
+    the variance term is not positive."""
+    variance = sharpe_estimator_variance(sharpe, skew, kurtosis)
+    if n < 2 or not variance > 0.0:
+        return math.nan
+    return _norm_cdf((sharpe - benchmark) * math.sqrt(n - 1) / math.sqrt(variance))
+
+
 def total_return(returns: Any) -> float:
     """Compounded return over the whole series: ``prod(1 + r) - 1``; NaN if empty."""
     r = _clean(returns)
@@ -113,10 +201,7 @@ def annual_return(returns: Any, periods_per_year: float = DEFAULT_PERIODS_PER_YE
 
 def annual_volatility(returns: Any, periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> float:
     """``std(r, ddof=1) * sqrt(ppy)``; NaN with fewer than 2 observations."""
-    r = _clean(returns)
-    if r.size < 2:
-        return math.nan
-    return float(np.std(r, ddof=1) * math.sqrt(periods_per_year))
+    return _moments(_clean(returns)).std * math.sqrt(periods_per_year)
 
 
 def _sharpe(mean: float, std: float, periods_per_year: float) -> float:
@@ -131,10 +216,8 @@ def sharpe(returns: Any, risk_free: float = 0.0,
 
     ``risk_free`` is per period. NaN with fewer than 2 observations or zero dispersion.
     """
-    r = _clean(returns) - risk_free
-    if r.size < 2:
-        return math.nan
-    return _sharpe(float(r.mean()), float(r.std(ddof=1)), periods_per_year)
+    m = _moments(_clean(returns) - risk_free)
+    return _sharpe(m.mean, m.std, periods_per_year) if m.n >= 2 else math.nan
 
 
 def _sortino(excess: np.ndarray, periods_per_year: float) -> float:
@@ -254,22 +337,10 @@ def _norm_cdf(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
-def _psr(r: np.ndarray, benchmark_sharpe: float) -> float:
-    n = r.size
-    if n < 3:
+def _psr(m: Moments, benchmark_sharpe: float) -> float:
+    if m.n < 3 or not m.std > _ZERO_DISPERSION:
         return math.nan
-    std = float(r.std(ddof=1))
-    if not std > _ZERO_DISPERSION:
-        return math.nan
-    sr = float(r.mean()) / std
-    centred = r - r.mean()
-    m2 = float(np.mean(centred**2))
-    skew = float(np.mean(centred**3)) / m2**1.5
-    kurt = float(np.mean(centred**4)) / m2**2  # non-excess: 3 for a normal distribution
-    variance = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
-    if not variance > 0.0:
-        return math.nan
-    return _norm_cdf((sr - benchmark_sharpe) * math.sqrt(n - 1) / math.sqrt(variance))
+    return psr_from_moments(m.sharpe, benchmark_sharpe, m.skew, m.kurtosis, m.n)
 
 
 def probabilistic_sharpe_ratio(returns: Any, benchmark_sharpe: float = 0.0) -> float:
@@ -286,7 +357,7 @@ def probabilistic_sharpe_ratio(returns: Any, benchmark_sharpe: float = 0.0) -> f
     ``benchmark_sharpe`` is per period too. NaN with fewer than 3 observations, zero
     dispersion, or a non-positive variance term.
     """
-    return _psr(_clean(returns), benchmark_sharpe)
+    return _psr(_moments(_clean(returns)), benchmark_sharpe)
 
 
 def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
@@ -323,14 +394,10 @@ def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
     if n < 3:  # too short for moments: the plain definitions handle every edge case
         return _summarize_short(r, count, turnover_mean, periods_per_year)
     # One set of sums shared by every metric (this runs once per trial and window).
+    moments = _moments(r)
+    mean, std = moments.mean, moments.std
     wealth = np.cumprod(1.0 + r)
     growth = float(wealth[-1])
-    total = float(r.sum())
-    mean = total / n
-    centred = r - mean
-    squared = centred * centred
-    sum_squares = float(squared.sum())
-    std = math.sqrt(sum_squares / (n - 1))
     losses_only = np.minimum(r, 0.0)
     losses = -float(losses_only.sum())
     downside = math.sqrt(float((losses_only * losses_only).sum()) / n)
@@ -340,15 +407,6 @@ def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
     drawdown = min(0.0, float((wealth / peak).min()) - 1.0)
     ordered = np.sort(r)
     low = _percentile(ordered, 5.0)
-    psr = math.nan
-    if std > _ZERO_DISPERSION:
-        m2 = sum_squares / n
-        skew = float((squared * centred).sum()) / n / m2**1.5
-        kurt = float((squared * squared).sum()) / n / m2**2
-        sr = mean / std
-        variance = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
-        if variance > 0.0:
-            psr = _norm_cdf(sr * math.sqrt(n - 1) / math.sqrt(variance))
     return {
         "sharpe": _sharpe(mean, std, periods_per_year),
         "sortino": mean * math.sqrt(periods_per_year) / downside
@@ -359,11 +417,11 @@ def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
         "calmar": cagr / -drawdown if drawdown < 0.0 else math.nan,
         "total_return": growth - 1.0,
         "win_rate": np.count_nonzero(r > 0) / active if active else math.nan,
-        "profit_factor": (total + losses) / losses if losses > 0 else math.nan,
+        "profit_factor": (moments.total + losses) / losses if losses > 0 else math.nan,
         "tail_ratio": abs(_percentile(ordered, 95.0)) / abs(low) if low != 0 else math.nan,
         "average_turnover": turnover_mean,
         "n_trades": count,
-        "probabilistic_sharpe_ratio": psr,
+        "probabilistic_sharpe_ratio": _psr(moments, 0.0),
     }
 
 
@@ -371,11 +429,12 @@ def _summarize_short(r: np.ndarray, count: float, turnover_mean: float,
                      periods_per_year: float) -> dict[str, float]:
     n = r.size
     growth = float(np.prod(1.0 + r)) if n else math.nan
-    std = float(r.std(ddof=1)) if n >= 2 else math.nan
+    moments = _moments(r)
+    std = moments.std
     cagr = _cagr(growth, n, periods_per_year)
     drawdown = _max_drawdown(r)
     return {
-        "sharpe": _sharpe(float(r.mean()), std, periods_per_year) if n >= 2 else math.nan,
+        "sharpe": _sharpe(moments.mean, std, periods_per_year) if n >= 2 else math.nan,
         "sortino": _sortino(r, periods_per_year),
         "annual_return": cagr,
         "annual_volatility": std * math.sqrt(periods_per_year) if n >= 2 else math.nan,

@@ -19,7 +19,10 @@ probability_of_backtest_overfitting Bailey, Borwein, López de Prado & Zhu (2017
 
 Conventions, as in the papers: Sharpe ratios are **per period** (not annualized) —
 divide an annualized ratio by ``sqrt(periods_per_year)`` — and kurtosis is **non-excess**
-(3 for a normal distribution). ``n`` counts return observations.
+(3 for a normal distribution). ``n`` counts return observations. The moments and the
+variance term of the Sharpe ratio estimator come from :mod:`foldwise.metrics`
+(:func:`~foldwise.metrics.return_moments`, :func:`~foldwise.metrics.psr_from_moments`), so
+a PSR here and the ``probabilistic_sharpe_ratio`` metric of a backtest are one formula.
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ import pandas as pd
 from scipy import stats as _sps
 
 from foldwise.errors import FoldwiseError
-from foldwise.metrics import probabilistic_sharpe_ratio  # re-exported: stats holds them all
+from foldwise.metrics import (  # re-exported: stats holds them all
+    probabilistic_sharpe_ratio,
+    psr_from_moments,
+    return_moments,
+    sharpe_estimator_variance,
+)
 
 __all__ = [
     "EULER_GAMMA",
@@ -64,18 +72,15 @@ class StatsError(FoldwiseError, ValueError):
 def moments(returns: Any) -> tuple[float, float, float, int]:
     """``(per-period Sharpe ratio, skewness, non-excess kurtosis, n)`` of a return series.
 
-    The Sharpe ratio uses ``std(ddof=1)``; skewness and kurtosis use population moments,
-    as :func:`foldwise.metrics.probabilistic_sharpe_ratio` does. NaN entries are dropped.
+    The Sharpe ratio uses ``std(ddof=1)``; skewness and kurtosis use population moments
+    (:func:`foldwise.metrics.return_moments`). NaN entries are dropped. All three are NaN
+    with fewer than 3 observations or no dispersion (a standard deviation of at most
+    1e-14).
     """
-    r = np.asarray(returns, dtype=float).reshape(-1)
-    r = r[~np.isnan(r)]
-    n = r.size
-    if n < 3 or not r.std(ddof=1) > 0:
-        return math.nan, math.nan, math.nan, n
-    centred = r - r.mean()
-    m2 = float(np.mean(centred**2))
-    return (float(r.mean() / r.std(ddof=1)), float(np.mean(centred**3) / m2**1.5),
-            float(np.mean(centred**4) / m2**2), n)
+    m = return_moments(returns)
+    if m.n < 3 or math.isnan(m.skew):
+        return math.nan, math.nan, math.nan, m.n
+    return m.sharpe, m.skew, m.kurtosis, m.n
 
 
 def expected_max_sharpe(n_trials: float, sharpe_variance: float) -> float:
@@ -96,14 +101,6 @@ def expected_max_sharpe(n_trials: float, sharpe_variance: float) -> float:
     z1 = _sps.norm.ppf(1.0 - 1.0 / n_trials)
     z2 = _sps.norm.ppf(1.0 - 1.0 / (n_trials * math.e))
     return float(math.sqrt(sharpe_variance) * ((1 - EULER_GAMMA) * z1 + EULER_GAMMA * z2))
-
-
-def _psr_from_moments(sharpe: float, benchmark: float, skew: float, kurtosis: float,
-                      n: int) -> float:
-    variance = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
-    if n < 2 or not variance > 0:
-        return math.nan
-    return float(_sps.norm.cdf((sharpe - benchmark) * math.sqrt(n - 1) / math.sqrt(variance)))
 
 
 def deflated_sharpe_ratio(returns: Any = None, *, n_trials: float, sharpe_variance: float,
@@ -143,7 +140,7 @@ def deflated_sharpe_ratio(returns: Any = None, *, n_trials: float, sharpe_varian
     if sharpe is None or skew is None or kurtosis is None or n is None:
         raise StatsError("pass the returns, or sharpe, skew, kurtosis and n.")
     benchmark = expected_max_sharpe(n_trials, sharpe_variance)
-    return _psr_from_moments(sharpe, benchmark, skew, kurtosis, n)
+    return psr_from_moments(sharpe, benchmark, skew, kurtosis, n)
 
 
 def min_track_record_length(returns: Any = None, *, benchmark_sharpe: float = 0.0,
@@ -167,7 +164,7 @@ def min_track_record_length(returns: Any = None, *, benchmark_sharpe: float = 0.
         return math.nan
     if sharpe <= benchmark_sharpe:
         return math.inf
-    variance = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
+    variance = sharpe_estimator_variance(sharpe, skew, kurtosis)
     z = _sps.norm.ppf(confidence)
     return float(1.0 + variance * (z / (sharpe - benchmark_sharpe)) ** 2)
 
