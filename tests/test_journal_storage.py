@@ -183,3 +183,19 @@ def test_a_trial_failed_by_another_process_raises_once_at_its_end_not_at_later_c
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
     read = optuna.load_study(study_name="s", storage=_plain(path)).trials
     assert [t.state for t in read] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_trial_times_are_written_as_the_installed_optuna_writes_them(tmp_path):
+    # Regression: times were always written in UTC with an offset (Optuna 5's form); Optuna
+    # 4 hands those back as aware datetimes, which cannot be compared with its naive ones.
+    path = tmp_path / "s.journal"
+    storage, _ = _batched(path)
+    batched = optuna.create_study(storage=storage, study_name="s")
+    batched.tell(batched.ask(), 1.0)
+    plain = optuna.load_study(study_name="s", storage=_plain(path))
+    plain.tell(plain.ask(), 2.0)
+    ours, theirs = optuna.load_study(study_name="s", storage=_plain(path)).trials
+    for field in ("datetime_start", "datetime_complete"):
+        mine, optunas = getattr(ours, field), getattr(theirs, field)
+        assert (mine.tzinfo is None) == (optunas.tzinfo is None)
+        assert abs((optunas - mine).total_seconds()) < 60

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages.journal import BaseJournalBackend, JournalStorage
 from optuna.trial import TrialState
@@ -55,6 +56,18 @@ except (ImportError, AttributeError):  # pragma: no cover - another Optuna layou
     SUPPORTED = False
 
 __all__ = ["SUPPORTED", "BatchedJournalStorage"]
+
+#: Optuna 5 writes a journal's trial times in UTC with their offset and reads them back as
+#: local times; Optuna 4 writes and reads naive local times, and would hand a UTC time with
+#: an offset to callers as an aware datetime that cannot be compared with its naive ones.
+#: Times are written as the installed Optuna writes them.
+_UTC_TIMES = int(optuna.__version__.split(".")[0]) >= 5
+
+
+def _now() -> str:
+    """The current time as the installed Optuna's journal storage writes it."""
+    now = datetime.now(tz=UTC) if _UTC_TIMES else datetime.now()
+    return now.isoformat(timespec="microseconds")
 
 
 class BatchedJournalStorage(JournalStorage):
@@ -93,7 +106,7 @@ class BatchedJournalStorage(JournalStorage):
             return super().create_new_trial(study_id, template_trial)
         log: dict[str, Any] = {
             "study_id": study_id,
-            "datetime_start": datetime.now(tz=UTC).isoformat(timespec="microseconds"),
+            "datetime_start": _now(),
         }
         if self._creation_user_attrs is not None:
             log["user_attrs"] = self._creation_user_attrs()
@@ -190,8 +203,7 @@ class BatchedJournalStorage(JournalStorage):
                 end = {"op_code": JournalOperation.SET_TRIAL_STATE_VALUES,
                        "worker_id": self._replay_result.worker_id, "trial_id": trial_id,
                        "state": state, "values": values,
-                       "datetime_complete": datetime.now(tz=UTC).isoformat(
-                           timespec="microseconds")}
+                       "datetime_complete": _now()}
                 self._backend.append_logs([*pending, end])
                 del self._pending[trial_id]
                 self._sync_with_backend()

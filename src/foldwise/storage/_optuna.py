@@ -63,7 +63,9 @@ def storage_of(study: optuna.Study) -> BaseStorage:
     Returns
     -------
     BaseStorage
-        The very storage object the study reads and writes (not a copy).
+        The storage object the study reads and writes (not a copy). Optuna wraps an
+        ``RDBStorage`` in a caching layer that delegates to it (heartbeats included); this
+        returns that layer.
     """
     return study._storage
 
