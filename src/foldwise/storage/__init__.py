@@ -19,7 +19,7 @@ Every access to Optuna's private names (``Study._storage``, ``Trial._trial_id``,
 journal replay, the heartbeat base class) is in this package and nowhere else, so an
 Optuna release that moves them breaks one place, which ``tests/test_storage_contract.py``
 (Optuna's own ``StorageTestCase`` run against these storages) and
-``tests/test_journal*.py`` check. Tested with Optuna 4.0 through 5.0 (the range pinned in
+``tests/test_journal*.py`` check. Tested with Optuna 4.7, 4.9 and 5.0 (the range pinned in
 ``pyproject.toml``).
 """
 
