@@ -13,10 +13,9 @@ from scipy import stats as sps
 
 import foldwise
 from foldwise import Criteria, backtest
-from foldwise.optimizer import walk_forward_matrix
 from foldwise.errors import OptimizationError
 from foldwise.examples import equal_weight, sma_crossover
-from foldwise.optimizer import load_result, optimize
+from foldwise.optimizer import load_result, optimize, walk_forward_matrix
 from foldwise.space import Categorical, Int
 from foldwise.splits import CombinatorialPurgedKFold, WalkForward
 

@@ -4,6 +4,7 @@ subpackages, every access to Optuna internals in the storage package."""
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,11 +32,18 @@ LAYERS = [
 _RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 
 
-def _modules() -> Iterator[tuple[str, ast.Module]]:
+@functools.cache
+def _parsed() -> tuple[tuple[str, ast.Module], ...]:
+    found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
         name = ".".join(("foldwise", *parts)).removesuffix(".__init__")
-        yield name, ast.parse(path.read_text(encoding="utf-8"))
+        found.append((name, ast.parse(path.read_text(encoding="utf-8"))))
+    return tuple(found)
+
+
+def _modules() -> Iterator[tuple[str, ast.Module]]:
+    yield from _parsed()
 
 
 def _unit(module: str) -> str:

@@ -48,6 +48,7 @@ def test_version_and_help(capsys):
     assert main([]) == 2
 
 
+@pytest.mark.slow  # a fresh interpreter through the installed entry point (seconds)
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "foldwise.cli", "--version"],
                          capture_output=True, text=True, check=True)

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 import foldwise
-from foldwise.storage import open_storage, parse_storage
 from foldwise.errors import (
     AllTrialsFailedError,
     OptimizationError,
@@ -20,10 +19,11 @@ from foldwise.errors import (
     StudyMismatchError,
 )
 from foldwise.examples import sma_crossover
-from foldwise.records import read_trial
 from foldwise.optimizer import load_result, optimize
+from foldwise.records import read_trial
 from foldwise.space import Categorical, Fixed, Float, Int
 from foldwise.splits import PurgedKFold, WalkForward
+from foldwise.storage import open_storage, parse_storage
 
 from ._optimize_support import (
     COUNT_ENV,

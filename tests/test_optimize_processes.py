@@ -18,9 +18,9 @@ from optuna.trial import TrialState
 
 import foldwise
 from foldwise.records import FailureKind, read_trial
-from foldwise.storage import open_storage, parse_storage
 from foldwise.space import Int
 from foldwise.splits import WalkForward
+from foldwise.storage import open_storage, parse_storage
 
 from ._optimize_support import BLOCK_ENV, COUNT_ENV, SLEEP_ENV, counted_sma, executions
 

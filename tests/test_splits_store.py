@@ -245,3 +245,16 @@ def test_of_two_processes_creating_one_name_the_second_is_compared(tmp_path, dat
     monkeypatch.undo()
     assert WalkForward(400, 250).folds(data, store=store, name="study") == other
     assert not [p for p in (tmp_path / "folds").iterdir() if p.name != "study.json"]
+
+
+def test_a_set_already_built_is_stored_as_it_is(tmp_path):
+    data = foldwise.datasets.load_goog()
+    splitter = WalkForward(train=500, test=250)
+    built = splitter.folds(data)
+    store = FoldStore(tmp_path)
+    stored = store.folds(splitter, data, "given", built=built)
+    assert stored.id == built.id and stored.name == "given"
+    assert [f.fold_id for f in store.folds(splitter, data, "given")] == built.fold_ids
+    other = WalkForward(train=400, test=250).folds(data)
+    with pytest.raises(SplitError, match="not the folds of"):
+        store.folds(splitter, data, "wrong", built=other)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 import foldwise
-from foldwise.cache._maintenance import parse_seconds
+from foldwise.cache import parse_seconds
 from foldwise.datasets import load_goog
 
 __all__ = ["main"]

@@ -225,8 +225,8 @@ class WalkForwardResult:
         lines = [f"WalkForwardResult({self.name!r}, mode={self.mode}, metric={self.metric} "
                  f"({self.direction}), {len(self.fold_records)} folds)"]
         if self.mode != "walk_forward":
-            best = self.best_params
-            lines.append(f"  best params: {best[0] if best else None}")
+            chosen = self.best_params
+            lines.append(f"  best params: {chosen[0] if chosen else None}")
             return "\n".join(lines)
         for record in self.fold_records:
             best = record.best

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.errors import OptimizationError
@@ -69,12 +70,12 @@ def stitch(chosen: Sequence[Evaluation | None], test_spans: Sequence[tuple[int, 
     index_parts, gross_parts, turnover_parts, change_parts, position_parts = [], [], [], [], []
     contiguous_before = False
     for i, piece in enumerate(pieces):
-        entering = piece.positions(piece.start - 1, piece.start)[0]  # held into the window's first bar
+        entering = piece.positions(piece.start - 1, piece.start)[0]  # held into its first bar
         decided = piece.positions(piece.start, piece.stop).copy()  # dated start..stop-1
-        following = pieces[i + 1] if i + 1 < len(pieces) else None
-        if following is not None and following.start == piece.stop:  # re-optimized: switch
-            decided[-1] = following.positions(piece.stop - 1, piece.stop)[0]
-        elif following is not None:                                    # a gap follows: close
+        after = pieces[i + 1] if i + 1 < len(pieces) else None
+        if after is not None and after.start == piece.stop:  # re-optimized: switch sets
+            decided[-1] = after.positions(piece.stop - 1, piece.stop)[0]
+        elif after is not None:                               # a gap follows: close out
             decided[-1] = 0.0
         steps = np.diff(np.vstack([entering, decided]), axis=0)
         turnover = np.abs(steps).sum(axis=1)
@@ -87,9 +88,9 @@ def stitch(chosen: Sequence[Evaluation | None], test_spans: Sequence[tuple[int, 
         turnover_parts.append(turnover)
         change_parts.append(steps)
         position_parts.append(decided)
-        contiguous_before = following is not None and following.start == piece.stop
+        contiguous_before = after is not None and after.start == piece.stop
 
-    index = index_parts[0].append(index_parts[1:]) if len(index_parts) > 1 else index_parts[0]
+    index = pd.DatetimeIndex(index_parts[0].append(index_parts[1:]))
     gross = np.concatenate(gross_parts)
     turnover = np.concatenate(turnover_parts)
     costs = turnover * settings.costs.rate

@@ -25,6 +25,7 @@ from foldwise.cache._cache import BacktestCache, CacheRecord, CacheStats, Verify
 from foldwise.cache._decorator import CachedStrategy, cached_backtest
 from foldwise.cache._index import IndexBackend, IndexRow, MemoryIndex
 from foldwise.cache._keys import CacheKey, Window
+from foldwise.cache._maintenance import parse_seconds
 from foldwise.cache._sqlite import SQLiteIndex
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "VerifyReport",
     "Window",
     "cached_backtest",
+    "parse_seconds",
 ]

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from foldwise._atomic import TEMP_SUFFIX, atomic_path
 from foldwise._hashing import hash_bytes

@@ -107,8 +107,8 @@ class Evaluator:
                               backtests=self.cache.executed - before)
         windows: dict[str, dict[str, float]] = {}
         runs: dict[str, str] = {}
-        for name, positions, wanted in (("train", fold.train, train), ("test", fold.test, test)):
-            if wanted:
+        for name, positions, on in (("train", fold.train, train), ("test", fold.test, test)):
+            if on:
                 windows[name], runs[name] = self._per_fold(params, positions, fold)
         return Evaluation(train=windows.get("train"), test=windows.get("test"), runs=runs,
                           offset=self._first_bar(fold), backtests=self.cache.executed - before)

@@ -119,8 +119,10 @@ def _resolve_direction(metric: Any, direction: str | None) -> Direction:
         raise OptimizationError(
             f"unknown metric {metric!r}.{hint} The metrics are: {', '.join(METRICS)}.")
     resolved = direction or METRICS[metric]
-    if resolved == "maximize" or resolved == "minimize":
-        return resolved
+    if resolved == "maximize":
+        return "maximize"
+    if resolved == "minimize":
+        return "minimize"
     raise OptimizationError(f"direction must be 'maximize' or 'minimize', got {direction!r}.")
 
 
@@ -321,7 +323,7 @@ def store_plan(request: Request, plan: Plan, storage: optuna.storages.BaseStorag
     set_name = fold_set_name(request.study)
     if stored is None:
         store.delete(set_name)
-    request.splitter.folds(request.data, store=store, name=set_name)
+    store.folds(request.splitter, request.data, set_name, built=plan.folds)
     if request.mode == "walk_forward":
         for window, name in zip(manifest.folds, plan.study_names, strict=True):
             study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,

@@ -33,7 +33,6 @@ import optuna
 from foldwise.aggregate import WalkForwardResult, select_top
 from foldwise.backtest import BacktestSettings, Costs, MissingPolicy
 from foldwise.cache import BacktestCache
-from foldwise.metrics import DEFAULT_PERIODS_PER_YEAR
 from foldwise.records import Evaluation, read_fold_tests, read_trial, write_fold_tests
 from foldwise.space import Constraint
 from foldwise.storage import StorageSpec, open_storage

@@ -21,7 +21,14 @@ from foldwise._paths import resolve_root
 from foldwise.aggregate import CacheRunLoader, WalkForwardResult
 from foldwise.cache import BacktestCache
 from foldwise.errors import OptimizationError
-from foldwise.records import StudyRecord, read_fold_tests, read_manifest, read_trial
+from foldwise.records import (
+    Evaluation,
+    StoredTrial,
+    StudyRecord,
+    read_fold_tests,
+    read_manifest,
+    read_trial,
+)
 from foldwise.splits import FoldStore
 from foldwise.storage import StorageSpec, open_storage, parse_storage
 
@@ -57,8 +64,8 @@ def read_study(name: str, storage: optuna.storages.BaseStorage, location: str) -
     if manifest.mode == "cv":
         trials = tuple(read_trial(t) for t in manifest_study.get_trials(deepcopy=False))
         return StudyRecord(name, manifest, {None: trials}, location=location)
-    by_fold = {}
-    tests = {}
+    by_fold: dict[int | None, tuple[StoredTrial, ...]] = {}
+    tests: dict[int, dict[int, Evaluation]] = {}
     for window in manifest.folds:
         try:
             study = optuna.load_study(study_name=fold_study_name(name, window.number),

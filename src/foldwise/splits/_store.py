@@ -15,6 +15,7 @@ which says what changed and how to go on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import itertools
 import json
@@ -30,7 +31,7 @@ import pandas as pd
 from foldwise._atomic import TEMP_SUFFIX, atomic_write_json, fsync_dir
 from foldwise._canonical import canonical
 from foldwise._paths import resolve_root
-from foldwise.errors import FoldSetMismatchError, FoldStoreError
+from foldwise.errors import FoldSetMismatchError, FoldStoreError, SplitError
 
 from ._base import make_fold_set
 from ._fold import Fold, FoldSet, fold_id, fold_set_id
@@ -151,16 +152,26 @@ class FoldStore:
 
     # --- the fold sets --------------------------------------------------------------------
 
-    def folds(self, splitter: _Splitter, data: Any, name: str | None = None) -> FoldSet:
+    def folds(self, splitter: _Splitter, data: Any, name: str | None = None, *,
+              built: FoldSet | None = None) -> FoldSet:
         """The folds of ``splitter`` on ``data``: the stored ones if they match, else new
-        ones, stored. Usually called as ``splitter.folds(data, store=store, name=name)``."""
+        ones, stored. Usually called as ``splitter.folds(data, store=store, name=name)``.
+
+        ``built`` is the fold set ``splitter.folds(data)`` already returned, stored as it is
+        instead of being built again (it must come from this splitter and data).
+        """
         timeline = data if isinstance(data, Timeline) else as_timeline(data)
+        identity = fold_set_id(timeline.content_hash, splitter.config)
+        if built is not None and built.id != identity:
+            raise SplitError(
+                f"built= holds fold set {built.id}, not the folds of {splitter!r} on this data "
+                f"({identity}); pass the set splitter.folds(data) returned.")
         if name is None:
-            identity = fold_set_id(timeline.content_hash, splitter.config)
             name = f"{type(splitter).__name__.lower()}-{identity}"
         record = self.read(name)
         if record is None:
-            fold_set = splitter._build(timeline, name)
+            fold_set = (splitter._build(timeline, name) if built is None
+                        else dataclasses.replace(built, name=name))
             if self._create(name, fold_set):
                 return fold_set
             record = self.read(name)  # another process stored this name meanwhile
