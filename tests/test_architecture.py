@@ -146,3 +146,11 @@ def test_no_module_reads_a_private_attribute_defined_elsewhere():
                 continue
             wrong.append(f"{name}:{node.lineno} reads .{node.attr}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_optimizer_does_not_import_the_demo_strategies():
+    """Regression: the optimizer's core imported ``foldwise.examples`` for its benchmark."""
+    wrong = [f"{name}:{line}" for name, tree in _modules()
+             if _unit(name) in ("optimizer", "aggregate", "records", "cache", "storage")
+             for module, _, line in _imports(name, tree) if module == "foldwise.examples"]
+    assert not wrong, "\n".join(wrong)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from joblib.externals.loky import get_reusable_executor
 from optuna.trial import TrialState
 
 import foldwise
@@ -183,6 +184,9 @@ def test_two_worker_processes_share_the_storage_and_the_cache(store_dir, tmp_pat
     monkeypatch.setenv(SLEEP_ENV, "0.01")
     monkeypatch.syspath_prepend(str(ROOT))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # joblib reuses worker processes between calls; workers started by an earlier test
+    # would not see this test's environment (the execution counter)
+    get_reusable_executor().shutdown(wait=True)
     result = foldwise.optimize(
         counted_sma, foldwise.datasets.load_goog(),
         {"fast": Int(5, 30), "slow": Int(20, 80, step=5)}, WalkForward(train=500, test=250),

@@ -80,7 +80,7 @@ class Costs:
             if not np.isfinite(value) or value < 0:
                 raise BacktestError(
                     f"{name} must be a finite number >= 0 (basis points), got {value!r}.")
-            object.__setattr__(self, name, value)
+            object.__setattr__(self, name, value + 0.0)  # -0.0 is 0.0 (one canonical form)
 
     @property
     def total_bps(self) -> float:

@@ -5,8 +5,9 @@ return of ``t + 1`` (see :func:`foldwise.backtest`).
 
 * :func:`sma_crossover` — trend following on each asset: long while the fast moving average
   is above the slow one (short otherwise if ``short=True``).
-* :func:`equal_weight` — hold every asset that has a price, in equal weights (the
-  benchmark a walk-forward result is compared with).
+* :func:`equal_weight` — hold every asset that has a price, in equal weights: the
+  benchmark every walk-forward result is compared with
+  (:func:`foldwise.optimizer.equal_weight_universe`).
 * :func:`mean_reversion` — cross-sectional 60-day mean reversion: long the ``n_long`` most
   oversold assets (furthest below their moving average), short the ``n_short`` most
   overbought, rebalanced every ``rebalance`` bars.
@@ -19,6 +20,7 @@ import pandas as pd
 
 from foldwise.data import MarketData
 from foldwise.errors import StrategyParameterError
+from foldwise.optimizer import equal_weight_universe as equal_weight
 from foldwise.strategy import strategy
 
 __all__ = ["equal_weight", "mean_reversion", "rolling_mean", "sma_crossover"]
@@ -135,18 +137,4 @@ def mean_reversion(data: MarketData, lookback: int = 60, n_long: int = 5, n_shor
     weights[counts < n_long + n_short] = 0.0
     if rebalance > 1:
         weights = weights[(np.arange(close.shape[0]) // rebalance) * rebalance]
-    return pd.DataFrame(weights, index=data.index, columns=data.assets, copy=False)
-
-
-@strategy(name="equal_weight")
-def equal_weight(data: MarketData) -> pd.DataFrame:
-    """Hold every asset that has a close in equal weights (``1 / n`` of equity each).
-
-    With one asset this is buy and hold. Weights are constant fractions of equity (the
-    backtest rebalances to them at every close), so after the first bar it trades only when
-    an asset gains or loses its price.
-    """
-    has_price = ~np.isnan(data["close"])
-    counts = has_price.sum(axis=1, keepdims=True)
-    weights = np.divide(has_price, counts, out=np.zeros(has_price.shape), where=counts > 0)
     return pd.DataFrame(weights, index=data.index, columns=data.assets, copy=False)

@@ -27,7 +27,6 @@ says to upgrade.
 
 from __future__ import annotations
 
-import math
 import traceback as _traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -603,14 +602,3 @@ class StudyRecord:
     trials: Mapping[int | None, tuple[StoredTrial, ...]]
     fold_tests: Mapping[int, Mapping[int, Evaluation]] = field(default_factory=dict)
     location: str = ""
-
-    def fold_trials(self, number: int) -> tuple[StoredTrial, ...]:
-        """Trials of fold ``number`` (walk-forward), or of the one study (cross-validated)."""
-        if self.manifest.mode == "cv":
-            return self.trials.get(None, ())
-        return self.trials.get(number, ())
-
-
-def finite(value: float | None) -> bool:
-    """True for a finite float (metrics may be NaN)."""
-    return value is not None and math.isfinite(value)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from foldwise.aggregate import FoldRecord, WalkForwardResult
 
+from ._benchmark import equal_weight_universe
 from ._matrix import walk_forward_matrix
 from ._run import optimize
 from ._studies import delete_study, list_studies, load_result
 
-__all__ = ["FoldRecord", "WalkForwardResult", "delete_study", "list_studies", "load_result",
-           "optimize", "walk_forward_matrix"]
+__all__ = ["FoldRecord", "WalkForwardResult", "delete_study", "equal_weight_universe",
+           "list_studies", "load_result", "optimize", "walk_forward_matrix"]
