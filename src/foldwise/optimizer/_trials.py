@@ -15,10 +15,12 @@ restarts and worker processes:
   time). A RUNNING trial whose worker is gone from this host is marked FAIL (reason
   ``worker died``) and its budget is run again. On RDB storages with heartbeats, Optuna's
   own stale-trial check runs too.
-* **Failures.** A trial whose evaluation raises is told FAIL with the error's type and
-  message and the traceback in its user attributes, one warning line is logged, and the
-  study goes on. Errors that would fail every trial the same way (a parameter the
-  strategy does not have) stop the optimization at once instead.
+* **Failures.** A trial whose evaluation raises is told FAIL with a
+  :class:`~foldwise.records.Failure` (its kind, the error's type and message, the
+  traceback) in its :class:`~foldwise.records.TrialRecord`, one warning line is logged,
+  and the study goes on. Errors that would fail every trial the same way (a parameter the
+  strategy does not have, a constraint that raises) stop the optimization at once instead.
+  Whether a trial used the budget is read from its record (:func:`~foldwise.records.trial_budget`).
 """
 
 from __future__ import annotations
