@@ -35,9 +35,9 @@ def _python_blocks() -> list[tuple[str, str]]:
     return blocks
 
 
-# README sections whose example a dedicated test runs in-process and checks the output of;
-# running them here again, in a fresh interpreter, would only double their cost. Each runs
-# exactly once in the suite (test_every_readme_example_and_script_runs_once checks it).
+# README sections whose example a dedicated test also runs in-process and checks the output
+# of, in the quick loop (test_every_readme_example_and_script_runs_once keeps the pairing);
+# the whole README runs once more, top to bottom, in the slow suite.
 _SECTIONS_TESTED_ELSEWHERE = {
     "Splitters": "test_splits_docs.py",
     "Cache": "test_cache_docs.py",
@@ -48,7 +48,7 @@ _SCRIPTS_TESTED_ELSEWHERE = {"factor_reversion.py": "test_pipeline_docs.py"}
 _SCRIPTS = sorted((ROOT / "examples").glob("*.py"))
 
 
-def test_every_readme_example_and_script_runs_once():
+def test_every_readme_section_tested_elsewhere_has_its_test():
     titles = [title for title, _ in _python_blocks()]
     for title, test_file in _SECTIONS_TESTED_ELSEWHERE.items():
         # the dedicated test runs the first python block of the section: the only one
@@ -60,15 +60,16 @@ def test_every_readme_example_and_script_runs_once():
         assert f'"{name}"' in (ROOT / "tests" / test_file).read_text()
 
 
-@pytest.mark.slow  # several seconds each: a fresh interpreter, real backtests and studies
-@pytest.mark.parametrize("block", [
-    pytest.param(code, id=title) for title, code in _python_blocks()
-    if title not in _SECTIONS_TESTED_ELSEWHERE])
-def test_readme_python_examples_run(block, tmp_path):
-    script = tmp_path / "example.py"
-    script.write_text(block)
-    subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=True,
-                   capture_output=True, text=True, timeout=300)
+@pytest.mark.slow  # tens of seconds: a fresh interpreter, real backtests and studies
+def test_the_readme_runs_top_to_bottom_in_one_folder(tmp_path):
+    """Every python block, in order, in one interpreter and one folder, as a reader would
+    paste them: blocks that share ./.foldwise must not trip over each other (a fold set
+    stored by the optimization once clashed with the Splitters example's)."""
+    script = tmp_path / "readme.py"
+    script.write_text("\n\n".join(code for _, code in _python_blocks()))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_every_metric_is_documented():
