@@ -38,4 +38,4 @@ def test_readme_splitters_snippet_runs(tmp_path, monkeypatch, capsys):
         exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "15 5" in out
-    assert (tmp_path / ".foldwise" / "folds" / "goog-sma.json").is_file()
+    assert (tmp_path / ".foldwise" / "folds" / "goog-3y.json").is_file()
