@@ -108,3 +108,18 @@ def test_liveness_of_workers():
     assert not is_dead("garbage")
     # a reused pid (same number, other start time) counts as dead
     assert is_dead({**me, "pid": os.getppid(), "start": "-1"})
+
+
+def test_a_dead_worker_with_this_process_s_pid_is_dead():
+    """Regression: a restart that got the dead worker's pid (PID 1 in a container) took
+    the dead worker's RUNNING trial for its own and waited for it forever."""
+    me = current_worker()
+    assert is_dead({**me, "token": "0" * 16})  # same pid and host, another process
+    assert not is_dead({**me, "token": None})  # a record too old to say: left alone
+
+
+def test_a_worker_of_an_earlier_boot_is_dead():
+    me = current_worker()
+    if me["boot"] is None:
+        pytest.skip("this system exposes no boot id")
+    assert is_dead({**me, "pid": os.getppid(), "boot": "another-boot"})

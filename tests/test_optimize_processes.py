@@ -211,3 +211,44 @@ def test_two_worker_processes_share_the_storage_and_the_cache(store_dir, tmp_pat
             for t in optuna.load_study(study_name=f"parallel/fold-{f:02d}",
                                        storage=open_storage(parse_storage(result.location))).trials}
     assert len(pids) == 2 and os.getpid() not in pids
+
+
+def _in_pid_namespace() -> list[str] | None:
+    """The command prefix that runs a process as PID 1 of a fresh pid namespace, or None."""
+    prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    try:
+        done = subprocess.run([*prefix, sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if done.returncode == 0 and done.stdout.strip() == "1" else None
+
+
+def test_a_restart_as_pid_1_resumes_the_trial_of_a_killed_pid_1(env):
+    """Both runs are PID 1 of their own pid namespace, as a container's entrypoint is on
+    every start: the restart must see the dead worker's trial as dead, not as its own."""
+    prefix = _in_pid_namespace()
+    if prefix is None:
+        pytest.skip("unshare cannot start a process in a new pid namespace here "
+                    "(needs util-linux and the right to create namespaces)")
+    tmp_path, script, variables = env
+    marker = tmp_path / "blocked"
+    first = subprocess.Popen([*prefix, sys.executable, str(script)],
+                             env={**variables, BLOCK_ENV: f"5:{marker}"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(marker, first)
+    first.send_signal(signal.SIGKILL)  # unshare --kill-child takes PID 1 down with it
+    first.wait()
+    assert sum(v for (_, state), v in states(tmp_path / "home").items()
+               if state == "RUNNING") == 1
+    second = subprocess.Popen([*prefix, sys.executable, str(script)], env=variables,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = second.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        second.kill()
+        pytest.fail("the restart waited for the dead worker's trial instead of re-running it")
+    assert second.returncode == 0, err
+    assert "finished" in out
+    counts = states(tmp_path / "home")
+    assert all(counts[(fold, "COMPLETE")] == N_TRIALS for fold in range(N_FOLDS))
