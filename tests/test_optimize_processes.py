@@ -144,7 +144,16 @@ def test_sigkill_mid_trial_then_resume_loses_nothing_and_runs_each_set_once(env)
     assert cache.verify().ok
 
 
+def complete_sequences(root: Path) -> dict[int, list[tuple[dict, float]]]:
+    """Per fold, the parameters and value of its COMPLETE trials in the order they ran."""
+    found = completed_trials(root)
+    return {fold: [found[key] for key in sorted(k for k in found if k[0] == fold)]
+            for fold in range(N_FOLDS)}
+
+
 def test_random_kills_then_resume_completes_the_same_study(env):
+    """Killed at random points and resumed, a seeded study ends exactly where the same study
+    never interrupted ends: the same trials in the same order, the same chosen parameters."""
     tmp_path, script, variables = env
     home = tmp_path / "home"
     variables = {**variables, SLEEP_ENV: "0.02"}
@@ -176,6 +185,17 @@ def test_random_kills_then_resume_completes_the_same_study(env):
     # not yet stored) is run again if suggested again, or stays an interrupted trial.
     assert sum(ran.values()) <= len(distinct) + kills
     assert foldwise.BacktestCache(home).verify().ok
+
+    calm = tmp_path / "uninterrupted"
+    never_killed = start(script, {**variables, "FOLDWISE_DIR": str(calm),
+                                  COUNT_ENV: str(tmp_path / "calm.txt")})
+    _out, err = never_killed.communicate(timeout=600)
+    assert never_killed.returncode == 0, err
+    assert kills > 0
+    assert complete_sequences(home) == complete_sequences(calm)
+    chosen = [foldwise.load_result("killme", storage=str(root / "studies.journal"),
+                                   cache=root).best_params for root in (home, calm)]
+    assert chosen[0] == chosen[1]
 
 
 def test_two_worker_processes_share_the_storage_and_the_cache(store_dir, tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ from foldwise.strategy import Strategy
 from ._objective import Evaluator, evaluate_cv, evaluate_walk_forward
 from ._plan import Plan, Request, make_plan, store_plan, validate
 from ._progress import Progress
-from ._samplers import SamplerSpec, make_sampler, study_seed
+from ._samplers import SamplerSpec, make_sampler, study_seed, trial_seed
 from ._studies import read_study, result_of
 from ._trials import budget_counts, run_trials
 
@@ -102,11 +102,12 @@ def _run_studies(task: _Task, storage: optuna.storages.BaseStorage, evaluator: E
         study = optuna.load_study(
             study_name=request.study, storage=storage, pruner=request.pruner,
             sampler=make_sampler(request.sampler, study_seed(request.seed, 0, task.worker)))
+        sampler_for = _sampler_for(request, 0, task.worker)
         objective = partial(evaluate_cv, space=request.space, evaluator=evaluator,
                             folds=list(plan.folds), metric=request.metric,
                             direction=request.direction, aggregate=request.cv_aggregate)
         return run_trials(study, request.n_trials, objective, label=f"study {request.study!r}",
-                          deadline=deadline, on_finished=on_finished)
+                          deadline=deadline, on_finished=on_finished, sampler_for=sampler_for)
     numbers = task.fold_numbers if task.fold_numbers is not None else range(len(plan.folds))
     for number in numbers:
         fold = plan.folds[number]
@@ -117,10 +118,22 @@ def _run_studies(task: _Task, storage: optuna.storages.BaseStorage, evaluator: E
         objective = partial(evaluate_walk_forward, space=request.space, evaluator=evaluator,
                             fold=fold, metric=request.metric)
         status = run_trials(study, request.n_trials, objective, label=f"fold {fold.number}",
-                            deadline=deadline, on_finished=on_finished)
+                            deadline=deadline, on_finished=on_finished,
+                            sampler_for=_sampler_for(request, fold.number, task.worker))
         if status == "timeout":
             return status
     return "done"
+
+
+def _sampler_for(request: Request, number: int, worker: int
+                 ) -> Callable[[int], optuna.samplers.BaseSampler] | None:
+    """With a seed, a new sampler per trial seeded from the seed, the study and the trial's
+    place in it (exact resume, see ``run_trials``). A sampler object is used as given: its
+    state cannot be re-seeded, so such a study resumes correctly but not exactly."""
+    base = study_seed(request.seed, number, worker)
+    if base is None or isinstance(request.sampler, optuna.samplers.BaseSampler):
+        return None
+    return lambda settled: make_sampler(request.sampler, trial_seed(base, settled))
 
 
 def _parallel_tasks(task: _Task, workers: int) -> list[_Task]:

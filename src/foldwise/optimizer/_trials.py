@@ -89,6 +89,13 @@ class Counts:
     complete: int = 0
     failed: int = 0
     running: int = 0
+    infeasible: int = 0
+
+    @property
+    def settled(self) -> int:
+        """Trials this study's sequence holds for good: finished or infeasible (not the
+        running ones, nor those whose worker died or was interrupted, which run again)."""
+        return self.finished + self.infeasible
 
 
 def budget_counts(trials: list[optuna.trial.FrozenTrial]) -> Counts:
@@ -100,6 +107,8 @@ def budget_counts(trials: list[optuna.trial.FrozenTrial]) -> Counts:
             counts.running += 1
             continue
         if not trial_budget(trial):
+            if state == TrialState.PRUNED:  # pruned without using the budget: infeasible
+                counts.infeasible += 1
             continue  # infeasible, a dead worker's, or failed outside foldwise: re-run
         counts.finished += 1
         if state == TrialState.COMPLETE:
@@ -189,7 +198,8 @@ class _Heartbeat:
 
 def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Trial], Outcome],
                *, label: str, deadline: float | None = None,
-               on_finished: Callable[[], None] | None = None) -> str:
+               on_finished: Callable[[], None] | None = None,
+               sampler_for: Callable[[int], optuna.samplers.BaseSampler] | None = None) -> str:
     """Run trials of ``study`` until it holds ``n_trials`` finished evaluations.
 
     Parameters
@@ -202,6 +212,12 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
         ``time.monotonic()`` value after which no new trial starts.
     on_finished
         Called after each trial that used the budget (progress bars).
+    sampler_for
+        Called before each trial with the number of trials the study holds for good
+        (:attr:`Counts.settled`); the sampler it returns suggests that trial. Seeded from
+        that number, the sampler's randomness depends on the seed and the place of the
+        trial in the study, not on the history of the process, so a study killed and
+        resumed suggests what it would have suggested uninterrupted.
 
     Returns
     -------
@@ -228,6 +244,8 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             if counts.finished + counts.running >= n_trials:
                 time.sleep(_POLL_SECONDS)  # the others' running trials fill the budget
                 continue
+            if sampler_for is not None:
+                study.sampler = sampler_for(counts.settled)
             trial = study.ask()
             if trial.user_attrs.get(WORKER_ATTR) != worker:  # else written at its creation
                 trial.set_user_attr(WORKER_ATTR, worker)
