@@ -55,7 +55,10 @@ def run(**overrides):
     arguments = {"strategy": counted_sma, "data": foldwise.datasets.load_goog(),
                  "space": SPACE, "splitter": SPLITTER, "constraints": "fast < slow",
                  "n_trials": 12, "study": "t", "seed": 0, "costs": 2.0,
-                 "show_progress": False}
+                 "show_progress": False,
+                 # these tests count the strategy's executions; the lookahead check's few
+                 # backtests are tested in test_optimize_call
+                 "check_lookahead": False}
     arguments.update(overrides)
     return optimize(**arguments)
 

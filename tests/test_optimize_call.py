@@ -10,11 +10,19 @@ from sklearn.model_selection import TimeSeriesSplit
 import foldwise
 from foldwise import BacktestCache, BacktestSettings, Costs
 from foldwise.cache import MemoryIndex
-from foldwise.errors import OptimizationError, SearchSpaceError, StudyMismatchError
+from foldwise.errors import (
+    LookaheadError,
+    OptimizationError,
+    SearchSpaceError,
+    StudyMismatchError,
+)
 from foldwise.examples import sma_crossover
 from foldwise.optimizer import _run
+from foldwise.optimizer._lookahead import CUTOFFS
 from foldwise.space import Int
 from foldwise.splits import WalkForward
+
+from ._optimize_support import COUNT_ENV, counted_sma, executions
 
 SPACE = {"fast": Int(5, 30), "slow": Int(40, 120)}
 
@@ -133,3 +141,36 @@ def test_list_studies_names_the_optimizations_only(data, store_dir):
     names = optuna.get_all_study_names(storage=_run.open_storage(
         foldwise.storage.parse_storage(None)))
     assert "one/fold-00" in names
+
+
+# --- lookahead -----------------------------------------------------------------------------
+
+
+def peeking_sma(data, fast=10, slow=50):
+    """An SMA crossover that trades on tomorrow's close: the lookahead check must refuse it."""
+    close = data.frame("close")
+    return (close.shift(-1) > close.rolling(fast).mean()).astype(float)
+
+
+def test_a_strategy_that_looks_ahead_is_refused_before_anything_is_stored(data, store_dir):
+    with pytest.raises(LookaheadError, match=r"looks ahead: its weight dated \d{4}-\d\d-\d\d "
+                                             r"for 'GOOG'"):
+        run(data, strategy=peeking_sma, study="peek")
+    assert foldwise.list_studies() == []
+    unchecked = run(data, strategy=peeking_sma, study="peek", check_lookahead=False)
+    assert unchecked.manifest.lookahead_checked is False
+
+
+def test_the_lookahead_check_costs_a_few_backtests_once_per_study(data, store_dir, tmp_path,
+                                                                 monkeypatch):
+    count = tmp_path / "executions.txt"
+    monkeypatch.setenv(COUNT_ENV, str(count))
+    result = run(data, strategy=counted_sma)
+    assert result.manifest.lookahead_checked is True
+    ran = executions(count)
+    distinct = {(p["fast"], p["slow"]) for p in result.trials["params"]
+                if p["fast"] < p["slow"]}
+    # the trials' sets, plus at most the probe set and two runs per cut-off
+    assert len(ran) <= len(distinct) + 1 + 2 * CUTOFFS
+    run(data, strategy=counted_sma)  # resumed, nothing left: no check, no backtest
+    assert len(executions(count)) == len(ran)

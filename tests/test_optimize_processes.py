@@ -45,7 +45,7 @@ SCRIPT = textwrap.dedent(f"""
                       {{"fast": Int(5, 30), "slow": Int(20, 80, step=5)}},
                       WalkForward(train=500, test=250), constraints="fast < slow",
                       n_trials={N_TRIALS}, study="killme", seed=0, costs=2.0,
-                      show_progress=False)
+                      show_progress=False, check_lookahead=False)
     print("finished")
 """)
 
@@ -211,7 +211,7 @@ def test_two_worker_processes_share_the_storage_and_the_cache(store_dir, tmp_pat
         counted_sma, foldwise.datasets.load_goog(),
         {"fast": Int(5, 30), "slow": Int(20, 80, step=5)}, WalkForward(train=500, test=250),
         constraints="fast < slow", n_trials=N_TRIALS, study="parallel", seed=0,
-        costs=2.0, n_jobs=2, show_progress=False)
+        costs=2.0, n_jobs=2, show_progress=False, check_lookahead=False)
     folds = result.folds
     assert (folds["trials_complete"] == N_TRIALS).all()
     assert (folds["trials_failed"] == 0).all()
@@ -221,7 +221,7 @@ def test_two_worker_processes_share_the_storage_and_the_cache(store_dir, tmp_pat
         counted_sma, foldwise.datasets.load_goog(),
         {"fast": Int(5, 30), "slow": Int(20, 80, step=5)}, WalkForward(train=500, test=250),
         constraints="fast < slow", n_trials=N_TRIALS, study="sequential", seed=0,
-        costs=2.0, n_jobs=1, show_progress=False)
+        costs=2.0, n_jobs=1, show_progress=False, check_lookahead=False)
     # each fold is run whole by one worker with its sequential seed: the same result
     columns = ["fold", "trial", "state", "value"]
     assert result.trials[columns].equals(sequential.trials[columns])

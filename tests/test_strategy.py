@@ -15,6 +15,7 @@ import pytest
 from foldwise import BacktestResult, Strategy, as_strategy, check_causal, strategy
 from foldwise.errors import (
     FingerprintError,
+    LookaheadError,
     StrategyError,
     StrategyOutputError,
     StrategyParameterError,
@@ -142,7 +143,7 @@ def test_check_causal_accepts_the_examples_and_catches_lookahead():
         return (close > close.mean()).astype(float) / data.n_assets
 
     for cheat in (peeks, full_sample_mean):
-        with pytest.raises(StrategyError, match="is not causal: its weight dated"):
+        with pytest.raises(LookaheadError, match="looks ahead: its weight dated"):
             check_causal(cheat, data)
 
 

@@ -144,6 +144,10 @@ class StrategyOutputError(StrategyError, ValueError):
     """A strategy returned something other than weights of the right shape or a result."""
 
 
+class LookaheadError(StrategyError):
+    """A strategy declared causal whose weights use data after their date."""
+
+
 class FingerprintError(StrategyError):
     """The strategy's code cannot be read to compute its fingerprint."""
 

@@ -479,6 +479,9 @@ class StudyManifest:
         Per-fold strategies: bars of history before each training window.
     benchmark
         Cache key of the equal-weight universe over the same data and settings.
+    lookahead_checked
+        Whether the strategy passed foldwise's lookahead check (False: not checked, e.g.
+        ``check_lookahead=False`` or a per-fold strategy).
     """
 
     mode: str
@@ -495,6 +498,7 @@ class StudyManifest:
     cv_aggregate: str | None = None
     warmup: int | None = None
     benchmark: str | None = None
+    lookahead_checked: bool = False
     foldwise_version: str = __version__
 
     def to_json(self) -> dict[str, Any]:
@@ -507,7 +511,7 @@ class StudyManifest:
             "direction": self.direction, "space": dict(self.space),
             "settings": self.settings.to_dict(), "top_k": self.top_k,
             "cv_aggregate": self.cv_aggregate, "warmup": self.warmup,
-            "benchmark": self.benchmark,
+            "benchmark": self.benchmark, "lookahead_checked": self.lookahead_checked,
         }
 
     @classmethod
@@ -524,6 +528,7 @@ class StudyManifest:
             space=dict(value["space"]), settings=BacktestSettings.from_dict(value["settings"]),
             top_k=int(value.get("top_k") or 1), cv_aggregate=value.get("cv_aggregate"),
             warmup=value.get("warmup"), benchmark=value.get("benchmark"),
+            lookahead_checked=bool(value.get("lookahead_checked", False)),
             foldwise_version=str(value.get("foldwise_version", "")))
 
     def differences(self, new: StudyManifest) -> list[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import itertools
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, overload
@@ -36,6 +37,7 @@ from foldwise._fingerprint import code_fingerprint, fingerprint_entries
 from foldwise.backtest import BacktestResult, BacktestSettings, Costs, MissingPolicy, backtest
 from foldwise.data import MarketData
 from foldwise.errors import (
+    LookaheadError,
     MisalignedWeightsError,
     StrategyError,
     StrategyOutputError,
@@ -265,43 +267,64 @@ def as_strategy(obj: Strategy | StrategyFunction) -> Strategy:
 
 def check_causal(strategy: Strategy | StrategyFunction, data: MarketData,
                  params: Mapping[str, Any] | None = None, *, cutoffs: int = 5,
-                 seed: int = 0) -> None:
+                 seed: int = 0, settings: BacktestSettings | None = None,
+                 baseline: BacktestResult | None = None) -> int:
     """Check that weights dated ``t`` do not change when data after ``t`` changes.
 
     For ``cutoffs`` dates ``t`` spread over the history, every field is scrambled strictly
-    after ``t`` (values multiplied by random factors, prices kept positive) and the weights
-    through ``t`` are compared with the original ones.
+    after ``t`` twice — once pushed up (random factors 1.5-3), once down (0.2-0.6), so a
+    threshold on a future value flips one way or the other; prices stay positive — and the
+    weights through ``t`` are compared with the original ones (two backtests per cut-off).
+
+    Parameters
+    ----------
+    settings
+        The backtest settings the strategy is run with (its positions are compared, so a
+        ``delay`` matters).
+    baseline
+        The strategy's result on ``data`` with ``params`` and ``settings`` if already at
+        hand (e.g. from the cache); else it is run.
+
+    Returns
+    -------
+    int
+        The backtests the check ran.
 
     Raises
     ------
-    StrategyError
-        Naming the first date whose weight changed: the strategy looks ahead.
+    LookaheadError
+        Naming the first date (and asset) whose weight changed: the strategy looks ahead.
     """
     runner = as_strategy(strategy)
     resolved = runner.validate_params(params)
     rng = np.random.default_rng(seed)
 
-    def weights_of(panel: MarketData) -> np.ndarray:
-        result = runner.run(panel, resolved)
+    def weights_of(result: BacktestResult) -> np.ndarray:
         return result.positions.to_numpy() if result.positions.shape[1] else (
             result.returns.to_numpy()[:, None])
 
-    baseline = weights_of(data)
+    ran = 0 if baseline is not None else 1
+    reference = weights_of(baseline if baseline is not None
+                           else runner.run(data, resolved, settings))
     n = data.n_dates
-    for cut in np.linspace(n // 5, n - 2, num=max(1, cutoffs)).astype(int):
+    cuts = np.linspace(n // 5, n - 2, num=max(1, cutoffs)).astype(int)
+    for cut, (low, high) in itertools.product(cuts, ((1.5, 3.0), (0.2, 0.6))):
         fields = {}
         for name in data.fields:
             values = data[name].copy()
-            values[cut + 1:] *= rng.uniform(0.5, 1.5, size=values[cut + 1:].shape)
+            values[cut + 1:] *= rng.uniform(low, high, size=values[cut + 1:].shape)
             fields[name] = values
         perturbed = MarketData(fields, data.index, data.assets, price_fields=data.price_fields)
-        changed = ~np.isclose(weights_of(perturbed)[: cut + 1], baseline[: cut + 1],
-                              rtol=0, atol=1e-12, equal_nan=True)
+        ran += 1
+        changed = ~np.isclose(weights_of(runner.run(perturbed, resolved, settings))[: cut + 1],
+                              reference[: cut + 1], rtol=0, atol=1e-12, equal_nan=True)
         if changed.any():
-            row = int(np.flatnonzero(changed.any(axis=1))[0])
-            raise StrategyError(
-                f"strategy {runner.name!r} is not causal: its weight dated "
-                f"{data.index[row].date()} changed when only data after "
-                f"{data.index[cut].date()} changed. Use only data through each date (e.g. "
-                "rolling windows, no centred windows, no full-sample statistics, no "
-                "shift(-1)), or declare causal=False.")
+            row, column = (int(i[0]) for i in np.nonzero(changed))
+            asset = f" for {data.assets[column]!r}" if changed.shape[1] == data.n_assets else ""
+            raise LookaheadError(
+                f"strategy {runner.name!r} looks ahead: its weight dated "
+                f"{data.index[row].date()}{asset} changed when only data after "
+                f"{data.index[cut].date()} changed (parameters {dict(resolved)}). Use only "
+                "data through each date (rolling windows, no centred windows, no "
+                "full-sample statistics, no shift(-1)), or declare causal=False.")
+    return ran

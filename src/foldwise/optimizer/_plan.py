@@ -47,6 +47,7 @@ from foldwise.storage import StorageSpec, parse_storage
 from foldwise.strategy import Strategy, as_strategy
 
 from ._benchmark import equal_weight_universe
+from ._lookahead import check_lookahead
 from ._objective import CV_AGGREGATES, TRAIN_END
 from ._samplers import SamplerSpec
 
@@ -102,6 +103,7 @@ class Request:
     warmup: int | None
     timeout: float | None
     show_progress: bool
+    check_lookahead: bool
 
 
 def _positive_int(value: Any, name: str, fix: str = "") -> int:
@@ -165,7 +167,7 @@ def validate(
     settings: BacktestSettings | None, costs: Costs | Mapping[str, float] | float | None,
     delay: int | None, price_field: str | None, missing: Any, periods_per_year: float | None,
     constraints: Constraint | Sequence[Constraint] | None, cv_aggregate: str,
-    warmup: Any, timeout: Any, show_progress: bool) -> Request:
+    warmup: Any, timeout: Any, show_progress: bool, check_lookahead: bool) -> Request:
     """Check every argument of :func:`foldwise.optimize`; see there for their meaning."""
     runner = as_strategy(strategy)
     if mode not in MODES:
@@ -227,7 +229,8 @@ def validate(
         top_k=k, sampler=sampler, pruner=pruner, seed=None if seed is None else int(seed),
         workers=workers, cache=opened_cache, settings=backtest_settings,
         cv_aggregate=cv_aggregate, warmup=warmup,
-        timeout=None if timeout is None else float(timeout), show_progress=show_progress)
+        timeout=None if timeout is None else float(timeout), show_progress=show_progress,
+        check_lookahead=bool(check_lookahead))
 
 
 # --- plan ----------------------------------------------------------------------------------
@@ -292,13 +295,18 @@ def store_plan(request: Request, plan: Plan, storage: optuna.storages.BaseStorag
     """Create or check the optimization's studies; returns the plan as stored.
 
     A new optimization stores its manifest; a resumed one must match the stored manifest
-    (else :class:`~foldwise.errors.StudyMismatchError`, before any backtest runs). Then the
-    benchmark run is made (a cache hit after the first time), the fold definitions are kept
-    in the fold store next to the cache, and one study per fold is created.
+    (else :class:`~foldwise.errors.StudyMismatchError`, before any backtest runs). A causal
+    strategy is checked for lookahead once (else :class:`~foldwise.errors.LookaheadError`,
+    before anything is stored). Then the benchmark run is made (a cache hit after the first
+    time), the fold definitions are kept in the fold store next to the cache, and one study
+    per fold is created.
     """
-    manifest_study = optuna.create_study(study_name=request.study, storage=storage,
-                                         load_if_exists=True, direction=request.direction)
-    stored = read_manifest(manifest_study)
+    try:
+        manifest_study: optuna.Study | None = optuna.load_study(study_name=request.study,
+                                                                storage=storage)
+    except KeyError:
+        manifest_study = None
+    stored = None if manifest_study is None else read_manifest(manifest_study)
     if stored is not None:
         changes = stored.differences(plan.manifest)
         if changes:
@@ -309,14 +317,23 @@ def store_plan(request: Request, plan: Plan, storage: optuna.storages.BaseStorag
                 f"study with another name (e.g. study={name + '-v2'!r}), or delete the old "
                 f"one with foldwise.delete_study({name!r}, storage=...) to start over under "
                 "this name.")
+    checked = stored is not None and stored.lookahead_checked
+    if request.check_lookahead and request.strategy.causal and not checked:
+        checked = check_lookahead(request)
+    if manifest_study is None:
+        manifest_study = optuna.create_study(study_name=request.study, storage=storage,
+                                             direction=request.direction)
     benchmark = request.cache.key(equal_weight_universe, {}, request.data,
                                   settings=request.settings)
     request.cache.get_or_run(equal_weight_universe, {}, request.data, settings=request.settings)
-    manifest = replace(plan.manifest, benchmark=benchmark.digest)
-    if stored is None or stored.top_k != manifest.top_k or stored.benchmark != manifest.benchmark:
-        # new, or a resumed study whose read-back steering (top_k, benchmark) changed
-        write_manifest(manifest_study, manifest if stored is None else replace(
-            stored, top_k=manifest.top_k, benchmark=manifest.benchmark))
+    manifest = replace(plan.manifest, benchmark=benchmark.digest, lookahead_checked=checked)
+    steering = ("top_k", "benchmark", "lookahead_checked")
+    if stored is None:
+        write_manifest(manifest_study, manifest)
+    elif any(getattr(stored, f) != getattr(manifest, f) for f in steering):
+        # a resumed study whose read-back steering changed (not what identifies it)
+        write_manifest(manifest_study, replace(stored, **{f: getattr(manifest, f)
+                                                          for f in steering}))
     # The manifest is the authority: a new study replaces a stale fold set of the same name
     # (left by a study deleted from another storage); a resumed one must find its own.
     store = FoldStore(request.cache.root)

@@ -239,6 +239,7 @@ def optimize(
     warmup: int | None = None,
     timeout: float | None = None,
     show_progress: bool = True,
+    check_lookahead: bool = True,
 ) -> WalkForwardResult:
     """Optimize a strategy's parameters over walk-forward folds with Optuna.
 
@@ -320,6 +321,12 @@ def optimize(
         Seconds after which no new trial starts; the result holds what finished.
     show_progress
         Show a progress bar (tqdm) over the trials.
+    check_lookahead
+        Before the first fold of a new study, check once that a causal strategy's weights
+        do not use later data (:func:`foldwise.check_causal` at a few cut-offs, on the first
+        feasible parameter set, its baseline run through the cache); refused with
+        :class:`~foldwise.errors.LookaheadError` naming the date and asset. ``False`` skips
+        the check, and the study records that it was not checked.
 
     Returns
     -------
@@ -329,6 +336,8 @@ def optimize(
     ------
     OptimizationError
         An argument that cannot work (the message names it and the fix).
+    LookaheadError
+        The strategy's weights use data after their date (see ``check_lookahead``).
     StudyMismatchError
         Resuming ``study`` with other data, splitter, strategy code, metric, space or
         settings.
@@ -342,7 +351,7 @@ def optimize(
         settings=settings, costs=costs, delay=delay, price_field=price_field,
         missing=missing, periods_per_year=periods_per_year, constraints=constraints,
         cv_aggregate=cv_aggregate, warmup=warmup, timeout=timeout,
-        show_progress=show_progress)
+        show_progress=show_progress, check_lookahead=check_lookahead)
     opened = open_storage(request.storage)
     plan = store_plan(request, make_plan(request), opened)
     _run(request, plan, opened)
