@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import foldwise
 from foldwise import BacktestResult, Costs, MarketData, backtest
 from foldwise.errors import BacktestError, MisalignedWeightsError, MissingPriceError
 from foldwise.examples import mean_reversion, sma_crossover
@@ -257,3 +258,30 @@ def test_take_concatenates_the_chosen_bars(panel):
         result.take([3, 2])
     with pytest.raises(BacktestError, match="outside"):
         result.take([299, 300])
+
+
+@pytest.mark.parametrize("leverage", [50.0, 1e6])
+def test_ruin_is_a_state(leverage):
+    """Regression: 50x leverage reported a max drawdown of -4942 %, 1e6x a drawdown of 0 %
+    and a total return of -inf. Equity that reaches zero stays there."""
+    prices = foldwise.datasets.load_sp500().frame("close")[["JPM"]].loc["2007":"2009"]
+    data = MarketData.from_frame(prices)
+    result = backtest(pd.Series(leverage, index=data.index), data)
+    asset = prices["JPM"].pct_change().fillna(0.0)
+    # independently: equity is gone on the first day whose leveraged loss is 100 % or more
+    first = asset.index[(leverage * asset).le(-1.0).to_numpy().argmax()]
+    assert result.ruined == first
+    after = result.returns.loc[first:]
+    assert after.iloc[0] == -1.0 and (after.iloc[1:] == 0.0).all()
+    assert (result.positions.loc[first:] == 0.0).all().all()
+    metrics = result.metrics()
+    assert metrics["total_return"] == -1.0
+    assert metrics["max_drawdown"] == -1.0
+    assert "ruined on" in repr(result)
+    before = result.returns.loc[:first].iloc[:-1]
+    np.testing.assert_allclose(before.iloc[1:], leverage * asset.loc[before.index[1:]])
+
+
+def test_an_unlevered_strategy_is_never_ruined():
+    data = MarketData.from_frame(foldwise.datasets.load_sp500().frame("close")[["JPM"]])
+    assert backtest(pd.Series(1.0, index=data.index), data).ruined is None

@@ -19,6 +19,10 @@ the sum over assets of ``abs(w[t] - w[t-1])`` and costs are charged on it. The s
 that would correct for intraday drift between two equal targets are not charged (the
 convention of empyrical, pyfolio and alphalens).
 
+Ruin is a state: on the first bar whose loss takes the whole equity the return is -100 %,
+the position is closed, and every later bar is flat (``BacktestResult.ruined`` names the
+date), so a leveraged strategy that blows up reports a -100 % drawdown, not a rebound.
+
 Everything is whole-array numpy over ``(n_dates, n_assets)``: no Python loop over dates.
 """
 
@@ -273,6 +277,8 @@ class BacktestResult:
         Per date: sum of absolute weight changes; cost as a fraction of equity.
     settings : BacktestSettings
         The settings that produced the result (costs, delay, price field, ...).
+    ruined : pandas.Timestamp or None
+        The date equity reached zero: that bar returns -100 % and every later one is flat.
     arrays : BacktestArrays
         The same numbers as numpy arrays (no pandas object built).
     """
@@ -420,6 +426,12 @@ class BacktestResult:
             "cost": np.abs(traded) * rate,
         })
 
+    @cached_property
+    def ruined(self) -> pd.Timestamp | None:
+        """The date equity reached zero (a -100 % bar; flat ever after), or None."""
+        bars = np.flatnonzero(self._net <= -1.0)
+        return self._index[int(bars[0])] if bars.size else None
+
     @property
     def n_trades(self) -> int:
         """Number of (date, asset) weight changes."""
@@ -490,9 +502,10 @@ class BacktestResult:
     def __repr__(self) -> str:
         m = self.metrics()
         span = f"{self._index[0].date()}..{self._index[-1].date()}" if len(self._index) else "empty"
+        ruin = "" if self.ruined is None else f", ruined on {self.ruined.date()}"
         return (f"BacktestResult({len(self._index)} dates {span}, {len(self._assets)} assets, "
                 f"sharpe={m['sharpe']:.3f}, annual_return={m['annual_return']:.2%}, "
-                f"max_drawdown={m['max_drawdown']:.2%}, trades={self.n_trades})")
+                f"max_drawdown={m['max_drawdown']:.2%}, trades={self.n_trades}{ruin})")
 
 
 # --- weights -> array ----------------------------------------------------------------------
@@ -597,6 +610,27 @@ def _held_asset_returns(data: MarketData, price_field: str) -> tuple[np.ndarray,
 # --- the backtest --------------------------------------------------------------------------
 
 
+def _ruin(net: np.ndarray, gross: np.ndarray, cost: np.ndarray, turnover: np.ndarray,
+          held: np.ndarray, changes: np.ndarray) -> None:
+    """Ruin is a state: from the first bar whose loss takes the whole equity, nothing more.
+
+    Equity ``prod(1 + net)`` reaches zero on the first bar with ``net <= -1``. That bar loses
+    exactly everything (-100 %: a loss beyond the equity is not the strategy's to keep
+    compounding), the position is closed at its close, and every later bar is flat: return,
+    cost and turnover 0. Edits the arrays in place.
+    """
+    ruined = np.flatnonzero(net <= -1.0)
+    if not ruined.size:
+        return
+    bar = int(ruined[0])
+    net[bar] = -1.0
+    for values in (net, gross, cost, turnover):
+        values[bar + 1:] = 0.0
+    held[bar:] = 0.0
+    changes[bar + 1:] = 0.0
+    changes[bar] = -held[bar - 1] if bar else 0.0
+
+
 def backtest(weights: Any, data: MarketData, settings: BacktestSettings | None = None, *,
              costs: Costs | Mapping[str, float] | float | None = _UNSET,
              delay: int | None = _UNSET, price_field: str | None = _UNSET,
@@ -688,6 +722,7 @@ def backtest(weights: Any, data: MarketData, settings: BacktestSettings | None =
     turnover = np.abs(changes).sum(axis=1)
     cost = turnover * settings.costs.rate
     net = gross - cost
+    _ruin(net, gross, cost, turnover, held, changes)
     return BacktestResult(index=data.index, assets=data.assets, net=net, gross=gross,
                           costs=cost, turnover=turnover, positions=held, changes=changes,
                           settings=settings)
