@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 #: Version of the backtest arithmetic. Part of every cache key: bump it whenever a change
 #: here alters any number a backtest produces, so no stored result from the old rules is
 #: ever served.
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2  # 2: ruin is a state (a loss of the whole equity ends the run)
 
 MissingPolicy = Literal["zero", "raise"]
 
