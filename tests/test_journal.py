@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,8 @@ import optuna
 import pytest
 from optuna.storages import InMemoryStorage, JournalStorage, RDBStorage
 
-from foldwise.errors import StorageError
+import foldwise
+from foldwise.errors import JournalCorruptedError, StorageError
 from foldwise.storage import (
     FileJournalBackend,
     current_worker,
@@ -40,8 +40,53 @@ def test_a_torn_tail_is_skipped_by_readers_and_removed_by_the_next_writer(tmp_pa
         handle.write(b'{"op": 2, "half')  # a writer killed mid-line
     assert list(FileJournalBackend(path).read_logs(0)) == [{"op": 1}]
     backend.append_logs([{"op": 3}])
-    assert [json.loads(line) for line in path.read_text().splitlines()] == [{"op": 1}, {"op": 3}]
+    assert len(path.read_text().splitlines()) == 2
+    assert list(FileJournalBackend(path).read_logs(0)) == [{"op": 1}, {"op": 3}]
     assert "torn last line" in caplog.text
+
+
+def _journal_with_trials(path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=JournalStorage(FileJournalBackend(path)), study_name="s")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=5)
+    return study
+
+
+def test_a_changed_digit_in_a_middle_line_is_told_with_its_line_and_offset(tmp_path):
+    """Regression: a changed digit inside a valid line went unnoticed."""
+    path = tmp_path / "studies.journal"
+    _journal_with_trials(path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    target = next(i for i, line in enumerate(lines) if b'"value' in line or b'"values' in line)
+    digit = next(i for i, c in enumerate(lines[target]) if chr(c).isdigit() and i > 20)
+    changed = lines[target][:digit] + str((int(chr(lines[target][digit])) + 1) % 10).encode() \
+        + lines[target][digit + 1:]
+    path.write_bytes(b"".join([*lines[:target], changed, *lines[target + 1:]]))
+    offset = sum(len(line) for line in lines[:target])
+    with pytest.raises(JournalCorruptedError,
+                       match=rf"line {target + 1} \(byte offset {offset}\): its checksum"):
+        optuna.load_study(study_name="s", storage=JournalStorage(FileJournalBackend(path)))
+
+
+def test_a_bad_middle_line_is_told_not_blamed_on_a_database_server(tmp_path):
+    """Regression: 'Expecting value: line 1 column 43 ... and that a database server is
+    running', with no line number."""
+    path = tmp_path / "studies.journal"
+    _journal_with_trials(path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:3], b"{not json\n", *lines[4:]]))
+    with pytest.raises(JournalCorruptedError, match=r"damaged at line 4 .*not valid JSON") as raised:
+        foldwise.load_result("s", storage=f"journal:{path}")
+    assert "database server" not in str(raised.value)
+
+
+def test_optunas_own_journal_storage_reads_a_checksummed_journal(tmp_path):
+    path = tmp_path / "studies.journal"
+    ours = _journal_with_trials(path)
+    theirs = optuna.load_study(study_name="s", storage=JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(path))))
+    assert [t.params for t in theirs.trials] == [t.params for t in ours.trials]
+    assert [t.value for t in theirs.trials] == [t.value for t in ours.trials]
 
 
 def test_optuna_runs_on_it_and_a_study_survives_reopening(tmp_path):

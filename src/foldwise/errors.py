@@ -182,6 +182,10 @@ class StorageError(OptimizationError):
     """An Optuna storage that cannot be opened or used."""
 
 
+class JournalCorruptedError(StorageError):
+    """A study journal with a damaged line (not JSON, or a checksum that does not match)."""
+
+
 # --- splitters and folds -------------------------------------------------------------------
 
 

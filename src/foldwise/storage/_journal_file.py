@@ -17,6 +17,13 @@ killed at any instant:
   the lock before appending, so the journal never holds a corrupt line in the middle.
 * **Incremental reads.** Byte offsets of line numbers are remembered, so each sync reads
   only what other processes appended since the last one.
+* **Damage is told, not guessed.** Every line carries a CRC-32 of its own JSON under the
+  extra key ``"fw_crc"`` (Optuna's replay ignores keys it does not know, so Optuna's own
+  ``JournalStorage`` and its tools still read the file). A line that is not JSON, or whose
+  checksum does not match (a changed digit), stops the reader with
+  :class:`~foldwise.errors.JournalCorruptedError` naming the file, the line number and the
+  byte offset. Lines written without a checksum (by Optuna, or foldwise 0.1) are read as
+  they are.
 
 Durability: with ``durable=False`` (the default) appends are not fsynced; everything
 written survives the death of the process (it is in the OS page cache), and an operating
@@ -31,20 +38,49 @@ import json
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from optuna.storages.journal import BaseJournalBackend
 
+from foldwise.errors import JournalCorruptedError
+
 try:  # POSIX; elsewhere the backend refuses to open (an OSError, see _spec.py)
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FileJournalBackend"]
+__all__ = ["CHECKSUM_KEY", "FileJournalBackend"]
 
 logger = logging.getLogger(__name__)
+
+#: The key of each journal line holding the CRC-32 of the line's other content.
+CHECKSUM_KEY = "fw_crc"
+
+
+def _encode(log: dict[str, Any]) -> str:
+    """One journal line: the log's JSON with the CRC-32 of that JSON added."""
+    text = json.dumps(log, separators=(",", ":"))
+    return json.dumps({**log, CHECKSUM_KEY: f"{zlib.crc32(text.encode()):08x}"},
+                      separators=(",", ":")) + "\n"
+
+
+def _decode(line: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The log of one line, or None and why it is damaged."""
+    try:
+        log = json.loads(line)
+    except ValueError as exc:
+        return None, f"it is not valid JSON ({exc})"
+    if not isinstance(log, dict):
+        return None, "it is not a JSON object"
+    stored = log.pop(CHECKSUM_KEY, None)
+    if stored is not None:
+        text = json.dumps(log, separators=(",", ":"))
+        if f"{zlib.crc32(text.encode()):08x}" != stored:
+            return None, "its checksum does not match its content (a changed byte)"
+    return log, ""
 
 
 class FileJournalBackend(BaseJournalBackend):
@@ -100,7 +136,7 @@ class FileJournalBackend(BaseJournalBackend):
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        payload = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        payload = "".join(_encode(log) for log in logs)
         data = payload.encode("utf-8")
         # One descriptor per process; threads take turns (flock does not order threads
         # sharing a descriptor).
@@ -150,9 +186,17 @@ class FileJournalBackend(BaseJournalBackend):
         for line in data.splitlines(keepends=True):
             if not line.endswith(b"\n"):
                 break  # a torn or still-being-written tail: not a log yet
-            position += len(line)
             if number >= log_number_from:
-                logs.append(json.loads(line))
+                log, why = _decode(line)
+                if log is None:
+                    raise JournalCorruptedError(
+                        f"the study journal {self.path} is damaged at line {number + 1} (byte "
+                        f"offset {position}): {why}. Every line before it is intact. Keep a "
+                        "copy of the file, then remove that line (e.g. sed -i "
+                        f"'{number + 1}d' {str(self.path)!r}) and run the same call again; "
+                        "if the line created a study or a trial, start a new study instead.")
+                logs.append(log)
+            position += len(line)
             number += 1
         with self._lock:
             if number > self._read_upto[0]:

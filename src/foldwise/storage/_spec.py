@@ -114,6 +114,8 @@ def open_storage(spec: StorageSpec) -> BaseStorage:
     """Open ``spec``, turning failures into a :class:`~foldwise.errors.StorageError`."""
     try:
         return spec.open()
+    except StorageError:
+        raise  # already says what is wrong (e.g. a damaged journal line)
     except (OSError, ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
         raise StorageError(
             f"cannot open the study storage {spec}: {exc}. Check the URL or path (and that a "
