@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 
+import optuna
 import pytest
 
 import foldwise
 from foldwise.cli import main
+from foldwise.records import read_trial
+from foldwise.storage import open_storage, parse_storage
 
 
 @pytest.fixture
@@ -53,3 +58,29 @@ def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "foldwise.cli", "--version"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.startswith("foldwise ")
+
+
+@pytest.mark.slow  # a real interpreter interrupted mid-study
+def test_ctrl_c_exits_130_with_one_line_and_the_study_resumes(tmp_path):
+    """Regression: Ctrl-C printed a 47-line traceback and stored the running trial as
+    WorkerDied with an empty message."""
+    command = [sys.executable, "-m", "foldwise.cli", "demo", "--quiet", "--trials", "300",
+               "--dir", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    journal = tmp_path / "studies.journal"
+    deadline = time.monotonic() + 120
+    while (not journal.exists() or journal.stat().st_size < 50_000) and \
+            time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == [
+        "foldwise: interrupted; the finished trials are stored. Run the same command to resume."]
+    storage = open_storage(parse_storage(str(journal)))
+    failures = [read_trial(t).record.failure for name in optuna.get_all_study_names(storage)
+                for t in optuna.load_study(study_name=name, storage=storage).trials
+                if t.state.name == "FAIL"]
+    assert [f.kind for f in failures] == ["interrupted"]
+    assert failures[0].message.startswith("interrupted before it finished")

@@ -265,6 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except foldwise.FoldwiseError as exc:
         print(f"foldwise: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Every finished trial is already stored and the running one is marked interrupted
+        # (it runs again); a traceback would only hide that.
+        print("foldwise: interrupted; the finished trials are stored. Run the same command "
+              "to resume.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

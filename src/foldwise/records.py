@@ -132,8 +132,10 @@ class Failure:
 
     @classmethod
     def from_exception(cls, exc: BaseException, kind: FailureKind) -> Failure:
-        return cls(kind, type(exc).__name__, str(exc),
-                   "".join(_traceback.format_exception(exc)))
+        message = str(exc) or {
+            FailureKind.INTERRUPTED: "interrupted before it finished; it runs again on resume",
+        }.get(kind, "(no message)")
+        return cls(kind, type(exc).__name__, message, "".join(_traceback.format_exception(exc)))
 
     def describe(self) -> str:
         """``"Type: message"``."""
