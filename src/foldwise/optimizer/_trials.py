@@ -247,10 +247,10 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             if sampler_for is not None:
                 study.sampler = sampler_for(counts.settled)
             trial = study.ask()
-            if trial.user_attrs.get(WORKER_ATTR) != worker:  # else written at its creation
-                trial.set_user_attr(WORKER_ATTR, worker)
-            heartbeat.watch(trial_id(trial))
             try:
+                if trial.user_attrs.get(WORKER_ATTR) != worker:  # else written at creation
+                    trial.set_user_attr(WORKER_ATTR, worker)
+                heartbeat.watch(trial_id(trial))
                 outcome = evaluate(trial)
             except (StrategyParameterError, SearchSpaceError) as exc:
                 _tell_failed(study, trial, Failure.from_exception(exc, FailureKind.STRATEGY))
