@@ -9,6 +9,7 @@ lives in :mod:`foldwise.aggregate`). The modules are narrated in their docstring
 * ``_trials`` — the trial loop: budget, failures, dead workers;
 * ``_objective`` — what a trial evaluates, every evaluation through the cache;
 * ``_studies`` — stored optimizations read back, listed, deleted;
+* ``_lookahead`` — the lookahead check run once per study before the first fold;
 * ``_matrix`` — the same optimization over a grid of window lengths;
 * ``_samplers``, ``_progress``, ``_benchmark`` — samplers, the progress bar, the
   equal-weight universe every result is compared with.
