@@ -140,7 +140,7 @@ def test_comparison_has_the_equal_weight_universe_over_the_same_dates(goog_resul
 def test_summary_criteria_and_thresholds(goog_result):
     summary = goog_result.summary()
     assert list(summary["criterion"]) == ["walk_forward_efficiency", "profitable_folds",
-                                          "largest_fold_share", "max_drawdown"]
+                                          "largest_fold_share", "max_drawdown", "complete"]
     drawdown = goog_result.oos_metrics["max_drawdown"]
     assert summary.set_index("criterion").loc["max_drawdown", "value"] == drawdown
     lenient = goog_result.summary(Criteria(max_drawdown=0.99, min_wfe=-10, min_profitable=0,

@@ -174,3 +174,20 @@ def test_the_lookahead_check_costs_a_few_backtests_once_per_study(data, store_di
     assert len(ran) <= len(distinct) + 1 + 2 * CUTOFFS
     run(data, strategy=counted_sma)  # resumed, nothing left: no check, no backtest
     assert len(executions(count)) == len(ran)
+
+
+def test_a_study_stopped_early_says_it_is_incomplete(data, store_dir):
+    """Regression: a timeout that left folds short gave a verdict from what ran, with no
+    word that the study was incomplete."""
+    finished = run(data, n_trials=3)
+    assert finished.complete and finished.unfinished == []
+    assert finished.summary().set_index("criterion").loc["complete", "passed"]
+    stopped = run(data, n_trials=6, timeout=1e-9)  # asks for more, stops at once
+    assert not stopped.complete
+    assert stopped.unfinished == [r.number for r in stopped.fold_records]
+    summary = stopped.summary().set_index("criterion")
+    assert not summary.loc["complete", "passed"] and summary.loc["complete", "value"] == 0.0
+    assert not stopped.passed()
+    assert "INCOMPLETE: fold(s) 0, 1, 2, 3 hold fewer than 6 finished trials" in \
+        stopped.text_report(overfitting=False)
+    assert "INCOMPLETE" not in finished.text_report(overfitting=False)

@@ -278,6 +278,13 @@ class StoredTrial:
     def params(self) -> Mapping[str, Any]:
         return self.record.params
 
+    @property
+    def uses_budget(self) -> bool:
+        """Whether the trial counts toward its study's ``n_trials`` (see :func:`trial_budget`)."""
+        failure = self.record.failure
+        return _uses_budget(self.state, None if failure is None else failure.kind,
+                            self.record.infeasible)
+
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "state": self.state.name,
                 "value": self.value, "record": self.record.to_json(),
@@ -330,11 +337,16 @@ def trial_budget(trial: FrozenTrial) -> bool:
         error, infeasible = attrs.get(_V1_ERROR), attrs.get(_V1_INFEASIBLE)
         kind = (None if not isinstance(error, Mapping) else FailureKind.WORKER_DIED
                 if error.get("type") == "WorkerDied" else FailureKind.STRATEGY)
-    if trial.state == TrialState.COMPLETE:
+    return _uses_budget(trial.state, kind, infeasible)
+
+
+def _uses_budget(state: TrialState, kind: FailureKind | None, infeasible: str | None) -> bool:
+    """The budget rule of :func:`trial_budget`, on a trial's state and record."""
+    if state == TrialState.COMPLETE:
         return True
-    if trial.state == TrialState.FAIL:
+    if state == TrialState.FAIL:
         return kind is not None and kind.uses_budget
-    if trial.state == TrialState.PRUNED:
+    if state == TrialState.PRUNED:
         return infeasible is None
     return False
 
@@ -484,6 +496,8 @@ class StudyManifest:
     lookahead_checked
         Whether the strategy passed foldwise's lookahead check (False: not checked, e.g.
         ``check_lookahead=False`` or a per-fold strategy).
+    n_trials
+        The budget of each study asked for by the latest call (None: not recorded).
     """
 
     mode: str
@@ -501,6 +515,7 @@ class StudyManifest:
     warmup: int | None = None
     benchmark: str | None = None
     lookahead_checked: bool = False
+    n_trials: int | None = None
     foldwise_version: str = __version__
 
     def to_json(self) -> dict[str, Any]:
@@ -514,6 +529,7 @@ class StudyManifest:
             "settings": self.settings.to_dict(), "top_k": self.top_k,
             "cv_aggregate": self.cv_aggregate, "warmup": self.warmup,
             "benchmark": self.benchmark, "lookahead_checked": self.lookahead_checked,
+            "n_trials": self.n_trials,
         }
 
     @classmethod
@@ -531,6 +547,7 @@ class StudyManifest:
             top_k=int(value.get("top_k") or 1), cv_aggregate=value.get("cv_aggregate"),
             warmup=value.get("warmup"), benchmark=value.get("benchmark"),
             lookahead_checked=bool(value.get("lookahead_checked", False)),
+            n_trials=value.get("n_trials"),
             foldwise_version=str(value.get("foldwise_version", "")))
 
     def differences(self, new: StudyManifest) -> list[str]:

@@ -12,6 +12,8 @@ largest_fold_share              no single fold earned ``max_fold_share`` (50 %) 
                                 no total profit)
 max_drawdown                    the stitched curve's maximum drawdown is smaller than
                                 ``max_drawdown`` (30 % by default)
+complete                        every study holds the ``n_trials`` finished trials the last
+                                call asked for (added by ``WalkForwardResult.summary``)
 ==============================  ===========================================================
 """
 

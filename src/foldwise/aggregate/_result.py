@@ -87,6 +87,25 @@ class WalkForwardResult:
             return [dict(best[0].params)] if best else []
         return [dict(r.best.params) for r in self.fold_records if r.best is not None]
 
+    @cached_property
+    def unfinished(self) -> list[int | None]:
+        """The studies holding fewer finished trials than the last call's ``n_trials``: fold
+        numbers (walk-forward), or ``[None]`` for an unfinished cross-validated study. Empty
+        when the optimization is complete (or its budget was not recorded)."""
+        budget = self.manifest.n_trials
+        if budget is None:
+            return []
+        keys: list[int | None] = ([None] if self.mode == "cv"
+                                  else [w.number for w in self.manifest.folds])
+        return [key for key in keys
+                if sum(t.uses_budget for t in self.record.trials.get(key, ())) < budget]
+
+    @property
+    def complete(self) -> bool:
+        """True when every study holds its ``n_trials`` finished trials (see
+        :attr:`unfinished`); the tables of an incomplete study cover what finished."""
+        return not self.unfinished
+
     # --- per fold ------------------------------------------------------------------------
 
     @cached_property
@@ -190,9 +209,15 @@ class WalkForwardResult:
                 for r in self.fold_records if r.best is not None]
 
     def summary(self, criteria: Criteria | None = None) -> pd.DataFrame:
-        """Pass/fail of the walk-forward criteria (thresholds in :class:`Criteria`)."""
-        return criteria_table(self.walk_forward_efficiency, self.fold_profits(),
-                              self.oos_metrics["max_drawdown"], criteria or Criteria())
+        """Pass/fail of the walk-forward criteria (thresholds in :class:`Criteria`), and
+        whether the optimization is complete: an unfinished one does not pass."""
+        table = criteria_table(self.walk_forward_efficiency, self.fold_profits(),
+                               self.oos_metrics["max_drawdown"], criteria or Criteria())
+        studies = len(self.fold_records) if self.mode == "walk_forward" else 1
+        finished = (studies - len(self.unfinished)) / studies if studies else 1.0
+        complete = pd.DataFrame([("complete", finished, "= 100%", self.complete)],
+                                columns=table.columns)
+        return pd.concat([table, complete], ignore_index=True)
 
     def passed(self, criteria: Criteria | None = None) -> bool:
         """True when every criterion of :meth:`summary` passes."""

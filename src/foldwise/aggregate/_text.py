@@ -40,6 +40,13 @@ def text_report(result: WalkForwardResult, *, overfitting: bool = True) -> str:
         f"mode {result.mode}",
         "",
     ]
+    if not result.complete:
+        where = ("the study" if result.mode == "cv" else
+                 "fold(s) " + ", ".join(str(n) for n in result.unfinished))
+        lines[-1:-1] = [
+            f"INCOMPLETE: {where} hold fewer than {manifest.n_trials} finished trials (the "
+            "optimization stopped early, e.g. at its timeout); everything below covers what "
+            "finished. Run the same optimize call again to finish it."]
     if result.mode != "walk_forward":
         lines.append(result.folds.to_string(index=False))
         lines.append(f"\nbest parameters: {_params(result.best_params[0] if result.best_params else None)}")

@@ -283,7 +283,7 @@ def make_plan(request: Request) -> Plan:
         strategy=StrategyIdentity(request.strategy.name, request.strategy.fingerprint,
                                   request.strategy.causal, import_path(request.strategy)),
         metric=request.metric, direction=request.direction, space=request.space.describe(),
-        settings=request.settings, top_k=request.top_k,
+        settings=request.settings, top_k=request.top_k, n_trials=request.n_trials,
         cv_aggregate=request.cv_aggregate if request.mode == "cv" else None,
         warmup=None if request.strategy.causal else request.warmup)
     names = ((request.study,) if request.mode == "cv" else
@@ -327,7 +327,7 @@ def store_plan(request: Request, plan: Plan, storage: optuna.storages.BaseStorag
                                   settings=request.settings)
     request.cache.get_or_run(equal_weight_universe, {}, request.data, settings=request.settings)
     manifest = replace(plan.manifest, benchmark=benchmark.digest, lookahead_checked=checked)
-    steering = ("top_k", "benchmark", "lookahead_checked")
+    steering = ("top_k", "benchmark", "lookahead_checked", "n_trials")
     if stored is None:
         write_manifest(manifest_study, manifest)
     elif any(getattr(stored, f) != getattr(manifest, f) for f in steering):
