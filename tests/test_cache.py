@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pickle
+import sqlite3
 import threading
 import time
 
@@ -693,3 +694,33 @@ def test_flushing_last_used_times_inside_a_write_does_not_wait_for_itself(tmp_pa
     worker.start()
     worker.join(timeout=10)
     assert finished.is_set()
+
+
+def test_verify_decodes_every_index_row(filled):
+    """Regression: a flipped byte in a row's metrics JSON passed verify and surfaced later as
+    a bare JSONDecodeError inside a trial."""
+    key = filled.key(trend, {"lookback": 8}, DATA).digest
+    with sqlite3.connect(filled.directory / "index.sqlite") as connection:
+        connection.execute("UPDATE runs SET metrics = substr(metrics, 2) WHERE key = ?", (key,))
+    fresh = BacktestCache(filled.root)
+    report = fresh.verify()
+    assert not report.ok
+    assert [k for k, _ in report.corrupted] == [key]
+    assert "metrics are not readable JSON" in report.corrupted[0][1]
+    fresh.verify(repair=True)
+    assert fresh.verify().ok
+    assert fresh.get_or_run(trend, {"lookback": 8}, DATA).returns.equals(
+        trend_result(lookback=8).returns)
+
+
+def test_verify_reports_a_damaged_index_file(cache):
+    for lookback in range(2, 60):
+        cache.get_or_run(trend, {"lookback": lookback}, DATA)
+    cache.index.close()
+    path = cache.directory / "index.sqlite"
+    raw = bytearray(path.read_bytes())
+    page = 4096
+    for start in range(2 * page, len(raw) - page, 3 * page):  # scramble b-tree pages
+        raw[start + 8: start + 200] = bytes(range(192))
+    path.write_bytes(bytes(raw))
+    assert BacktestCache(cache.root).verify().index_problems

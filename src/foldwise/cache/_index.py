@@ -153,6 +153,11 @@ class IndexBackend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections held by this process. Optional; the instance may be reused."""
 
+    def integrity_problems(self) -> list[str]:
+        """Damage the store itself can detect (e.g. SQLite's ``PRAGMA quick_check``), one
+        sentence each; empty when it finds none or cannot check. Optional hook."""
+        return []
+
 
 class MemoryIndex(IndexBackend):
     """Rows in a dict, for one process: tests and throw-away caches.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import logging
 import os
 import re
@@ -110,6 +111,10 @@ def inspect(store: ArtifactStore, rows: list[IndexRow], scan: DirectoryScan) -> 
                           foreign=list(scan.foreign))
     referenced = set()
     for row in rows:
+        damage = _row_damage(row)
+        if damage is not None:
+            report.corrupted.append((row.key, damage))
+            continue
         if row.artifact is None:
             continue
         referenced.add(row.artifact)
@@ -126,6 +131,19 @@ def inspect(store: ArtifactStore, rows: list[IndexRow], scan: DirectoryScan) -> 
             report.corrupted.append((row.key, problem))
     report.orphans = [a for a in scan.artifacts if a not in referenced]
     return report
+
+
+def _row_damage(row: IndexRow) -> str | None:
+    """Why an index row cannot be read back (its JSON columns), or None."""
+    for name in ("params", "settings", "metrics", "window"):
+        text = getattr(row, name)
+        if text is None and name == "window":
+            continue
+        try:
+            json.loads(text)
+        except (TypeError, ValueError) as exc:
+            return f"the index row's {name} are not readable JSON ({exc})"
+    return None
 
 
 def sweep(directory: Path, relpaths: Iterable[str], grace: float) -> None:
@@ -208,7 +226,15 @@ class Maintenance:
     def verify(self, repair: bool, grace: float) -> VerifyReport:
         self._memo.flush()
         scan = self._store.scan(set(KNOWN_FILES))
-        report = inspect(self._store, self.index.rows(), scan)
+        problems = self.index.integrity_problems()
+        try:
+            rows = self.index.rows()
+        except CacheCorruptedError as exc:  # rows past the damage cannot be listed
+            rows, problems = [], [*problems, str(exc)]
+        report = inspect(self._store, rows, scan)
+        report.index_problems = problems
+        for problem in report.index_problems:
+            logger.warning("cache index %s: %s", self.index.describe(), problem)
         for path in report.foreign:
             logger.warning("foreign file in the cache directory (not opened): %s",
                            self.directory / path)

@@ -159,6 +159,9 @@ class VerifyReport:
     foreign : list[str]
         Files foldwise never writes there (a ``.pkl``, say). Reported, never opened, never
         deleted.
+    index_problems : list[str]
+        Damage the index store reports about itself (SQLite's ``PRAGMA quick_check``).
+        Rows whose JSON cannot be read are listed in ``corrupted``.
     repaired : bool
         Whether damaged rows and stale leftovers were removed.
     """
@@ -169,12 +172,13 @@ class VerifyReport:
     orphans: list[str] = field(default_factory=list)
     temporary: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
+    index_problems: list[str] = field(default_factory=list)
     repaired: bool = False
 
     @property
     def ok(self) -> bool:
-        """True when every entry is intact and nothing foreign is in the directory."""
-        return not (self.missing or self.corrupted or self.foreign)
+        """True when every entry and the index are intact and nothing foreign is there."""
+        return not (self.missing or self.corrupted or self.foreign or self.index_problems)
 
     def __str__(self) -> str:
         lines = [f"checked {self.checked} entries: "
@@ -185,6 +189,7 @@ class VerifyReport:
         lines += [f"  orphan artifact: {path}" for path in self.orphans]
         lines += [f"  unfinished write: {path}" for path in self.temporary]
         lines += [f"  foreign file (not opened): {path}" for path in self.foreign]
+        lines += [f"  index damaged: {problem}" for problem in self.index_problems]
         if self.repaired:
             lines.append("repaired: damaged entries dropped, stale leftovers removed "
                          "(foreign files left in place)")

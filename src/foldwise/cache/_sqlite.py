@@ -178,6 +178,13 @@ class SQLiteIndex(IndexBackend):
     def describe(self) -> str:
         return str(self.path)
 
+    def integrity_problems(self) -> list[str]:
+        try:
+            found = [str(r[0]) for r in self._connection().execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:
+            return [f"the index file cannot be checked: {exc}"]
+        return [] if found == ["ok"] else found
+
     # --- connections -----------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
@@ -362,8 +369,16 @@ class SQLiteIndex(IndexBackend):
             clauses.append("kind = ?")
             args.append(kind)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        cursor = self._connection().execute(f"{_SELECT}{where} ORDER BY created, key", args)
-        return [IndexRow(*r) for r in cursor]
+        try:
+            cursor = self._connection().execute(f"{_SELECT}{where} ORDER BY created, key", args)
+            return [IndexRow(*r) for r in cursor]
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise CacheCorruptedError(
+                f"the cache index {self.path} is damaged ({exc}); its rows cannot all be "
+                "read. Move it away (foldwise rebuilds an empty index; the runs are "
+                "re-created when asked for) or restore it from a copy.") from exc
 
     def close(self) -> None:
         """Close this process's connections (call it when no other thread is querying)."""
