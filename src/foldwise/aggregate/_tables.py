@@ -28,9 +28,22 @@ from ._folds import FoldRecord
 from ._overfitting import fold_dsr
 from ._runs import RunLoader
 
-__all__ = ["ANNUALIZED", "COMPARED", "FOLD_METRICS", "comparison", "cpcv_paths",
-           "fold_table", "parameter_stability", "rank_correlation", "ranking",
-           "returns_matrix", "trials_frame", "wfe_metric"]
+__all__ = [
+    "ANNUALIZED",
+    "COMPARED",
+    "FOLD_METRICS",
+    "chosen_in_sample",
+    "comparison",
+    "cpcv_paths",
+    "fold_table",
+    "parameter_stability",
+    "rank_correlation",
+    "ranking",
+    "ratio",
+    "returns_matrix",
+    "trials_frame",
+    "wfe_metric",
+]
 
 #: Metrics already on a yearly scale; walk-forward efficiency uses the optimized metric
 #: when it is one of these, and the annual return otherwise.

@@ -65,8 +65,8 @@ def check_lookahead(request: Request) -> bool:
         logger.warning("the lookahead check of %r could not run the strategy with %s (%s); "
                        "the trials will report it", request.strategy.name, params, exc)
         return False
-    except FoldwiseError:
-        raise  # a fault of the cache, the storage or the machine
+    except (FoldwiseError, OSError):
+        raise  # a fault of the cache, the storage or the machine (disk, permissions)
     except Exception as exc:  # the strategy's own exception: its trials will report it
         logger.warning("the lookahead check of %r could not run the strategy with %s "
                        "(%s: %s); the trials will report it", request.strategy.name,
