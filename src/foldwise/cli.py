@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 import foldwise
-from foldwise.cache import parse_seconds
+from foldwise.cache import parse_seconds, set_aside_index
 from foldwise.datasets import load_goog
 
 __all__ = ["main"]
@@ -135,7 +135,17 @@ def _cache_runs(args: argparse.Namespace) -> int:
 
 
 def _cache_verify(args: argparse.Namespace) -> int:
-    report = _open_cache(args).verify(repair=args.repair, grace=args.grace)
+    try:
+        cache = _open_cache(args)
+    except foldwise.errors.CacheCorruptedError:
+        if not args.repair:
+            raise
+        # an index too damaged to open: set it aside, start empty, then sweep the orphans
+        moved = set_aside_index(getattr(args, "dir", None))
+        print(f"the damaged cache index was moved to {moved}; an empty index started (runs "
+              "are re-created when asked for)")
+        cache = _open_cache(args)
+    report = cache.verify(repair=args.repair, grace=args.grace)
     print(report)
     return 0 if report.ok or args.repair else 1
 

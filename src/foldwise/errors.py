@@ -30,6 +30,9 @@ __all__ = [
     "FoldSetMismatchError",
     "FoldStoreError",
     "FoldwiseError",
+    "JournalCorruptedError",
+    "LookaheadError",
+    "MachineFaultError",
     "MisalignedFieldsError",
     "MisalignedWeightsError",
     "MissingFieldError",
@@ -57,6 +60,8 @@ __all__ = [
     "UnknownColumnError",
     "UnsortedDatesError",
     "WindowLengthError",
+    "mark_raised_by_strategy",
+    "raised_by_strategy",
 ]
 
 
@@ -184,6 +189,37 @@ class StorageError(OptimizationError):
 
 class JournalCorruptedError(StorageError):
     """A study journal with a damaged line (not JSON, or a checksum that does not match)."""
+
+
+class MachineFaultError(OptimizationError):
+    """A fault of the machine, not of the strategy, stopped the optimization.
+
+    A full disk, a read-only or unreachable directory, a permission denied, a damaged or
+    unreachable storage or cache index. The trial it interrupted is not counted: the same
+    ``optimize`` call resumes once the fault is fixed and runs that trial again. The message
+    names the path and the cause; the original exception is chained (``__cause__``).
+    """
+
+
+# --- who raised it -------------------------------------------------------------------------
+
+_RAISED_BY_STRATEGY = "_foldwise_raised_by_strategy"
+
+
+def mark_raised_by_strategy(exc: BaseException) -> BaseException:
+    """Tag ``exc`` as raised by a strategy's own code (or the backtest of its output).
+
+    The cache tags what escapes ``Strategy.run``; the optimizer counts a trial as failed only
+    when its exception carries the tag, and stops on any other (a disk, the storage, the
+    cache). Tagging does not change the exception's type or message. Returns ``exc``.
+    """
+    setattr(exc, _RAISED_BY_STRATEGY, True)
+    return exc
+
+
+def raised_by_strategy(exc: BaseException) -> bool:
+    """True when :func:`mark_raised_by_strategy` tagged ``exc``."""
+    return getattr(exc, _RAISED_BY_STRATEGY, False) is True
 
 
 # --- splitters and folds -------------------------------------------------------------------

@@ -107,14 +107,16 @@ class FailureKind(StrEnum):
     """Why a trial failed, which decides whether it used the study's budget.
 
     ``STRATEGY`` and ``NON_FINITE`` are the strategy's own: the trial counts as evaluated.
-    ``WORKER_DIED`` (the process running it was killed) and ``INTERRUPTED`` (stopped by the
-    user) are not: the trial is run again.
+    ``WORKER_DIED`` (the process running it was killed), ``INTERRUPTED`` (stopped by the
+    user) and ``FAULT`` (a fault outside the strategy stopped the run: a full disk, a
+    read-only directory, a damaged cache index or storage) are not: the trial is run again.
     """
 
     STRATEGY = "strategy"
     NON_FINITE = "non_finite"
     WORKER_DIED = "worker_died"
     INTERRUPTED = "interrupted"
+    FAULT = "fault"
 
     @property
     def uses_budget(self) -> bool:

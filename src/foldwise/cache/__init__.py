@@ -21,7 +21,13 @@ instant leaves a readable cache.
 
 from __future__ import annotations
 
-from foldwise.cache._cache import BacktestCache, CacheRecord, CacheStats, VerifyReport
+from foldwise.cache._cache import (
+    BacktestCache,
+    CacheRecord,
+    CacheStats,
+    VerifyReport,
+    set_aside_index,
+)
 from foldwise.cache._decorator import CachedStrategy, cached_backtest
 from foldwise.cache._index import IndexBackend, IndexRow, MemoryIndex
 from foldwise.cache._keys import CacheKey, Window
@@ -42,4 +48,5 @@ __all__ = [
     "Window",
     "cached_backtest",
     "parse_seconds",
+    "set_aside_index",
 ]

@@ -106,9 +106,16 @@ class ArtifactStore:
         # costs more than the whole write here): after a power cut a missing or damaged
         # artifact fails its size / checksum test and the entry is run again, so the index
         # never serves a wrong result.
-        with atomic_path(self.directory / relpath, durable=False) as temporary, \
-                open(temporary, "wb") as handle:
-            handle.write(data)
+        target = self.directory / relpath
+        try:
+            with atomic_path(target, durable=False) as temporary, \
+                    open(temporary, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            # a write to an open file names no path (a full disk): name the artifact's
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
         return relpath, checksum(data), data.size
 
     def remove(self, relpath: str) -> None:

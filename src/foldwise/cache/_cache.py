@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -39,19 +40,29 @@ from foldwise.cache._maintenance import Maintenance
 from foldwise.cache._memo import RecordMemo
 from foldwise.cache._records import CacheRecord, CacheStats, VerifyReport
 from foldwise.cache._results import RESULTS_BYTES, ResultsMemory
-from foldwise.cache._sqlite import INDEX_NAME, SQLiteIndex
+from foldwise.cache._sqlite import INDEX_NAME, SQLiteIndex, set_aside
 from foldwise.cache._writes import WritePath
 from foldwise.data import MarketData
 from foldwise.errors import CacheArgumentError, CacheError
 
 __all__ = ["CACHE_DIR", "INDEX_NAME", "RESULTS_BYTES", "BacktestCache", "CacheRecord",
-           "CacheStats", "VerifyReport"]
+           "CacheStats", "VerifyReport", "set_aside_index"]
 
 #: Name of the subdirectory of the foldwise directory that holds the cache.
 CACHE_DIR = "cache"
 
 _WindowArg = Window | slice | tuple[int, int]
 _CostsArg = Costs | Mapping[str, float] | float | None
+
+
+def set_aside_index(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """Move the SQLite index of the cache in foldwise directory ``path`` aside (renamed to
+    ``index.sqlite.damaged-<time>``, never deleted), so the cache opens again with an empty
+    index: for an index too damaged to open. Returns where it went, or None if there was
+    no index. ``foldwise cache verify --repair`` does this when the index cannot be opened;
+    :meth:`BacktestCache.verify` with ``repair=True`` does it when it can be opened but is
+    damaged. Studies are unaffected: the runs they need are re-created from their keys."""
+    return set_aside(resolve_root(path) / CACHE_DIR / INDEX_NAME)
 
 
 def _reopen(root: str, backend: IndexBackend, options: dict[str, Any]) -> BacktestCache:

@@ -158,6 +158,14 @@ class IndexBackend(abc.ABC):
         sentence each; empty when it finds none or cannot check. Optional hook."""
         return []
 
+    def reset(self) -> str:
+        """Start empty because the store is damaged (``verify(repair=True)`` calls it when
+        :meth:`integrity_problems` finds damage); return what became of the old rows, for
+        the report. Optional hook: the default refuses."""
+        raise CacheError(
+            f"the cache index {self.describe()} is damaged and this kind of index cannot be "
+            "reset by foldwise; restore or recreate it with its own tools.")
+
 
 class MemoryIndex(IndexBackend):
     """Rows in a dict, for one process: tests and throw-away caches.

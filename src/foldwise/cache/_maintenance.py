@@ -33,7 +33,7 @@ from foldwise.cache._locks import LOCK_FILES
 from foldwise.cache._memo import RecordMemo
 from foldwise.cache._records import CacheStats, VerifyReport
 from foldwise.cache._results import ResultsMemory
-from foldwise.cache._sqlite import INDEX_FILES
+from foldwise.cache._sqlite import DAMAGED_MARK, INDEX_FILES, INDEX_NAME
 from foldwise.errors import CacheArgumentError, CacheCorruptedError
 
 __all__ = ["Maintenance", "directory_bytes", "eviction_victims", "inspect", "parse_seconds",
@@ -217,22 +217,36 @@ class Maintenance:
 
     def clear(self) -> int:
         removed = self.drop([row.key for row in self.index.rows()])
-        scan = self._store.scan(set(KNOWN_FILES))
+        scan = self._scan()
         sweep(self.directory, scan.temporary + scan.artifacts, grace=600.0)
         self._memo.clear()
         self._results.clear()
         return len(removed)
 
+    def _scan(self) -> DirectoryScan:
+        """The directory's files; an index set aside as damaged is the cache's own."""
+        scan = self._store.scan(set(KNOWN_FILES))
+        scan.foreign = [f for f in scan.foreign
+                        if not (f.startswith(INDEX_NAME + DAMAGED_MARK) and "/" not in f)]
+        return scan
+
     def verify(self, repair: bool, grace: float) -> VerifyReport:
         self._memo.flush()
-        scan = self._store.scan(set(KNOWN_FILES))
+        scan = self._scan()
         problems = self.index.integrity_problems()
         try:
             rows = self.index.rows()
         except CacheCorruptedError as exc:  # rows past the damage cannot be listed
             rows, problems = [], [*problems, str(exc)]
+        if repair and problems:  # the index itself is damaged: start an empty one
+            reset = self.index.reset()
+            self._memo.clear()
+            self._results.clear()
+            rows, scan = [], self._scan()
         report = inspect(self._store, rows, scan)
         report.index_problems = problems
+        if repair and problems:
+            report.index_reset = reset
         for problem in report.index_problems:
             logger.warning("cache index %s: %s", self.index.describe(), problem)
         for path in report.foreign:

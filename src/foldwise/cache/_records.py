@@ -164,6 +164,9 @@ class VerifyReport:
         Rows whose JSON cannot be read are listed in ``corrupted``.
     repaired : bool
         Whether damaged rows and stale leftovers were removed.
+    index_reset : str or None
+        When a repair found the index itself damaged: what became of it (the SQLite file
+        is moved aside, never deleted) — an empty index started in its place.
     """
 
     checked: int = 0
@@ -174,6 +177,7 @@ class VerifyReport:
     foreign: list[str] = field(default_factory=list)
     index_problems: list[str] = field(default_factory=list)
     repaired: bool = False
+    index_reset: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -190,6 +194,9 @@ class VerifyReport:
         lines += [f"  unfinished write: {path}" for path in self.temporary]
         lines += [f"  foreign file (not opened): {path}" for path in self.foreign]
         lines += [f"  index damaged: {problem}" for problem in self.index_problems]
+        if self.index_reset is not None:
+            lines.append(f"the damaged index was {self.index_reset}; an empty index started "
+                         "(runs are re-created when asked for)")
         if self.repaired:
             lines.append("repaired: damaged entries dropped, stale leftovers removed "
                          "(foreign files left in place)")

@@ -31,7 +31,8 @@ from foldwise.errors import CacheCorruptedError, CacheError
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["INDEX_FILES", "INDEX_NAME", "WRITE_LOCK_SUFFIX", "SQLiteIndex"]
+__all__ = ["DAMAGED_MARK", "INDEX_FILES", "INDEX_NAME", "WRITE_LOCK_SUFFIX", "SQLiteIndex",
+           "set_aside"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,32 @@ INDEX_NAME = "index.sqlite"
 #: files and the writers' lock file.
 INDEX_FILES = frozenset(INDEX_NAME + suffix for suffix in ("", "-wal", "-shm", "-journal",
                                                           WRITE_LOCK_SUFFIX))
+
+
+#: What marks an index file set aside as damaged: ``index.sqlite.damaged-<UTC time>``.
+DAMAGED_MARK = ".damaged-"
+
+
+def set_aside(path: str | os.PathLike[str]) -> Path | None:
+    """Move a damaged SQLite index (and its -wal/-shm companions) aside, never delete it.
+
+    The files are renamed to ``<name>.damaged-<UTC time>`` next to it, so the next open
+    starts an empty index; the cache is a cache, and every run a study needs is re-created
+    from its key. Returns the new path of the database file, or None if there was none.
+    """
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    moved = None
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            target = Path(f"{path}{DAMAGED_MARK}{stamp}{suffix}")
+            os.replace(source, target)
+            moved = moved or target
+    if moved is not None:
+        logger.warning("the damaged cache index %s was moved to %s; an empty index starts in "
+                       "its place and runs are re-created when asked for", path, moved)
+    return moved
 
 
 class _WriterTurn:
@@ -228,8 +255,9 @@ class SQLiteIndex(IndexBackend):
                     "another process holds a long write. Retry, or raise timeout=.") from exc
             raise CacheCorruptedError(
                 f"{self.path} is not a usable cache index ({exc}). It may be damaged or not "
-                "a foldwise file: move it away (foldwise rebuilds an empty index) or pass "
-                "another directory.") from exc
+                "a foldwise file: run `foldwise cache verify --repair` (it moves the file "
+                "aside and starts an empty index; studies keep their results and the runs "
+                "they need are re-created), or pass another directory.") from exc
         return connection
 
     def _setup(self, connection: sqlite3.Connection) -> None:
@@ -377,8 +405,15 @@ class SQLiteIndex(IndexBackend):
                 raise
             raise CacheCorruptedError(
                 f"the cache index {self.path} is damaged ({exc}); its rows cannot all be "
-                "read. Move it away (foldwise rebuilds an empty index; the runs are "
-                "re-created when asked for) or restore it from a copy.") from exc
+                "read. Run `foldwise cache verify --repair` (it moves the file aside and "
+                "starts an empty index; the runs are re-created when asked for).") from exc
+
+    def reset(self) -> str:
+        """Set the damaged file aside (:func:`set_aside`) and start an empty index."""
+        self.close()
+        moved = set_aside(self.path)
+        self._connection()
+        return f"moved to {moved}" if moved is not None else "started empty"
 
     def close(self) -> None:
         """Close this process's connections (call it when no other thread is querying)."""

@@ -21,7 +21,9 @@ Running a miss (:meth:`WritePath.full_result`):
    entry the first stored.
 3. The strategy runs with the one :class:`~foldwise.BacktestSettings` object the key was
    built from, and the run and the requested windows are stored (above); the lock is
-   released once their rows are committed.
+   released once their rows are committed. What the strategy raises is tagged
+   (:func:`~foldwise.errors.mark_raised_by_strategy`) and passes unchanged, so the
+   optimizer can tell a strategy's failure from a fault of the disk or the index.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from foldwise.cache._memo import RecordMemo
 from foldwise.cache._records import CacheRecord, metrics_json
 from foldwise.cache._results import ResultsMemory
 from foldwise.data import MarketData
-from foldwise.errors import CacheArgumentError, CacheCorruptedError
+from foldwise.errors import CacheArgumentError, CacheCorruptedError, mark_raised_by_strategy
 
 __all__ = ["Entry", "WritePath"]
 
@@ -173,7 +175,11 @@ class WritePath:
                     lock_fd = None
                     return result, self.store(slice_entries(result, slices))
             self._memo.count_executed()
-            result = runner.run(data, params, settings)
+            try:
+                result = runner.run(data, params, settings)
+            except Exception as exc:  # the strategy's own failure, not the cache's
+                mark_raised_by_strategy(exc)
+                raise
             fd, lock_fd = lock_fd, None
             # stores the run and its slices, then releases the lock
             stored = self.store([(key, result, None), *slice_entries(result, slices)], fd)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from foldwise.errors import FoldwiseError, LookaheadError, StrategyError, StrategyParameterError
+from foldwise.errors import LookaheadError, StrategyParameterError, raised_by_strategy
 from foldwise.strategy import check_causal
 
 if TYPE_CHECKING:
@@ -57,19 +57,25 @@ def check_lookahead(request: Request) -> bool:
     try:
         baseline = request.cache.get_or_run(request.strategy, params, request.data,
                                             settings=request.settings)
+    except StrategyParameterError:
+        raise
+    except Exception as exc:
+        if not raised_by_strategy(exc):
+            raise  # a fault of the cache, the storage or the machine (disk, permissions)
+        _skipped(request, params, exc)  # the strategy's own failure: its trials report it
+        return False
+    try:
         check_causal(request.strategy, request.data, params, cutoffs=CUTOFFS,
                      seed=request.seed or 0, settings=request.settings, baseline=baseline)
-    except (LookaheadError, StrategyParameterError):
+    except LookaheadError:
         raise
-    except StrategyError as exc:  # e.g. weights of the wrong shape: the trials report it
-        logger.warning("the lookahead check of %r could not run the strategy with %s (%s); "
-                       "the trials will report it", request.strategy.name, params, exc)
-        return False
-    except (FoldwiseError, OSError):
-        raise  # a fault of the cache, the storage or the machine (disk, permissions)
-    except Exception as exc:  # the strategy's own exception: its trials will report it
-        logger.warning("the lookahead check of %r could not run the strategy with %s "
-                       "(%s: %s); the trials will report it", request.strategy.name,
-                       params, type(exc).__name__, exc)
+    except Exception as exc:  # the strategy failed on the scrambled futures
+        _skipped(request, params, exc)
         return False
     return True
+
+
+def _skipped(request: Request, params: dict[str, Any], exc: Exception) -> None:
+    logger.warning("the lookahead check of %r could not run the strategy with %s (%s: %s); "
+                   "the check is skipped and the trials will report the failure",
+                   request.strategy.name, params, type(exc).__name__, exc)

@@ -38,6 +38,7 @@ from foldwise.space import Constraint
 from foldwise.storage import StorageSpec, open_storage
 from foldwise.strategy import Strategy
 
+from ._faults import stopping_on_machine_faults
 from ._objective import Evaluator, evaluate_cv, evaluate_walk_forward
 from ._plan import Plan, Request, make_plan, store_plan, validate
 from ._progress import Progress
@@ -343,16 +344,22 @@ def optimize(
         settings.
     AllTrialsFailedError
         Every trial of a study failed (the message names the first reason).
+    MachineFaultError
+        A fault of the machine, not of the strategy (a full disk, a read-only directory, a
+        damaged cache index or storage): the message names the path, the cause and the
+        fix. No trial was counted; the same call resumes once the fault is fixed.
     """
-    request = validate(
-        strategy, data, space, splitter, metric=metric, direction=direction,
-        n_trials=n_trials, study=study, storage=storage, mode=mode, top_k=top_k,
-        sampler=sampler, pruner=pruner, seed=seed, n_jobs=n_jobs, cache=cache,
-        settings=settings, costs=costs, delay=delay, price_field=price_field,
-        missing=missing, periods_per_year=periods_per_year, constraints=constraints,
-        cv_aggregate=cv_aggregate, warmup=warmup, timeout=timeout,
-        show_progress=show_progress, check_lookahead=check_lookahead)
-    opened = open_storage(request.storage)
-    plan = store_plan(request, make_plan(request), opened)
-    _run(request, plan, opened)
-    return result_of(read_study(request.study, opened, str(request.storage)), request.cache)
+    with stopping_on_machine_faults(f"study {study!r}"):
+        request = validate(
+            strategy, data, space, splitter, metric=metric, direction=direction,
+            n_trials=n_trials, study=study, storage=storage, mode=mode, top_k=top_k,
+            sampler=sampler, pruner=pruner, seed=seed, n_jobs=n_jobs, cache=cache,
+            settings=settings, costs=costs, delay=delay, price_field=price_field,
+            missing=missing, periods_per_year=periods_per_year, constraints=constraints,
+            cv_aggregate=cv_aggregate, warmup=warmup, timeout=timeout,
+            show_progress=show_progress, check_lookahead=check_lookahead)
+        opened = open_storage(request.storage)
+        plan = store_plan(request, make_plan(request), opened)
+        _run(request, plan, opened)
+        return result_of(read_study(request.study, opened, str(request.storage)),
+                         request.cache)

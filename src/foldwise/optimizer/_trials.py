@@ -15,7 +15,12 @@ restarts and worker processes:
   time). A RUNNING trial whose worker is gone from this host is marked FAIL (reason
   ``worker died``) and its budget is run again. On RDB storages with heartbeats, Optuna's
   own stale-trial check runs too.
-* **Failures.** A trial whose evaluation raises is told FAIL with a
+* **Faults are not failures.** Only an exception the strategy raised (tagged by the
+  cache, :func:`~foldwise.errors.raised_by_strategy`) fails a trial for good. Any other
+  exception during an evaluation — a full disk, a read-only directory, a damaged cache
+  index, a storage error, a defect — leaves the trial to be run again (``FailureKind.FAULT``,
+  not counted) and stops the run (see :mod:`foldwise.optimizer._faults`).
+* **Failures.** A trial whose strategy raises is told FAIL with a
   :class:`~foldwise.records.Failure` (its kind, the error's type and message, the
   traceback) in its :class:`~foldwise.records.TrialRecord`, one warning line is logged,
   and the study goes on. Errors that would fail every trial the same way (a parameter the
@@ -38,7 +43,12 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from foldwise.errors import AllTrialsFailedError, SearchSpaceError, StrategyParameterError
+from foldwise.errors import (
+    AllTrialsFailedError,
+    SearchSpaceError,
+    StrategyParameterError,
+    raised_by_strategy,
+)
 from foldwise.records import (
     Failure,
     FailureKind,
@@ -55,10 +65,13 @@ from foldwise.storage import (
     fail_trial,
     heartbeat_interval,
     is_dead,
+    is_this_process,
     record_heartbeat,
     storage_of,
     trial_id,
 )
+
+from ._faults import machine_fault
 
 __all__ = ["Outcome", "budget_counts", "first_failure", "run_trials"]
 
@@ -72,6 +85,10 @@ _POLL_SECONDS = 0.05
 
 #: A RUNNING trial that has not recorded its worker after this many seconds is an orphan.
 ORPHAN_SECONDS = 10.0
+
+# (study name, trial number) of the trials this process is evaluating now: a RUNNING trial
+# of this very process that is not among them was left behind (see ``_release``).
+_evaluating: set[tuple[str, int]] = set()
 
 
 @dataclass
@@ -132,6 +149,9 @@ def fail_dead_workers(study: optuna.Study, trials: list[optuna.trial.FrozenTrial
             if started is None or (datetime.now() - started).total_seconds() < ORPHAN_SECONDS:
                 continue
             worker = {"pid": None}
+        elif is_this_process(worker):
+            if (study.study_name, trial.number) in _evaluating:
+                continue  # being evaluated by this process right now
         elif not is_dead(worker):
             continue
         died = Failure(FailureKind.WORKER_DIED, "WorkerDied",
@@ -247,6 +267,8 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             if sampler_for is not None:
                 study.sampler = sampler_for(counts.settled)
             trial = study.ask()
+            running = (study.study_name, trial.number)
+            _evaluating.add(running)
             try:
                 if trial.user_attrs.get(WORKER_ATTR) != worker:  # else written at creation
                     trial.set_user_attr(WORKER_ATTR, worker)
@@ -256,6 +278,14 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
                 _tell_failed(study, trial, Failure.from_exception(exc, FailureKind.STRATEGY))
                 raise
             except Exception as exc:
+                if not raised_by_strategy(exc):
+                    # a fault of the machine, the storage or the cache (or a defect of
+                    # foldwise): the trial is not the strategy's failure; it runs again
+                    _release(study, trial, exc)
+                    fault = machine_fault(exc, f"{label}, trial {trial.number}")
+                    if fault is None:
+                        raise
+                    raise fault from exc
                 failure = Failure.from_exception(exc, FailureKind.STRATEGY)
                 _tell_failed(study, trial, failure)
                 logger.warning("%s trial %d failed: %s (traceback in result.trials and in the "
@@ -269,6 +299,7 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
                 raise
             finally:
                 heartbeat.watch(None)
+                _evaluating.discard(running)
             record = outcome.record
             if record.infeasible is not None:
                 write_trial_record(trial, record)
@@ -306,6 +337,17 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             f"{first_failure(trials)}. Fix the strategy (run it once with "
             "strategy.run(data, params) to see the full traceback), or check the metric.")
     return "done"
+
+
+def _release(study: optuna.Study, trial: optuna.Trial, exc: Exception) -> None:
+    """Fail ``trial`` as not the strategy's (``FailureKind.FAULT``: it does not use the
+    budget and runs again). When the storage itself is what failed, the trial stays RUNNING;
+    the next run fails it as its worker's (this process no longer evaluates it)."""
+    try:
+        _tell_failed(study, trial, Failure.from_exception(exc, FailureKind.FAULT))
+    except Exception:
+        logger.debug("trial %d could not be marked failed after %r", trial.number, exc,
+                     exc_info=True)
 
 
 def _tell_failed(study: optuna.Study, trial: optuna.Trial, failure: Failure,

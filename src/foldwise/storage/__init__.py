@@ -9,7 +9,7 @@ What lives here:
   append, torn tails repaired) for Optuna's ``JournalStorage``.
 * :class:`BatchedJournalStorage` — Optuna's ``JournalStorage`` writing each trial of this
   process in few appends.
-* :data:`WORKER_ATTR`, :func:`current_worker`, :func:`is_dead` — which process runs a
+* :data:`WORKER_ATTR`, :func:`current_worker`, :func:`is_dead`, :func:`is_this_process` — which process runs a
   trial, and whether it is gone.
 * :func:`trial_id`, :func:`storage_of`, :func:`flush_trial`, :func:`fail_trial`,
   :func:`heartbeat_interval`, :func:`record_heartbeat`, :func:`fail_stale_trials` — every
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from foldwise.storage._batched import BatchedJournalStorage
 from foldwise.storage._journal_file import FileJournalBackend
-from foldwise.storage._liveness import WORKER_ATTR, current_worker, is_dead
+from foldwise.storage._liveness import WORKER_ATTR, current_worker, is_dead, is_this_process
 from foldwise.storage._optuna import (
     fail_stale_trials,
     fail_trial,
@@ -50,6 +50,7 @@ __all__ = [
     "flush_trial",
     "heartbeat_interval",
     "is_dead",
+    "is_this_process",
     "open_storage",
     "parse_storage",
     "record_heartbeat",

@@ -20,7 +20,7 @@ import secrets
 import socket
 from typing import Any
 
-__all__ = ["WORKER_ATTR", "WorkerId", "current_worker", "is_dead"]
+__all__ = ["WORKER_ATTR", "WorkerId", "current_worker", "is_dead", "is_this_process"]
 
 WorkerId = dict[str, Any]
 
@@ -96,3 +96,15 @@ def is_dead(worker: Any) -> bool:
         pass  # exists, owned by someone else
     recorded, current = worker.get("start"), _start_time(pid)
     return recorded is not None and current is not None and recorded != current
+
+
+def is_this_process(worker: Any) -> bool:
+    """True when ``worker`` is this very process (same host, pid and token).
+
+    A trial of this process that it no longer evaluates (left RUNNING when the storage
+    failed while the trial was being released) is an orphan the caller may fail.
+    """
+    if not isinstance(worker, dict):
+        return False
+    me = current_worker()
+    return all(worker.get(field) == me[field] for field in ("host", "pid", "token"))
