@@ -171,14 +171,6 @@ def test_load_result_gives_the_same_tables_and_runs_nothing(goog_result, tmp_pat
     assert len(executions(tmp_path / "executions.txt")) == executed
 
 
-def test_a_result_whose_runs_were_evicted_says_so(goog_result):
-    foldwise.BacktestCache().clear()
-    again = load_result("agg")
-    assert len(again.trials)  # the trials are in the storage
-    with pytest.raises(OptimizationError, match="not in the cache.*evicted or cleared"):
-        again.oos_returns  # noqa: B018
-
-
 def test_the_stability_table_shows_a_regime_change(store_dir):
     data = regime_panel()
     result = optimize(lagged_sign, data, {"lookback": Int(1, 3), "sign": Categorical([1, -1])},

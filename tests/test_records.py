@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 import foldwise
 from foldwise.backtest import BacktestSettings, Costs
 from foldwise.errors import OptimizationError
+from foldwise.examples import sma_crossover
 from foldwise.records import (
     FORMAT,
     DataSummary,
@@ -108,7 +109,8 @@ def test_a_stored_trial_survives_its_json_round_trip():
 
 @pytest.mark.parametrize(("kind", "counts"), [
     (FailureKind.STRATEGY, True), (FailureKind.NON_FINITE, True),
-    (FailureKind.WORKER_DIED, False), (FailureKind.INTERRUPTED, False)])
+    (FailureKind.WORKER_DIED, False), (FailureKind.INTERRUPTED, False),
+    (FailureKind.FAULT, False)])
 def test_only_the_strategys_own_failures_use_the_budget(kind, counts):
     study = optuna.create_study()
     trial = study.ask()
@@ -138,6 +140,15 @@ def test_a_format_1_study_still_loads(tmp_path):
     cv = foldwise.load_result("cv-v1", storage=f"journal:{journal}", cache=tmp_path / "cache")
     assert cv.best_params == expected["cv-v1"]["best_params"]
     assert cv.trials["cv_folds"].map(len).eq(3).all()
-    # the runs were in the old cache, not this one: tables that need them say so
-    with pytest.raises(OptimizationError, match="not in the cache"):
+    # the runs were in the old cache, not this one. A format-1 study stored no import path,
+    # and its run keys belong to the previous backtest engine: nothing is re-created from
+    # other code; the fold table still shows what the records hold
+    with pytest.raises(OptimizationError, match="cannot be imported again.*strategy="):
         _ = result.oos_result
+    assert result.folds["dsr"].isna().all()
+    assert list(result.folds["params"]) == expected["wf-v1"]["params"]
+    again = foldwise.load_result("wf-v1", storage=f"journal:{journal}", cache=tmp_path / "cache",
+                                 strategy=sma_crossover,
+                                 data=foldwise.datasets.load_goog().islice(0, 800))
+    with pytest.raises(OptimizationError, match="gives another key"):
+        _ = again.oos_result

@@ -64,6 +64,9 @@ def _show(args: argparse.Namespace) -> int:
     storage, directory = _location(args)
     result = foldwise.load_result(args.study, storage=storage, cache=directory)
     print(result.text_report(overfitting=not args.no_overfitting))
+    if result.runs_rebuilt:
+        print(f"\n{result.runs_rebuilt} run(s) were missing from the cache and were re-created "
+              "from the study.")
     return 0
 
 
@@ -155,7 +158,8 @@ def _cache_evict(args: argparse.Namespace) -> int:
         print("foldwise: error: give --older-than and/or --max-bytes (or use `foldwise cache "
               "clear`)", file=sys.stderr)
         return 2
-    removed = _open_cache(args).evict(older_than=args.older_than, max_bytes=args.max_bytes)
+    removed = _open_cache(args).evict(older_than=args.older_than, max_bytes=args.max_bytes,
+                                      include_pinned=args.include_pinned)
     print(f"evicted {removed} entries")
     return 0
 
@@ -166,7 +170,8 @@ def _cache_clear(args: argparse.Namespace) -> int:
         print(f"this would delete all {cache.stats().runs} stored runs in {cache.directory}; "
               "run again with --yes to do it", file=sys.stderr)
         return 1
-    print(f"removed {cache.clear()} entries from {cache.directory}")
+    print(f"removed {cache.clear(include_pinned=args.include_pinned)} entries from "
+          f"{cache.directory}")
     return 0
 
 
@@ -213,10 +218,15 @@ def _add_cache_commands(commands: Any) -> None:  # the object add_subparsers ret
                        help="entries not used for this long (e.g. 30d, 12h, seconds)")
     evict.add_argument("--max-bytes", type=_size, metavar="SIZE",
                        help="then shrink artifacts to at most this size (e.g. 2G, 500M)")
+    evict.add_argument("--include-pinned", action="store_true",
+                       help="also remove runs that stored studies reference (they are "
+                            "re-created when a study needs them)")
     evict.set_defaults(handler=_cache_evict)
 
     clear = actions.add_parser("clear", parents=[location], help="remove every entry")
     clear.add_argument("--yes", action="store_true", help="really delete")
+    clear.add_argument("--include-pinned", action="store_true",
+                       help="also remove runs that stored studies reference")
     clear.set_defaults(handler=_cache_clear)
 
 

@@ -33,8 +33,9 @@ __all__ = ["WalkForwardResult"]
 class WalkForwardResult:
     """The result of :func:`foldwise.optimize` (or :func:`foldwise.load_result`).
 
-    Trials come from the study storage, return series from the cache; nothing runs a
-    backtest. Tables are computed when first asked for.
+    Trials come from the study storage, return series from the loader (the cache; the
+    optimizer's loader re-creates a run the cache lacks, see :attr:`runs_rebuilt`). Tables
+    are computed when first asked for.
 
     Attributes
     ----------
@@ -63,6 +64,12 @@ class WalkForwardResult:
         self.top_k = self.manifest.top_k
         self.location = record.location
         self.fold_records: list[FoldRecord] = fold_records(record)
+
+    @property
+    def runs_rebuilt(self) -> int:
+        """Runs re-created so far because the cache lacked them (evicted, cleared, damaged
+        or unreadable); 0 when every run came from the cache."""
+        return int(getattr(self.loader, "rebuilt", 0))
 
     @property
     def _maximize(self) -> bool:

@@ -18,7 +18,9 @@ class RunLoader(Protocol):
 
     The aggregator needs return series and positions only for the stitched out-of-sample
     curve, the deflated Sharpe ratio of a fold's choice, PBO and CPCV paths; everything else
-    comes from the study records. An implementation may memoize; it must raise a
+    comes from the study records. An implementation may memoize, and may re-create a run
+    it cannot find (counting them in an optional ``rebuilt`` attribute, which
+    ``WalkForwardResult.runs_rebuilt`` reports); it must raise a
     :class:`~foldwise.errors.FoldwiseError` naming the fix when a run cannot be had.
     """
 

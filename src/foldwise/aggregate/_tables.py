@@ -7,6 +7,7 @@ a number. :class:`foldwise.WalkForwardResult` calls them once each and keeps the
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ from scipy import stats as sps
 
 from foldwise._canonical import canonical_json
 from foldwise.backtest import BacktestResult
-from foldwise.errors import OptimizationError
+from foldwise.errors import FoldwiseError, OptimizationError
 from foldwise.metrics import summarize
 from foldwise.records import StoredTrial, StudyManifest
 from foldwise.splits import ranges_to_positions
@@ -27,6 +28,8 @@ from foldwise.splits import ranges_to_positions
 from ._folds import FoldRecord
 from ._overfitting import fold_dsr
 from ._runs import RunLoader
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ANNUALIZED",
@@ -162,7 +165,11 @@ def _fold_dsr(record: FoldRecord, complete: list[StoredTrial], loader: RunLoader
     for trial in _distinct(complete):
         own = trial.record.evaluations.get(record.number)
         sharpes.append((own.train or {}).get("sharpe", math.nan) if own else math.nan)
-    run = loader.load(best.evaluation.run_key("train"))
+    try:
+        run = loader.load(best.evaluation.run_key("train"))
+    except FoldwiseError as exc:  # no run to be had: the table shows what the records hold
+        logger.info("fold %d: no deflated Sharpe ratio (%s)", record.number, exc)
+        return math.nan
     positions = ranges_to_positions(np.asarray(record.train)) - best.evaluation.offset
     return fold_dsr(run.take(positions).arrays.net, sharpes, periods_per_year)
 

@@ -38,6 +38,7 @@ from foldwise.cache._index import IndexBackend
 from foldwise.cache._keys import CacheKey, Window, coerce_settings, key_of
 from foldwise.cache._maintenance import Maintenance
 from foldwise.cache._memo import RecordMemo
+from foldwise.cache._pins import Pins
 from foldwise.cache._records import CacheRecord, CacheStats, VerifyReport
 from foldwise.cache._results import RESULTS_BYTES, ResultsMemory
 from foldwise.cache._sqlite import INDEX_NAME, SQLiteIndex, set_aside
@@ -134,7 +135,8 @@ class BacktestCache(StoredRuns):
         self._results = ResultsMemory(store, results_in_memory, self._lookup_parent)
         self._memo = RecordMemo(self.index, self._record, memo_size, touch_interval)
         self._lookup = self._memo.lookup
-        self._upkeep = Maintenance(self.directory, self.index, store, self._memo, self._results)
+        self._upkeep = Maintenance(self.directory, self.index, store, self._memo, self._results,
+                                   Pins(self.root))
         self._writes = WritePath(self.directory, self.index, store, self._memo, self._results,
                                  self._upkeep.drop)
 
@@ -367,8 +369,11 @@ class BacktestCache(StoredRuns):
         return self._upkeep.stats()
 
     def evict(self, older_than: float | _dt.timedelta | str | None = None,
-              max_bytes: int | None = None) -> int:
+              max_bytes: int | None = None, *, include_pinned: bool = False) -> int:
         """Remove entries, least recently used first; return how many were removed.
+
+        Runs that stored studies reference (:meth:`pin`) are kept, and a warning says how
+        many, unless ``include_pinned`` is true.
 
         Parameters
         ----------
@@ -381,15 +386,33 @@ class BacktestCache(StoredRuns):
 
         Slice entries whose full run is evicted keep their metrics.
         """
-        return self._upkeep.evict(older_than, max_bytes)
+        return self._upkeep.evict(older_than, max_bytes, include_pinned)
 
-    def clear(self) -> int:
+    def clear(self, *, include_pinned: bool = False) -> int:
         """Remove every entry and its files; return how many entries were removed.
+
+        Runs that stored studies reference (:meth:`pin`) are kept, and a warning says how
+        many, unless ``include_pinned`` is true (their pins stay; the studies re-create the
+        runs when they need them).
 
         Unfinished writes and orphan files older than ten minutes go too (younger ones may
         belong to a process writing right now); foreign files are left alone.
         """
-        return self._upkeep.clear()
+        return self._upkeep.clear(include_pinned)
+
+    def pin(self, owner: str, digests: Iterable[str]) -> None:
+        """Make ``digests`` the runs ``owner`` (a stored study) references: :meth:`evict`
+        and :meth:`clear` keep them. Replaces what ``owner`` pinned before. The optimizer
+        pins every run of a study's results at the end of each ``optimize`` call."""
+        self._upkeep.pins.set(owner, digests)
+
+    def unpin(self, owner: str) -> bool:
+        """Release the runs ``owner`` pinned (a deleted study); True if it had pins."""
+        return self._upkeep.pins.drop(owner)
+
+    def pins(self) -> dict[str, frozenset[str]]:
+        """Every owner (a stored study) and the run digests it pins."""
+        return self._upkeep.pins.owners()
 
     def verify(self, repair: bool = False, grace: float = 600.0) -> VerifyReport:
         """Check every entry's artifact and list anything in the directory that is not ours.

@@ -31,6 +31,7 @@ from foldwise.cache._artifacts import ArtifactStore, DirectoryScan
 from foldwise.cache._index import IndexBackend, IndexRow
 from foldwise.cache._locks import LOCK_FILES
 from foldwise.cache._memo import RecordMemo
+from foldwise.cache._pins import Pins
 from foldwise.cache._records import CacheStats, VerifyReport
 from foldwise.cache._results import ResultsMemory
 from foldwise.cache._sqlite import DAMAGED_MARK, INDEX_FILES, INDEX_NAME
@@ -175,12 +176,33 @@ class Maintenance:
     """
 
     def __init__(self, directory: Path, index: IndexBackend, store: ArtifactStore,
-                 memo: RecordMemo, results: ResultsMemory) -> None:
+                 memo: RecordMemo, results: ResultsMemory, pins: Pins) -> None:
         self.directory = directory
         self.index = index
         self._store = store
         self._memo = memo
         self._results = results
+        self.pins = pins
+
+    def _unpinned(self, rows: list[IndexRow], include_pinned: bool, action: str
+                  ) -> list[IndexRow]:
+        """``rows`` without those studies pin (a pinned run and its window slices); says
+        how many were kept and by whom."""
+        if include_pinned:
+            return rows
+        pinned = self.pins.pinned()
+        if not pinned:
+            return rows
+        kept = [r for r in rows if r.key in pinned or (r.parent or "") in pinned]
+        if kept:
+            owners = sorted({owner for r in kept
+                             for owner in pinned.get(r.key) or pinned.get(r.parent or "", [])})
+            logger.warning("%s kept %d entries that stored studies reference (%s); pass "
+                           "include_pinned=True (--include-pinned) to remove them too",
+                           action, len(kept), "; ".join(owners[:3])
+                           + (f" and {len(owners) - 3} more" if len(owners) > 3 else ""))
+        dropped = {r.key for r in kept}
+        return [r for r in rows if r.key not in dropped]
 
     def drop(self, keys: list[str]) -> list[IndexRow]:
         """Delete rows, then their files; forget them in memory. Return the deleted rows."""
@@ -210,15 +232,21 @@ class Maintenance:
                           misses=misses, puts=puts)
 
     def evict(self, older_than: float | _dt.timedelta | str | None,
-              max_bytes: int | None) -> int:
+              max_bytes: int | None, include_pinned: bool = False) -> int:
         self._memo.flush()
-        victims = eviction_victims(self.index.rows(), older_than, max_bytes, time.time())
+        rows = self.index.rows()
+        eviction_victims(rows[:0], older_than, max_bytes, 0.0)  # check the arguments first
+        candidates = self._unpinned(rows, include_pinned, "evict")
+        victims = eviction_victims(candidates, older_than, max_bytes, time.time())
         return len(self.drop(victims))
 
-    def clear(self) -> int:
-        removed = self.drop([row.key for row in self.index.rows()])
+    def clear(self, include_pinned: bool = False) -> int:
+        rows = self.index.rows()
+        removed = self.drop([row.key for row in self._unpinned(rows, include_pinned, "clear")])
+        named = {row.artifact for row in self.index.rows() if row.artifact is not None}
         scan = self._scan()
-        sweep(self.directory, scan.temporary + scan.artifacts, grace=600.0)
+        sweep(self.directory, scan.temporary + [a for a in scan.artifacts if a not in named],
+              grace=600.0)
         self._memo.clear()
         self._results.clear()
         return len(removed)

@@ -49,6 +49,7 @@ from foldwise.strategy import Strategy, as_strategy
 from ._benchmark import equal_weight_universe
 from ._lookahead import check_lookahead
 from ._objective import CV_AGGREGATES, TRAIN_END
+from ._rebuild import DataCopies
 from ._samplers import SamplerSpec
 
 __all__ = ["MODES", "Plan", "Request", "fold_set_name", "fold_study_name", "make_plan",
@@ -317,6 +318,9 @@ def store_plan(request: Request, plan: Plan, storage: optuna.storages.BaseStorag
                 f"study with another name (e.g. study={name + '-v2'!r}), or delete the old "
                 f"one with foldwise.delete_study({name!r}, storage=...) to start over under "
                 "this name.")
+    # The study keeps its own copy of the data, so its runs can be re-created from their
+    # keys without the caller's objects (see foldwise.optimizer._rebuild).
+    DataCopies(request.cache.root).keep(request.data)
     checked = stored is not None and stored.lookahead_checked
     if request.check_lookahead and request.strategy.causal and not checked:
         checked = check_lookahead(request)

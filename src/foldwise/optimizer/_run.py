@@ -42,8 +42,9 @@ from ._faults import stopping_on_machine_faults
 from ._objective import Evaluator, evaluate_cv, evaluate_walk_forward
 from ._plan import Plan, Request, make_plan, store_plan, validate
 from ._progress import Progress
+from ._rebuild import study_runs
 from ._samplers import SamplerSpec, make_sampler, study_seed, trial_seed
-from ._studies import read_study, result_of
+from ._studies import pin_owner, read_study, result_of
 from ._trials import budget_counts, run_trials
 
 __all__ = ["optimize"]
@@ -361,5 +362,6 @@ def optimize(
         opened = open_storage(request.storage)
         plan = store_plan(request, make_plan(request), opened)
         _run(request, plan, opened)
-        return result_of(read_study(request.study, opened, str(request.storage)),
-                         request.cache)
+        record = read_study(request.study, opened, str(request.storage))
+        request.cache.pin(pin_owner(record.location, record.name), study_runs(record))
+        return result_of(record, request.cache, strategy=request.strategy, data=request.data)

@@ -18,8 +18,9 @@ from typing import Any
 import optuna
 
 from foldwise._paths import resolve_root
-from foldwise.aggregate import CacheRunLoader, WalkForwardResult
+from foldwise.aggregate import WalkForwardResult
 from foldwise.cache import BacktestCache
+from foldwise.data import MarketData
 from foldwise.errors import OptimizationError
 from foldwise.records import (
     Evaluation,
@@ -31,10 +32,13 @@ from foldwise.records import (
 )
 from foldwise.splits import FoldStore
 from foldwise.storage import StorageSpec, open_storage, parse_storage
+from foldwise.strategy import Strategy, as_strategy
 
 from ._plan import fold_set_name, fold_study_name
+from ._rebuild import StudyRunLoader
 
-__all__ = ["delete_study", "list_studies", "load_result", "read_study"]
+__all__ = ["delete_study", "list_studies", "load_result", "pin_owner", "read_study",
+           "result_of"]
 
 
 def _manifest_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -85,13 +89,28 @@ def _cache(cache: Any) -> BacktestCache:
     return cache if isinstance(cache, BacktestCache) else BacktestCache(cache)
 
 
-def result_of(record: StudyRecord, cache: BacktestCache) -> WalkForwardResult:
-    """The :class:`~foldwise.WalkForwardResult` of ``record``, reading runs from ``cache``."""
-    return WalkForwardResult(record, CacheRunLoader(cache, record.name))
+def pin_owner(location: str, name: str) -> str:
+    """How study ``name`` of the storage at ``location`` names itself in the cache's pins."""
+    return f"{location} :: {name}"
 
 
-def load_result(study: str, storage: Any = None, cache: Any = None) -> WalkForwardResult:
-    """Rebuild the result of optimization ``study`` from its storage; no backtest runs.
+def result_of(record: StudyRecord, cache: BacktestCache, *, strategy: Strategy | None = None,
+              data: MarketData | None = None) -> WalkForwardResult:
+    """The :class:`~foldwise.WalkForwardResult` of ``record``, reading runs from ``cache`` and
+    re-creating those it lacks (:class:`~foldwise.optimizer._rebuild.StudyRunLoader`)."""
+    return WalkForwardResult(record, StudyRunLoader(record, cache, strategy=strategy, data=data))
+
+
+def load_result(study: str, storage: Any = None, cache: Any = None, *,
+                strategy: Any = None, data: MarketData | None = None) -> WalkForwardResult:
+    """Read the result of optimization ``study`` back from its storage.
+
+    Every metric of the fold tables comes from the study's records. The return series
+    behind the stitched curve, the deflated Sharpe ratios and PBO are read from the cache;
+    a run the cache lacks (evicted, cleared, damaged, or the cache is read-only or gone) is
+    re-created from the study — the strategy re-imported from the import path it stored,
+    the data from the copy kept in the foldwise directory — and ``result.runs_rebuilt``
+    says how many. A study never becomes unreadable because of its cache.
 
     Parameters
     ----------
@@ -100,11 +119,25 @@ def load_result(study: str, storage: Any = None, cache: Any = None) -> WalkForwa
     storage
         The same ``storage=`` as the optimization (None: the default journal file).
     cache
-        The :class:`~foldwise.BacktestCache` (or its directory) of the optimization, for
-        what needs return series (the stitched out-of-sample curve); None: the default.
+        The :class:`~foldwise.BacktestCache` (or its foldwise directory) of the
+        optimization; None: the default.
+    strategy
+        The strategy the study ran, for a strategy that cannot be re-imported (defined in a
+        notebook or a script): only needed when runs are missing from the cache. Its code
+        fingerprint must be the study's.
+    data
+        The data the study ran on, when the study's copy of it is not in the cache's
+        foldwise directory; its content hash must be the study's.
     """
     spec = storage if isinstance(storage, StorageSpec) else parse_storage(storage)
-    return result_of(read_study(study, open_storage(spec), str(spec)), _cache(cache))
+    record = read_study(study, open_storage(spec), str(spec))
+    given = None if strategy is None else as_strategy(strategy)
+    if given is not None and given.fingerprint != record.manifest.strategy.fingerprint:
+        raise OptimizationError(
+            f"the strategy given to load_result is not the code study {study!r} ran "
+            f"(fingerprint {given.fingerprint[:12]}..., the study's "
+            f"{record.manifest.strategy.fingerprint[:12]}...). Pass the strategy as it was.")
+    return result_of(record, _cache(cache), strategy=given, data=data)
 
 
 def list_studies(storage: Any = None) -> list[str]:
@@ -129,7 +162,9 @@ def delete_study(name: str, storage: Any = None, cache: Any = None) -> int:
     """
     root = cache.root if isinstance(cache, BacktestCache) else resolve_root(cache)
     FoldStore(root).delete(fold_set_name(name))
-    opened = open_storage(parse_storage(storage))
+    spec = parse_storage(storage)
+    opened = open_storage(spec)
+    _cache(cache).unpin(pin_owner(str(spec), name))
     names = [n for n in optuna.get_all_study_names(storage=opened)
              if n == name or n.startswith(name + "/fold-")]
     for study_name in names:
