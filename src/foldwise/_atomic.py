@@ -43,7 +43,8 @@ def atomic_path(target: str | os.PathLike[str], *, durable: bool = True) -> Iter
 
     The caller writes the whole file to the yielded path (any writer: pyarrow, pandas,
     ``open``). On exit the file is fsynced and renamed over ``target``; on an exception it
-    is removed and ``target`` is untouched.
+    is removed and ``target`` is untouched (an ``OSError`` that names no file, such as a
+    full disk, is raised again naming ``target``).
 
     ``durable=False`` skips both fsyncs (of the file and of its directory entry): the
     rename is still atomic for every reader and survives the death of the writing process
@@ -70,9 +71,12 @@ def atomic_path(target: str | os.PathLike[str], *, durable: bool = True) -> Iter
             with open(temporary, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(exc, OSError) and exc.filename is None:
+            # a failed write to an open file (a full disk) names no file: name the target
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
         raise
     if durable:
         fsync_dir(target.parent)
