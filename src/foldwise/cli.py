@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,6 +22,7 @@ import pandas as pd
 import foldwise
 from foldwise.cache import parse_seconds, set_aside_index
 from foldwise.datasets import load_goog
+from foldwise.storage import parse_storage
 
 __all__ = ["main"]
 
@@ -72,9 +74,16 @@ def _show(args: argparse.Namespace) -> int:
 
 def _studies(args: argparse.Namespace) -> int:
     storage, _ = _location(args)
+    # read only: a --dir/--storage that does not exist is an error (exit 1), the default
+    # storage that does not exist yet just holds no study
     names = foldwise.list_studies(storage)
     if not names:
-        print(f"no study in {storage or 'the default storage (./.foldwise/studies.journal)'}")
+        where = parse_storage(storage)
+        if storage is None and not Path(where.location).exists():
+            print(f"no studies yet: {where} does not exist (`foldwise demo` or "
+                  "foldwise.optimize creates it)")
+        else:
+            print(f"no studies in {where}")
     for name in names:
         print(name)
     return 0
@@ -108,14 +117,37 @@ def _open_cache(args: argparse.Namespace) -> foldwise.BacktestCache:
     return foldwise.BacktestCache(getattr(args, "dir", None))
 
 
+def _read_cache(args: argparse.Namespace) -> foldwise.BacktestCache | None:
+    """The cache of ``--dir`` opened for reading: nothing is created, and a read-only one
+    can be read. A ``--dir`` without a cache is an error; the default cache not existing
+    yet is said and gives None."""
+    directory = getattr(args, "dir", None)
+    cache = foldwise.BacktestCache(directory, read_only=True)
+    if cache.exists:
+        return cache
+    if directory is not None:
+        raise foldwise.errors.CacheNotFoundError(
+            f"no backtest cache at {cache.directory}: the directory does not exist. Check "
+            "--dir (the foldwise directory that holds cache/ and studies.journal).")
+    print(f"no backtest cache yet: {cache.directory} does not exist (`foldwise demo` or "
+          "foldwise.optimize creates it)")
+    return None
+
+
 def _cache_stats(args: argparse.Namespace) -> int:
-    print(_open_cache(args).stats())
+    cache = _read_cache(args)
+    if cache is not None:
+        with cache:
+            print(cache.stats())
     return 0
 
 
 def _cache_runs(args: argparse.Namespace) -> int:
-    cache = _open_cache(args)
-    runs = cache.runs(args.strategy, kind=args.kind)
+    cache = _read_cache(args)
+    if cache is None:
+        return 0
+    with cache:
+        runs = cache.runs(args.strategy, kind=args.kind)
     if runs.empty:
         print(f"no stored runs in {cache.directory}")
         return 0
@@ -138,6 +170,14 @@ def _cache_runs(args: argparse.Namespace) -> int:
 
 
 def _cache_verify(args: argparse.Namespace) -> int:
+    if not args.repair:  # only reads
+        reader = _read_cache(args)
+        if reader is None:
+            return 0
+        with reader:
+            report = reader.verify(grace=args.grace)
+        print(report)
+        return 0 if report.ok else 1
     try:
         cache = _open_cache(args)
     except foldwise.errors.CacheCorruptedError:

@@ -20,6 +20,8 @@ __all__ = [
     "CacheCorruptedError",
     "CacheError",
     "CacheMissError",
+    "CacheNotFoundError",
+    "CacheReadOnlyError",
     "CalendarSpanError",
     "CombinatorialExplosionError",
     "DataError",
@@ -51,6 +53,7 @@ __all__ = [
     "SearchSpaceError",
     "SplitError",
     "StorageError",
+    "StorageNotFoundError",
     "StrategyError",
     "StrategyOutputError",
     "StrategyParameterError",
@@ -187,6 +190,11 @@ class StorageError(OptimizationError):
     """An Optuna storage that cannot be opened or used."""
 
 
+class StorageNotFoundError(StorageError):
+    """A study storage opened for reading that does not exist (a journal or SQLite file that
+    is not there): reading never creates one."""
+
+
 class JournalCorruptedError(StorageError):
     """A study journal with a damaged line (not JSON, or a checksum that does not match)."""
 
@@ -268,6 +276,16 @@ class CacheArgumentError(CacheError, ValueError):
 
 class CacheMissError(CacheError, KeyError):
     """A key that was required to be in the cache is not (``compare``, a slice's full run)."""
+
+
+class CacheNotFoundError(CacheError):
+    """A cache directory opened for reading that does not exist: reading never creates one."""
+
+
+class CacheReadOnlyError(CacheError):
+    """A write to a cache that cannot be written: opened read-only, on a read-only file
+    system, or without permission. The message names the path and the fix; an underlying
+    ``OSError`` or ``sqlite3`` error is chained (``__cause__``)."""
 
 
 # --- pipeline ------------------------------------------------------------------------------

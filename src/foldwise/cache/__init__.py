@@ -22,6 +22,7 @@ instant leaves a readable cache.
 from __future__ import annotations
 
 from foldwise.cache._cache import (
+    CACHE_DIR,
     BacktestCache,
     CacheRecord,
     CacheStats,
@@ -35,6 +36,7 @@ from foldwise.cache._maintenance import parse_seconds
 from foldwise.cache._sqlite import SQLiteIndex
 
 __all__ = [
+    "CACHE_DIR",
     "BacktestCache",
     "CacheKey",
     "CacheRecord",

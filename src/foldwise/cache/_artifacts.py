@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from foldwise._atomic import TEMP_SUFFIX, atomic_path
 from foldwise._hashing import hash_bytes
 from foldwise.backtest import BacktestResult, BacktestSettings
+from foldwise.cache._readonly import read_only_error
 from foldwise.errors import CacheCorruptedError
 
 __all__ = ["ARTIFACT_DIR", "ArtifactStore", "DirectoryScan"]
@@ -112,6 +113,9 @@ class ArtifactStore:
                     open(temporary, "wb") as handle:
                 handle.write(data)
         except OSError as exc:
+            refused = read_only_error(exc, self.directory)
+            if refused is not None:  # a read-only file system, permission denied
+                raise refused from exc
             if exc.filename is not None:
                 raise
             # a write to an open file names no path (a full disk): name the artifact's
@@ -143,7 +147,13 @@ class ArtifactStore:
                 f"{'not a regular file' if not stat.S_ISREG(info.st_mode) else f'{info.st_size} bytes, expected {n_bytes}'}"
                 "): it was truncated or replaced. It was not opened. Run `foldwise cache "
                 "verify --repair` to drop the entry.")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # deleted between the two calls (an eviction)
+            raise CacheCorruptedError(
+                f"the artifact file {path} of this entry is gone (deleted by hand or by "
+                "another process's eviction). The entry's metrics are still valid; run "
+                "`foldwise cache verify --repair` to drop it, or just run it again.") from None
         if checksum(data) != expected:
             raise CacheCorruptedError(
                 f"the artifact file {path} does not match the checksum recorded in the index: "

@@ -97,6 +97,12 @@ class BacktestCache(StoredRuns):
         the same recent runs, which then need no reading.
     touch_interval
         Seconds between batched writes of last-used times.
+    read_only
+        Only read: create nothing (a cache that does not exist reads as empty), write
+        nothing (not even last-used times); storing a run raises
+        :class:`~foldwise.errors.CacheReadOnlyError` before anything is written. A cache
+        whose index file or directory cannot be written (a read-only mount, another
+        user's files) is opened so without being asked (see :attr:`read_only`).
 
     Notes
     -----
@@ -127,12 +133,19 @@ class BacktestCache(StoredRuns):
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  backend: IndexBackend | None = None, memo_size: int = 100_000,
-                 results_in_memory: int = 256, touch_interval: float = 30.0) -> None:
+                 results_in_memory: int = 256, touch_interval: float = 30.0,
+                 read_only: bool = False) -> None:
         self.root = resolve_root(path)
         self.directory = self.root / CACHE_DIR
-        self.index = backend if backend is not None else SQLiteIndex(self.directory / INDEX_NAME)
+        if backend is not None and read_only:
+            raise CacheArgumentError(
+                "read_only=True opens the default SQLite index for reading; a backend= "
+                "given is used as it is (open it read-only itself).")
+        self.index = backend if backend is not None else SQLiteIndex(
+            self.directory / INDEX_NAME, read_only=read_only)
         self._store = store = ArtifactStore(self.directory)
-        self._results = ResultsMemory(store, results_in_memory, self._lookup_parent)
+        self._results = ResultsMemory(store, results_in_memory, self._lookup_parent,
+                                      self._stale)
         self._memo = RecordMemo(self.index, self._record, memo_size, touch_interval)
         self._lookup = self._memo.lookup
         self._upkeep = Maintenance(self.directory, self.index, store, self._memo, self._results,
@@ -145,6 +158,27 @@ class BacktestCache(StoredRuns):
 
     def _lookup_parent(self, digest: str) -> CacheRecord | None:
         return self._memo.lookup(digest)
+
+    def _stale(self, record: CacheRecord) -> bool:
+        """True (and the record forgotten) when the index no longer holds ``record`` as it
+        was looked up: another process evicted, cleared or replaced it since."""
+        current = self.index.get(record.key)
+        if current is not None and current.artifact == record._row.artifact:
+            return False
+        self._memo.forget([record.key])
+        return True
+
+    @property
+    def read_only(self) -> bool:
+        """True when this cache only reads: opened with ``read_only=True``, or its index
+        file or directory cannot be written (a read-only mount, another user's files).
+        Storing a run then raises :class:`~foldwise.errors.CacheReadOnlyError`."""
+        return self.index.read_only_reason is not None
+
+    @property
+    def exists(self) -> bool:
+        """True when the cache directory exists (a read-only cache never creates it)."""
+        return self.directory.is_dir()
 
     @property
     def shareable(self) -> bool:

@@ -105,7 +105,8 @@ class IndexBackend(abc.ABC):
     * **Returned rows are values**: :class:`IndexRow` is frozen; the backend keeps no
       reference it could later mutate.
 
-    Only :meth:`close` and :attr:`shareable` are optional (a no-op and False by default).
+    Only :meth:`close`, :attr:`shareable` and :attr:`read_only_reason` are optional (a
+    no-op, False and None by default).
     """
 
     @property
@@ -152,6 +153,13 @@ class IndexBackend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections held by this process. Optional; the instance may be reused."""
+
+    @property
+    def read_only_reason(self) -> str | None:
+        """Why this index cannot be written (e.g. its file is on a read-only file system),
+        or None when it can. The cache refuses to store runs in a read-only index before
+        writing anything, with this reason. Optional; default None."""
+        return None
 
     def integrity_problems(self) -> list[str]:
         """Damage the store itself can detect (e.g. SQLite's ``PRAGMA quick_check``), one

@@ -22,6 +22,8 @@ import weakref
 from pathlib import Path
 from typing import Protocol
 
+from foldwise.cache._readonly import read_only_error
+
 if sys.platform != "win32":
     import fcntl
 
@@ -39,10 +41,16 @@ def acquire_run_lock(directory: Path, digest: str) -> int | None:
         return None
     path = directory / "locks" / f"{digest[:2]}.lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except FileNotFoundError:  # the first lock of this cache directory
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the first lock of this cache directory
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a read-only file system, permission denied
+        refused = read_only_error(exc, directory)
+        if refused is None:
+            raise
+        raise refused from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
     except BaseException:

@@ -17,10 +17,19 @@ result is kept whatever its size. Every array of a kept result is made read-only
 the same object is handed to every caller that asks for the run. Results are immutable
 and keys content-addressed, so nothing kept can go stale; eviction and clearing drop what
 they delete (:meth:`ResultsMemory.discard`).
+
+Another process may evict or clear an entry between its lookup here and the reading of its
+artifact. The artifact is then gone, but so is its index row: that is an eviction, not
+damage. Before an unreadable artifact is called damaged, the index is asked again
+(``stale``); an entry no longer stored as it was looked up is a
+:class:`~foldwise.errors.CacheMissError` (logged at debug level), which the write path
+treats as a miss and runs again. Only a row that still names a missing or bad file is a
+:class:`~foldwise.errors.CacheCorruptedError`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -28,13 +37,15 @@ from typing import TYPE_CHECKING
 
 from foldwise.cache._artifacts import ArtifactStore
 from foldwise.cache._locks import renew_after_fork
-from foldwise.errors import CacheMissError
+from foldwise.errors import CacheCorruptedError, CacheMissError
 
 if TYPE_CHECKING:
     from foldwise.backtest import BacktestResult
     from foldwise.cache._records import CacheRecord
 
 __all__ = ["RESULTS_BYTES", "ResultsMemory"]
+
+logger = logging.getLogger(__name__)
 
 #: Bytes of arrays the results memory of one cache object may hold (the most recent result
 #: is kept whatever its size).
@@ -52,15 +63,21 @@ class ResultsMemory:
         Results kept at most (0: none beyond the most recent one).
     lookup
         The record of a digest (the full run of a slice entry), or None.
+    stale
+        Asks the index whether a record whose artifact cannot be read is still stored as
+        it was looked up; True (and the record forgotten) when another process evicted,
+        cleared or replaced it since. Default: never (every unreadable artifact is damage).
 
     Thread-safe; one per cache object.
     """
 
     def __init__(self, store: ArtifactStore, size: int,
-                 lookup: Callable[[str], CacheRecord | None]) -> None:
+                 lookup: Callable[[str], CacheRecord | None],
+                 stale: Callable[[CacheRecord], bool] | None = None) -> None:
         self._store = store
         self.size = int(size)
         self._lookup = lookup
+        self._stale = stale
         self._lock = threading.Lock()
         self._kept: OrderedDict[str, tuple[BacktestResult, int]] = OrderedDict()
         self.nbytes = 0
@@ -78,9 +95,11 @@ class ResultsMemory:
         Raises
         ------
         CacheCorruptedError
-            The artifact file is missing, truncated or not the one recorded.
+            The index still names an artifact file that is missing, truncated or not the
+            one recorded.
         CacheMissError
-            A slice entry whose full run is no longer in the cache.
+            The entry (or the full run of a slice entry) is no longer in the cache:
+            evicted or cleared, possibly by another process since it was looked up.
         """
         window = record.window
         if window is not None:
@@ -98,7 +117,17 @@ class ResultsMemory:
                 self._kept.move_to_end(record.key)
                 return kept[0]
         row = record._row
-        result = self._store.load(row.artifact or "", row.checksum or "", row.n_bytes)
+        try:
+            result = self._store.load(row.artifact or "", row.checksum or "", row.n_bytes)
+        except CacheCorruptedError:
+            if self._stale is None or not self._stale(record):
+                raise  # the index still names this file: damage
+            logger.debug("run %s of %r was evicted from the cache while it was being read",
+                         record.key, record.strategy)
+            raise CacheMissError(
+                f"the run {record.key} of {record.strategy!r} is no longer in the cache: it "
+                "was evicted or cleared (by another process) after it was looked up. Run "
+                "it again with cache.get_or_run(strategy, params, data, ...).") from None
         self.keep(record.key, result)
         return result
 

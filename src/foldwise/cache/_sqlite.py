@@ -10,11 +10,22 @@ of a host.
 * **Damage.** A file that is not a usable index (or has another schema version) raises a
   :class:`~foldwise.errors.CacheError` naming the file and the fix; nothing in it is ever
   executed.
+* **Reading only.** ``read_only=True`` creates nothing (an index that does not exist reads
+  as empty) and never writes. An index whose file or directory this process cannot write
+  (a read-only mount, another user's files) is opened the same way without being asked,
+  and its writes raise :class:`~foldwise.errors.CacheReadOnlyError` naming the path, never
+  a message blaming damage. How it is opened for reading (:meth:`SQLiteIndex._open_for_reading`):
+  where the directory can be written, as usual (SQLite's WAL locking keeps reads
+  consistent with a concurrent writer; its ``-wal``/``-shm`` files exist only while
+  connected); where it cannot, ``mode=ro`` if a ``-wal`` file holds writes not yet folded
+  into the database (SQLite reads it with the ``-shm`` beside it), else ``immutable=1``
+  (the file holds everything, and SQLite would otherwise need to create a ``-shm`` file).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -24,9 +35,11 @@ import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from foldwise.cache._index import COLUMNS, IndexBackend, IndexRow
-from foldwise.errors import CacheCorruptedError, CacheError
+from foldwise.cache._readonly import FIX, cannot_write, read_only_error, unwritable
+from foldwise.errors import CacheCorruptedError, CacheError, CacheReadOnlyError
 
 if sys.platform != "win32":
     import fcntl
@@ -64,7 +77,13 @@ def set_aside(path: str | os.PathLike[str]) -> Path | None:
         source = Path(f"{path}{suffix}")
         if source.exists():
             target = Path(f"{path}{DAMAGED_MARK}{stamp}{suffix}")
-            os.replace(source, target)
+            try:
+                os.replace(source, target)
+            except OSError as exc:
+                refused = read_only_error(exc, path.parent)
+                if refused is None:
+                    raise
+                raise refused from exc
             moved = moved or target
     if moved is not None:
         logger.warning("the damaged cache index %s was moved to %s; an empty index starts in "
@@ -161,8 +180,9 @@ CREATE INDEX IF NOT EXISTS runs_last_used ON runs (last_used);
 _inherited: list[sqlite3.Connection] = []
 
 
-def _reopen_sqlite(cls: type[SQLiteIndex], path: str, timeout: float) -> SQLiteIndex:
-    return cls(path, timeout=timeout)
+def _reopen_sqlite(cls: type[SQLiteIndex], path: str, timeout: float,
+                   read_only: bool = False) -> SQLiteIndex:
+    return cls(path, timeout=timeout, read_only=read_only)
 
 
 class SQLiteIndex(IndexBackend):
@@ -171,10 +191,14 @@ class SQLiteIndex(IndexBackend):
     Parameters
     ----------
     path
-        The database file; created with its directory if missing.
+        The database file; created with its directory if missing (unless ``read_only``).
     timeout
         Seconds a statement waits for another process's write before failing
         (SQLite's busy timeout).
+    read_only
+        Only read: create nothing (a file that does not exist is an empty index) and never
+        write; writes raise :class:`~foldwise.errors.CacheReadOnlyError`. An index whose
+        file or directory cannot be written is opened this way even without it.
 
     Notes
     -----
@@ -190,9 +214,12 @@ class SQLiteIndex(IndexBackend):
         """True: every process on the host can open the same file."""
         return True
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
         self.timeout = float(timeout)
+        self._asked_read_only = bool(read_only)
+        self._why_read_only = "it was opened read-only" if read_only else None
         self._local = threading.local()
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
@@ -200,21 +227,32 @@ class SQLiteIndex(IndexBackend):
         self._connection()  # fail early on an unusable file
 
     def __reduce__(self) -> Any:  # a copy (a worker process) reopens the same file
-        return (_reopen_sqlite, (type(self), str(self.path), self.timeout))
+        return (_reopen_sqlite, (type(self), str(self.path), self.timeout,
+                                 self._asked_read_only))
 
     def describe(self) -> str:
         return str(self.path)
 
+    @property
+    def read_only_reason(self) -> str | None:
+        """Why this index is not written (opened read-only, or its file or directory
+        cannot be written), or None."""
+        return self._why_read_only
+
     def integrity_problems(self) -> list[str]:
+        connection = self._connection()
+        if connection is None:
+            return []
         try:
-            found = [str(r[0]) for r in self._connection().execute("PRAGMA quick_check")]
+            found = [str(r[0]) for r in connection.execute("PRAGMA quick_check")]
         except sqlite3.DatabaseError as exc:
             return [f"the index file cannot be checked: {exc}"]
         return [] if found == ["ok"] else found
 
     # --- connections -----------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> sqlite3.Connection | None:
+        """This thread's connection; None for a read-only index that does not exist."""
         local = self._local
         pid = os.getpid()
         if getattr(local, "pid", None) == pid:
@@ -229,13 +267,30 @@ class SQLiteIndex(IndexBackend):
                 _inherited.extend(c for p, c in self._connections if p != pid)
                 self._connections = [(p, c) for p, c in self._connections if p == pid]
             connection = self._open()
-            self._connections.append((pid, connection))
+            if connection is not None:
+                self._connections.append((pid, connection))
             self._ready_pid = pid
         local.connection, local.pid = connection, pid
         return connection
 
-    def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _open(self) -> sqlite3.Connection | None:
+        if self._why_read_only is not None:
+            return self._open_for_reading()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            refused = read_only_error(exc, self.path.parent)
+            if refused is None:
+                raise
+            raise refused from exc
+        why = unwritable(self.path.parent, self.path)
+        if why is not None:
+            if not self.path.exists():
+                raise CacheReadOnlyError(
+                    f"cannot create the cache index {self.path}: {why}. {FIX}")
+            # readable, not writable: serve reads, refuse writes with this reason
+            self._why_read_only = why
+            return self._open_for_reading()
         try:
             connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                                          check_same_thread=False)
@@ -253,11 +308,74 @@ class SQLiteIndex(IndexBackend):
                 raise CacheError(
                     f"the cache index {self.path} stayed locked for {self.timeout:g} s; "
                     "another process holds a long write. Retry, or raise timeout=.") from exc
+            if _refused_write(exc):
+                why = unwritable(self.path.parent, self.path) or f"SQLite says: {exc}"
+                raise CacheReadOnlyError(cannot_write(self.path.parent, why)) from exc
+            if "disk is full" in str(exc):  # a fault of the disk, not damage to the index
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.path)) from exc
             raise CacheCorruptedError(
                 f"{self.path} is not a usable cache index ({exc}). It may be damaged or not "
                 "a foldwise file: run `foldwise cache verify --repair` (it moves the file "
                 "aside and starts an empty index; studies keep their results and the runs "
                 "they need are re-created), or pass another directory.") from exc
+        return connection
+
+    def _open_for_reading(self) -> sqlite3.Connection | None:
+        """A connection that only reads (see the module docstring); None when there is no
+        index file or it holds no index yet (an empty index: nothing is created)."""
+        if not self.path.exists():
+            return None
+        location = f"file:{quote(str(self.path.absolute()))}"
+        wal = Path(f"{self.path}-wal")
+        if unwritable(self.path.parent, self.path) is None:
+            mode = "mode=rw"  # reads only (writes are refused before SQLite sees them)
+        elif wal.exists() and wal.stat().st_size > 0:
+            if not Path(f"{self.path}-shm").exists():
+                raise CacheError(
+                    f"the cache index {self.path} has writes in {wal} not yet folded into "
+                    "it, and SQLite cannot read them without the -shm file it would have "
+                    "to create in a directory this process cannot write. Open the cache "
+                    "once where it can be written (any foldwise cache command run with "
+                    "write access folds them in), or copy the cache directory elsewhere.")
+            mode = "mode=ro"
+        else:
+            mode = "immutable=1"
+        try:
+            connection = sqlite3.connect(f"{location}?{mode}", uri=True, timeout=self.timeout,
+                                         isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise CacheError(
+                f"cannot open the cache index {self.path} for reading: {exc}. Check that "
+                "this user can read it, or pass another cache directory.") from exc
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            version = self._retry(lambda: self._schema_version(connection))
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise CacheError(
+                    f"the cache index {self.path} stayed locked for {self.timeout:g} s; "
+                    "another process holds a long write. Retry, or raise timeout=.") from exc
+            if _refused_write(exc) or "unable to open" in str(exc):
+                raise CacheError(
+                    f"cannot read the cache index {self.path} ({exc}): this process may "
+                    "not read it or the files beside it. Check the permissions, or pass "
+                    "another cache directory.") from exc
+            raise CacheCorruptedError(
+                f"{self.path} is not a usable cache index ({exc}). It may be damaged or not "
+                "a foldwise file: run `foldwise cache verify --repair` where the cache can "
+                "be written (it moves the file aside and starts an empty index; studies "
+                "keep their results and the runs they need are re-created), or pass "
+                "another directory.") from exc
+        if version is None:  # no index in the file yet: empty
+            connection.close()
+            return None
+        if version != _SCHEMA_VERSION:
+            connection.close()
+            raise CacheError(
+                f"the cache index {self.path} has schema version {version}, this foldwise "
+                f"reads version {_SCHEMA_VERSION}. Upgrade foldwise, or use another cache "
+                "directory.")
         return connection
 
     def _setup(self, connection: sqlite3.Connection) -> None:
@@ -324,22 +442,39 @@ class SQLiteIndex(IndexBackend):
         holds the turn — a finalizer flushing last-used times in the middle of another
         write would otherwise wait for itself.
         """
+        if self._why_read_only is not None:
+            raise CacheReadOnlyError(cannot_write(self.path.parent, self._why_read_only))
         connection = self._connection()
+        assert connection is not None  # only a read-only index has none
 
         def run() -> Any:
             with self._transaction(connection):
                 return action(connection)
 
-        turn = _writer_turn(f"{self.path}{WRITE_LOCK_SUFFIX}")
-        if unless_busy and turn.held_here():
-            return None
-        with turn:
-            return self._retry(run)
+        try:
+            turn = _writer_turn(f"{self.path}{WRITE_LOCK_SUFFIX}")
+            if unless_busy and turn.held_here():
+                return None
+            with turn:
+                return self._retry(run)
+        except OSError as exc:  # the lock file cannot be created
+            refused = read_only_error(exc, self.path.parent)
+            if refused is None:
+                raise
+            raise refused from exc
+        except sqlite3.OperationalError as exc:  # e.g. remounted read-only since it opened
+            if not _refused_write(exc):
+                raise
+            why = unwritable(self.path.parent, self.path) or f"SQLite says: {exc}"
+            raise CacheReadOnlyError(cannot_write(self.path.parent, why)) from exc
 
     # --- the interface ---------------------------------------------------------------
 
     def get(self, key: str) -> IndexRow | None:
-        row = self._connection().execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
+        connection = self._connection()
+        if connection is None:
+            return None
+        row = connection.execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
         return None if row is None else IndexRow(*row)
 
     def insert(self, row: IndexRow) -> IndexRow:
@@ -364,8 +499,8 @@ class SQLiteIndex(IndexBackend):
         return self._write(action)
 
     def touch(self, last_used: Mapping[str, float]) -> None:
-        if not last_used:
-            return
+        if not last_used or self._why_read_only is not None:
+            return  # last-used times only steer eviction, which a read-only cache never does
         pairs = [(float(when), key, float(when)) for key, when in last_used.items()]
         self._write(lambda c: c.executemany(
             "UPDATE runs SET last_used = ? WHERE key = ? AND last_used < ?", pairs),
@@ -397,8 +532,11 @@ class SQLiteIndex(IndexBackend):
             clauses.append("kind = ?")
             args.append(kind)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        connection = self._connection()
+        if connection is None:
+            return []
         try:
-            cursor = self._connection().execute(f"{_SELECT}{where} ORDER BY created, key", args)
+            cursor = connection.execute(f"{_SELECT}{where} ORDER BY created, key", args)
             return [IndexRow(*r) for r in cursor]
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -410,6 +548,8 @@ class SQLiteIndex(IndexBackend):
 
     def reset(self) -> str:
         """Set the damaged file aside (:func:`set_aside`) and start an empty index."""
+        if self._why_read_only is not None:
+            raise CacheReadOnlyError(cannot_write(self.path.parent, self._why_read_only))
         self.close()
         moved = set_aside(self.path)
         self._connection()
@@ -425,3 +565,9 @@ class SQLiteIndex(IndexBackend):
         for connection in mine:
             connection.close()
         self._local = threading.local()
+
+
+def _refused_write(exc: sqlite3.Error) -> bool:
+    """True for SQLite's answer to a write it may not do (a read-only file or directory)."""
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text

@@ -15,7 +15,10 @@ Running a miss (:meth:`WritePath.full_result`):
 
 1. A record this process already knows is loaded. If its artifact is damaged and no other
    process has replaced the entry, the damage is logged, the entry dropped and counted as
-   a miss, and the run goes on below.
+   a miss, and the run goes on below. If another process evicted or cleared it since it
+   was looked up (its index row is gone too), that is no damage: it is logged at info
+   level and counted as a miss. A read-only cache refuses a miss here, before running
+   anything (:class:`~foldwise.errors.CacheReadOnlyError`).
 2. The key's **run lock** is taken (:mod:`foldwise.cache._locks`), so a parameter set that
    two processes miss at the same moment is run once: the second waits, then finds the
    entry the first stored.
@@ -42,10 +45,17 @@ from foldwise.cache._index import IndexBackend, IndexRow
 from foldwise.cache._keys import CacheKey, resolve_strategy
 from foldwise.cache._locks import acquire_run_lock, release_run_lock
 from foldwise.cache._memo import RecordMemo
+from foldwise.cache._readonly import cannot_write
 from foldwise.cache._records import CacheRecord, metrics_json
 from foldwise.cache._results import ResultsMemory
 from foldwise.data import MarketData
-from foldwise.errors import CacheArgumentError, CacheCorruptedError, mark_raised_by_strategy
+from foldwise.errors import (
+    CacheArgumentError,
+    CacheCorruptedError,
+    CacheMissError,
+    CacheReadOnlyError,
+    mark_raised_by_strategy,
+)
 
 __all__ = ["Entry", "WritePath"]
 
@@ -97,6 +107,8 @@ class WritePath:
         index row in one transaction. ``lock_fd`` (a run lock) is released once the rows
         are committed, or on failure. Return the records now stored, in order."""
         try:
+            if entries:
+                self._check_writable()
             planned = [_new_row(*entry) for entry in entries]
             rows = []
             for row, full in planned:
@@ -116,6 +128,12 @@ class WritePath:
             if full is not None:
                 self._results.keep(row.key, full)
         return [self._memo.remember(row) for row in stored]
+
+    def _check_writable(self) -> None:
+        """Refuse to store in a read-only cache before anything is written."""
+        why = self.index.read_only_reason
+        if why is not None:
+            raise CacheReadOnlyError(cannot_write(self.directory, why))
 
     # --- running a miss ------------------------------------------------------------------
 
@@ -147,6 +165,15 @@ class WritePath:
         if record is not None:
             try:
                 result = self._results.load(record)
+            except CacheMissError:
+                # another process evicted, cleared or replaced it since it was looked up
+                current = self.index.get(key.digest)
+                if current is not None:
+                    return self.full_result(key, strategy, params, data, settings,
+                                            self._memo.remember(current), slices)
+                logger.info("cache entry %s of %r was evicted by another process after it "
+                            "was looked up; it is run again", key.digest, key.strategy)
+                self._memo.count_damaged_hit()
             except CacheCorruptedError as exc:
                 current = self.index.get(key.digest)
                 if current is not None and current.artifact != record._row.artifact:
@@ -159,6 +186,7 @@ class WritePath:
                 self._memo.count_damaged_hit()
             else:
                 return result, self.store(slice_entries(result, slices))
+        self._check_writable()
         runner = resolve_strategy(strategy)
         runner = getattr(runner, "uncached", runner)  # a @cached_backtest strategy
         lock_fd = acquire_run_lock(self.directory, key.digest)
@@ -168,8 +196,8 @@ class WritePath:
             if current is not None:
                 try:
                     result = self._results.load(self._memo.remember(current))
-                except CacheCorruptedError:
-                    pass  # damaged: run it again below
+                except (CacheCorruptedError, CacheMissError):
+                    pass  # damaged, or evicted meanwhile: run it again below
                 else:
                     release_run_lock(lock_fd)
                     lock_fd = None

@@ -19,9 +19,9 @@ import optuna
 
 from foldwise._paths import resolve_root
 from foldwise.aggregate import WalkForwardResult
-from foldwise.cache import BacktestCache
+from foldwise.cache import CACHE_DIR, BacktestCache
 from foldwise.data import MarketData
-from foldwise.errors import OptimizationError
+from foldwise.errors import OptimizationError, StorageNotFoundError
 from foldwise.records import (
     Evaluation,
     StoredTrial,
@@ -89,6 +89,16 @@ def _cache(cache: Any) -> BacktestCache:
     return cache if isinstance(cache, BacktestCache) else BacktestCache(cache)
 
 
+def _reading_cache(cache: Any) -> BacktestCache:
+    """The cache a reader of a study opens: one that does not exist is not created (it
+    reads as empty and missing runs are re-created in memory); one that cannot be written
+    opens read-only by itself."""
+    if isinstance(cache, BacktestCache):
+        return cache
+    root = resolve_root(cache)
+    return BacktestCache(root, read_only=not (root / CACHE_DIR).is_dir())
+
+
 def pin_owner(location: str, name: str) -> str:
     """How study ``name`` of the storage at ``location`` names itself in the cache's pins."""
     return f"{location} :: {name}"
@@ -117,10 +127,15 @@ def load_result(study: str, storage: Any = None, cache: Any = None, *,
     study
         The study name given to :func:`foldwise.optimize`.
     storage
-        The same ``storage=`` as the optimization (None: the default journal file).
+        The same ``storage=`` as the optimization (None: the default journal file). It
+        is only read: nothing is created, and one on a read-only file system can be read
+        (a file that does not exist raises
+        :class:`~foldwise.errors.StorageNotFoundError`).
     cache
         The :class:`~foldwise.BacktestCache` (or its foldwise directory) of the
-        optimization; None: the default.
+        optimization; None: the default. A directory that does not exist is not created,
+        and one that cannot be written is opened read-only (runs it lacks are then
+        re-created in memory).
     strategy
         The strategy the study ran, for a strategy that cannot be re-imported (defined in a
         notebook or a script): only needed when runs are missing from the cache. Its code
@@ -130,23 +145,37 @@ def load_result(study: str, storage: Any = None, cache: Any = None, *,
         foldwise directory; its content hash must be the study's.
     """
     spec = storage if isinstance(storage, StorageSpec) else parse_storage(storage)
-    record = read_study(study, open_storage(spec), str(spec))
+    record = read_study(study, open_storage(spec, read_only=True), str(spec))
     given = None if strategy is None else as_strategy(strategy)
     if given is not None and given.fingerprint != record.manifest.strategy.fingerprint:
         raise OptimizationError(
             f"the strategy given to load_result is not the code study {study!r} ran "
             f"(fingerprint {given.fingerprint[:12]}..., the study's "
             f"{record.manifest.strategy.fingerprint[:12]}...). Pass the strategy as it was.")
-    return result_of(record, _cache(cache), strategy=given, data=data)
+    return result_of(record, _reading_cache(cache), strategy=given, data=data)
 
 
 def list_studies(storage: Any = None) -> list[str]:
     """Names of the optimizations in ``storage`` (None: the default journal file), sorted.
 
     Fold studies (``"name/fold-00"``, ...) are not listed: they belong to their
-    optimization.
+    optimization. The storage is only read: nothing is created, and one on a read-only
+    file system can be listed.
+
+    Raises
+    ------
+    StorageNotFoundError
+        ``storage`` names a journal or SQLite file that does not exist. (The default
+        journal file not existing yet just means no study: the list is empty.)
     """
-    return _manifest_names(open_storage(parse_storage(storage)))
+    spec = storage if isinstance(storage, StorageSpec) else parse_storage(storage)
+    try:
+        opened = open_storage(spec, read_only=True)
+    except StorageNotFoundError:
+        if storage is None:
+            return []
+        raise
+    return _manifest_names(opened)
 
 
 def delete_study(name: str, storage: Any = None, cache: Any = None) -> int:

@@ -29,11 +29,16 @@ Durability: with ``durable=False`` (the default) appends are not fsynced; everyt
 written survives the death of the process (it is in the OS page cache), and an operating
 system crash loses at most the last operations, never the journal's consistency. Pass
 ``durable=True`` to fsync every append (about a millisecond each on ordinary disks).
+
+Reading only: with ``read_only=True`` the file must exist (nothing is created) and is
+opened for reading only, without a lock, so a journal on a read-only file system or owned
+by another user can be read; an append raises :class:`~foldwise.errors.StorageError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -45,7 +50,7 @@ from typing import Any
 
 from optuna.storages.journal import BaseJournalBackend
 
-from foldwise.errors import JournalCorruptedError
+from foldwise.errors import JournalCorruptedError, StorageError
 
 try:  # POSIX; elsewhere the backend refuses to open (an OSError, see _spec.py)
     import fcntl
@@ -83,23 +88,38 @@ def _decode(line: bytes) -> tuple[dict[str, Any] | None, str]:
     return log, ""
 
 
+def _reopen(cls: type[FileJournalBackend], path: str, durable: bool,
+            read_only: bool) -> FileJournalBackend:
+    return cls(path, durable=durable, read_only=read_only)
+
+
 class FileJournalBackend(BaseJournalBackend):
     """Journal backend on one local file (see the module docstring).
 
     Parameters
     ----------
     path
-        The journal file; created (with its directory) if missing.
+        The journal file; created (with its directory) if missing, unless ``read_only``.
     durable
         fsync after every append.
+    read_only
+        Only read: the file must exist (else ``FileNotFoundError``), nothing is created,
+        and it is opened without write access.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False,
+                 read_only: bool = False) -> None:
         if fcntl is None:  # pragma: no cover
             raise OSError("FileJournalBackend needs fcntl (POSIX).")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch(exist_ok=True)
+        self.read_only = read_only
+        if read_only:
+            if not self.path.is_file():
+                raise FileNotFoundError(errno.ENOENT, "the study journal does not exist",
+                                        str(self.path))
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch(exist_ok=True)
         self.durable = durable
         # (line number, byte offset) of the end of what this process has read so far.
         self._read_upto = (0, 0)
@@ -110,7 +130,8 @@ class FileJournalBackend(BaseJournalBackend):
     def _descriptor(self) -> int:
         """This process's descriptor of the journal (reopened after a fork)."""
         if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            flags = os.O_RDONLY if self.read_only else os.O_RDWR | os.O_APPEND
+            self._fd = os.open(self.path, flags)
             self._pid = os.getpid()
         return self._fd
 
@@ -122,10 +143,7 @@ class FileJournalBackend(BaseJournalBackend):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Worker processes get a fresh backend on the same file (offsets are per process).
-        return (type(self), (str(self.path),), {"durable": self.durable})
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.durable = state["durable"]
+        return (_reopen, (type(self), str(self.path), self.durable, self.read_only))
 
     @contextlib.contextmanager
     def _locked(self, fd: int) -> Iterator[None]:
@@ -136,6 +154,10 @@ class FileJournalBackend(BaseJournalBackend):
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        if self.read_only:
+            raise StorageError(
+                f"the study journal {self.path} was opened for reading only; open it "
+                "without read_only to write (foldwise.optimize does).")
         payload = "".join(_encode(log) for log in logs)
         data = payload.encode("utf-8")
         # One descriptor per process; threads take turns (flock does not order threads

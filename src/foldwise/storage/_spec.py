@@ -19,10 +19,17 @@ parallel runs), while the journal is append-only under a kernel lock.
 
 Worker processes re-open the storage from its :class:`StorageSpec` rather than receiving a
 pickled storage object, so nothing about a storage is ever pickled to disk.
+
+Reading (``open_storage(spec, read_only=True)``, what ``load_result``, ``list_studies`` and
+the CLI's ``show`` and ``studies`` use) creates nothing: a journal or SQLite file that does
+not exist is a :class:`~foldwise.errors.StorageNotFoundError`, a journal is opened without
+write access (so one on a read-only file system or owned by another user can be read), and
+an RDB storage is opened without heartbeats.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +38,7 @@ import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 
 from foldwise._paths import resolve_root
-from foldwise.errors import StorageError
+from foldwise.errors import StorageError, StorageNotFoundError
 from foldwise.storage._batched import SUPPORTED as _BATCHING
 from foldwise.storage._batched import BatchedJournalStorage
 from foldwise.storage._journal_file import FileJournalBackend
@@ -60,13 +67,21 @@ class StorageSpec:
         return self.kind in ("journal", "rdb") or (
             self.kind == "object" and not isinstance(self.storage, InMemoryStorage))
 
-    def open(self) -> BaseStorage:
+    def open(self, *, read_only: bool = False) -> BaseStorage:
+        """The storage; with ``read_only``, for reading, creating no file (a journal or
+        SQLite file that does not exist raises ``FileNotFoundError``)."""
         if self.kind == "journal":
-            backend = FileJournalBackend(self.location)
+            backend = FileJournalBackend(self.location, read_only=read_only)
             if not _BATCHING:  # pragma: no cover - an Optuna without the journal internals
                 return JournalStorage(backend)
             return BatchedJournalStorage(backend, creation_user_attrs=_worker_attrs)
         if self.kind == "rdb":
+            if read_only:
+                database = sqlite_file(self.location)
+                if database is not None and not database.is_file():
+                    raise FileNotFoundError(errno.ENOENT, "the database file does not exist",
+                                            str(database))
+                return RDBStorage(self.location)  # no heartbeats: no trial runs here
             return RDBStorage(self.location, heartbeat_interval=HEARTBEAT_INTERVAL,
                               grace_period=2 * HEARTBEAT_INTERVAL)
         assert self.storage is not None
@@ -76,6 +91,23 @@ class StorageSpec:
         if self.kind in ("journal", "rdb"):
             return self.location
         return self.kind if self.kind == "memory" else type(self.storage).__name__
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL (``sqlite:///studies.db``), or None for another
+    database, an in-memory one, or a URI filename SQLite resolves itself."""
+    from sqlalchemy.engine import make_url  # Optuna's RDB storage depends on SQLAlchemy
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:") or (
+            database.startswith("file:")):
+        return None
+    return Path(database).absolute()
 
 
 def _worker_attrs() -> dict[str, object]:
@@ -110,13 +142,43 @@ def parse_storage(storage: str | os.PathLike[str] | BaseStorage | None,
         "(journal:path/to/file or a path ending in .journal), or 'memory'.")
 
 
-def open_storage(spec: StorageSpec) -> BaseStorage:
-    """Open ``spec``, turning failures into a :class:`~foldwise.errors.StorageError`."""
+def open_storage(spec: StorageSpec, *, read_only: bool = False) -> BaseStorage:
+    """Open ``spec``, turning failures into a :class:`~foldwise.errors.StorageError`.
+
+    Parameters
+    ----------
+    spec
+        From :func:`parse_storage`.
+    read_only
+        Open it for reading: nothing is created, and a journal or SQLite file that does
+        not exist raises :class:`~foldwise.errors.StorageNotFoundError`. Writing through
+        a journal opened so raises :class:`~foldwise.errors.StorageError`.
+    """
     try:
-        return spec.open()
+        return spec.open(read_only=read_only)
     except StorageError:
         raise  # already says what is wrong (e.g. a damaged journal line)
-    except (OSError, ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
+    except FileNotFoundError as exc:
+        if not read_only:
+            raise StorageError(
+                f"cannot open the study storage {spec}: {exc}. Check the path, or omit "
+                "storage= to use the default journal file under ./.foldwise/.") from exc
+        raise StorageNotFoundError(
+            f"no study storage at {exc.filename or spec}: the file does not exist. Check the "
+            "location (storage= in Python; --dir or --storage on the command line; "
+            "$FOLDWISE_DIR for the default); foldwise.optimize creates it.") from exc
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            cause = ("is on a read-only file system" if exc.errno == errno.EROFS
+                     else "cannot be opened by this user (permission denied)")
+            raise StorageError(
+                f"the study storage {exc.filename or spec} {cause}. Make it "
+                f"{'writable' if not read_only else 'readable'}, or pass another storage "
+                "(storage=, --dir/--storage, or $FOLDWISE_DIR).") from exc
+        raise StorageError(
+            f"cannot open the study storage {spec}: {exc}. Check the URL or path, or omit "
+            "storage= to use the default journal file under ./.foldwise/.") from exc
+    except (ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
         raise StorageError(
             f"cannot open the study storage {spec}: {exc}. Check the URL or path (and that a "
             "database server is running and reachable), or omit storage= to use the default "
