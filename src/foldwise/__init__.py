@@ -34,6 +34,7 @@ from foldwise.pipeline import (
 )
 from foldwise.space import Categorical, Fixed, Float, Int, SearchSpace
 from foldwise.splits import CombinatorialPurgedKFold, Fold, FoldStore, PurgedKFold, WalkForward
+from foldwise.storage import repair_journal
 from foldwise.strategy import Strategy, as_strategy, check_causal, strategy
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "optimize",
     "pipeline",
     "records",
+    "repair_journal",
     "run_pipeline",
     "space",
     "splits",

@@ -2,7 +2,9 @@
 
 ``foldwise demo`` runs the main job on the bundled data (a walk-forward optimization);
 ``foldwise show STUDY`` prints the report of a stored study and ``foldwise studies`` lists
-them; ``foldwise cache ...`` inspects
+them; ``foldwise repair STUDY`` mends a study journal with damaged lines (the whole journal:
+its lost trials are listed, those of STUDY marked; see :func:`foldwise.repair_journal`);
+``foldwise cache ...`` inspects
 and maintains the backtest cache (``stats``, ``runs``, ``verify``, ``evict``, ``clear``);
 ``foldwise --version`` prints the version. The CLI prints; the library logs.
 """
@@ -86,6 +88,50 @@ def _studies(args: argparse.Namespace) -> int:
             print(f"no studies in {where}")
     for name in names:
         print(name)
+    return 0
+
+
+def _of_study(name: str, study: str) -> bool:
+    """Whether Optuna study ``name`` belongs to optimization ``study`` (itself or a fold)."""
+    return name == study or name.startswith(f"{study}/fold-")
+
+
+def _repair(args: argparse.Namespace) -> int:
+    storage, _ = _location(args)
+    report = foldwise.repair_journal(storage, dry_run=args.dry_run)
+    if report.ok:
+        print(f"the journal {report.path} is intact ({report.lines} lines): nothing to repair")
+        return 0
+    verb = "would drop" if args.dry_run else "dropped"
+    for line in report.damaged:
+        print(f"{verb} line {line.number} (byte offset {line.offset}): {line.reason}; it held "
+              f"{line.held}")
+    for trial in report.lost_trials:
+        mark = f"  [{args.study}]" if _of_study(trial.study, args.study) else ""
+        print(f"lost trial {trial.number} of study {trial.study!r} (was {trial.state}; line "
+              f"{trial.line}){mark}")
+    for study in report.lost_studies:
+        mark = f"  [{args.study}]" if _of_study(study.name, args.study) else ""
+        print(f"lost study {study.name or '(name unreadable)'!r} with its {study.trials} "
+              f"trial(s) (line {study.line}){mark}")
+    for note in report.notes:
+        print(f"note: {note}")
+    studies = [s for s in report.lost_studies if _of_study(s.name, args.study)]
+    ours = sum(1 for t in report.lost_trials if _of_study(t.study, args.study)) + sum(
+        s.trials for s in studies)
+    others = report.to_rerun - ours
+    if args.dry_run:
+        print("dry run: nothing was changed; run it without --dry-run to repair")
+    else:
+        print(f"repaired {report.path}; the damaged journal is kept as {report.backup}")
+    then = "then " if args.dry_run else ""
+    what = (f"{then}run the same optimize call of {args.study!r} to re-run its {ours} lost "
+            "trial(s)" if ours or studies else f"{args.study!r} lost no trial")
+    if studies:
+        what += f" and create its {len(studies)} lost study(ies) again"
+    if others:
+        what += f"; {others} lost trial(s) belong to other studies: re-run their optimize calls"
+    print(f"next: {what}")
     return 0
 
 
@@ -302,6 +348,14 @@ def _build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=_show)
     studies = commands.add_parser("studies", parents=[where], help="list the stored studies")
     studies.set_defaults(handler=_studies)
+    repair = commands.add_parser(
+        "repair", parents=[where],
+        help="mend a study journal with damaged lines (keeps a backup; lost trials re-run)")
+    repair.add_argument("study", help="study name (the whole journal is repaired; its lost "
+                                      "trials are marked)")
+    repair.add_argument("--dry-run", action="store_true",
+                        help="only report what would be dropped and lost")
+    repair.set_defaults(handler=_repair)
     _add_cache_commands(commands)
     return parser
 

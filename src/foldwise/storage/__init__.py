@@ -9,6 +9,8 @@ What lives here:
   append, torn tails repaired) for Optuna's ``JournalStorage``.
 * :class:`BatchedJournalStorage` — Optuna's ``JournalStorage`` writing each trial of this
   process in few appends.
+* :func:`repair_journal` / :class:`JournalRepairReport` — mend a journal with damaged lines:
+  keep every intact line, mark the trials it lost to run again, keep the damaged file.
 * :data:`WORKER_ATTR`, :func:`current_worker`, :func:`is_dead`, :func:`is_this_process` — which process runs a
   trial, and whether it is gone.
 * :func:`trial_id`, :func:`storage_of`, :func:`flush_trial`, :func:`fail_trial`,
@@ -27,6 +29,13 @@ from __future__ import annotations
 
 from foldwise.storage._batched import BatchedJournalStorage
 from foldwise.storage._journal_file import FileJournalBackend
+from foldwise.storage._journal_repair import repair_journal
+from foldwise.storage._journal_report import (
+    DamagedLine,
+    JournalRepairReport,
+    LostStudy,
+    LostTrial,
+)
 from foldwise.storage._liveness import WORKER_ATTR, current_worker, is_dead, is_this_process
 from foldwise.storage._optuna import (
     fail_stale_trials,
@@ -42,7 +51,11 @@ from foldwise.storage._spec import StorageSpec, open_storage, parse_storage
 __all__ = [
     "WORKER_ATTR",
     "BatchedJournalStorage",
+    "DamagedLine",
     "FileJournalBackend",
+    "JournalRepairReport",
+    "LostStudy",
+    "LostTrial",
     "StorageSpec",
     "current_worker",
     "fail_stale_trials",
@@ -54,6 +67,7 @@ __all__ = [
     "open_storage",
     "parse_storage",
     "record_heartbeat",
+    "repair_journal",
     "storage_of",
     "trial_id",
 ]

@@ -22,8 +22,9 @@ killed at any instant:
   ``JournalStorage`` and its tools still read the file). A line that is not JSON, or whose
   checksum does not match (a changed digit), stops the reader with
   :class:`~foldwise.errors.JournalCorruptedError` naming the file, the line number and the
-  byte offset. Lines written without a checksum (by Optuna, or foldwise 0.1) are read as
-  they are.
+  byte offset, and the fix: :func:`foldwise.storage.repair_journal` (``foldwise repair``,
+  :mod:`foldwise.storage._journal_repair`). Lines written without a checksum (by Optuna, or
+  foldwise 0.1) are read as they are. Only ``\\n`` ends a line.
 
 Durability: with ``durable=False`` (the default) appends are not fsynced; everything
 written survives the death of the process (it is in the OS page cache), and an operating
@@ -57,7 +58,7 @@ try:  # POSIX; elsewhere the backend refuses to open (an OSError, see _spec.py)
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CHECKSUM_KEY", "FileJournalBackend"]
+__all__ = ["CHECKSUM_KEY", "FileJournalBackend", "decode_line", "encode_line", "split_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +66,19 @@ logger = logging.getLogger(__name__)
 CHECKSUM_KEY = "fw_crc"
 
 
-def _encode(log: dict[str, Any]) -> str:
+def encode_line(log: dict[str, Any]) -> str:
     """One journal line: the log's JSON with the CRC-32 of that JSON added."""
     text = json.dumps(log, separators=(",", ":"))
     return json.dumps({**log, CHECKSUM_KEY: f"{zlib.crc32(text.encode()):08x}"},
                       separators=(",", ":")) + "\n"
 
 
-def _decode(line: bytes) -> tuple[dict[str, Any] | None, str]:
+def decode_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
     """The log of one line, or None and why it is damaged."""
     try:
-        log = json.loads(line)
+        log = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return None, f"it is not UTF-8 text ({exc.reason} at column {exc.start + 1})"
     except ValueError as exc:
         return None, f"it is not valid JSON ({exc})"
     if not isinstance(log, dict):
@@ -86,6 +89,22 @@ def _decode(line: bytes) -> tuple[dict[str, Any] | None, str]:
         if f"{zlib.crc32(text.encode()):08x}" != stored:
             return None, "its checksum does not match its content (a changed byte)"
     return log, ""
+
+
+def split_lines(data: bytes) -> Iterator[bytes]:
+    """The lines of ``data``, each with its ``\\n``; the last one without it if cut short.
+
+    Only ``\\n`` ends a line (JSON escapes every other control character), so a damaged
+    byte that became a ``\\r`` makes one damaged line instead of ending the journal early.
+    """
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        if end < 0:
+            yield data[start:]
+            return
+        yield data[start:end + 1]
+        start = end + 1
 
 
 def _reopen(cls: type[FileJournalBackend], path: str, durable: bool,
@@ -158,7 +177,7 @@ class FileJournalBackend(BaseJournalBackend):
             raise StorageError(
                 f"the study journal {self.path} was opened for reading only; open it "
                 "without read_only to write (foldwise.optimize does).")
-        payload = "".join(_encode(log) for log in logs)
+        payload = "".join(encode_line(log) for log in logs)
         data = payload.encode("utf-8")
         # One descriptor per process; threads take turns (flock does not order threads
         # sharing a descriptor).
@@ -205,18 +224,19 @@ class FileJournalBackend(BaseJournalBackend):
         data = os.pread(fd, size - offset, offset)
         number, position = known, offset
         logs = []
-        for line in data.splitlines(keepends=True):
+        for line in split_lines(data):
             if not line.endswith(b"\n"):
                 break  # a torn or still-being-written tail: not a log yet
             if number >= log_number_from:
-                log, why = _decode(line)
+                log, why = decode_line(line)
                 if log is None:
                     raise JournalCorruptedError(
                         f"the study journal {self.path} is damaged at line {number + 1} (byte "
-                        f"offset {position}): {why}. Every line before it is intact. Keep a "
-                        "copy of the file, then remove that line (e.g. sed -i "
-                        f"'{number + 1}d' {str(self.path)!r}) and run the same call again; "
-                        "if the line created a study or a trial, start a new study instead.")
+                        f"offset {position}): {why}. Every line before it is intact. Repair "
+                        f"it with `foldwise repair STUDY --storage journal:{self.path}` (or "
+                        f"foldwise.repair_journal('journal:{self.path}')): it keeps every "
+                        "intact line, backs up the damaged file and names the trials that were "
+                        "lost; then run the same optimize call again to re-run them.")
                 logs.append(log)
             position += len(line)
             number += 1
