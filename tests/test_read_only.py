@@ -331,6 +331,22 @@ def test_a_row_that_still_names_a_missing_file_is_damage(tmp_path, caplog):
     assert any("is damaged" in m for m in _messages(caplog, logging.WARNING))
 
 
+def test_a_study_whose_runs_were_evicted_after_their_lookup_rebuilds_them(store, caplog):
+    directory, name = store
+    reader = BacktestCache(directory)
+    keys = [row.key for row in reader.index.rows(kind="full")]
+    assert keys and all(reader.get(key) is not None for key in keys)  # looked up, not read
+    BacktestCache(directory).clear(include_pinned=True)  # another user evicts them all
+    caplog.set_level(logging.DEBUG, logger="foldwise")
+    result = foldwise.load_result(name, storage=f"journal:{directory}/studies.journal",
+                                  cache=reader)
+    assert "walk-forward" in result.text_report()
+    assert result.runs_rebuilt > 0
+    warnings = _messages(caplog, logging.WARNING)
+    assert not [m for m in warnings if "damaged" in m or "cannot be used" in m], warnings
+    assert reader.stats().full_runs > 0  # re-created runs were stored back
+
+
 @pytest.mark.slow  # a second interpreter (about a second)
 def test_an_eviction_by_another_process_is_not_damage(tmp_path, caplog):
     reader, _ = _stored_and_looked_up(tmp_path)

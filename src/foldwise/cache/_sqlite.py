@@ -324,6 +324,8 @@ class SQLiteIndex(IndexBackend):
         """A connection that only reads (see the module docstring); None when there is no
         index file or it holds no index yet (an empty index: nothing is created)."""
         if not self.path.exists():
+            if self._asked_read_only:
+                self._why_read_only = f"it was opened read-only and {self.path} does not exist"
             return None
         location = f"file:{quote(str(self.path.absolute()))}"
         wal = Path(f"{self.path}-wal")

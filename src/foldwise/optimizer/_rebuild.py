@@ -34,6 +34,7 @@ from foldwise.errors import (
     CacheArgumentError,
     CacheCorruptedError,
     CacheError,
+    CacheMissError,
     FoldwiseError,
     OptimizationError,
 )
@@ -232,6 +233,8 @@ class StudyRunLoader:
         except CacheCorruptedError as exc:  # a damaged entry: re-created (and replaced)
             logger.info("run %s of study %r is damaged in the cache (%s); it is re-created",
                         key[:12], self.record.name, exc)
+            return None
+        except CacheMissError:  # evicted by another process after the lookup: a miss
             return None
         except (CacheError, OSError) as exc:
             if isinstance(exc, CacheArgumentError):
