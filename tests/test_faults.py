@@ -306,3 +306,22 @@ def test_a_read_only_cache_stops_the_run_and_can_still_be_read(tmp_path):
     assert refused["finished"] == [N_TRIALS // 2] * 4 and refused["failed"] == [0] * 4
     assert shown["show"].startswith("overfitting: PBO")
     assert completed == {"status": "ok", "finished": [N_TRIALS] * 4, "failed": [0] * 4}
+
+
+def test_a_journal_with_a_bad_middle_line_is_repaired_and_the_study_completes(tmp_path,
+                                                                               capsys):
+    journal = tmp_path / "s.journal"
+    storage = f"journal:{journal}"
+    script.main_optimize(str(tmp_path), storage, N_TRIALS // 2)
+    lines = journal.read_bytes().split(b"\n")
+    middle = len(lines) // 2
+    lines[middle] = b"{" + b"x" * (len(lines[middle]) - 1)  # damaged, same length
+    journal.write_bytes(b"\n".join(lines))
+    with pytest.raises(MachineFaultError, match=rf"line {middle + 1}.*foldwise repair"):
+        script.main_optimize(str(tmp_path), storage, N_TRIALS)
+    capsys.readouterr()
+    assert main(["repair", "faults", "--storage", storage]) == 0
+    assert "re-run" in capsys.readouterr().out
+    script.main_optimize(str(tmp_path), storage, N_TRIALS)
+    assert script.counts(storage, "faults") == ([N_TRIALS] * 4, [0] * 4)
+    assert "verdict" in _show(tmp_path, storage, capsys)
