@@ -109,7 +109,12 @@ def test_ranking_by_hand(goog_result):
         assert row.mean_oos_sharpe == pytest.approx(np.mean([v for v, _ in entries]))
         assert row.worst_oos_sharpe == pytest.approx(min(v for v, _ in entries))
         assert row.mean_rank == pytest.approx(np.mean([r for _, r in entries]))
-    assert ranking["mean_rank"].is_monotonic_increasing
+    # sets judged in two folds or more first, each group by mean rank
+    enough = ranking["n_folds"] >= 2
+    assert list(enough) == sorted(enough, reverse=True)  # no multi-fold set after a 1-fold one
+    assert ranking.loc[enough, "mean_rank"].is_monotonic_increasing
+    assert ranking.loc[~enough, "mean_rank"].is_monotonic_increasing
+    assert goog_result.ranked(min_folds=1)["mean_rank"].is_monotonic_increasing
 
 
 def test_stability_tables(goog_result):
@@ -135,6 +140,22 @@ def test_comparison_has_the_equal_weight_universe_over_the_same_dates(goog_resul
         hold.metrics()["sharpe"])
     assert table.loc["walk-forward (out of sample)", "sharpe"] == pytest.approx(
         goog_result.oos_metrics["sharpe"])
+    span = f"{oos.index[0].date()}..{oos.index[-1].date()}"
+    assert table.loc["walk-forward (out of sample)", "dates"] == span
+    assert table.loc["equal-weight universe (same dates)", "total_return"] == pytest.approx(
+        hold.metrics()["total_return"])
+
+
+def test_the_comparison_compares_like_with_like(goog_result):
+    """Figures that grow with the period (drawdown, Calmar, total return) are not set
+    against a mean of short training windows; the annualized ones are, by hand."""
+    table = goog_result.comparison
+    in_sample = table.loc["chosen sets in sample (mean of folds)"]
+    assert in_sample[["max_drawdown", "calmar", "total_return"]].isna().all()
+    chosen = [r.best.train for r in goog_result.fold_records]
+    for name in ("sharpe", "annual_return", "annual_volatility"):
+        assert in_sample[name] == pytest.approx(np.mean([t[name] for t in chosen]))
+    assert in_sample["dates"] == f"{len(chosen)} training windows"
 
 
 def test_summary_criteria_and_thresholds(goog_result):
@@ -240,3 +261,21 @@ def test_walk_forward_matrix_shares_backtests(store_dir, tmp_path, monkeypatch):
     assert len(ran) == len(set(ran))  # every set run once for the whole grid
     cell = load_result("wfm-500-250")
     assert cell.oos_metrics["sharpe"] == pytest.approx(table.loc[0, "oos_sharpe"])
+
+
+def test_print_shows_the_readable_summary(goog_result, capsys):
+    print(goog_result)
+    shown = capsys.readouterr().out
+    assert shown.rstrip("\n") == goog_result.text_report(overfitting=False).rstrip("\n")
+    assert "verdict:" in shown and "folds" in shown
+    assert repr(goog_result).startswith("WalkForwardResult('agg'")
+
+
+def test_optunas_per_study_lines_are_quiet_in_foldwise_runs(store_dir, capfd):
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # Optuna's default
+    optimize(sma_crossover, foldwise.datasets.load_goog(), SPACE,
+             WalkForward(train=500, test=250), constraints="fast < slow", n_trials=3,
+             study="quiet", seed=0, show_progress=False)
+    err = capfd.readouterr().err
+    assert "A new study created" not in err and "finished with value" not in err
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO  # restored

@@ -143,8 +143,13 @@ class WalkForwardResult:
 
     @cached_property
     def ranking(self) -> pd.DataFrame:
-        """Parameter sets judged out of sample, ranked across folds (robust sets first)."""
-        return tables.ranking(self.fold_records, self.metric, self._maximize)
+        """Parameter sets judged out of sample, ranked across folds: sets judged in at least
+        two folds first (robust sets first); :meth:`ranked` takes another threshold."""
+        return self.ranked()
+
+    def ranked(self, min_folds: int = 2) -> pd.DataFrame:
+        """:attr:`ranking` with sets judged in at least ``min_folds`` folds first."""
+        return tables.ranking(self.fold_records, self.metric, self._maximize, min_folds)
 
     # --- the out-of-sample curve ---------------------------------------------------------
 
@@ -252,6 +257,11 @@ class WalkForwardResult:
         from ._text import text_report
 
         return text_report(self, overfitting=overfitting)
+
+    def __str__(self) -> str:
+        """The readable summary ``print(result)`` shows: :meth:`text_report` without the
+        overfitting statistics (which read every parameter set's run)."""
+        return self.text_report(overfitting=False)
 
     def __repr__(self) -> str:
         lines = [f"WalkForwardResult({self.name!r}, mode={self.mode}, metric={self.metric} "

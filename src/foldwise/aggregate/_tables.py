@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ANNUALIZED",
+    "ANNUALIZED_COMPARED",
     "COMPARED",
     "FOLD_METRICS",
     "chosen_in_sample",
@@ -58,6 +59,8 @@ FOLD_METRICS = ("sharpe", "annual_return", "max_drawdown", "n_trades")
 #: Metrics of the comparison table.
 COMPARED = ("sharpe", "annual_return", "annual_volatility", "max_drawdown", "calmar",
             "total_return")
+#: Of :data:`COMPARED`, the figures that do not grow with the length of the period.
+ANNUALIZED_COMPARED = ("sharpe", "annual_return", "annual_volatility")
 
 TRIAL_COLUMNS = ["fold", "trial", "state", "value", "params", "train", "test", "cv_folds",
                  "backtests", "infeasible", "error", "datetime_start", "datetime_complete"]
@@ -174,12 +177,15 @@ def _fold_dsr(record: FoldRecord, complete: list[StoredTrial], loader: RunLoader
     return fold_dsr(run.take(positions).arrays.net, sharpes, periods_per_year)
 
 
-def ranking(folds: Sequence[FoldRecord], metric: str, maximize: bool) -> pd.DataFrame:
+def ranking(folds: Sequence[FoldRecord], metric: str, maximize: bool,
+            min_folds: int = 2) -> pd.DataFrame:
     """Parameter sets judged out of sample (each fold's top-k), ranked across folds.
 
     Columns: the parameters, ``n_folds`` (folds where the set was evaluated out of sample),
     mean / median / worst out-of-sample metric, ``mean_rank`` (its rank among each fold's
-    evaluated sets, 1 = best, averaged) and the mean in-sample metric. Sorted by mean rank,
+    evaluated sets, 1 = best, averaged) and the mean in-sample metric. Sets judged in at
+    least ``min_folds`` folds (capped at the number of folds) come first — a set that won
+    the one fold it was tried in has shown nothing about the others — then by mean rank,
     then median metric: sets that are good everywhere come first.
     """
     entries: dict[str, dict[str, Any]] = {}
@@ -206,9 +212,11 @@ def ranking(folds: Sequence[FoldRecord], metric: str, maximize: bool) -> pd.Data
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    return table.sort_values(["mean_rank", f"median_oos_{metric}"],
-                             ascending=[True, not maximize], kind="stable"
-                             ).reset_index(drop=True)
+    enough = table["n_folds"] >= min(min_folds, len(folds))
+    return (table.assign(_enough=enough)
+            .sort_values(["_enough", "mean_rank", f"median_oos_{metric}"],
+                         ascending=[False, True, not maximize], kind="stable")
+            .drop(columns="_enough").reset_index(drop=True))
 
 
 # --- stability -----------------------------------------------------------------------------
@@ -272,14 +280,24 @@ def chosen_in_sample(folds: Sequence[FoldRecord], name: str) -> float:
 def comparison(oos: BacktestResult, folds: Sequence[FoldRecord],
                benchmark: BacktestResult | None) -> pd.DataFrame:
     """The stitched out-of-sample curve next to the chosen sets in sample (mean over folds)
-    and to an equal-weight holding of the universe over the same dates."""
-    rows = {"walk-forward (out of sample)": oos.metrics(),
+    and to an equal-weight holding of the universe over the same dates.
+
+    Like is compared with like: the in-sample row holds the annualized figures only (the
+    mean of each fold's training window); figures that grow with the length of the period
+    (maximum drawdown, Calmar ratio, total return) are shown for the rows over the same
+    dates — the out-of-sample curve and the universe — and left empty in sample. The
+    ``dates`` column says what each row covers.
+    """
+    span = f"{oos.index[0].date()}..{oos.index[-1].date()}"
+    rows = {"walk-forward (out of sample)": {**oos.metrics(), "dates": span},
             "chosen sets in sample (mean of folds)": {
-                name: chosen_in_sample(folds, name) for name in COMPARED}}
+                **{name: chosen_in_sample(folds, name) for name in ANNUALIZED_COMPARED},
+                "dates": f"{sum(1 for r in folds if r.best)} training windows"}}
     if benchmark is not None:
-        rows["equal-weight universe (same dates)"] = benchmark.slice(
-            oos.index[0], oos.index[-1]).metrics()
-    return pd.DataFrame(rows).T[list(COMPARED)]
+        rows["equal-weight universe (same dates)"] = {
+            **benchmark.slice(oos.index[0], oos.index[-1]).metrics(), "dates": span}
+    table = pd.DataFrame(rows).T[[*COMPARED, "dates"]]
+    return table.astype({name: float for name in COMPARED})
 
 
 # --- runs of every set ---------------------------------------------------------------------

@@ -75,7 +75,7 @@ def text_report(result: WalkForwardResult, *, overfitting: bool = True) -> str:
         return "\n".join(lines)
     with pd.option_context("display.float_format", "{:,.3f}".format, "display.width", 140):
         lines += ["out of sample (re-optimization costs included) vs in sample vs the universe",
-                  comparison.to_string(), ""]
+                  comparison.to_string(na_rep="-"), ""]
     summary = result.summary()
     verdict = "PASS" if summary["passed"].all() else "FAIL"
     shown = summary.assign(value=summary["value"].map(lambda v: _number(v, 3)))

@@ -19,10 +19,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -82,9 +83,29 @@ def _worker_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
     return _opened[key]
 
 
+@contextlib.contextmanager
+def _optuna_quiet() -> Iterator[None]:
+    """Hold back Optuna's INFO lines (one per study created, one per trial told: dozens per
+    run) while foldwise runs; foldwise reports progress itself and Optuna's warnings still
+    show. Only Optuna's default level is changed: a verbosity set to DEBUG is left alone."""
+    before = optuna.logging.get_verbosity()
+    if before == optuna.logging.INFO:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
 def _work(task: _Task, storage: optuna.storages.BaseStorage | None = None,
           on_finished: Callable[[], None] | None = None) -> str:
     """Run the trial loop of every study of ``task``; returns "done" or "timeout"."""
+    with _optuna_quiet():
+        return _work_quietly(task, storage, on_finished)
+
+
+def _work_quietly(task: _Task, storage: optuna.storages.BaseStorage | None,
+                  on_finished: Callable[[], None] | None) -> str:
     request = task.request
     opened = storage if storage is not None else _worker_storage(request.storage)
     evaluator = Evaluator(request.strategy, request.data, request.cache, request.settings,
@@ -350,7 +371,7 @@ def optimize(
         damaged cache index or storage): the message names the path, the cause and the
         fix. No trial was counted; the same call resumes once the fault is fixed.
     """
-    with stopping_on_machine_faults(f"study {study!r}"):
+    with stopping_on_machine_faults(f"study {study!r}"), _optuna_quiet():
         request = validate(
             strategy, data, space, splitter, metric=metric, direction=direction,
             n_trials=n_trials, study=study, storage=storage, mode=mode, top_k=top_k,
