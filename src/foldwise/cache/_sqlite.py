@@ -305,9 +305,7 @@ class SQLiteIndex(IndexBackend):
         except sqlite3.DatabaseError as exc:
             connection.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise CacheError(
-                    f"the cache index {self.path} stayed locked for {self.timeout:g} s; "
-                    "another process holds a long write. Retry, or raise timeout=.") from exc
+                raise self._stayed_locked() from exc
             if _refused_write(exc):
                 why = unwritable(self.path.parent, self.path) or f"SQLite says: {exc}"
                 raise CacheReadOnlyError(cannot_write(self.path.parent, why)) from exc
@@ -319,6 +317,10 @@ class SQLiteIndex(IndexBackend):
                 "aside and starts an empty index; studies keep their results and the runs "
                 "they need are re-created), or pass another directory.") from exc
         return connection
+
+    def _stayed_locked(self) -> CacheError:
+        return CacheError(f"the cache index {self.path} stayed locked for {self.timeout:g} s; "
+                          "another process holds a long write. Retry, or raise timeout=.")
 
     def _open_for_reading(self) -> sqlite3.Connection | None:
         """A connection that only reads (see the module docstring); None when there is no
@@ -355,9 +357,7 @@ class SQLiteIndex(IndexBackend):
         except sqlite3.DatabaseError as exc:
             connection.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise CacheError(
-                    f"the cache index {self.path} stayed locked for {self.timeout:g} s; "
-                    "another process holds a long write. Retry, or raise timeout=.") from exc
+                raise self._stayed_locked() from exc
             if _refused_write(exc) or "unable to open" in str(exc):
                 raise CacheError(
                     f"cannot read the cache index {self.path} ({exc}): this process may "
