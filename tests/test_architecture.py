@@ -16,7 +16,7 @@ PACKAGE = Path(foldwise.__file__).parent
 #: are top-level modules or subpackages of foldwise; those not named are shared utilities
 #: (errors, hashing, paths, ...) that import none of these.
 LAYERS = [
-    ("cli", "examples"),
+    ("cli", "cli_config", "examples"),
     ("optimizer",),
     ("storage",),  # the Optuna storage glue, beside the optimizer
     ("aggregate",),

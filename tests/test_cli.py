@@ -37,7 +37,10 @@ def test_show_and_studies_read_the_storage(where, capsys):
     main(["demo", "--trials", "4", "--quiet", "--study", "mine", *where])
     capsys.readouterr()
     assert main(["studies", *where]) == 0
-    assert capsys.readouterr().out.split() == ["mine"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["study", "folds", "trials/fold", "status"]
+    assert lines[1].split()[:4] == ["mine", "13", "4/4", "complete"]
+    assert lines[1].split()[-1] == "python" and lines[-1].startswith("1 study in ")
     assert main(["show", "mine", "--no-overfitting", *where]) == 0
     out = capsys.readouterr().out
     assert "study 'mine'" in out and "verdict:" in out and "overfitting" not in out

@@ -1,8 +1,11 @@
 """The ``foldwise`` command line.
 
-``foldwise demo`` runs the main job on the bundled data (a walk-forward optimization);
-``foldwise show STUDY`` prints the report of a stored study and ``foldwise studies`` lists
-them; ``foldwise repair STUDY`` mends a study journal with damaged lines (the whole journal:
+``foldwise demo`` runs the main job on the bundled data (a walk-forward optimization) and
+writes its HTML report; ``foldwise run study.toml`` runs a study described by a config file
+(:mod:`foldwise.cli_config`) and stores the config with it, so ``foldwise resume STUDY``
+runs it again without the file; ``foldwise show STUDY`` prints the report of a stored study,
+``foldwise report STUDY`` writes its HTML report, ``foldwise studies`` lists the studies
+with their progress and ``foldwise delete STUDY --yes`` deletes one; ``foldwise repair STUDY`` mends a study journal with damaged lines (the whole journal:
 its lost trials are listed, those of STUDY marked; see :func:`foldwise.repair_journal`);
 ``foldwise cache ...`` inspects
 and maintains the backtest cache (``stats``, ``runs``, ``verify``, ``evict``, ``clear``);
@@ -16,15 +19,22 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
 
 import foldwise
+from foldwise._paths import resolve_root
 from foldwise.cache import parse_seconds, set_aside_index
+from foldwise.cli_config import RunConfig, load_config
 from foldwise.datasets import load_goog
-from foldwise.storage import parse_storage
+from foldwise.errors import ConfigError, OptimizationError
+from foldwise.optimizer import read_study
+from foldwise.records import StudyRecord, read_run_config
+from foldwise.storage import open_storage, parse_storage
 
 __all__ = ["main"]
 
@@ -61,6 +71,141 @@ def _demo(args: argparse.Namespace) -> int:
     print(result.text_report())
     print(f"\nstored in {result.location} (study {result.name!r}); inspect it again with "
           f"`foldwise show {result.name}`" + (f" --dir {directory}" if directory else ""))
+    if hasattr(result, "report"):
+        report = _write_report(result, _report_path(args.output, directory, result.name))
+        print(f"HTML report: {report}")
+    return 0
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+def _report_path(output: str | None, directory: str | None, study: str) -> Path:
+    """``output``, or ``<foldwise dir>/report-<study>.html``."""
+    if output is not None:
+        return Path(output)
+    return resolve_root(directory) / f"report-{re.sub(r'[^A-Za-z0-9._-]', '-', study)}.html"
+
+
+def _file_size(path: Path) -> str:
+    size = float(path.stat().st_size)
+    for unit in ("bytes", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def _write_report(result: foldwise.WalkForwardResult, path: Path,
+                  overfitting: bool = True) -> str:
+    """Write the HTML report of ``result`` to ``path``; ``"<path> (<size>)"``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write = getattr(result, "report", None)
+    if write is None:
+        raise foldwise.FoldwiseError(
+            f"this foldwise {foldwise.__version__} cannot write HTML reports yet "
+            "(WalkForwardResult.report); `foldwise show` prints the text report.")
+    written = Path(write(path, overfitting=overfitting))
+    return f"{written} ({_file_size(written)})"
+
+
+def _report(args: argparse.Namespace) -> int:
+    storage, directory = _location(args)
+    result = foldwise.load_result(args.study, storage=storage, cache=directory)
+    report = _write_report(result, _report_path(args.output, directory, result.name),
+                           overfitting=not args.no_overfitting)
+    print(f"wrote the report of study {result.name!r}: {report}")
+    if result.runs_rebuilt:
+        print(f"{result.runs_rebuilt} run(s) were missing from the cache and were re-created "
+              "from the study.")
+    return 0
+
+
+# --- studies from config files -------------------------------------------------------------
+
+
+def _where_flags(config: RunConfig) -> str:
+    """The --dir / --storage options that find the study of ``config`` again."""
+    storage, directory = config.location
+    if config.storage is not None:
+        return f" --storage {storage}"
+    return f" --dir {directory}" if directory is not None else ""
+
+
+def _run_config(config: RunConfig, args: argparse.Namespace, *, resumed: bool) -> int:
+    """Run the optimization ``config`` describes (its file's or the one stored)."""
+    arguments = config.optimize_arguments()  # imports the strategy, reads the data
+    data, splitter = arguments["data"], arguments["splitter"]
+    n_folds = len(splitter.folds(data))
+    first, last = data.index[0].date(), data.index[-1].date()
+    doing = "resuming" if resumed else "running"
+    print(f"foldwise {foldwise.__version__}: {doing} study {config.study!r}: {config.strategy} "
+          f"on {config.data.describe()} ({data.n_dates} bars {first}..{last} x "
+          f"{data.n_assets} asset(s)), {n_folds} fold(s) of {splitter!r}, {config.n_trials} "
+          f"trials per {'fold' if config.mode == 'walk_forward' else 'study'}, metric "
+          f"{config.metric}.\n")
+    result = foldwise.optimize(**arguments, show_progress=not args.quiet)
+    print(result.text_report())
+    flags = _where_flags(config)
+    print(f"\nstored in {result.location} (study {result.name!r}, with its config); "
+          f"`foldwise show {result.name}{flags}` prints this again, `foldwise report "
+          f"{result.name}{flags}` writes the HTML report"
+          + ("" if result.complete else f", `foldwise resume {result.name}{flags}` finishes "
+             "it") + ".")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.dir is not None or args.storage is not None:
+        config = config.with_location(args.dir, args.storage)
+    return _run_config(config, args, resumed=False)
+
+
+def _no_study(name: str, where: str, names: Sequence[str]) -> OptimizationError:
+    return OptimizationError(
+        f"no study named {name!r} in {where}; the studies there are {list(names)}. Check the "
+        "name and --dir/--storage (`foldwise studies` lists them).")
+
+
+def _resume(args: argparse.Namespace) -> int:
+    storage, _ = _location(args)
+    spec = parse_storage(storage)
+    opened = open_storage(spec, read_only=True)
+    names = foldwise.list_studies(opened)
+    if args.study not in names:
+        raise _no_study(args.study, str(spec), names)
+    stored = read_run_config(optuna.load_study(study_name=args.study, storage=opened))
+    if stored is None:
+        raise ConfigError(
+            f"study {args.study!r} in {spec} was not started from a config file (it was "
+            "started from Python, or by foldwise demo): resume it by calling optimize again "
+            "with the same arguments (the demo: by running it again).")
+    config = RunConfig.from_json(stored, origin=f"the config stored with study {args.study!r}")
+    if args.dir is not None or args.storage is not None:
+        config = config.with_location(args.dir, args.storage)
+    return _run_config(config, args, resumed=True)
+
+
+def _delete(args: argparse.Namespace) -> int:
+    storage, directory = _location(args)
+    spec = parse_storage(storage)
+    names = foldwise.list_studies(storage)
+    if args.study not in names:
+        raise _no_study(args.study, str(spec), names)
+    if not args.yes:
+        try:
+            record = read_study(args.study, open_storage(spec, read_only=True), str(spec))
+            what = (f" ({len(record.manifest.folds)} folds, "
+                    f"{sum(len(t) for t in record.trials.values())} trials)")
+        except foldwise.FoldwiseError:
+            what = ""
+        print(f"this would delete study {args.study!r}{what} from {spec}; run again with "
+              "--yes to do it", file=sys.stderr)
+        return 1
+    count = foldwise.delete_study(args.study, storage, cache=directory)
+    print(f"deleted study {args.study!r} ({count} Optuna studies) from {spec}; its cached "
+          "backtests are kept, no longer pinned (`foldwise cache evict` removes them)")
     return 0
 
 
@@ -74,20 +219,65 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _progress_row(name: str, record: StudyRecord, from_config: bool) -> list[str]:
+    """One row of ``foldwise studies``: a study's progress, read from its records only."""
+    manifest = record.manifest
+    counts = [sum(t.uses_budget for t in trials) for trials in record.trials.values()]
+    budget = manifest.n_trials
+    low, high = (min(counts), max(counts)) if counts else (0, 0)
+    done = f"{low}" if low == high else f"{low}..{high}"
+    trials = f"{done}/{'?' if budget is None else budget}"
+    if budget is None:
+        status = "unknown"
+    else:
+        short = sum(c < budget for c in counts) + (len(manifest.folds) - len(counts)
+                                                   if manifest.mode == "walk_forward" else 0)
+        unit = "fold" if manifest.mode == "walk_forward" else "study"
+        status = "complete" if not short else f"incomplete ({short} {unit}{'s' * (short > 1)} short)"
+    times = [t for trials in record.trials.values() for trial in trials
+             for t in (trial.started, trial.completed) if t is not None]
+    folds = str(len(manifest.folds)) + (" (cv)" if manifest.mode == "cv" else "")
+    return [name, folds, trials, status, manifest.strategy.name,
+            f"{manifest.metric} ({manifest.direction[:3]})",
+            _when(min(times, default=None)), _when(max(times, default=None)),
+            "config" if from_config else "python"]
+
+
 def _studies(args: argparse.Namespace) -> int:
     storage, _ = _location(args)
     # read only: a --dir/--storage that does not exist is an error (exit 1), the default
     # storage that does not exist yet just holds no study
     names = foldwise.list_studies(storage)
+    where = parse_storage(storage)
     if not names:
-        where = parse_storage(storage)
         if storage is None and not Path(where.location).exists():
             print(f"no studies yet: {where} does not exist (`foldwise demo` or "
                   "foldwise.optimize creates it)")
         else:
             print(f"no studies in {where}")
+        return 0
+    opened = open_storage(where, read_only=True)
+    rows = [["study", "folds", "trials/fold", "status", "strategy", "metric", "first trial",
+             "last trial", "started from"]]
     for name in names:
-        print(name)
+        try:
+            record = read_study(name, opened, str(where))
+            from_config = read_run_config(
+                optuna.load_study(study_name=name, storage=opened)) is not None
+        except foldwise.FoldwiseError as exc:
+            rows.append([name, "-", "-", f"unreadable: {exc}"])
+            continue
+        rows.append(_progress_row(name, record, from_config))
+    full = [row for row in rows if len(row) == len(rows[0])]  # not the unreadable ones
+    widths = [max(len(row[i]) for row in full) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width)
+                        for cell, width in zip(row, widths, strict=False)).rstrip())
+    print(f"\n{len(names)} stud{'y' if len(names) == 1 else 'ies'} in {where}")
     return 0
 
 
@@ -339,15 +529,44 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="commission in bps of traded notional (default 1)")
     demo.add_argument("--slippage-bps", type=float, default=2.0,
                       help="slippage in bps of traded notional (default 2)")
+    demo.add_argument("-o", "--output", metavar="FILE",
+                      help="the HTML report (default: <foldwise dir>/report-<study>.html)")
     demo.set_defaults(handler=_demo)
+    run = commands.add_parser(
+        "run", parents=[where],
+        help="run the study a config file describes (TOML; see examples/study.toml)")
+    run.add_argument("config", help="the config file (study.toml)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+    resume = commands.add_parser(
+        "resume", parents=[where],
+        help="run a study started by `foldwise run` again from the config stored with it")
+    resume.add_argument("study", help="study name")
+    resume.add_argument("--quiet", action="store_true", help="no progress bar")
+    resume.set_defaults(handler=_resume)
     show = commands.add_parser("show", parents=[where],
                                help="print the report of a stored walk-forward study")
     show.add_argument("study", help="study name")
     show.add_argument("--no-overfitting", action="store_true",
                       help="skip PBO (it reads the returns of every parameter set)")
     show.set_defaults(handler=_show)
-    studies = commands.add_parser("studies", parents=[where], help="list the stored studies")
+    report = commands.add_parser("report", parents=[where],
+                                 help="write the HTML report of a stored study")
+    report.add_argument("study", help="study name")
+    report.add_argument("-o", "--output", metavar="FILE",
+                        help="where to write it (default: <foldwise dir>/report-<study>.html)")
+    report.add_argument("--no-overfitting", action="store_true",
+                        help="skip PBO (it reads the returns of every parameter set)")
+    report.set_defaults(handler=_report)
+    studies = commands.add_parser(
+        "studies", parents=[where],
+        help="list the stored studies with their progress (trials per fold, complete or not)")
     studies.set_defaults(handler=_studies)
+    delete = commands.add_parser("delete", parents=[where],
+                                 help="delete a stored study (its cached backtests are kept)")
+    delete.add_argument("study", help="study name")
+    delete.add_argument("--yes", action="store_true", help="really delete")
+    delete.set_defaults(handler=_delete)
     repair = commands.add_parser(
         "repair", parents=[where],
         help="mend a study journal with damaged lines (keeps a backup; lost trials re-run)")

@@ -24,6 +24,7 @@ __all__ = [
     "CacheReadOnlyError",
     "CalendarSpanError",
     "CombinatorialExplosionError",
+    "ConfigError",
     "DataError",
     "DuplicateDatesError",
     "EmptyDataError",
@@ -165,6 +166,15 @@ class FingerprintError(StrategyError):
 
 class ParameterError(FoldwiseError, TypeError):
     """A parameter value that cannot be written canonically (and so cannot be a key)."""
+
+
+# --- configuration files -------------------------------------------------------------------
+
+
+class ConfigError(FoldwiseError, ValueError):
+    """A study config file (``foldwise run``) that cannot be used: a file that cannot be
+    read, an unknown key, a value of the wrong type, a strategy that cannot be imported.
+    The message names the file, the section and key, the value and the fix."""
 
 
 # --- optimization --------------------------------------------------------------------------

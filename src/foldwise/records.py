@@ -17,6 +17,11 @@ neither builds or parses the JSON itself:
   times) and its :class:`TrialRecord`.
 * :class:`StudyRecord` — a whole optimization as read back: its manifest and the stored
   trials of each fold; what :class:`foldwise.WalkForwardResult` is built from.
+* The **run config** — for a study started from a config file (``foldwise run``), the
+  parsed config as canonical JSON, stored on the manifest study under
+  ``"foldwise_config"`` (:func:`write_run_config` / :func:`read_run_config`), so that
+  ``foldwise resume`` runs it again without the file. Its content is the command line's
+  to define; this module only versions and stores it.
 
 Every record has ``to_json``/``from_json`` and carries a ``format`` number. The current
 format is :data:`FORMAT`; studies written by foldwise 0.1 (format 1: the trial's metrics,
@@ -45,6 +50,7 @@ __all__ = [
     "FOLD_ATTR",
     "FORMAT",
     "MANIFEST_ATTR",
+    "RUN_CONFIG_ATTR",
     "TESTS_ATTR",
     "TRIAL_ATTR",
     "DataSummary",
@@ -60,10 +66,12 @@ __all__ = [
     "failure_attrs",
     "read_fold_tests",
     "read_manifest",
+    "read_run_config",
     "read_trial",
     "trial_budget",
     "write_fold_tests",
     "write_manifest",
+    "write_run_config",
     "write_trial_record",
 ]
 
@@ -72,6 +80,8 @@ FORMAT = 2
 
 #: User attribute of the manifest study holding the :class:`StudyManifest`.
 MANIFEST_ATTR = "foldwise"
+#: User attribute of the manifest study holding the config file it was started from.
+RUN_CONFIG_ATTR = "foldwise_config"
 #: User attribute of a trial holding its :class:`TrialRecord`.
 TRIAL_ATTR = "foldwise_trial"
 #: User attribute of a fold study naming its fold (``{"number", "fold_id", "study"}``).
@@ -599,6 +609,35 @@ def read_manifest(study: optuna.Study) -> StudyManifest | None:
 def write_manifest(study: optuna.Study, manifest: StudyManifest) -> None:
     """Store ``manifest`` on the manifest study."""
     study.set_user_attr(MANIFEST_ATTR, manifest.to_json())
+
+
+# --- the run config ------------------------------------------------------------------------
+
+
+def write_run_config(study: optuna.Study, config: Mapping[str, Any]) -> None:
+    """Store ``config`` (the canonical JSON of a parsed config file) on the manifest study.
+
+    It is kept as ``{"format", "foldwise_version", "config"}`` under
+    :data:`RUN_CONFIG_ATTR`; a later write replaces it (a config run again with a larger
+    ``n_trials``).
+    """
+    study.set_user_attr(RUN_CONFIG_ATTR, {"format": FORMAT, "foldwise_version": __version__,
+                                          "config": dict(config)})
+
+
+def read_run_config(study: optuna.Study) -> dict[str, Any] | None:
+    """The config stored on ``study`` by :func:`write_run_config`, or None when the study
+    was not started from a config file (it was started from Python)."""
+    stored = study.user_attrs.get(RUN_CONFIG_ATTR)
+    if stored is None:
+        return None
+    if not isinstance(stored, Mapping) or not isinstance(stored.get("config"), Mapping):
+        raise OptimizationError(
+            f"the run config stored on study {study.study_name!r} is not one foldwise wrote "
+            f"({type(stored).__name__}); run the study from its config file again "
+            "(foldwise run FILE).")
+    _check_format(stored.get("format"), "run config")
+    return dict(stored["config"])
 
 
 # --- a study as read back ------------------------------------------------------------------

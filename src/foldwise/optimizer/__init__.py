@@ -1,7 +1,8 @@
 """Walk-forward optimization: Optuna studies per fold, through the cache, resumable, parallel.
 
 Public names: :func:`optimize`, :func:`load_result`, :func:`list_studies`,
-:func:`delete_study`, :func:`walk_forward_matrix` (and :class:`WalkForwardResult`, which
+:func:`delete_study`, :func:`read_study` (a study's records, without its runs),
+:func:`walk_forward_matrix` (and :class:`WalkForwardResult`, which
 lives in :mod:`foldwise.aggregate`). The modules are narrated in their docstrings:
 
 * ``_run`` — the flow of ``optimize``: validate -> plan -> run -> read;
@@ -22,7 +23,7 @@ from foldwise.aggregate import FoldRecord, WalkForwardResult
 from ._benchmark import equal_weight_universe
 from ._matrix import walk_forward_matrix
 from ._run import optimize
-from ._studies import delete_study, list_studies, load_result
+from ._studies import delete_study, list_studies, load_result, read_study
 
 __all__ = ["FoldRecord", "WalkForwardResult", "delete_study", "equal_weight_universe",
-           "list_studies", "load_result", "optimize", "walk_forward_matrix"]
+           "list_studies", "load_result", "optimize", "read_study", "walk_forward_matrix"]

@@ -9,12 +9,14 @@
   that identifies the optimization and the names of its studies.
 * :func:`store_plan` opens nothing new: on the already opened storage it creates the
   manifest study or compares the stored manifest (refusing a different optimization before
-  any backtest runs), then runs the equal-weight benchmark through the cache, keeps the
+  any backtest runs), stores the run config it was given (a config file's, for
+  ``foldwise resume``), then runs the equal-weight benchmark through the cache, keeps the
   fold definitions in the fold store and creates the fold studies.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +41,9 @@ from foldwise.records import (
     StrategyIdentity,
     StudyManifest,
     read_manifest,
+    read_run_config,
     write_manifest,
+    write_run_config,
 )
 from foldwise.space import Categorical, Constraint, Fixed, Float, Int, SearchSpace
 from foldwise.splits import BaseCombinatorialSplitter, BaseSplitter, FoldSet, FoldStore
@@ -105,12 +109,30 @@ class Request:
     timeout: float | None
     show_progress: bool
     check_lookahead: bool
+    run_config: Mapping[str, Any] | None = None
 
 
 def _positive_int(value: Any, name: str, fix: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise OptimizationError(f"{name} must be an integer >= 1, got {value!r}.{fix}")
     return int(value)
+
+
+def _check_run_config(run_config: Any) -> dict[str, Any] | None:
+    """``run_config`` as the JSON it is stored as (so a stored one compares equal)."""
+    if run_config is None:
+        return None
+    if not isinstance(run_config, Mapping):
+        raise OptimizationError(
+            f"run_config must be None or a dict (the JSON of a config file), got "
+            f"{type(run_config).__name__}.")
+    try:
+        stored: dict[str, Any] = json.loads(json.dumps(run_config, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise OptimizationError(
+            f"run_config cannot be stored as JSON ({exc}); give strings, numbers, booleans, "
+            "lists and dicts only.") from None
+    return stored
 
 
 def _resolve_direction(metric: Any, direction: str | None) -> Direction:
@@ -168,7 +190,8 @@ def validate(
     settings: BacktestSettings | None, costs: Costs | Mapping[str, float] | float | None,
     delay: int | None, price_field: str | None, missing: Any, periods_per_year: float | None,
     constraints: Constraint | Sequence[Constraint] | None, cv_aggregate: str,
-    warmup: Any, timeout: Any, show_progress: bool, check_lookahead: bool) -> Request:
+    warmup: Any, timeout: Any, show_progress: bool, check_lookahead: bool,
+    run_config: Any = None) -> Request:
     """Check every argument of :func:`foldwise.optimize`; see there for their meaning."""
     runner = as_strategy(strategy)
     if mode not in MODES:
@@ -231,7 +254,7 @@ def validate(
         workers=workers, cache=opened_cache, settings=backtest_settings,
         cv_aggregate=cv_aggregate, warmup=warmup,
         timeout=None if timeout is None else float(timeout), show_progress=show_progress,
-        check_lookahead=bool(check_lookahead))
+        check_lookahead=bool(check_lookahead), run_config=_check_run_config(run_config))
 
 
 # --- plan ----------------------------------------------------------------------------------
@@ -327,6 +350,9 @@ def store_plan(request: Request, plan: Plan, storage: optuna.storages.BaseStorag
     if manifest_study is None:
         manifest_study = optuna.create_study(study_name=request.study, storage=storage,
                                              direction=request.direction)
+    # before the manifest: a study killed between the two writes still resumes from it
+    if request.run_config is not None and read_run_config(manifest_study) != request.run_config:
+        write_run_config(manifest_study, request.run_config)
     benchmark = request.cache.key(equal_weight_universe, {}, request.data,
                                   settings=request.settings)
     request.cache.get_or_run(equal_weight_universe, {}, request.data, settings=request.settings)

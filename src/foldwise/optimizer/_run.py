@@ -263,6 +263,7 @@ def optimize(
     timeout: float | None = None,
     show_progress: bool = True,
     check_lookahead: bool = True,
+    run_config: Mapping[str, Any] | None = None,
 ) -> WalkForwardResult:
     """Optimize a strategy's parameters over walk-forward folds with Optuna.
 
@@ -350,6 +351,12 @@ def optimize(
         feasible parameter set, its baseline run through the cache); refused with
         :class:`~foldwise.errors.LookaheadError` naming the date and asset. ``False`` skips
         the check, and the study records that it was not checked.
+    run_config
+        A JSON-able description of how this optimization was asked for, stored with the
+        study (:func:`foldwise.records.write_run_config`) before its first trial and
+        replaced when given again; None leaves what is stored. ``foldwise run`` stores its
+        parsed config file here, which is what lets ``foldwise resume`` run the study
+        again without the file.
 
     Returns
     -------
@@ -379,7 +386,8 @@ def optimize(
             settings=settings, costs=costs, delay=delay, price_field=price_field,
             missing=missing, periods_per_year=periods_per_year, constraints=constraints,
             cv_aggregate=cv_aggregate, warmup=warmup, timeout=timeout,
-            show_progress=show_progress, check_lookahead=check_lookahead)
+            show_progress=show_progress, check_lookahead=check_lookahead,
+            run_config=run_config)
         opened = open_storage(request.storage)
         plan = store_plan(request, make_plan(request), opened)
         _run(request, plan, opened)
