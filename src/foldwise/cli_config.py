@@ -143,6 +143,9 @@ class _Where:
     def name(self) -> str:
         return f"[{self.section}]" if self.section else "the top level"
 
+    def place(self) -> str:
+        return f"in [{self.section}]" if self.section else "at the top level"
+
     def key(self, key: str) -> str:
         return f"[{self.section}] {key}" if self.section else key
 
@@ -166,8 +169,8 @@ def _check_keys(table: Mapping[str, Any], allowed: Sequence[str], where: _Where)
     for key in table:
         if key not in allowed:
             raise where.error(
-                f"unknown key {key!r} in {where.name()}.{_close(key, allowed)} The keys of "
-                f"{where.name()} are: {', '.join(allowed)}.")
+                f"unknown key {key!r} {where.place()}.{_close(key, allowed)} The keys "
+                f"{where.place()} are: {', '.join(allowed)}.")
 
 
 def _table(document: Mapping[str, Any], key: str, where: _Where, *,
@@ -472,10 +475,10 @@ def _json_value(value: Any) -> bool:
 def _parse_param(name: str, spec: Any, where: _Where) -> Param:
     """One ``[space]`` entry: ``{ int = [lo, hi] }``, ``{ float = ... }``,
     ``{ categorical = [...] }``, ``{ fixed = value }`` or a plain value (fixed)."""
-    forms = ("write { int = [low, high] } or { float = [low, high] } for a range, "
+    forms = ("{ int = [low, high] } or { float = [low, high] } for a range, "
              "{ categorical = [...] } for a choice, or a plain value (or { fixed = ... }) to fix it")
     if isinstance(spec, list):
-        raise where.bad(name, spec, f"a bare list is ambiguous; {forms}.")
+        raise where.bad(name, spec, f"a bare list is ambiguous; write {forms}.")
     if not isinstance(spec, Mapping):
         if not _json_value(spec):
             raise where.bad(name, spec, "a fixed value must be a string, a number or "
@@ -486,14 +489,15 @@ def _parse_param(name: str, spec: Any, where: _Where) -> Param:
         unknown = [k for k in spec if k not in _PARAM_KINDS]
         hint = _close(unknown[0], _PARAM_KINDS) if unknown and not kinds else ""
         got = (f"both {' and '.join(kinds)}" if kinds else
-               f"keys {', '.join(map(repr, spec))}" if spec else "an empty table")
-        raise where.bad(name, spec, f"has {got};{hint} {forms}.")
+               f"the key(s) {', '.join(map(repr, spec))}" if spec else "no key")
+        raise where.bad(name, spec, f"has {got}.{hint} Write {forms}.")
     kind = kinds[0]
     allowed = (kind, *_PARAM_OPTIONS[kind])
     for key in spec:
         if key not in allowed:
             options = ", ".join(_PARAM_OPTIONS[kind]) or "no other keys"
-            raise where.bad(name, spec, f"unknown key {key!r} for a {kind} parameter."
+            article = "an" if kind == "int" else "a"
+            raise where.bad(name, spec, f"unknown key {key!r} for {article} {kind} parameter."
                             f"{_close(key, allowed)} It takes {options}.")
     value = spec[kind]
     if kind == "fixed":
