@@ -271,13 +271,17 @@ def test_a_stored_config_that_cannot_be_read_says_so():
         parse_config(stored)  # a file is not a stored config
 
 
-def test_the_command_line_location_replaces_the_files_as_a_pair(tmp_path):
+def test_the_command_line_location_replaces_the_files(tmp_path):
     config = _parse(_with('dir = "here"\nstorage = "sqlite:///db/studies.db"'), tmp_path)
     assert config.storage == f"sqlite:///{tmp_path / 'db' / 'studies.db'}"
-    moved = config.with_location(str(tmp_path / "there"), None)
+    assert config.location == (config.storage, str(tmp_path / "here"))
+    moved = config.with_location(str(tmp_path / "there"), None)  # --dir: the journal there
     assert moved.location == (f"journal:{tmp_path / 'there' / 'studies.journal'}",
                               str(tmp_path / "there"))
-    assert config.with_location(None, "memory").location == ("memory", None)
+    assert config.with_location(None, "memory").location == ("memory", str(tmp_path / "here"))
+    assert config.with_location("d", "memory").location == ("memory", str(Path("d").absolute()))
+    assert config.with_location(None, None) is config
+    assert _parse(SMALL, tmp_path).location == (None, None)
 
 
 def test_the_lists_of_names_match_what_optimize_accepts():

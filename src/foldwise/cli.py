@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -125,11 +126,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _where_flags(config: RunConfig) -> str:
-    """The --dir / --storage options that find the study of ``config`` again."""
-    storage, directory = config.location
-    if config.storage is not None:
-        return f" --storage {storage}"
-    return f" --dir {directory}" if directory is not None else ""
+    """The --storage / --dir options that find the study of ``config`` and its cache again."""
+    flags = [] if config.storage is None else ["--storage", config.storage]
+    if config.dir is not None:
+        flags += ["--dir", config.dir]
+    return "".join(f" {shlex.quote(flag)}" for flag in flags)
 
 
 def _run_config(config: RunConfig, args: argparse.Namespace, *, resumed: bool) -> int:

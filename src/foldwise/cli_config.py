@@ -652,10 +652,13 @@ class RunConfig:
     # --- running ---------------------------------------------------------------------------
 
     def with_location(self, dir: str | None, storage: str | None) -> RunConfig:
-        """This config with the study and cache elsewhere (the command line's ``--dir`` /
-        ``--storage``; both replace the file's, as a pair)."""
-        return replace(self, dir=None if dir is None else str(Path(dir).expanduser().absolute()),
-                       storage=storage)
+        """This config with the study and cache elsewhere: the command line's ``--dir`` and
+        ``--storage``. Each replaces its own key; ``--dir`` without ``--storage`` also
+        moves the study to the journal file in that directory (as everywhere on the command
+        line)."""
+        if dir is None:
+            return self if storage is None else replace(self, storage=storage)
+        return replace(self, dir=str(Path(dir).expanduser().absolute()), storage=storage)
 
     @property
     def location(self) -> tuple[str | None, str | None]:
