@@ -785,3 +785,27 @@ def test_the_example_config_runs_as_is(tmp_path, capsys):
     record = foldwise.load_result("goog-sma", storage=f"journal:{tmp_path}/studies.journal",
                                   cache=tmp_path)
     assert record.complete and record.manifest.n_trials == 12
+
+
+@pytest.mark.slow  # a fresh interpreter and two worker processes (about 10 s)
+def test_worker_processes_import_a_strategy_module_next_to_the_config(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "workers_strategies.py").write_text(textwrap.dedent("""
+        import pandas as pd
+        from foldwise.examples import rolling_mean
+
+        def cross(data, fast=10, slow=50):
+            close = data["close"]
+            long = rolling_mean(close, fast) > rolling_mean(close, slow)
+            return pd.DataFrame(long.astype(float), index=data.index, columns=data.assets)
+        """))
+    (project / "study.toml").write_text(
+        SMALL.replace("foldwise.examples:sma_crossover", "workers_strategies:cross")
+        .replace("n_trials = 3", "n_trials = 3\nn_jobs = 2"))
+    done = _cli("run", str(project / "study.toml"), "--dir", str(tmp_path / "home"), "--quiet",
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "workers_strategies:cross" in done.stdout and "verdict:" in done.stdout
+    assert _finished(tmp_path / "home" / "studies.journal") == {
+        f"small/fold-{n:02d}": 3 for n in range(3)}
