@@ -51,6 +51,7 @@ __all__ = [
     "PipelineDefinitionError",
     "PipelineError",
     "PipelineOutputError",
+    "ReportError",
     "SearchSpaceError",
     "SplitError",
     "StorageError",
@@ -217,6 +218,14 @@ class MachineFaultError(OptimizationError):
     ``optimize`` call resumes once the fault is fixed and runs that trial again. The message
     names the path and the cause; the original exception is chained (``__cause__``).
     """
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+class ReportError(FoldwiseError, ValueError):
+    """A report that cannot be written as asked (a path that is a directory, a ``matrix``
+    that is not the table ``walk_forward_matrix`` returns)."""
 
 
 # --- who raised it -------------------------------------------------------------------------

@@ -18,13 +18,14 @@ import numpy as np
 
 from foldwise.backtest import BacktestResult
 from foldwise.stats import (
+    PBOResult,
     deflated_sharpe_ratio,
     moments,
     probabilistic_sharpe_ratio,
     probability_of_backtest_overfitting,
 )
 
-__all__ = ["fold_dsr", "overfitting_summary"]
+__all__ = ["fold_dsr", "overfitting_analysis", "overfitting_summary"]
 
 
 def fold_dsr(chosen_train_returns: np.ndarray, train_sharpes: Sequence[float],
@@ -45,7 +46,16 @@ def fold_dsr(chosen_train_returns: np.ndarray, train_sharpes: Sequence[float],
 def overfitting_summary(oos: BacktestResult, matrix: np.ndarray | None,
                         n_splits: int = 16) -> dict[str, float]:
     """PBO (when a returns matrix is given), and the PSR / DSR of the stitched curve."""
+    return overfitting_analysis(oos, matrix, n_splits)[0]
+
+
+def overfitting_analysis(oos: BacktestResult, matrix: np.ndarray | None, n_splits: int = 16
+                         ) -> tuple[dict[str, float], PBOResult | None]:
+    """:func:`overfitting_summary` and the :class:`~foldwise.stats.PBOResult` behind it
+    (its logits and the in- / out-of-sample performance of every CSCV combination, for the
+    HTML report's figures), or None where PBO was not computed (fewer than two sets)."""
     summary: dict[str, float] = {}
+    details: PBOResult | None = None
     oos_returns = oos.arrays.net
     summary["oos_psr"] = probabilistic_sharpe_ratio(oos_returns)
     if matrix is not None and matrix.shape[1] >= 2:
@@ -62,11 +72,11 @@ def overfitting_summary(oos: BacktestResult, matrix: np.ndarray | None,
         splits = n_splits
         while splits > 2 and matrix.shape[0] < 2 * splits:
             splits -= 2
-        pbo = probability_of_backtest_overfitting(matrix, n_splits=splits)
+        details = probability_of_backtest_overfitting(matrix, n_splits=splits)
         summary.update({f"pbo_{k}" if not k.startswith("pbo") else k: v
-                        for k, v in pbo.summary().items()})
+                        for k, v in details.summary().items()})
     else:
         summary["n_configurations"] = float(0 if matrix is None else matrix.shape[1])
         summary["oos_dsr"] = math.nan
         summary["pbo"] = math.nan
-    return summary
+    return summary, details

@@ -9,7 +9,9 @@ storage. Each table is computed when first asked for, by the functions of ``_tab
 from __future__ import annotations
 
 import math
+import os
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -257,6 +259,43 @@ class WalkForwardResult:
         from ._text import text_report
 
         return text_report(self, overfitting=overfitting)
+
+    def report(self, path: str | os.PathLike[str], *, matrix: pd.DataFrame | None = None,
+               overfitting: bool = True) -> Path:
+        """Write the HTML report: one self-contained file that opens offline.
+
+        The header (strategy, data, splitter, metric, trials, distinct sets, cache hits,
+        runtime), the verdict of :meth:`summary` (and an INCOMPLETE banner), the stitched
+        out-of-sample equity with its drawdown next to the equal-weight universe, the
+        sortable fold table, in- vs out-of-sample metric and the chosen parameters per
+        fold, the fold layout, the overfitting statistics (PBO with its logits and
+        degradation, PSR and DSR), and per fold the optimization history, the parameter
+        importances and the top sets. Sections that do not apply to the study are left
+        out with a one-line note. Nothing is run: the figures come from the records and
+        the stored runs.
+
+        Parameters
+        ----------
+        path
+            The file to write (replaced atomically if it exists).
+        matrix
+            The table :func:`foldwise.walk_forward_matrix` returned, shown as a heatmap.
+        overfitting
+            Include the overfitting statistics (they read every parameter set's run).
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+
+        Examples
+        --------
+        >>> result.report("report.html")  # doctest: +SKIP
+        PosixPath('report.html')
+        """
+        from ._html import write_report
+
+        return write_report(self, path, matrix=matrix, overfitting=overfitting)
 
     def __str__(self) -> str:
         """The readable summary ``print(result)`` shows: :meth:`text_report` without the
