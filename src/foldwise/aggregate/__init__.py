@@ -19,6 +19,8 @@ nothing imports the optimizer. The tables are surfaced on :class:`WalkForwardRes
 ``result.overfitting()``        PBO (CSCV), PSR and DSR of the out-of-sample curve
 ``result.cpcv_paths()``         CPCV: the distribution of path Sharpe ratios
 ``result.text_report()``        all of it as text (what ``foldwise show`` prints)
+``result.report(path)``         all of it as one self-contained HTML file (plotly figures,
+                                a jinja2 template; ``foldwise report`` writes it)
 ==============================  ============================================================
 """
 
