@@ -72,9 +72,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(result.text_report())
     print(f"\nstored in {result.location} (study {result.name!r}); inspect it again with "
           f"`foldwise show {result.name}`" + (f" --dir {directory}" if directory else ""))
-    if hasattr(result, "report"):
-        report = _write_report(result, _report_path(args.output, directory, result.name))
-        print(f"HTML report: {report}")
+    report = _write_report(result, _report_path(args.output, directory, result.name))
+    print(f"HTML report: {report}")
     return 0
 
 
@@ -101,12 +100,7 @@ def _write_report(result: foldwise.WalkForwardResult, path: Path,
                   overfitting: bool = True) -> str:
     """Write the HTML report of ``result`` to ``path``; ``"<path> (<size>)"``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write = getattr(result, "report", None)
-    if write is None:
-        raise foldwise.FoldwiseError(
-            f"this foldwise {foldwise.__version__} cannot write HTML reports yet "
-            "(WalkForwardResult.report); `foldwise show` prints the text report.")
-    written = Path(write(path, overfitting=overfitting))
+    written = result.report(path, overfitting=overfitting)
     return f"{written} ({_file_size(written)})"
 
 
