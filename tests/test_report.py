@@ -370,6 +370,34 @@ def test_walk_forward_matrix_as_a_heatmap(tmp_path):
     assert not any(n.startswith("No walk-forward matrix") for n in page.notes)
 
 
+@foldwise.strategy(name="labelled_sma")
+def labelled_sma(data, fast=5, slow=20, label="plain"):
+    """An SMA crossover with a text parameter that does nothing (its value is shown)."""
+    return foldwise.examples.sma_crossover(data, fast=fast, slow=slow)
+
+
+@pytest.mark.slow
+def test_text_from_the_study_cannot_break_out_of_the_page(tmp_path):
+    hostile = "</script><script>alert(1)</script><b>"
+    result = foldwise.optimize(
+        labelled_sma, noisy_panel(500, 2),
+        {"fast": foldwise.Int(2, 10), "slow": foldwise.Int(11, 40),
+         "label": foldwise.Categorical([hostile, "plain"])},
+        WalkForward(train=200, test=100), n_trials=6, storage=f"journal:{tmp_path}/s.journal",
+        cache=tmp_path, study="<i>study</i>", seed=0, show_progress=False)
+    path = result.report(tmp_path / "r.html", overfitting=False)
+    page = _parse(path)
+    scripts = [a for tag, a in page.tags if tag == "script"]
+    n_figures = len(page.figures())
+    assert len(scripts) == n_figures + 3  # the figures, the template, plotly.js, the page's own
+    assert not [tag for tag, _ in page.tags if tag in ("b", "i")]
+    text = path.read_text(encoding="utf-8")
+    assert hostile not in text  # escaped in the HTML and in the figures' JSON
+    labels = [v for rows in page.tables.values() for row in rows for v, _ in row
+              if "alert" in v]
+    assert labels and all(hostile in v for v in labels)
+
+
 # --- in a real browser -----------------------------------------------------------------------
 
 

@@ -198,8 +198,11 @@ def _section(section_id: str, title: str, build: Callable[[], list[dict[str, Any
 
 
 def _is_cpcv(result: WalkForwardResult) -> bool:
+    """Whether the study has CPCV paths: a combinatorial splitter, each split with its own
+    choice (walk-forward mode; a cross-validated study trades one set everywhere)."""
     manifest = result.manifest
-    return bool(manifest.groups) and all(w.test_groups for w in manifest.folds)
+    return (result.mode == "walk_forward" and bool(manifest.groups)
+            and all(w.test_groups for w in manifest.folds))
 
 
 def _stitched(result: WalkForwardResult) -> bool:
@@ -270,8 +273,9 @@ def _header(result: WalkForwardResult) -> dict[str, Any]:
 def _verdict(result: WalkForwardResult) -> dict[str, Any]:
     """The pass/fail criteria, or a note saying why there are none."""
     if not _stitched(result):
-        return {"note": "The pass/fail criteria judge one stitched out-of-sample curve; "
-                        f"{'a CPCV study has several paths (below)' if _is_cpcv(result) else 'a cross-validated study has none'}."}
+        has = ("a CPCV study has several paths (below)" if _is_cpcv(result) else
+               "a cross-validated study has none")
+        return {"note": f"The pass/fail criteria judge one stitched out-of-sample curve; {has}."}
     try:
         summary = result.summary()
     except FoldwiseError as exc:
@@ -420,6 +424,8 @@ def _stability(result: WalkForwardResult, page: _Page) -> list[dict[str, Any]] |
         name for name, spec in (result.manifest.space.get("params") or {}).items()
         if spec.get("type") != "fixed"}
     names = [n for n in stability.index if not searched or n in searched]
+    if not names:
+        return "Every parameter is fixed: nothing was chosen."
     values = {name: list(stability.loc[name, "values"]) for name in names}
     figure = figures.stability_figure([r.number for r in chosen], values, _space_ranges(result))
     rows = []
@@ -656,7 +662,10 @@ def check_matrix(matrix: Any) -> pd.DataFrame | None:
 
 def _cpcv(result: WalkForwardResult, page: _Page) -> list[dict[str, Any]] | str:
     if not _is_cpcv(result):
-        return ("No CPCV paths: the study's splitter is not a CombinatorialPurgedKFold.")
+        return ("No CPCV paths: " + (
+            "a cross-validated study trades one parameter set on every split."
+            if result.mode == "cv" else
+            "the study's splitter is not a CombinatorialPurgedKFold."))
     table, returns = result.cpcv_paths()
     distribution, equity = figures.cpcv_figures(table, returns)
     columns = list(table.columns)
