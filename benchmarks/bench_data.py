@@ -22,7 +22,7 @@ def main() -> None:
     values = np.random.default_rng(0).uniform(1.0, 2.0, size=(N_DATES, N_ASSETS))
     index = pd.bdate_range("2000-01-03", periods=N_DATES)
     data = MarketData({"close": values}, index, [f"S{i}" for i in range(N_ASSETS)])
-    array = data["close"]
+    array = data.array("close")
     gigabytes = data.nbytes / 1e9
 
     def fresh_hash() -> str:

@@ -174,7 +174,7 @@ def heavy_panel() -> MarketData:
 @foldwise.strategy(name="heavy_crossover")
 def heavy_crossover(data, fast=10.0, slow=50.0, passes=1):
     """Crossovers of moving averages over many assets, ``passes`` times (sets its cost)."""
-    close = data["close"]
+    close = data.array("close")
     signal = np.zeros_like(close)
     for k in range(passes):
         for window in (int(fast) + k, int(slow) + k, int(fast + slow) + k):

@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     data = synthetic_panel()
-    close = data["close"]
+    close = data.array("close")
     print(f"panel: {data.n_dates} dates x {data.n_assets} assets (seed 0), "
           f"median of {args.repeat} runs")
 

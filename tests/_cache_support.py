@@ -28,7 +28,7 @@ def make_data(seed: int = 0, tz: str | None = None, n_dates: int = N_DATES) -> M
 
 def trend(data: MarketData, lookback: int = 5, gross: float = 1.0) -> np.ndarray:
     """Long assets above their close ``lookback`` bars ago, short those below."""
-    close = data["close"]
+    close = data.array("close")
     past = np.full_like(close, np.nan)
     past[lookback:] = close[:-lookback]
     return np.nan_to_num(np.sign(close - past)) * gross / close.shape[1]

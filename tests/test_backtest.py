@@ -203,7 +203,7 @@ def test_metrics_are_floats_and_repr_reads_well(panel):
 
 def perturb_after(data: MarketData, cut: int, seed: int) -> MarketData:
     rng = np.random.default_rng(seed)
-    close = data["close"].copy()
+    close = data.array("close").copy()
     close[cut + 1:] *= rng.uniform(0.5, 1.5, size=close[cut + 1:].shape)
     return MarketData({"close": close}, data.index, data.assets)
 

@@ -59,7 +59,7 @@ def test_a_stored_run_loads_back_equal_to_an_independent_backtest(cache, tz):
     assert record.kind == "full"
     loaded = record.result
     weights = trend(data, **params)
-    expected = expected_backtest(weights, data["close"], cost_bps=5)
+    expected = expected_backtest(weights, data.array("close"), cost_bps=5)
     for name in ("returns", "gross_returns", "costs", "turnover"):
         np.testing.assert_allclose(getattr(loaded, name).to_numpy(), expected[name],
                                    rtol=0, atol=1e-15)

@@ -81,21 +81,21 @@ def test_unknown_parameter_is_refused_with_a_suggestion():
 
 @pytest.mark.parametrize("where", [(0, 0), (130, 1), (-1, 2)])
 def test_one_data_value_changed_anywhere_is_a_miss(where):
-    close = DATA["close"].copy()
+    close = DATA.array("close").copy()
     close[where] *= 1.0000001
     changed = MarketData({"close": close}, DATA.index, DATA.assets)
     assert key({}, data=changed) != key({})
 
 
 def test_dates_or_asset_labels_changed_are_a_miss():
-    close = DATA["close"]
+    close = DATA.array("close")
     shifted = MarketData({"close": close}, DATA.index + pd.Timedelta(days=1), DATA.assets)
     renamed = MarketData({"close": close}, DATA.index, ["AAA", "BBB", "ZZZ"])
     assert len({key({}), key({}, data=shifted), key({}, data=renamed)}) == 3
 
 
 def test_equal_data_in_another_object_is_a_hit():
-    copy = MarketData({"close": DATA["close"].copy()}, DATA.index.copy(), list(DATA.assets))
+    copy = MarketData({"close": DATA.array("close").copy()}, DATA.index.copy(), list(DATA.assets))
     assert key({}, data=copy) == key({})
 
 
@@ -201,7 +201,7 @@ import numpy as np
 from fw_edit_helpers import smooth
 
 def follow(data, lookback=5):
-    close = smooth(data["close"], lookback)
+    close = smooth(data.array("close"), lookback)
     return np.ones_like(close) / close.shape[1]
 '''
 
@@ -269,7 +269,7 @@ def test_stored_run_is_not_served_for_another_run(stored, params, changes):
 def test_stored_run_is_served_for_the_same_run_in_any_spelling(stored):
     for params in ({"gross": 1.0, "lookback": 5}, {"lookback": np.int64(5)}, {}):
         assert stored.get(stored.key(trend, params, DATA, costs=Costs(2))) is not None
-    close = DATA["close"].copy()
+    close = DATA.array("close").copy()
     close[-1, -1] += 1e-9
     changed = MarketData({"close": close}, DATA.index, DATA.assets)
     assert stored.get(stored.key(trend, {}, changed, costs=2)) is None

@@ -175,7 +175,7 @@ import numpy as np
 from edited_helper import smooth
 
 def follow(data, lookback=5):
-    close = smooth(data["close"], lookback)
+    close = smooth(data.array("close"), lookback)
     return np.ones_like(close)
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,8 +45,8 @@ def test_from_frame_keeps_values_dates_and_assets():
     assert data.shape == (3, 2)
     assert list(data.assets) == ["A", "B"]
     assert data.index.equals(frame.index)
-    np.testing.assert_array_equal(data["close"], frame.to_numpy())
-    assert data.close is data["close"]
+    np.testing.assert_array_equal(data.array("close"), frame.to_numpy())
+    assert data.array() is data.array("close")
     frame.index = frame.index.as_unit("ns")
     pd.testing.assert_frame_equal(data.frame("close"), frame, check_freq=False,
                                   check_column_type=False)
@@ -54,9 +56,9 @@ def test_arrays_are_read_only_and_copied():
     values = np.array(GOOD)
     data = MarketData({"close": values}, pd.date_range("2024-01-01", periods=3), ["A", "B"])
     values[0, 0] = 999.0  # the caller's array is not shared
-    assert data["close"][0, 0] == 10.0
+    assert data.array("close")[0, 0] == 10.0
     with pytest.raises(ValueError, match="read-only"):
-        data["close"][0, 0] = 1.0
+        data.array("close")[0, 0] = 1.0
 
 
 def test_from_series_is_one_asset():
@@ -71,7 +73,7 @@ def test_from_frames_several_fields_and_alignment_modes():
     volume = wide([[1, 2], [3, 4], [5, 6]])
     data = MarketData.from_frames({"close": close, "volume": volume})
     assert data.fields == ("close", "volume")
-    np.testing.assert_array_equal(data["volume"], volume.to_numpy())
+    np.testing.assert_array_equal(data.array("volume"), volume.to_numpy())
 
     shorter = volume.iloc[:2]
     with pytest.raises(MisalignedFieldsError, match="lacks 1 dates.*align='inner'"):
@@ -83,7 +85,7 @@ def test_from_frames_several_fields_and_alignment_modes():
     assert inner.shape == (2, 2)
     outer = MarketData.from_frames({"close": close, "volume": other_assets}, align="outer")
     assert list(outer.assets) == ["A", "B", "C"]
-    assert np.isnan(outer["volume"][:, 1]).all()  # B has no volume
+    assert np.isnan(outer.array("volume")[:, 1]).all()  # B has no volume
 
 
 def test_from_long_pivots_any_row_order():
@@ -92,8 +94,8 @@ def test_from_long_pivots_any_row_order():
     table = pd.DataFrame(rows, columns=["date", "asset", "close", "volume"])
     data = MarketData.from_long(table)
     assert list(data.assets) == ["A", "B"]
-    np.testing.assert_array_equal(data["close"], [[10.0, 20.0], [11.0, 21.0]])
-    np.testing.assert_array_equal(data["volume"], [[1, 2], [3, 5]])
+    np.testing.assert_array_equal(data.array("close"), [[10.0, 20.0], [11.0, 21.0]])
+    np.testing.assert_array_equal(data.array("volume"), [[1, 2], [3, 5]])
     with pytest.raises(DuplicateDatesError, match="drop_duplicates"):
         MarketData.from_long(pd.concat([table, table.iloc[:1]]))
     with pytest.raises(MissingFieldError, match="from_long\\(table, date=..."):
@@ -107,7 +109,7 @@ def test_from_ohlcv_normalises_column_names():
     data = MarketData.from_ohlcv(frame, "XYZ")
     assert data.fields == ("open", "high", "low", "close", "adj_close", "volume")
     assert list(data.assets) == ["XYZ"]
-    assert data["volume"].dtype == np.float64
+    assert data.array("volume").dtype == np.float64
 
 
 @pytest.mark.filterwarnings("ignore:Could not infer format")
@@ -116,7 +118,7 @@ def test_csv_and_parquet_files(tmp_path):
     frame.index.name = "Date"
     frame.to_csv(tmp_path / "wide.csv")
     data = MarketData.read_csv(tmp_path / "wide.csv")
-    np.testing.assert_array_equal(data["close"], frame.to_numpy())
+    np.testing.assert_array_equal(data.array("close"), frame.to_numpy())
     assert data.index.equals(frame.index)
 
     data.to_parquet(tmp_path / "panel.parquet")
@@ -216,6 +218,8 @@ def test_misaligned_array_shape_and_duplicate_assets():
 def test_missing_field_lists_the_fields(panel):
     with pytest.raises(MissingFieldError, match=r"no field 'open'.*fields: \['close'\]"):
         panel["open"]
+    with pytest.raises(MissingFieldError, match=r"no field 'open'.*fields: \['close'\]"):
+        panel.array("open")
     with pytest.raises(AttributeError, match="no attribute or field 'opn'"):
         panel.opn  # noqa: B018
 
@@ -268,9 +272,9 @@ def test_slice_is_an_inclusive_view_with_its_own_hash(panel):
     part = panel.slice(panel.index[10], panel.index[19])
     assert part.n_dates == 10
     assert part.index[0] == panel.index[10] and part.index[-1] == panel.index[19]
-    assert np.shares_memory(part["close"], panel["close"])
+    assert np.shares_memory(part.array("close"), panel.array("close"))
     assert part.content_hash != panel.content_hash
-    copy = MarketData({"close": panel["close"][10:20]}, panel.index[10:20], panel.assets)
+    copy = MarketData({"close": panel.array("close")[10:20]}, panel.index[10:20], panel.assets)
     assert part.content_hash == copy.content_hash
     assert panel.slice() is panel
     assert panel.slice("1999-01-01", panel.index[0]).n_dates == 1
@@ -283,7 +287,7 @@ def test_islice_and_select(panel):
     with pytest.raises(EmptyDataError):
         panel.islice(8, 5)
     sub = panel.select(assets=["A2", "A0"])
-    np.testing.assert_array_equal(sub["close"], panel["close"][:, [2, 0]])
+    np.testing.assert_array_equal(sub.array("close"), panel.array("close")[:, [2, 0]])
     with pytest.raises(MissingFieldError, match=r"unknown asset\(s\) \['ZZZ'\]"):
         panel.select(assets=["ZZZ"])
 
@@ -299,3 +303,18 @@ def test_returns_are_memoized_simple_returns():
 
 def test_repr_is_readable(panel):
     assert repr(panel) == "MarketData(300 dates 2020-01-01..2021-02-23, 4 assets, fields=['close'])"
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_the_data_stays_read_only_in_a_process_it_is_sent_to(protocol):
+    """Pickle protocols below 5 give arrays back writeable: unpickling freezes them again."""
+    data = make_panel(40, 3)
+    returns, content_hash = data.returns(), data.content_hash
+    copy = pickle.loads(pickle.dumps(data, protocol=protocol))
+    assert copy.content_hash == content_hash
+    np.testing.assert_array_equal(copy.array("close"), data.array("close"))
+    np.testing.assert_array_equal(copy.returns(), returns)
+    assert not copy.array("close").flags.writeable and not copy.returns().flags.writeable
+    close = copy["close"]
+    with pytest.raises(ValueError, match="read-only"):
+        close.iloc[0, 0] = 1.0

@@ -14,7 +14,7 @@ from .conftest import make_panel
 
 
 def test_rolling_mean_matches_pandas_with_gaps():
-    values = make_panel(200, 3)["close"].copy()
+    values = make_panel(200, 3).array("close").copy()
     values[50, 1] = np.nan
     values[:7, 2] = np.nan
     for window in (1, 5, 60, 200, 201):

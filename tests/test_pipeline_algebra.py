@@ -48,7 +48,7 @@ START, END = "2001-01-02", "2004-12-31"
 def data() -> MarketData:
     base = load_sp500()
     rng = np.random.default_rng(7)
-    prices = base["close"].copy()
+    prices = base.array("close").copy()
     prices[rng.random(prices.shape) < 0.02] = np.nan
     prices[:, 3] = np.where(np.arange(len(prices)) % 11 == 0, np.nan, prices[:, 3])
     sector = np.tile(np.arange(base.n_assets) % 4, (base.n_dates, 1)).astype(float)

@@ -141,9 +141,9 @@ def test_row_dated_d_uses_bars_through_the_bar_before_d():
     pd.testing.assert_frame_equal(latest, prices.shift(1).loc[latest.index], check_names=False,
                                   check_freq=False)
     position = data.index.get_loc(data.index[50])
-    np.testing.assert_array_equal(seen[data.index[50]], data["close"][position - 3:position])
+    np.testing.assert_array_equal(seen[data.index[50]], data.array("close")[position - 3:position])
     daily = out["daily"].xs(data.index[50], level="date")
-    expected = (data["close"][49] - data["close"][48]) / data["close"][48]
+    expected = (data.array("close")[49] - data.array("close")[48]) / data.array("close")[48]
     np.testing.assert_array_equal(daily.to_numpy(), expected)
 
 
@@ -172,7 +172,7 @@ def _everything_pipeline() -> Pipeline:
 @given(cut=st.integers(15, 79), factor=st.floats(0.2, 5.0), seed=st.integers(0, 3))
 def test_changing_data_on_or_after_d_changes_nothing_dated_d_or_earlier(cut, factor, seed):
     data = make_panel(n_dates=80, n_assets=5, seed=seed)
-    changed = {name: data[name].copy() for name in data.fields}
+    changed = {name: data.array(name).copy() for name in data.fields}
     rng = np.random.default_rng(seed)
     for values in changed.values():
         values[cut:] *= factor * rng.uniform(0.9, 1.1, size=values[cut:].shape)
@@ -329,7 +329,7 @@ def test_custom_filter_classifier_and_multiple_outputs():
 
 def test_user_dataset_binds_other_fields():
     data = make_panel()
-    fields = {name: data[name] for name in data.fields}
+    fields = {name: data.array(name) for name in data.fields}
     fields["pe"] = np.where(np.arange(data.n_dates)[:, None] % 7 == 0, np.nan,
                             10 + np.arange(data.n_assets, dtype=float))
     fields["group"] = np.tile(np.array([0.0, 1.0, np.nan, 1.0, 0.0, 2.0]), (data.n_dates, 1))

@@ -50,7 +50,7 @@ def gappy() -> MarketData:
     """The S&P 500 closes with holes (a late listing, scattered NaN) and a synthetic volume."""
     data = load_sp500()
     rng = np.random.default_rng(0)
-    prices = data["close"].copy()
+    prices = data.array("close").copy()
     prices[rng.random(prices.shape) < 0.01] = np.nan
     prices[:400, 1] = np.nan
     volume = rng.lognormal(14, 1, size=prices.shape)

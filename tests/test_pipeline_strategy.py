@@ -137,7 +137,7 @@ def test_factor_strategy_weights_by_hand():
     data = panel()
     strategy = FactorStrategy(Returns(window_length=3), n_long=1, n_short=1, rebalance=2)
     got = strategy(data)
-    close = data["close"]
+    close = data.array("close")
     expected = np.zeros(data.shape)
     for row in range(data.n_dates):
         if row < 3:

@@ -169,13 +169,13 @@ def unrelated(x):
 
 def strat(data, window=5):
     # weights from the signal
-    raw = signal(data["close"], window)
+    raw = signal(data.array("close"), window)
     return np.where(helpers.scale(raw) > THRESHOLD, 1.0, 0.0)
 
 
 class Mom:
     def compute(self, data, lookback=3):
-        return np.sign(data["close"] - smooth(data["close"], lookback))
+        return np.sign(data.array("close") - smooth(data.array("close"), lookback))
 '''
 
 HELPERS = '''

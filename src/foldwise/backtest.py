@@ -588,7 +588,7 @@ def _held_asset_returns(data: MarketData, price_field: str) -> tuple[np.ndarray,
     """
 
     def compute() -> tuple[np.ndarray, np.ndarray | None]:
-        prices = data[price_field]
+        prices = data.array(price_field)
         missing = np.isnan(prices)
         if missing.any():
             rows = np.where(missing, 0, np.arange(prices.shape[0])[:, None])

@@ -9,6 +9,10 @@ The panel validates once, on construction, and raises a specific
 After that it never changes: arrays are read-only, so the full-content hash
 (:attr:`MarketData.content_hash`) is computed once per object and memoized, and derived
 arrays (returns, say) can be memoized next to it.
+
+A field reads as a DataFrame over its array (``data["close"]``, ``data.close``; no copy),
+for strategy code written in pandas, or as the array itself (``data.array("close")``), the
+fast path for numpy code.
 """
 
 from __future__ import annotations
@@ -194,6 +198,16 @@ def _describe_difference(kind: str, reference: pd.Index, other: pd.Index) -> str
     return " and ".join(parts)
 
 
+def _read_only(value: Any) -> Any:
+    """``value`` with every numpy array in it (or in a tuple of it) made read-only."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    elif isinstance(value, tuple):
+        for item in value:
+            _read_only(item)
+    return value
+
+
 # --- the panel -----------------------------------------------------------------------------
 
 
@@ -218,6 +232,11 @@ class MarketData:
     The object is immutable: arrays are read-only views, so its :attr:`content_hash` never
     goes stale. Use the ``from_*`` / ``read_*`` constructors for DataFrames and files.
 
+    A field reads as a DataFrame (dates x assets) with ``data["close"]``, ``data.close`` or
+    ``data.frame("close")`` — a new frame over the same read-only memory each time — and as
+    the read-only numpy array itself with ``data.array("close")``. Neither can be written
+    into; work on a copy (``data["close"].copy()``).
+
     Examples
     --------
     >>> import pandas as pd
@@ -226,7 +245,12 @@ class MarketData:
     >>> data = MarketData.from_frame(close)
     >>> data
     MarketData(3 dates 2024-01-01..2024-01-03, 2 assets, fields=['close'])
-    >>> data["close"].shape
+    >>> data["close"]                    # a DataFrame over the read-only array (no copy)
+                   A     B
+    2024-01-01  10.0  20.0
+    2024-01-02  10.5  19.0
+    2024-01-03  10.2  19.5
+    >>> data.array("close").shape        # the array itself: the fast path for numpy code
     (3, 2)
     """
 
@@ -286,6 +310,16 @@ class MarketData:
         self._price_fields = price_fields
         self._hash: str | None = None
         self._memo: dict[Any, Any] = {}
+
+    def __setstate__(self, state: tuple[Any, dict[str, Any]]) -> None:
+        # Unpickling (a worker process receiving the data): the arrays come back writeable
+        # from pickle protocols below 5, so they are made read-only again. The memoized hash
+        # and derived arrays travel with the object.
+        for name, value in state[1].items():
+            object.__setattr__(self, name, value)
+        for array in self._fields.values():
+            array.flags.writeable = False
+        self._memo = {key: _read_only(value) for key, value in self._memo.items()}
 
     @classmethod
     def _trusted(cls, arrays: dict[str, np.ndarray], index: pd.DatetimeIndex, assets: pd.Index,
@@ -566,29 +600,102 @@ class MarketData:
     def __contains__(self, field: object) -> bool:
         return field in self._fields
 
-    def __getitem__(self, field: str) -> np.ndarray:
-        """The read-only ``(n_dates, n_assets)`` array of ``field``."""
-        try:
-            return self._fields[field]
-        except KeyError:
-            raise MissingFieldError(
-                f"no field {field!r} in this MarketData (fields: {list(self._fields)}). "
-                "Load it, e.g. MarketData.from_frames({..., " + repr(field) + ": df})."
-            ) from None
+    def __getitem__(self, field: str) -> pd.DataFrame:
+        """``field`` as a DataFrame (dates x assets) over the read-only data: no copy.
 
-    def __getattr__(self, name: str) -> np.ndarray:
+        The same as :meth:`frame`; ``data.close`` is the same as ``data["close"]``. Strategy
+        code can use every pandas idiom on it (``data["close"].rolling(20).mean()``); for
+        the raw array without building a frame (about 10-20 us less), use :meth:`array`.
+        """
+        return self.frame(field)
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
         # Only called when normal lookup fails: lets users write data.close.
         if name.startswith("_"):
             raise AttributeError(name)
         fields = object.__getattribute__(self, "_fields")
         if name in fields:
-            return fields[name]
+            return self.frame(name)
         raise AttributeError(
             f"MarketData has no attribute or field {name!r} (fields: {list(fields)})")
 
+    def array(self, field: str = "close") -> np.ndarray:
+        """The read-only ``float64`` array ``(n_dates, n_assets)`` of ``field``.
+
+        The fast path: the panel's own memory, returned as is (no frame is built, no copy is
+        made), for numpy code where every microsecond of a trial counts. Rows follow
+        :attr:`index` and columns :attr:`assets`. The array is read-only because every trial
+        shares it: writing into it raises ``ValueError: assignment destination is
+        read-only``; work on a copy (``data.array("close").copy()``).
+
+        Raises
+        ------
+        MissingFieldError
+            If the panel has no such field (the message lists the fields it has).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> data = MarketData.from_frame(pd.DataFrame(
+        ...     {"A": [10.0, 11.0]}, index=pd.date_range("2024-01-01", periods=2)))
+        >>> data.array("close")
+        array([[10.],
+               [11.]])
+        >>> data.array("close").flags.writeable
+        False
+        """
+        try:
+            return self._fields[field]
+        except (KeyError, TypeError):
+            raise MissingFieldError(
+                f"no field {field!r} in this MarketData (fields: {list(self._fields)}). "
+                "Load it, e.g. MarketData.from_frames({..., " + repr(field) + ": df})."
+            ) from None
+
     def frame(self, field: str = "close") -> pd.DataFrame:
-        """``field`` as a wide DataFrame (dates x assets)."""
-        return pd.DataFrame(self[field], index=self._index, columns=self._assets, copy=False)
+        """``field`` as a DataFrame (dates x assets) built over the read-only array.
+
+        ``data.frame("close")``, ``data["close"]`` and ``data.close`` are the same. The frame
+        has :attr:`index` as its index and :attr:`assets` as its columns and shares memory
+        with the panel (no copy), so it costs the same whatever the size of the panel.
+
+        Every call builds a new frame (about 10-20 us) rather than returning a memoized
+        one: pandas lets code change a frame object itself (``close["A"] = 0``,
+        ``close.columns = [...]``, ``close.drop(columns=..., inplace=True)``), and a frame
+        shared by every trial would carry such a change into the next one. A fresh frame
+        keeps each caller's changes to itself; the numbers stay the panel's own.
+
+        Writing into the values is an error, because the panel is read-only and shared by
+        every trial: ``close.iloc[0, 0] = 1``, ``close.loc[...] = ...``,
+        ``close.values[...] = ...``, ``close.fillna(0, inplace=True)`` raise pandas'
+        ``ValueError`` (``... is read-only``), which :meth:`foldwise.Strategy.run` reports as
+        :class:`~foldwise.errors.DataWriteError`. Work on a copy:
+        ``close = data["close"].copy()``. Operations that return a new frame
+        (``close.rolling(20).mean()``, ``close.fillna(0)``, ``close + 1``) need no copy.
+
+        Raises
+        ------
+        MissingFieldError
+            If the panel has no such field.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> data = MarketData.from_frame(pd.DataFrame(
+        ...     {"A": [10.0, 11.0, 12.0]}, index=pd.date_range("2024-01-01", periods=3)))
+        >>> data["close"].rolling(2).mean()
+                       A
+        2024-01-01   NaN
+        2024-01-02  10.5
+        2024-01-03  11.5
+        >>> close = data["close"]
+        >>> close.iloc[0, 0] = 0.0
+        Traceback (most recent call last):
+        ...
+        ValueError: assignment destination is read-only
+        """
+        return pd.DataFrame(self.array(field), index=self._index, columns=self._assets,
+                            copy=False)
 
     def to_long(self) -> pd.DataFrame:
         """The panel as a long table: columns date, asset and one per field."""
@@ -680,7 +787,7 @@ class MarketData:
         """A panel with only the given assets and/or fields (copies the selected columns)."""
         names = list(self._fields) if fields is None else list(fields)
         for name in names:
-            self[name]  # raises MissingFieldError with the list of fields
+            self.array(name)  # raises MissingFieldError with the list of fields
         if assets is None:
             columns = np.arange(len(self._assets))
         else:
@@ -712,7 +819,7 @@ class MarketData:
         Memoized and read-only.
         """
         def compute() -> np.ndarray:
-            prices = self[field]
+            prices = self.array(field)
             out = np.full(prices.shape, np.nan)
             with np.errstate(invalid="ignore", divide="ignore"):
                 np.divide(prices[1:], prices[:-1], out=out[1:])

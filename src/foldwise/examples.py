@@ -79,7 +79,7 @@ def sma_crossover(data: MarketData, fast: int = 10, slow: int = 50,
         raise StrategyParameterError(
             f"fast ({fast}) must be shorter than slow ({slow}); swap them or add the "
             "constraint fast < slow to the search space.")
-    close = data["close"]
+    close = data.array("close")
     fast_ma, slow_ma = rolling_mean(close, fast), rolling_mean(close, slow)
     ready = ~(np.isnan(fast_ma) | np.isnan(slow_ma))
     signal = np.where(fast_ma > slow_ma, 1.0, -1.0 if short else 0.0)
@@ -118,7 +118,7 @@ def mean_reversion(data: MarketData, lookback: int = 60, n_long: int = 5, n_shor
     if n_long + n_short > data.n_assets:
         raise StrategyParameterError(
             f"n_long + n_short = {n_long + n_short} exceeds the {data.n_assets} assets in the data.")
-    close = data["close"]
+    close = data.array("close")
     score = close / rolling_mean(close, lookback) - 1.0
     valid = ~np.isnan(score)
     ascending = np.argsort(np.where(valid, score, np.inf), axis=1, kind="stable")

@@ -106,7 +106,7 @@ def cached_backtest(func: Callable[..., Any] | None = None, /, *,
     >>> cache = foldwise.BacktestCache(tempfile.mkdtemp())
     >>> @foldwise.cached_backtest(cache=cache, costs=5)
     ... def long_above_mean(data, window=20):
-    ...     close = data.frame("close")
+    ...     close = data["close"]
     ...     return (close > close.rolling(window).mean()).astype(float)
     >>> data = foldwise.datasets.load_goog()
     >>> first = long_above_mean(data, window=30)

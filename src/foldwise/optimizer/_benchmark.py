@@ -23,7 +23,7 @@ def equal_weight_universe(data: MarketData) -> pd.DataFrame:
     backtest rebalances to them at every close), so after the first bar it trades only when
     an asset gains or loses its price.
     """
-    has_price = ~np.isnan(data["close"])
+    has_price = ~np.isnan(data.array("close"))
     counts = has_price.sum(axis=1, keepdims=True)
     weights = np.divide(has_price, counts, out=np.zeros(has_price.shape), where=counts > 0)
     return pd.DataFrame(weights, index=data.index, columns=data.assets, copy=False)

@@ -150,7 +150,7 @@ class BoundColumn(Term):
                 f"(fields: {list(data.fields)}). Load it (e.g. MarketData.from_frames"
                 f"({{..., {self.field!r}: frame}})) or bind the column to an existing field "
                 f"with Column(field=...).")
-        values = data[self.field][first:last + 1]
+        values = data.array(self.field)[first:last + 1]
         if self.dtype == FLOAT64:
             return values
         if self.dtype == BOOL:

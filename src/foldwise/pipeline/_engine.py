@@ -404,7 +404,7 @@ def run_pipeline(pipeline: Pipeline, data: MarketData, start: Any = None,
     pipeline : Pipeline
         The columns (and screen) to compute.
     data : MarketData
-        The panel the dataset columns read (``EquityPricing.close`` reads ``data["close"]``).
+        The panel the dataset columns read (``EquityPricing.close`` reads the field ``close``).
     start, end : date-like, optional
         First and last dates (inclusive; dates between bars round inward). ``start``
         defaults to the first date for which every column has enough history, ``end`` to
