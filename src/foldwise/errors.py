@@ -26,6 +26,7 @@ __all__ = [
     "CombinatorialExplosionError",
     "ConfigError",
     "DataError",
+    "DataWriteError",
     "DuplicateDatesError",
     "EmptyDataError",
     "EmptyTrainError",
@@ -160,6 +161,17 @@ class LookaheadError(StrategyError):
 
 class FingerprintError(StrategyError):
     """The strategy's code cannot be read to compute its fingerprint."""
+
+
+class DataWriteError(StrategyError, ValueError):
+    """A strategy wrote into read-only memory: most often the market data, which is shared
+    by every trial, through ``data["close"]`` or ``data.array("close")``; sometimes an array
+    pandas returned (``.values`` and ``.to_numpy()`` are read-only views).
+
+    Raised by :meth:`foldwise.Strategy.run` in place of pandas' or numpy's
+    ``ValueError: ... is read-only`` (chained as ``__cause__``), so the failed trial says
+    what happened. The fix is to work on a copy, e.g. ``close = data["close"].copy()``.
+    """
 
 
 # --- parameters and keys -------------------------------------------------------------------

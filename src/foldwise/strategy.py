@@ -6,6 +6,11 @@ assets), a Series (one asset) or an array ``(n_dates, n_assets)`` — or a
 :class:`~foldwise.BacktestResult` it computed itself. Weights follow the timing convention
 of :func:`foldwise.backtest`: a weight dated ``t`` uses data through the close of ``t`` only.
 
+Strategy code reads a field as a DataFrame, ``data["close"]`` (dates x assets), or as the
+read-only numpy array, ``data.array("close")``. The data is shared by every trial and cannot
+be written into: a strategy that tries fails with a
+:class:`~foldwise.errors.DataWriteError` saying to work on a copy.
+
 :class:`Strategy` wraps such a callable with what the rest of foldwise needs:
 
 * a **name** and a **fingerprint** of its code and of the user code it calls (see
@@ -37,6 +42,7 @@ from foldwise._fingerprint import code_fingerprint, fingerprint_entries
 from foldwise.backtest import BacktestResult, BacktestSettings, Costs, MissingPolicy, backtest
 from foldwise.data import MarketData
 from foldwise.errors import (
+    DataWriteError,
     LookaheadError,
     MisalignedWeightsError,
     StrategyError,
@@ -71,7 +77,7 @@ class Strategy:
     --------
     >>> from foldwise import Strategy
     >>> def flat(data, level=0.0):
-    ...     return data.frame("close") * 0 + level
+    ...     return data["close"] * 0 + level
     >>> s = Strategy(flat)
     >>> s.validate_params({"level": 0.5})
     {'level': 0.5}
@@ -207,6 +213,11 @@ class Strategy:
         StrategyOutputError
             The strategy returned something other than weights of the data's shape or a
             ``BacktestResult`` covering the data's dates.
+        DataWriteError
+            The strategy wrote into read-only memory, most often the market data
+            (``data["close"].iloc[0, 0] = ...``, ``data["close"].fillna(0, inplace=True)``):
+            pandas' or numpy's ``ValueError: ... read-only`` (or the ``TypeError`` pandas
+            raises from it) is re-raised naming the strategy and the fix, chained.
         """
         if not isinstance(data, MarketData):
             raise StrategyError(
@@ -216,7 +227,19 @@ class Strategy:
         settings = BacktestSettings.coerce(settings, costs=costs, delay=delay,
                                            price_field=price_field, missing=missing,
                                            periods_per_year=periods_per_year)
-        output = self.func(data, **resolved)
+        try:
+            output = self.func(data, **resolved)
+        except (ValueError, TypeError) as exc:
+            cause = None if isinstance(exc, DataWriteError) else _read_only_write(exc)
+            if cause is None:
+                raise
+            raise DataWriteError(
+                f"strategy {self.name!r} wrote into read-only memory ({cause}). The market "
+                "data is shared by every trial and read-only: work on a copy, e.g. "
+                "close = data['close'].copy() (or data.array('close').copy()), and change "
+                "the copy. The arrays pandas returns from .values and .to_numpy() are "
+                "read-only too: use .to_numpy(copy=True) for an array to write into."
+            ) from exc
         if isinstance(output, BacktestResult):
             if not output.index.equals(data.index):
                 raise StrategyOutputError(
@@ -238,6 +261,24 @@ class Strategy:
         params = ", ".join(
             k if d is inspect.Parameter.empty else f"{k}={d!r}" for k, d in self.parameters.items())
         return f"Strategy({self.name}({params}), causal={self.causal})"
+
+
+def _read_only_write(exc: BaseException) -> BaseException | None:
+    """The "... is read-only" ``ValueError`` behind ``exc``, or None.
+
+    numpy says "assignment destination is read-only" or "output array is read-only",
+    pandas' compiled code "buffer source array is read-only"; pandas re-raises some of them
+    as a ``TypeError`` ("Invalid value ... for dtype") or another ``ValueError``, chained,
+    so the chain of causes is followed (a few links at most).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        if isinstance(current, ValueError) and "read-only" in str(current):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 @overload
@@ -311,7 +352,7 @@ def check_causal(strategy: Strategy | StrategyFunction, data: MarketData,
     for cut, (low, high) in itertools.product(cuts, ((1.5, 3.0), (0.2, 0.6))):
         fields = {}
         for name in data.fields:
-            values = data[name].copy()
+            values = data.array(name).copy()
             values[cut + 1:] *= rng.uniform(low, high, size=values[cut + 1:].shape)
             fields[name] = values
         perturbed = MarketData(fields, data.index, data.assets, price_fields=data.price_fields)
