@@ -6,6 +6,11 @@ Run: python benchmarks/bench_backtest.py
     panel, against the one-pass bound: shift, multiply, row sum, turnover. Target <= 3x.
 (b) One SMA-crossover backtest on GOOG through the public API (weights -> BacktestResult
     -> metrics dict) against bare numpy computing the same metrics. Target <= 3x.
+(c) The pandas idiom next to the numpy path: reading a field as a DataFrame
+    (``data["close"]``, a new frame over the read-only array) against the array itself
+    (``data.array("close")``); and one SMA-crossover parameter set end to end (strategy,
+    backtest, metrics) written in pandas (``close.rolling(n).mean()``) against
+    ``foldwise.examples.sma_crossover``, written on the array. No target: what the idiom costs.
 Both sides are checked to give the same numbers before they are timed.
 """
 
@@ -92,7 +97,7 @@ def panel_case() -> None:
 def goog_case() -> None:
     data = foldwise.datasets.load_goog()
     weights = sma_crossover(data, fast=10, slow=50)
-    close = data["close"][:, 0]
+    close = data.array("close")[:, 0]
     costs = Costs(commission_bps=1, slippage_bps=2)
 
     def ours() -> dict[str, float]:
@@ -108,6 +113,39 @@ def goog_case() -> None:
     print(row("(b) SMA crossover on GOOG: weights -> metrics dict", t_ours, t_bare, "us", "<= 3x"))
 
 
+@foldwise.strategy
+def pandas_sma(data: MarketData, fast: int = 10, slow: int = 50) -> pd.DataFrame:
+    """sma_crossover as a pandas user writes it."""
+    close = data["close"]
+    fast_ma = close.rolling(fast).mean()
+    slow_ma = close.rolling(slow).mean()
+    return (fast_ma > slow_ma).astype(float) / data.n_assets
+
+
+def pandas_idiom_case() -> None:
+    data = foldwise.datasets.load_goog()
+    params = {"fast": 10, "slow": 50}
+    costs = Costs(commission_bps=1, slippage_bps=2)
+    assert np.shares_memory(data["close"].to_numpy(), data.array("close"))
+    t_frame = median_time(lambda: data["close"], repeat=15, number=2000)
+    t_array = median_time(lambda: data.array("close"), repeat=15, number=2000)
+    print(row('(c) data["close"] (DataFrame) vs data.array("close")', t_frame, t_array, "us"))
+
+    def written_in_pandas() -> dict[str, float]:
+        return pandas_sma.run(data, params, costs=costs).metrics()
+
+    def written_on_the_array() -> dict[str, float]:
+        return sma_crossover.run(data, params, costs=costs).metrics()
+
+    expected = written_on_the_array()
+    for name, value in written_in_pandas().items():
+        assert math.isclose(value, expected[name], rel_tol=1e-12, abs_tol=1e-15), name
+    t_pandas = median_time(written_in_pandas, repeat=15, number=50)
+    t_numpy = median_time(written_on_the_array, repeat=15, number=50)
+    print(row("    one SMA set end to end: pandas vs numpy strategy", t_pandas, t_numpy, "us"))
+
+
 if __name__ == "__main__":
     panel_case()
     goog_case()
+    pandas_idiom_case()
