@@ -30,6 +30,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import linecache
 import logging
 import sys
 import sysconfig
@@ -111,15 +112,47 @@ def _strip_docstrings(tree: ast.AST) -> None:
                 node.body = body[1:] or [ast.Pass()]
 
 
+def _class_source_from_methods(cls: type) -> str | None:
+    """The source of ``cls`` located through the code of a method defined in its body.
+
+    A class defined in a notebook cell or an interactive session lives in ``__main__``,
+    which has no file, so :func:`inspect.getsource` cannot find it; its methods' code
+    still names the cell, whose text IPython keeps in :mod:`linecache`. None when no
+    method defined in the class body leads to readable source.
+    """
+    for attribute in vars(cls).values():
+        if isinstance(attribute, (staticmethod, classmethod)):
+            attribute = attribute.__func__
+        elif isinstance(attribute, property):
+            attribute = attribute.fget
+        code = getattr(inspect.unwrap(attribute), "__code__", None) if callable(attribute) else None
+        if not isinstance(code, types.CodeType) or not code.co_qualname.startswith(
+                cls.__qualname__ + "."):
+            continue
+        lines = linecache.getlines(code.co_filename)
+        try:
+            tree = ast.parse("".join(lines))
+        except (SyntaxError, ValueError):
+            continue
+        enclosing = [node for node in ast.walk(tree)
+                     if isinstance(node, ast.ClassDef) and node.name == cls.__name__
+                     and node.end_lineno is not None
+                     and node.lineno <= code.co_firstlineno <= node.end_lineno]
+        if enclosing:
+            node = max(enclosing, key=lambda n: n.lineno)  # the innermost
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            return "".join(lines[start - 1:node.end_lineno])
+    return None
+
+
 def _normalised_source(obj: Any, what: str) -> str:
     try:
         source = inspect.getsource(obj)
     except (OSError, TypeError) as exc:
-        raise FingerprintError(
-            f"cannot read the source code of {what} ({exc}), so changes to it cannot be "
-            "detected. Define it in a .py file or a notebook cell, or pass version='...' to "
-            "the strategy (and change the version whenever the code changes)."
-        ) from exc
+        found = _class_source_from_methods(obj) if isinstance(obj, type) else None
+        if found is None:
+            raise _unreadable(what, exc) from exc
+        source = found
     source = textwrap.dedent(source)
     try:
         tree = ast.parse(source)
@@ -128,6 +161,13 @@ def _normalised_source(obj: Any, what: str) -> str:
         return "\n".join(line.rstrip() for line in source.strip().splitlines())
     _strip_docstrings(tree)
     return ast.dump(tree)
+
+
+def _unreadable(what: str, exc: Exception) -> FingerprintError:
+    return FingerprintError(
+        f"cannot read the source code of {what} ({exc}), so changes to it cannot be "
+        "detected. Define it in a .py file or a notebook cell, or pass version='...' to "
+        "the strategy (and change the version whenever the code changes).")
 
 
 def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
