@@ -47,6 +47,7 @@ from . import _figures as figures
 from ._importance import param_importances
 from ._overfitting import overfitting_analysis
 from ._tables import wfe_metric
+from ._text import incomplete_message
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -258,14 +259,7 @@ def _header(result: WalkForwardResult) -> dict[str, Any]:
         facts.append(("runtime", f"{_duration((max(finished) - min(started)).total_seconds())}"
                                  f" from the first trial's start ({min(started):%Y-%m-%d %H:%M})"
                                  f" to the last one's end, {_duration(busy)} in trials"))
-    incomplete = ""
-    if not result.complete:
-        where = ("the study" if result.mode == "cv" else
-                 "fold(s) " + ", ".join(str(n) for n in result.unfinished))
-        incomplete = (f"INCOMPLETE: {where} hold fewer than {manifest.n_trials} finished "
-                      "trials (the optimization stopped early, e.g. at its timeout); "
-                      "everything below covers what finished. Run the same optimize call "
-                      "again to finish it.")
+    incomplete = "" if result.complete else incomplete_message(result)
     return {"title": f"{strategy.name}: {result.name}", "facts": facts,
             "incomplete": incomplete}
 

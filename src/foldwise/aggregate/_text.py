@@ -12,7 +12,7 @@ from foldwise.errors import FoldwiseError
 if TYPE_CHECKING:
     from ._result import WalkForwardResult
 
-__all__ = ["text_report"]
+__all__ = ["incomplete_message", "text_report"]
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -25,6 +25,15 @@ def _params(params: dict[str, Any] | None) -> str:
     if not params:
         return "-"
     return ", ".join(f"{k}={_number(v, 4)}" for k, v in params.items())
+
+
+def incomplete_message(result: WalkForwardResult) -> str:
+    """The INCOMPLETE line of an unfinished optimization (the text and HTML reports)."""
+    where = ("the study" if result.mode == "cv" else
+             "fold(s) " + ", ".join(str(n) for n in result.unfinished))
+    return (f"INCOMPLETE: {where} hold fewer than {result.manifest.n_trials} finished trials "
+            "(the optimization stopped early, e.g. at its timeout); everything below covers "
+            "what finished. Run the same optimize call again to finish it.")
 
 
 def text_report(result: WalkForwardResult, *, overfitting: bool = True) -> str:
@@ -41,12 +50,7 @@ def text_report(result: WalkForwardResult, *, overfitting: bool = True) -> str:
         "",
     ]
     if not result.complete:
-        where = ("the study" if result.mode == "cv" else
-                 "fold(s) " + ", ".join(str(n) for n in result.unfinished))
-        lines[-1:-1] = [
-            f"INCOMPLETE: {where} hold fewer than {manifest.n_trials} finished trials (the "
-            "optimization stopped early, e.g. at its timeout); everything below covers what "
-            "finished. Run the same optimize call again to finish it."]
+        lines[-1:-1] = [incomplete_message(result)]
     if result.mode != "walk_forward":
         lines.append(result.folds.to_string(index=False))
         lines.append(f"\nbest parameters: {_params(result.best_params[0] if result.best_params else None)}")
