@@ -446,7 +446,9 @@ def test_a_read_only_store_can_be_read(read_only_mount, store):
         code, _, err = got[command]
         assert code == 0 and "Traceback" not in err, (command, err)
     assert got["show"][1].startswith(report)
-    assert got["studies_cli"][1].split() == [name]
+    table = got["studies_cli"][1].split("\n\n")[0].splitlines()  # header, one row a study
+    assert table[0].split()[0] == "study" and [row.split()[0] for row in table[1:]] == [name]
+    assert "complete" in table[1]
     assert f"runs         {runs} " in got["stats"][1]
     assert "sma_crossover" in got["runs_cli"][1] and "all intact" in got["verify"][1]
     assert listing(directory) == before
