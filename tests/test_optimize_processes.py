@@ -18,7 +18,7 @@ from joblib.externals.loky import get_reusable_executor
 from optuna.trial import TrialState
 
 import foldwise
-from foldwise.records import FailureKind, read_trial
+from foldwise.records import FailureKind, read_trial, trial_budget
 from foldwise.space import Int
 from foldwise.splits import WalkForward
 from foldwise.storage import open_storage, parse_storage
@@ -273,3 +273,85 @@ def test_a_restart_as_pid_1_resumes_the_trial_of_a_killed_pid_1(env):
     assert "finished" in out
     counts = states(tmp_path / "home")
     assert all(counts[(fold, "COMPLETE")] == N_TRIALS for fold in range(N_FOLDS))
+
+
+# --- four processes on one study -----------------------------------------------------------
+
+SHARED_FOLDS, SHARED_TRIALS = 20, 3
+SHARED_SCRIPT = textwrap.dedent(f"""
+    import sys
+    import time
+    from pathlib import Path
+    sys.path.insert(0, {str(ROOT)!r})
+    import optuna
+    import foldwise
+    from foldwise.examples import sma_crossover
+    from foldwise.space import Int
+    from foldwise.splits import WalkForward
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data = foldwise.datasets.load_goog().islice(0, 1200)
+    Path(sys.argv[1]).write_text("ready")
+    go = Path(sys.argv[2])
+    while not go.exists():  # all four start the optimization at the same moment
+        time.sleep(0.001)
+    foldwise.optimize(sma_crossover, data, {{"fast": Int(5, 30), "slow": Int(40, 120)}},
+                      WalkForward(train=200, test=50), n_trials={SHARED_TRIALS},
+                      study="shared", show_progress=False, check_lookahead=False)
+    print("finished")
+""")
+
+
+def budget_used(journal: Path, study: str) -> dict[int, Counter]:
+    """Per fold study: the trials that used the budget, those that did not, and RUNNING ones,
+    read with Optuna directly from the journal."""
+    storage = open_storage(parse_storage(str(journal)))
+    found = {}
+    for fold in range(SHARED_FOLDS):
+        trials = optuna.load_study(study_name=f"{study}/fold-{fold:02d}",
+                                   storage=storage).get_trials(deepcopy=False)
+        found[fold] = Counter("running" if not t.state.is_finished()
+                              else "used" if trial_budget(t) else "not used" for t in trials)
+    return found
+
+
+def test_four_processes_on_one_study_keep_the_budget_exact(tmp_path):
+    """Four processes started together on the same study, journal and cache: every fold
+    ends with exactly n_trials finished evaluations, none more (workers that count the
+    budget at the same moment and both ask must not both run)."""
+    data = foldwise.datasets.load_goog().islice(0, 1200)
+    assert len(WalkForward(train=200, test=50).folds(data)) == SHARED_FOLDS
+    script = tmp_path / "shared.py"
+    script.write_text(SHARED_SCRIPT)
+    for round_ in range(3):  # fresh storage each round
+        home = tmp_path / f"round-{round_}"
+        home.mkdir()
+        variables = {**os.environ, "FOLDWISE_DIR": str(home)}
+        go = home / "go"
+        ready = [home / f"ready-{i}" for i in range(4)]
+        processes = [subprocess.Popen([sys.executable, str(script), str(r), str(go)],
+                                      env=variables, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True) for r in ready]
+        try:
+            deadline = time.monotonic() + 120
+            while not all(r.exists() for r in ready):
+                assert all(p.poll() is None for p in processes), \
+                    [p.communicate() for p in processes]
+                assert time.monotonic() < deadline, "the processes never got ready"
+                time.sleep(0.01)
+            go.write_text("go")
+            outputs = [p.communicate(timeout=300) for p in processes]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+        for process, (out, err) in zip(processes, outputs, strict=True):
+            assert process.returncode == 0, err
+            assert "finished" in out
+        used = budget_used(home / "studies.journal", "shared")
+        assert {fold: counts["used"] for fold, counts in used.items()} == \
+            dict.fromkeys(range(SHARED_FOLDS), SHARED_TRIALS), used
+        assert not any(counts["running"] for counts in used.values())
+        result = foldwise.load_result("shared", storage=str(home / "studies.journal"),
+                                      cache=home)
+        assert (result.folds["trials_complete"] == SHARED_TRIALS).all()

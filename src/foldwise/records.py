@@ -118,8 +118,11 @@ class FailureKind(StrEnum):
 
     ``STRATEGY`` and ``NON_FINITE`` are the strategy's own: the trial counts as evaluated.
     ``WORKER_DIED`` (the process running it was killed), ``INTERRUPTED`` (stopped by the
-    user) and ``FAULT`` (a fault outside the strategy stopped the run: a full disk, a
-    read-only directory, a damaged cache index or storage) are not: the trial is run again.
+    user), ``FAULT`` (a fault outside the strategy stopped the run: a full disk, a
+    read-only directory, a damaged cache index or storage) and ``RELEASED`` (given back
+    unevaluated right after it was asked for, because trials numbered before it already
+    filled the budget: another worker asked at the same moment) are not: the trial is run
+    again.
     """
 
     STRATEGY = "strategy"
@@ -127,6 +130,7 @@ class FailureKind(StrEnum):
     WORKER_DIED = "worker_died"
     INTERRUPTED = "interrupted"
     FAULT = "fault"
+    RELEASED = "released"
 
     @property
     def uses_budget(self) -> bool:

@@ -348,8 +348,13 @@ def store_plan(request: Request, plan: Plan, storage: optuna.storages.BaseStorag
     if request.check_lookahead and request.strategy.causal and not checked:
         checked = check_lookahead(request)
     if manifest_study is None:
-        manifest_study = optuna.create_study(study_name=request.study, storage=storage,
-                                             direction=request.direction)
+        try:
+            manifest_study = optuna.create_study(study_name=request.study, storage=storage,
+                                                 direction=request.direction)
+        except optuna.exceptions.DuplicatedStudyError:
+            # another process started this very study at the same moment: join it as a
+            # resume (its manifest, if written by now, is compared with this one)
+            return store_plan(request, plan, storage)
     # before the manifest: a study killed between the two writes still resumes from it
     if request.run_config is not None and read_run_config(manifest_study) != request.run_config:
         write_run_config(manifest_study, request.run_config)

@@ -10,7 +10,10 @@ restarts and worker processes:
   trials whose worker died do not count.
 * **No overshoot.** Before asking for a trial a worker counts the trials other live
   workers are running; when they would fill the budget it waits for them instead (their
-  trial may still fail and leave room).
+  trial may still fail and leave room). Workers that count at the same moment may all
+  ask, so after asking each one reads the study again: a trial whose lower-numbered
+  trials (finished or running) fill the budget is given back unevaluated
+  (``FailureKind.RELEASED``, not counted) and its worker waits.
 * **Dead workers.** Every trial records the worker running it (host, pid, process start
   time). A RUNNING trial whose worker is gone from this host is marked FAIL (reason
   ``worker died``) and its budget is run again. On RDB storages with heartbeats, Optuna's
@@ -267,6 +270,9 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             if sampler_for is not None:
                 study.sampler = sampler_for(counts.settled)
             trial = study.ask()
+            if _beyond_budget(study, trial.number, n_trials):
+                _give_back(study, trial, label)
+                continue  # and wait: the trials before it fill the budget
             running = (study.study_name, trial.number)
             _evaluating.add(running)
             try:
@@ -337,6 +343,33 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             f"{first_failure(trials)}. Fix the strategy (run it once with "
             "strategy.run(data, params) to see the full traceback), or check the metric.")
     return "done"
+
+
+def _beyond_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
+    """Whether trial ``number``, just asked for, would run beyond the budget.
+
+    Counting the trials before asking is not enough: workers that count at the same moment
+    all see room for one more and all ask. So the study is read again after the ask, and
+    the new trial keeps its place only if the trials numbered before it — finished, or
+    running and so perhaps about to finish — leave room for it. The decision depends on
+    trial numbers only: of two workers asking at once, the later-numbered trial sees the
+    earlier one and gives way, the earlier one does not see the later one. Trial numbers
+    follow the order of creation, so every trial numbered before this one is in the read.
+    """
+    before = [t for t in study.get_trials(deepcopy=False) if t.number < number]
+    counts = budget_counts(before)
+    return counts.finished + counts.running >= n_trials
+
+
+def _give_back(study: optuna.Study, trial: optuna.Trial, label: str) -> None:
+    """Fail ``trial`` unevaluated as ``FailureKind.RELEASED``: it does not use the budget
+    and is not among the trials the study holds for good (:attr:`Counts.settled`), so the
+    sampler seeds of later trials are those of a study that never asked for it."""
+    logger.debug("%s: trial %d gives way to the running trials numbered before it, which "
+                 "fill the budget", label, trial.number)
+    _tell_failed(study, trial, Failure(
+        FailureKind.RELEASED, "Released",
+        "asked for while trials numbered before it filled the budget; given back unevaluated"))
 
 
 def _release(study: optuna.Study, trial: optuna.Trial, exc: Exception) -> None:
