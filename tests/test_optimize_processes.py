@@ -21,7 +21,7 @@ import foldwise
 from foldwise.records import FailureKind, read_trial, trial_budget
 from foldwise.space import Int
 from foldwise.splits import WalkForward
-from foldwise.storage import open_storage, parse_storage
+from foldwise.storage import WORKER_ATTR, open_storage, parse_storage
 
 from ._optimize_support import BLOCK_ENV, COUNT_ENV, SLEEP_ENV, counted_sma, executions
 
@@ -355,3 +355,98 @@ def test_four_processes_on_one_study_keep_the_budget_exact(tmp_path):
         result = foldwise.load_result("shared", storage=str(home / "studies.journal"),
                                       cache=home)
         assert (result.folds["trials_complete"] == SHARED_TRIALS).all()
+
+
+# --- workers exit when their parent dies ---------------------------------------------------
+
+ORPHAN_TRIALS = 300
+ORPHAN_SCRIPT = textwrap.dedent(f"""
+    import sys
+    sys.path.insert(0, {str(ROOT)!r})
+    import optuna
+    import foldwise
+    from foldwise.space import Int
+    from foldwise.splits import WalkForward
+    from tests._optimize_support import counted_sma
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    foldwise.optimize(counted_sma, foldwise.datasets.load_goog(),
+                      {{"fast": Int(5, 30), "slow": Int(20, 80, step=5)}},
+                      WalkForward(train=1000, test=500), constraints="fast < slow",
+                      n_trials={ORPHAN_TRIALS}, study="orphans", seed=0, sampler="random",
+                      n_jobs=2, show_progress=False, check_lookahead=False)
+    print("finished")
+""")
+
+
+def fold_trials(journal: Path, study: str) -> dict[int, list[optuna.trial.FrozenTrial]]:
+    storage = open_storage(parse_storage(str(journal)))
+    found = {}
+    for name in optuna.get_all_study_names(storage):
+        if name.startswith(f"{study}/fold-"):
+            fold = int(name.rsplit("-", 1)[1])
+            found[fold] = optuna.load_study(study_name=name,
+                                            storage=storage).get_trials(deepcopy=False)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_workers_exit_when_their_parent_is_killed_and_the_study_resumes_exactly(tmp_path):
+    """kill -9 of the process that called optimize(n_jobs=2) takes its worker processes
+    down within seconds (not after their folds, minutes later); their running trials are
+    run again by the same call, which ends with the exact budget."""
+    script = tmp_path / "orphans.py"
+    script.write_text(ORPHAN_SCRIPT)
+    home = tmp_path / "home"
+    journal = home / "studies.journal"
+    variables = {**os.environ, "FOLDWISE_DIR": str(home),
+                 COUNT_ENV: str(tmp_path / "executions.txt")}
+    # each fold takes ORPHAN_TRIALS x 0.1 s = 30 s: far longer than the bound below
+    parent = start(script, {**variables, SLEEP_ENV: "0.1"})
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2:  # both workers are running trials
+            assert parent.poll() is None, parent.communicate()
+            assert time.monotonic() < deadline, "the workers never started trials"
+            time.sleep(0.2)
+            if journal.exists():
+                workers = {t.user_attrs[WORKER_ATTR]["pid"]
+                           for trials in fold_trials(journal, "orphans").values()
+                           for t in trials if t.state == TrialState.RUNNING}
+        assert parent.pid not in workers
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in workers), \
+            "worker processes kept running after their parent was killed"
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    left = fold_trials(journal, "orphans")
+    assert sum(t.state == TrialState.RUNNING for trials in left.values() for t in trials) >= 2
+    # the same call resumes (the strategy no longer sleeps: same code, same study)
+    second = start(script, variables)
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    assert "finished" in out
+    final = fold_trials(journal, "orphans")
+    assert len(final) == 2
+    for trials in final.values():
+        assert sum(trial_budget(t) for t in trials) == ORPHAN_TRIALS
+        assert not any(t.state == TrialState.RUNNING for t in trials)
+    died = [read_trial(t).record.failure for trials in final.values() for t in trials
+            if t.state == TrialState.FAIL]
+    assert died and all(f is not None and f.kind == FailureKind.WORKER_DIED for f in died)

@@ -12,7 +12,8 @@
    seeded from ``seed``. With ``n_jobs > 1`` joblib hands each worker process a whole fold
    with the seed it has in a sequential run, so the result does not depend on ``n_jobs``;
    the cache object and the storage spec travel to the workers (the backend can be switched
-   with ``joblib.parallel_config(backend=...)``, e.g. Dask on a cluster).
+   with ``joblib.parallel_config(backend=...)``, e.g. Dask on a cluster). A worker process
+   that is a child of the caller exits when the caller dies (:mod:`._orphans`).
 4. **Read** (:func:`~foldwise.optimizer._studies.read_study`): the result is read back from
    the storage already open, exactly as a later :func:`load_result` would.
 """
@@ -24,7 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -36,11 +37,12 @@ from foldwise.backtest import BacktestSettings, Costs, MissingPolicy
 from foldwise.cache import BacktestCache
 from foldwise.records import Evaluation, read_fold_tests, read_trial, write_fold_tests
 from foldwise.space import Constraint
-from foldwise.storage import StorageSpec, open_storage
+from foldwise.storage import StorageSpec, current_worker, open_storage
 from foldwise.strategy import Strategy
 
 from ._faults import stopping_on_machine_faults
 from ._objective import Evaluator, evaluate_cv, evaluate_walk_forward
+from ._orphans import stop_with_caller
 from ._plan import Plan, Request, make_plan, store_plan, validate
 from ._progress import Progress
 from ._rebuild import study_runs
@@ -65,6 +67,8 @@ class _Task:
     deadline: float | None  # epoch seconds
     worker: int = 0
     fold_numbers: tuple[int, ...] | None = None  # None: every fold, in order
+    # the process that called optimize: a worker process exits when it dies (_orphans)
+    caller: dict[str, Any] | None = field(default=None, compare=False)
 
 
 # Storages opened by this process, reused by the next task it runs: a worker process
@@ -100,6 +104,8 @@ def _optuna_quiet() -> Iterator[None]:
 def _work(task: _Task, storage: optuna.storages.BaseStorage | None = None,
           on_finished: Callable[[], None] | None = None) -> str:
     """Run the trial loop of every study of ``task``; returns "done" or "timeout"."""
+    if task.caller is not None:
+        stop_with_caller(task.caller)
     with _optuna_quiet():
         return _work_quietly(task, storage, on_finished)
 
@@ -192,7 +198,8 @@ def _run(request: Request, plan: Plan, storage: optuna.storages.BaseStorage) -> 
     logger.info("study %r: %d folds, %d of %d trials already finished", request.study,
                 len(plan.folds), done, total)
     task = _Task(request, plan,
-                 deadline=None if request.timeout is None else time.time() + request.timeout)
+                 deadline=None if request.timeout is None else time.time() + request.timeout,
+                 caller=current_worker())
     progress = Progress(total, done, request.study, request.show_progress)
     try:
         if request.workers == 1:
