@@ -10,10 +10,9 @@ the same trials give the same importances in every process (with :data:`N_TREES`
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -25,6 +24,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
+from foldwise._optuna_logging import optuna_quiet
 from foldwise.records import StoredTrial
 
 __all__ = ["distributions", "param_importances"]
@@ -35,18 +35,6 @@ logger = logging.getLogger(__name__)
 #: trials; 16 cost a quarter of that, and the importances they give differ from 64 trees'
 #: by about as much as two seeds of 64 trees differ (0.01-0.04 measured on GOOG folds).
 N_TREES = 16
-
-
-@contextlib.contextmanager
-def _optuna_quiet() -> Iterator[None]:
-    """Hold back Optuna's INFO line about the in-memory study (its default level only)."""
-    before = optuna.logging.get_verbosity()
-    if before == optuna.logging.INFO:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(before)
 
 
 def _from_space(spec: Mapping[str, Any]) -> BaseDistribution | None:
@@ -119,7 +107,7 @@ def param_importances(trials: Sequence[StoredTrial], space: Mapping[str, Any],
             logger.info("trial %d left out of the importances: %s", trial.number, exc)
     if len(built) < 2:
         return {}
-    with _optuna_quiet():
+    with optuna_quiet():
         study = optuna.create_study(
             direction="minimize" if direction == "minimize" else "maximize")
         study.add_trials(built)

@@ -20,11 +20,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import joblib
 import optuna
 
+from foldwise._optuna_logging import optuna_quiet
 from foldwise.aggregate import WalkForwardResult, select_top
 from foldwise.backtest import BacktestSettings, Costs, MissingPolicy
 from foldwise.cache import BacktestCache
@@ -87,26 +87,12 @@ def _worker_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
     return _opened[key]
 
 
-@contextlib.contextmanager
-def _optuna_quiet() -> Iterator[None]:
-    """Hold back Optuna's INFO lines (one per study created, one per trial told: dozens per
-    run) while foldwise runs; foldwise reports progress itself and Optuna's warnings still
-    show. Only Optuna's default level is changed: a verbosity set to DEBUG is left alone."""
-    before = optuna.logging.get_verbosity()
-    if before == optuna.logging.INFO:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(before)
-
-
 def _work(task: _Task, storage: optuna.storages.BaseStorage | None = None,
           on_finished: Callable[[], None] | None = None) -> str:
     """Run the trial loop of every study of ``task``; returns "done" or "timeout"."""
     if task.caller is not None:
         stop_with_caller(task.caller)
-    with _optuna_quiet():
+    with optuna_quiet():
         return _work_quietly(task, storage, on_finished)
 
 
@@ -385,7 +371,7 @@ def optimize(
         damaged cache index or storage): the message names the path, the cause and the
         fix. No trial was counted; the same call resumes once the fault is fixed.
     """
-    with stopping_on_machine_faults(f"study {study!r}"), _optuna_quiet():
+    with stopping_on_machine_faults(f"study {study!r}"), optuna_quiet():
         request = validate(
             strategy, data, space, splitter, metric=metric, direction=direction,
             n_trials=n_trials, study=study, storage=storage, mode=mode, top_k=top_k,
