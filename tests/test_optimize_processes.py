@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 from joblib.externals.loky import get_reusable_executor
+from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import TrialState
 
 import foldwise
@@ -450,3 +451,140 @@ def test_workers_exit_when_their_parent_is_killed_and_the_study_resumes_exactly(
     died = [read_trial(t).record.failure for trials in final.values() for t in trials
             if t.state == TrialState.FAIL]
     assert died and all(f is not None and f.kind == FailureKind.WORKER_DIED for f in died)
+
+
+# --- twenty kills of a seeded two-worker study ---------------------------------------------
+
+SEEDED_TRIALS = 20
+SEEDED_SCRIPT = textwrap.dedent(f"""
+    import sys
+    sys.path.insert(0, {str(ROOT)!r})
+    import optuna
+    import foldwise
+    from foldwise.space import Int
+    from foldwise.splits import WalkForward
+    from tests._optimize_support import counted_sma
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    foldwise.optimize(counted_sma, foldwise.datasets.load_goog(),
+                      {{"fast": Int(5, 30), "slow": Int(20, 80, step=5)}},
+                      WalkForward(train=500, test=250), constraints="fast < slow",
+                      n_trials={SEEDED_TRIALS}, study="seeded", seed=0, costs=2.0, n_jobs=2,
+                      show_progress=False, check_lookahead=False)
+    print("finished")
+""")
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (read from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rfind(")") + 2:].split()[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def journal_size(journal: Path) -> int:
+    return journal.stat().st_size if journal.exists() else 0
+
+
+def trials_created(journal: Path) -> int:
+    """How many trials the journal's lines create (foldwise writes them compact)."""
+    if not journal.exists():
+        return 0
+    return journal.read_bytes().count(b'{"op_code":%d,' % JournalOperation.CREATE_TRIAL)
+
+
+def settled_sequences(journal: Path) -> dict[int, list[tuple[str, dict, float | None]]]:
+    """Per fold, the trials the study holds for good (finished or infeasible; not those
+    whose worker was killed), in the order of their numbers: state, parameters, value."""
+    return {fold: [(t.state.name, dict(t.params), t.value)
+                   for t in sorted(trials, key=lambda t: t.number)
+                   if t.state == TrialState.COMPLETE or (t.state.is_finished() and (
+                       trial_budget(t) or read_trial(t).record.infeasible is not None))]
+            for fold, trials in fold_trials(journal, "seeded").items()}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_twenty_kills_of_a_seeded_two_worker_study_then_resume_equal_the_uninterrupted(
+        tmp_path):
+    """A seeded optimize(n_jobs=2) killed (-9) twenty times at random points and resumed
+    ends exactly as the same study run once without interruption: per fold, the same
+    settled trials in the same order (parameters, values; a killed trial is re-run, so the
+    numbers after it shift by one), and the same chosen parameters."""
+    script = tmp_path / "seeded.py"
+    script.write_text(SEEDED_SCRIPT)
+    home = tmp_path / "home"
+    journal = home / "studies.journal"
+    variables = {**os.environ, "FOLDWISE_DIR": str(home), SLEEP_ENV: "0.1",
+                 COUNT_ENV: str(tmp_path / "executions.txt")}
+    rng = random.Random(20)
+    kills = 0
+    preserved: dict[tuple[int, int], tuple] = {}
+    spawned: set[int] = set()  # every child of a killed run: none is left behind
+    try:
+        while kills < 20:
+            # kill at a random moment after the run starts writing: a quarter of the kills
+            # soon after it plans (joining the studies, starting workers), the others soon
+            # after its workers create a trial, so that kills land in the optimization
+            # rather than in the interpreter's start
+            progress = journal_size if rng.random() < 0.25 else trials_created
+            before = progress(journal)
+            process = start(script, variables)
+            deadline = time.monotonic() + 120
+            while process.poll() is None and time.monotonic() < deadline and \
+                    progress(journal) == before:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.6))
+            kids = children(process.pid)
+            if process.poll() is not None:
+                break  # the study finished before this kill
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+            spawned |= kids
+            trials = fold_trials(journal, "seeded") if journal.exists() else {}
+            # the workers that ran trials (a worker given no task yet runs none, and
+            # waits for loky's idle timeout)
+            workers = kids & {t.user_attrs[WORKER_ATTR]["pid"]
+                              for fold in trials.values() for t in fold}
+            deadline = time.monotonic() + 15
+            while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not any(alive(pid) for pid in workers), f"workers outlived kill {kills}"
+            for fold, held in trials.items():
+                preserved.update({(fold, t.number): (dict(t.params), t.value) for t in held
+                                  if t.state == TrialState.COMPLETE})
+    finally:
+        for pid in spawned:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert kills == 20, "the study finished before twenty kills; give it more work"
+    final = start(script, variables)
+    _out, err = final.communicate(timeout=600)
+    assert final.returncode == 0, err
+    interrupted = fold_trials(journal, "seeded")
+    for (fold, number), value in preserved.items():  # no completed trial lost or changed
+        trial = interrupted[fold][number]
+        assert (dict(trial.params), trial.value) == value
+    for trials in interrupted.values():
+        assert sum(trial_budget(t) for t in trials) == SEEDED_TRIALS
+        assert not any(t.state == TrialState.RUNNING for t in trials)
+    killed = [t for trials in interrupted.values() for t in trials
+              if t.state == TrialState.FAIL]
+    assert all(read_trial(t).record.failure.kind == FailureKind.WORKER_DIED for t in killed)
+    assert len(killed) >= 10  # most kills cut a trial short
+
+    calm = tmp_path / "uninterrupted"
+    never_killed = start(script, {**variables, "FOLDWISE_DIR": str(calm),
+                                  COUNT_ENV: str(tmp_path / "calm.txt")})
+    _out, err = never_killed.communicate(timeout=600)
+    assert never_killed.returncode == 0, err
+    assert settled_sequences(journal) == settled_sequences(calm / "studies.journal")
+    chosen = [foldwise.load_result("seeded", storage=str(root / "studies.journal"),
+                                   cache=root).best_params for root in (home, calm)]
+    assert chosen[0] == chosen[1]
