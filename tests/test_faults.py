@@ -114,8 +114,11 @@ def test_a_fault_in_the_cache_releases_the_trial_and_stops(tmp_path, monkeypatch
                 if t.state == optuna.trial.TrialState.FAIL]
     assert [t.record.failure.kind for t in released] == [FailureKind.FAULT]
     monkeypatch.setattr(_artifacts.ArtifactStore, "write", real)
-    script.main_optimize(str(tmp_path), storage, N_TRIALS)
+    result = script.main_optimize(str(tmp_path), storage, N_TRIALS)
     assert script.counts(storage, "faults") == ([N_TRIALS] * 4, [0] * 4)
+    # the fold table tells the released trial from the strategy's failures
+    assert result.folds["trials_failed"].sum() == 0
+    assert result.folds["trials_rerun"].sum() == 1
 
 
 def test_a_trial_this_process_left_running_is_run_again(tmp_path):

@@ -126,7 +126,12 @@ def trials_frame(trials: Mapping[int | None, Sequence[StoredTrial]]) -> pd.DataF
 def fold_table(folds: Sequence[FoldRecord], metric: str, loader: RunLoader,
                periods_per_year: float) -> pd.DataFrame:
     """One row per fold: windows, chosen parameters, in-sample (``is_``) and out-of-sample
-    (``oos_``) metrics, walk-forward efficiency, DSR of the choice, trial counts, cache hits."""
+    (``oos_``) metrics, walk-forward efficiency, DSR of the choice, trial counts, cache hits.
+
+    ``trials_failed`` counts the strategy's own failures (they used the budget);
+    ``trials_rerun`` the trials stopped by something else — a worker that died, an
+    interrupt, a fault of the machine, a trial given back to keep the budget exact — whose
+    place in the budget was run again."""
     metrics = list(dict.fromkeys((metric, *FOLD_METRICS)))
     compared = wfe_metric(metric)
     rows = []
@@ -148,9 +153,12 @@ def fold_table(folds: Sequence[FoldRecord], metric: str, loader: RunLoader,
         row["dsr"] = _fold_dsr(record, complete, loader, periods_per_year) if best else math.nan
         states = [t.state for t in record.trials]
         infeasible = sum(t.record.infeasible is not None for t in record.trials)
+        failed = [t.record.failure for t in record.trials if t.state == TrialState.FAIL]
+        own = sum(1 for f in failed if f is None or f.kind.uses_budget)
         row.update({
             "trials_complete": len(complete),
-            "trials_failed": states.count(TrialState.FAIL),
+            "trials_failed": own,  # the strategy's own failures (they used the budget)
+            "trials_rerun": len(failed) - own,  # a dead worker's, a fault's ...: run again
             "trials_pruned": states.count(TrialState.PRUNED) - infeasible,
             "trials_infeasible": infeasible,
             "cache_hits": sum(1 for t in complete if t.record.evaluations and
