@@ -15,11 +15,14 @@ import threading
 
 import optuna
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from optuna.trial import TrialState
 
-from foldwise.optimizer._trials import Outcome, budget_counts, run_trials
+from foldwise.optimizer._trials import BudgetTally, Outcome, budget_counts, run_trials
 from foldwise.records import (
     Failure,
+    TRIAL_ATTR,
     FailureKind,
     TrialRecord,
     read_trial,
@@ -125,3 +128,47 @@ def test_the_earlier_numbered_of_two_simultaneous_trials_runs():
     assert read_trial(trials[2]).record.failure is None
     assert [trial_budget(t) for t in trials] == [True, True, True, False]
     assert seeds == [0, 1, 2]
+
+
+# --- the tally counts what budget_counts counts, re-reading only new trials ---------------
+
+_STATES = [TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING]
+
+
+def _frozen(number: int, state: TrialState, kind: int) -> optuna.trial.FrozenTrial:
+    """A trial in ``state`` whose record is the strategy's failure, infeasible or plain."""
+    record: dict = {"params": {}}
+    if kind == 1:
+        record["failure"] = {"kind": "strategy", "type": "ValueError", "message": "x"}
+    elif kind == 4:
+        record["failure"] = {"kind": "worker_died", "type": "WorkerDied", "message": "x"}
+    elif kind == 2:
+        record["infeasible"] = "fast >= slow"
+    trial = optuna.trial.create_trial(
+        state=state, value=1.0 if state == TrialState.COMPLETE else None,
+        user_attrs={} if kind == 3 else {TRIAL_ATTR: record})
+    trial.number = number
+    return trial
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(_STATES), st.integers(0, 4)), max_size=8),
+                min_size=1, max_size=8),
+       st.data())
+def test_the_tally_equals_a_full_count_as_a_study_grows(batches, data):
+    """Trials arrive in batches; running ones finish later. After each read the tally's
+    counts (all trials, and those before any number) equal counting every trial."""
+    tally = BudgetTally()
+    trials: list[optuna.trial.FrozenTrial] = []
+    for batch in batches:
+        # running trials may have finished since the last read
+        for i, trial in enumerate(trials):
+            if trial.state == TrialState.RUNNING and data.draw(st.booleans()):
+                trials[i] = _frozen(i, data.draw(st.sampled_from(_STATES[:3])),
+                                    data.draw(st.integers(0, 4)))
+        trials += [_frozen(len(trials) + i, state, kind) for i, (state, kind) in
+                   enumerate(batch)]
+        assert vars(tally.counts(trials)) == vars(budget_counts(trials))
+        before = data.draw(st.integers(0, len(trials) + 1))
+        assert vars(tally.counts(trials, before=before)) == vars(
+            budget_counts([t for t in trials if t.number < before]))

@@ -46,7 +46,7 @@ from ._orphans import stop_with_caller
 from ._plan import Plan, Request, make_plan, store_plan, validate
 from ._progress import Progress
 from ._rebuild import study_runs
-from ._samplers import SamplerSpec, make_sampler, study_seed, trial_seed
+from ._samplers import SamplerSpec, make_sampler, reseed, study_seed, trial_seed
 from ._studies import pin_owner, read_study, result_of
 from ._trials import budget_counts, run_trials
 
@@ -148,7 +148,15 @@ def _sampler_for(request: Request, number: int, worker: int
     base = study_seed(request.seed, number, worker)
     if base is None or isinstance(request.sampler, optuna.samplers.BaseSampler):
         return None
-    return lambda settled: make_sampler(request.sampler, trial_seed(base, settled))
+    current: list[optuna.samplers.BaseSampler] = []
+
+    def sampler_for(settled: int) -> optuna.samplers.BaseSampler:
+        seed = trial_seed(base, settled)
+        if not current or not reseed(current[0], request.sampler, seed):
+            current[:] = [make_sampler(request.sampler, seed)]
+        return current[0]
+
+    return sampler_for
 
 
 def _parallel_tasks(task: _Task, workers: int) -> list[_Task]:
