@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Callable
+from typing import cast
 
 import optuna
 
@@ -94,10 +95,11 @@ def reseed(sampler: optuna.samplers.BaseSampler, spec: SamplerSpec, seed: int) -
         return False
     kind = type(sampler)
     if kind is optuna.samplers.TPESampler:
-        sampler._rng.rng.seed(seed)
-        sampler._random_sampler._rng.rng.seed(seed)
+        tpe = cast("optuna.samplers.TPESampler", sampler)
+        tpe._rng.rng.seed(seed)
+        tpe._random_sampler._rng.rng.seed(seed)
         return True
     if kind is optuna.samplers.RandomSampler:
-        sampler._rng.rng.seed(seed)
+        cast("optuna.samplers.RandomSampler", sampler)._rng.rng.seed(seed)
         return True
     return False
