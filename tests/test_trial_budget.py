@@ -21,8 +21,8 @@ from optuna.trial import TrialState
 
 from foldwise.optimizer._trials import BudgetTally, Outcome, budget_counts, run_trials
 from foldwise.records import (
-    Failure,
     TRIAL_ATTR,
+    Failure,
     FailureKind,
     TrialRecord,
     read_trial,
