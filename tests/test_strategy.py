@@ -318,7 +318,10 @@ def test_unreadable_source_needs_a_version():
 
 def test_example_fingerprints_cover_their_shared_helper():
     sources = sma_crossover.fingerprint_sources()
-    assert "code:foldwise.examples.rolling_mean" in sources
+    # the moving-average kernel sma_crossover shares with rolling_mean (and mean_reversion)
+    assert "code:foldwise.examples._window_means" in sources
+    assert "code:foldwise.examples._running_sums" in sources
+    assert "code:foldwise.examples._window_means" in mean_reversion.fingerprint_sources()
     assert "code:foldwise.examples.mean_reversion" not in sources
     assert sma_crossover.fingerprint != mean_reversion.fingerprint
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -190,8 +191,35 @@ class BacktestSettings:
         keyword arguments that were given replacing its fields.
 
         This is how every public function that takes ``settings=`` and the individual
-        keywords (``costs=3``, ``delay=1``) turns them into one object.
+        keywords (``costs=3``, ``delay=1``) turns them into one object. The object is
+        immutable, so the same arguments (compared with their types: ``3`` and ``3.0``
+        are different arguments) give back the object built the first time, without
+        validating them again.
         """
+        if (isinstance(settings, BacktestSettings) and costs is _UNSET and delay is _UNSET
+                and price_field is _UNSET and missing is _UNSET
+                and periods_per_year is _UNSET):
+            return settings
+        try:  # the same arguments again (every trial of a study): the same frozen object
+            key: Any = (cls, settings, _typed(costs), _typed(delay), _typed(price_field),
+                        _typed(missing), _typed(periods_per_year))
+            return _COERCED[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable argument (a dict of costs): not memoized
+            key = None
+        resolved = cls._coerce(settings, costs=costs, delay=delay, price_field=price_field,
+                               missing=missing, periods_per_year=periods_per_year)
+        if key is not None:
+            if len(_COERCED) >= _COERCED_LIMIT:
+                _COERCED.clear()
+            _COERCED[key] = resolved
+        return resolved
+
+    @classmethod
+    def _coerce(cls, settings: BacktestSettings | Mapping[str, Any] | None, *,
+                costs: Any, delay: Any, price_field: Any, missing: Any,
+                periods_per_year: Any) -> BacktestSettings:
         if settings is None:
             base = cls()
         elif isinstance(settings, BacktestSettings):
@@ -227,6 +255,15 @@ class BacktestSettings:
                 f"unknown backtest setting(s) {sorted(unknown)}; the settings are "
                 f"{sorted(known)}.")
         return cls(**dict(values))
+
+
+def _typed(value: Any) -> tuple[type, Any]:
+    return type(value), value
+
+
+#: :meth:`BacktestSettings.coerce` memo: hashable arguments (with their types) -> settings.
+_COERCED: dict[Any, BacktestSettings] = {}
+_COERCED_LIMIT = 256
 
 
 @dataclass(frozen=True)
@@ -296,7 +333,9 @@ class BacktestResult:
         self._positions = positions
         self._changes = changes
         self.settings = settings if settings is not None else BacktestSettings()
-        self._metrics: dict[str, float] | None = None
+        self._values: dict[str, float] = {}  # every metric computed so far
+        self._metrics: dict[str, float] | None = None  # all of them, in METRICS order
+        self._n_trades: int | None = None
 
     @classmethod
     def from_arrays(cls, index: pd.DatetimeIndex, assets: pd.Index, arrays: BacktestArrays,
@@ -435,17 +474,81 @@ class BacktestResult:
     @property
     def n_trades(self) -> int:
         """Number of (date, asset) weight changes."""
-        return 0 if self._changes is None else int(np.count_nonzero(self._changes))
+        if self._n_trades is None:
+            self._n_trades = 0 if self._changes is None else int(np.count_nonzero(self._changes))
+        return self._n_trades
 
     # --- numbers -------------------------------------------------------------------------
 
-    def metrics(self) -> dict[str, float]:
-        """Every metric of :data:`foldwise.metrics.METRICS`, as a dict of floats (memoized)."""
-        if self._metrics is None:
-            self._metrics = _metrics.summarize(
-                self._net, turnover=self._turnover, trades=self.n_trades,
-                periods_per_year=self.periods_per_year)
-        return dict(self._metrics)
+    def metrics(self, names: Iterable[str] | None = None) -> dict[str, float]:
+        """Every metric of :data:`foldwise.metrics.METRICS` (or those in ``names``), as floats.
+
+        Parameters
+        ----------
+        names
+            Metric names to compute; None (default) for all of them. Only what the named
+            metrics need is computed, and each value equals the same entry of the full
+            ``metrics()`` exactly.
+
+        Returns
+        -------
+        dict
+            ``{name: float}`` in the order of :data:`~foldwise.metrics.METRICS` (or of
+            ``names``). A new dict each call; the values are memoized, so asking again
+            costs a dict copy.
+
+        Raises
+        ------
+        UnknownMetricError
+            A name that is not a metric (the message suggests the closest one).
+        """
+        if names is None:
+            if self._metrics is None:
+                self._compute(_metrics.METRICS)
+                self._metrics = {name: self._values[name] for name in _metrics.METRICS}
+            return dict(self._metrics)
+        if isinstance(names, str):
+            names = (names,)
+        chosen = tuple(names)
+        self._compute(chosen)
+        return {name: self._values[name] for name in chosen}
+
+    def metric(self, name: str) -> float:
+        """One metric of :data:`foldwise.metrics.METRICS` by name, computing only what it needs.
+
+        Equal to ``metrics()[name]`` exactly (the same computation, memoized): the
+        optimizer's hot path asks for its objective's metric alone and the rest only when
+        they are shown.
+
+        Raises
+        ------
+        UnknownMetricError
+            ``name`` is not a metric (the message suggests the closest one).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from foldwise import MarketData, backtest
+        >>> close = pd.DataFrame({"A": [100.0, 110.0, 99.0, 104.0]},
+        ...                      index=pd.date_range("2024-01-01", periods=4))
+        >>> result = backtest([1.0, 1.0, 1.0, 0.0], MarketData.from_frame(close))
+        >>> result.metric("total_return") == result.metrics()["total_return"]
+        True
+        """
+        try:
+            return self._values[name]
+        except KeyError:
+            self._compute((name,))
+            return self._values[name]
+
+    def _compute(self, names: Iterable[str]) -> None:
+        """Compute the metrics of ``names`` not yet in the memo (validated by summarize)."""
+        missing = [name for name in names if name not in self._values]
+        if missing:
+            self._values.update(_metrics.summarize(
+                self._net, turnover=self._turnover,
+                trades=self.n_trades if "n_trades" in missing else None,
+                periods_per_year=self.periods_per_year, names=missing))
 
     def islice(self, start: int, stop: int) -> BacktestResult:
         """The result restricted to bars ``start <= i < stop`` (views, no recomputation).
@@ -619,6 +722,8 @@ def _ruin(net: np.ndarray, gross: np.ndarray, cost: np.ndarray, turnover: np.nda
     compounding), the position is closed at its close, and every later bar is flat: return,
     cost and turnover 0. Edits the arrays in place.
     """
+    if net.min() > -1.0:  # the usual case, one reduction
+        return
     ruined = np.flatnonzero(net <= -1.0)
     if not ruined.size:
         return
@@ -690,8 +795,10 @@ def backtest(weights: Any, data: MarketData, settings: BacktestSettings | None =
     asset_returns, missing_prices = _held_asset_returns(data, price_field)
 
     held = _weights_array(weights, data)
-    finite = np.isfinite(held)
-    if not finite.all():
+    # NaN or +/-inf anywhere makes the sum non-finite: one reduction instead of a mask in
+    # the usual case (a finite panel whose sum overflows is scanned for nothing).
+    if not math.isfinite(held.sum()):
+        finite = np.isfinite(held)
         if np.isinf(held).any():
             row, col = (int(i[0]) for i in np.nonzero(np.isinf(held)))
             raise BacktestError(
@@ -714,12 +821,19 @@ def backtest(weights: Any, data: MarketData, settings: BacktestSettings | None =
             logger.warning("%s; they were set to 0 (missing='zero').", message)
             held[stranded] = 0.0
 
-    n_dates = held.shape[0]
+    n_dates, n_assets = held.shape
     gross = np.empty(n_dates)
     gross[0] = 0.0
-    np.einsum("ij,ij->i", held[:-1], asset_returns[1:], out=gross[1:])
-    changes = np.diff(held, axis=0, prepend=0.0)
-    turnover = np.abs(changes).sum(axis=1)
+    changes = np.empty_like(held)  # np.diff(held, axis=0, prepend=0.0) without the concatenation
+    changes[0] = held[0]
+    np.subtract(held[1:], held[:-1], out=changes[1:])
+    if n_assets == 1:  # the row sums are the products themselves
+        np.multiply(held[:-1, 0], asset_returns[1:, 0], out=gross[1:])
+        gross += 0.0  # as the sum does: -0.0 becomes 0.0
+        turnover = np.abs(changes[:, 0])
+    else:
+        np.einsum("ij,ij->i", held[:-1], asset_returns[1:], out=gross[1:])
+        turnover = np.abs(changes).sum(axis=1)
     cost = turnover * settings.costs.rate
     net = gross - cost
     _ruin(net, gross, cost, turnover, held, changes)

@@ -64,6 +64,7 @@ __all__ = [
     "TimezoneError",
     "UnknownAssetError",
     "UnknownColumnError",
+    "UnknownMetricError",
     "UnsortedDatesError",
     "WindowLengthError",
     "mark_raised_by_strategy",
@@ -120,6 +121,16 @@ class MisalignedFieldsError(DataError):
 
 class MissingFieldError(DataError, KeyError):
     """A field that was asked for is not in the panel."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+class UnknownMetricError(FoldwiseError, KeyError):
+    """A metric name that is not one of :data:`foldwise.metrics.METRICS`."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0]) if self.args else ""

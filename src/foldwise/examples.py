@@ -35,18 +35,53 @@ def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     """
     if window < 1:
         raise StrategyParameterError(f"a moving-average window must be >= 1 bar, got {window}.")
-    values = np.asarray(values, dtype=np.float64)
+    return _rolling_mean(*_running_sums(np.asarray(values, dtype=np.float64)), window)
+
+
+def _running_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cumulative sums down axis 0 of ``values`` (NaN counted as 0) and of its NaN flags
+    (None when there is no NaN)."""
     missing = np.isnan(values)
-    sums = np.cumsum(np.where(missing, 0.0, values), axis=0)
-    gaps = np.cumsum(missing, axis=0)
-    out = np.full(values.shape, np.nan)
-    if window > len(values):
+    if not missing.any():
+        return np.cumsum(values, axis=0), None
+    return np.cumsum(np.where(missing, 0.0, values), axis=0), np.cumsum(missing, axis=0)
+
+
+def _field_running_sums(data: MarketData, field: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_running_sums` of a field, memoized on the (immutable) data: every parameter
+    set of a study reads the same sums, whatever its windows."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray | None]:
+        sums, gaps = _running_sums(data.array(field))
+        sums.flags.writeable = False
+        if gaps is not None:
+            gaps.flags.writeable = False
+        return sums, gaps
+
+    return data.memo(("examples.running_sums", field), compute)
+
+
+def _window_means(sums: np.ndarray, window: int) -> np.ndarray:
+    """Rows ``window - 1 ..`` of the trailing mean over ``window`` rows, from running sums
+    (``sums[t]`` is the sum of rows ``0 .. t``); needs ``window <= len(sums)``."""
+    means = sums[window - 1:].copy()
+    means[1:] -= sums[:-window]
+    means /= window
+    return means
+
+
+def _rolling_mean(sums: np.ndarray, gaps: np.ndarray | None, window: int) -> np.ndarray:
+    """:func:`rolling_mean` from :func:`_running_sums`."""
+    out = np.full(sums.shape, np.nan)
+    if window > len(sums):
         return out
-    window_sums = sums[window - 1:].copy()
-    window_sums[1:] -= sums[:-window]
-    window_gaps = gaps[window - 1:].copy()
-    window_gaps[1:] -= gaps[:-window]
-    out[window - 1:] = np.where(window_gaps == 0, window_sums / window, np.nan)
+    means = _window_means(sums, window)
+    if gaps is None:
+        out[window - 1:] = means
+    else:
+        window_gaps = gaps[window - 1:].copy()
+        window_gaps[1:] -= gaps[:-window]
+        out[window - 1:] = np.where(window_gaps == 0, means, np.nan)
     return out
 
 
@@ -79,11 +114,18 @@ def sma_crossover(data: MarketData, fast: int = 10, slow: int = 50,
         raise StrategyParameterError(
             f"fast ({fast}) must be shorter than slow ({slow}); swap them or add the "
             "constraint fast < slow to the search space.")
-    close = data.array("close")
-    fast_ma, slow_ma = rolling_mean(close, fast), rolling_mean(close, slow)
-    ready = ~(np.isnan(fast_ma) | np.isnan(slow_ma))
-    signal = np.where(fast_ma > slow_ma, 1.0, -1.0 if short else 0.0)
-    weights = np.where(ready, signal, 0.0) / data.n_assets
+    sums, gaps = _field_running_sums(data, "close")
+    long, other = 1.0 / data.n_assets, (-1.0 if short else 0.0) / data.n_assets
+    if gaps is None:
+        # No missing close: both averages exist from bar slow - 1 on (fast < slow).
+        weights = np.zeros(sums.shape)
+        if slow <= len(sums):
+            above = _window_means(sums, fast)[slow - fast:] > _window_means(sums, slow)
+            weights[slow - 1:] = np.where(above, long, other)
+    else:
+        fast_ma, slow_ma = _rolling_mean(sums, gaps, fast), _rolling_mean(sums, gaps, slow)
+        ready = ~(np.isnan(fast_ma) | np.isnan(slow_ma))
+        weights = np.where(ready, np.where(fast_ma > slow_ma, long, other), 0.0)
     return pd.DataFrame(weights, index=data.index, columns=data.assets, copy=False)
 
 

@@ -40,10 +40,14 @@ the Sharpe ratio estimator from :func:`sharpe_estimator_variance`.
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from foldwise.errors import UnknownMetricError
 
 __all__ = [
     "DEFAULT_PERIODS_PER_YEAR",
@@ -93,7 +97,9 @@ METRICS: dict[str, str] = {
 
 def _clean(returns: Any) -> np.ndarray:
     array = np.asarray(returns, dtype=np.float64).reshape(-1)
-    if np.isnan(array).any():
+    # A NaN anywhere makes the sum NaN: one reduction instead of a mask over the series in
+    # the usual case without NaN (a sum that is NaN from inf - inf drops nothing below).
+    if math.isnan(array.sum()):
         array = array[~np.isnan(array)]
     return array
 
@@ -324,8 +330,12 @@ def tail_ratio(returns: Any) -> float:
 
 def average_turnover(turnover: Any) -> float:
     """Mean per-period turnover (sum over assets of the absolute weight change); NaN if empty."""
-    t = _clean(turnover)
-    return float(t.mean()) if t.size else math.nan
+    t = np.asarray(turnover, dtype=np.float64).reshape(-1)
+    total = t.sum()
+    if math.isnan(total):  # NaN entries are dropped
+        t = t[~np.isnan(t)]
+        total = t.sum()
+    return float(total) / t.size if t.size else math.nan  # numpy's mean: the sum over n
 
 
 def n_trades(weight_changes: Any) -> float:
@@ -360,10 +370,154 @@ def probabilistic_sharpe_ratio(returns: Any, benchmark_sharpe: float = 0.0) -> f
     return _psr(_moments(_clean(returns)), benchmark_sharpe)
 
 
+def _check_names(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` as a tuple without repeats, each one a key of :data:`METRICS`."""
+    if isinstance(names, str):
+        names = (names,)
+    chosen = tuple(dict.fromkeys(names))
+    for name in chosen:
+        if name not in METRICS:
+            close = difflib.get_close_matches(str(name), list(METRICS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownMetricError(
+                f"unknown metric {name!r}.{hint} The metrics are: {', '.join(METRICS)}.")
+    return chosen
+
+
+class _Pass:
+    """One return series (3 or more observations, no NaN) and the intermediates its metrics
+    share, each computed on first use.
+
+    Every metric of :data:`METRICS` is a method of the same name, so asking for one metric
+    computes only what it needs, and asking for several computes each shared intermediate
+    once. A metric's value does not depend on which others were asked for with it: each
+    intermediate is computed by the same numpy operations whichever metric asks first.
+    """
+
+    __slots__ = ("_cache", "_ppy", "_trades", "_turnover", "n", "r")
+
+    def __init__(self, r: np.ndarray, periods_per_year: float, turnover: Any,
+                 trades: float) -> None:
+        self.r = r
+        self.n = r.size
+        self._ppy = periods_per_year
+        self._turnover = turnover
+        self._trades = trades
+        self._cache: dict[str, Any] = {}
+
+    # --- shared intermediates ----------------------------------------------------------
+
+    def _moments(self) -> Moments:
+        try:
+            return self._cache["moments"]
+        except KeyError:
+            value = self._cache["moments"] = _moments(self.r)
+            return value
+
+    def _total(self) -> float:
+        """``float(r.sum())``: the moments' own sum when they are at hand."""
+        moments = self._cache.get("moments")
+        return moments.total if moments is not None else float(self.r.sum())
+
+    def _wealth(self) -> np.ndarray:
+        """Compounded wealth ``cumprod(1 + r)``."""
+        try:
+            return self._cache["wealth"]
+        except KeyError:
+            wealth = np.add(self.r, 1.0)
+            np.multiply.accumulate(wealth, out=wealth)
+            self._cache["wealth"] = wealth
+            return wealth
+
+    def _losses(self) -> tuple[float, float]:
+        """The absolute sum of the negative returns and the downside deviation
+        ``sqrt(mean(min(r, 0) ** 2))``."""
+        try:
+            return self._cache["losses"]
+        except KeyError:
+            losses_only = np.minimum(self.r, 0.0)
+            losses = -float(losses_only.sum())
+            np.multiply(losses_only, losses_only, out=losses_only)
+            value = self._cache["losses"] = (losses,
+                                             math.sqrt(float(losses_only.sum()) / self.n))
+            return value
+
+    def _drawdown(self) -> float:
+        try:
+            return self._cache["drawdown"]
+        except KeyError:
+            wealth = self._wealth()
+            peak = np.maximum(wealth, 1.0)
+            np.maximum.accumulate(peak, out=peak)
+            np.divide(wealth, peak, out=peak)
+            value = self._cache["drawdown"] = min(0.0, float(peak.min()) - 1.0)
+            return value
+
+    def _cagr(self) -> float:
+        return _cagr(float(self._wealth()[-1]), self.n, self._ppy)
+
+    # --- the metrics, named as in METRICS ---------------------------------------------
+
+    def sharpe(self) -> float:
+        m = self._moments()
+        return _sharpe(m.mean, m.std, self._ppy)
+
+    def sortino(self) -> float:
+        downside = self._losses()[1]
+        if not downside > _ZERO_DISPERSION:
+            return math.nan
+        return self._moments().mean * math.sqrt(self._ppy) / downside
+
+    def annual_return(self) -> float:
+        return self._cagr()
+
+    def annual_volatility(self) -> float:
+        return self._moments().std * math.sqrt(self._ppy)
+
+    def max_drawdown(self) -> float:
+        return self._drawdown()
+
+    def calmar(self) -> float:
+        drawdown = self._drawdown()
+        return self._cagr() / -drawdown if drawdown < 0.0 else math.nan
+
+    def total_return(self) -> float:
+        return float(self._wealth()[-1]) - 1.0
+
+    def win_rate(self) -> float:
+        active = np.count_nonzero(self.r)
+        return np.count_nonzero(self.r > 0) / active if active else math.nan
+
+    def profit_factor(self) -> float:
+        losses = self._losses()[0]
+        return (self._total() + losses) / losses if losses > 0 else math.nan
+
+    def tail_ratio(self) -> float:
+        ordered = np.sort(self.r)
+        low = _percentile(ordered, 5.0)
+        return abs(_percentile(ordered, 95.0)) / abs(low) if low != 0 else math.nan
+
+    def average_turnover(self) -> float:
+        return _average_turnover(self._turnover)
+
+    def n_trades(self) -> float:
+        return self._trades
+
+    def probabilistic_sharpe_ratio(self) -> float:
+        return _psr(self._moments(), 0.0)
+
+
+def _average_turnover(turnover: Any) -> float:
+    if turnover is None:
+        return math.nan
+    return average_turnover(turnover)
+
+
 def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
               trades: int | None = None,
-              periods_per_year: float = DEFAULT_PERIODS_PER_YEAR) -> dict[str, float]:
-    """Every metric of :data:`METRICS` in one pass, as a dict of floats.
+              periods_per_year: float = DEFAULT_PERIODS_PER_YEAR,
+              names: Iterable[str] | None = None) -> dict[str, float]:
+    """Every metric of :data:`METRICS` (or those in ``names``) in one pass, as floats.
 
     Parameters
     ----------
@@ -376,53 +530,53 @@ def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
         count itself; ``n_trades`` is NaN without both.
     periods_per_year
         Annualization factor (252 for daily bars).
+    names
+        The metrics to compute (names of :data:`METRICS`); None for all of them. Only what
+        those metrics need is computed, and each value equals the same entry of the full
+        summary exactly.
 
     Returns
     -------
     dict
-        ``{name: float}`` for every name in :data:`METRICS`, in that order.
+        ``{name: float}`` for every name in :data:`METRICS` in that order, or for every name
+        of ``names`` in the order given.
+
+    Raises
+    ------
+    UnknownMetricError
+        A name in ``names`` that is not a metric (the message suggests the closest).
+
+    Examples
+    --------
+    >>> summary = summarize([0.01, -0.02, 0.015, 0.005])
+    >>> round(summary["sharpe"], 4), round(summary["max_drawdown"], 4)
+    (3.8729, -0.02)
+    >>> summarize([0.01, -0.02, 0.015, 0.005], names=["sharpe"]) == {"sharpe": summary["sharpe"]}
+    True
     """
+    chosen = tuple(METRICS) if names is None else _check_names(names)
     r = _clean(returns)
-    n = r.size
-    if trades is not None:
+    if "n_trades" not in chosen:
+        count = math.nan  # not asked for: the changes are not counted
+    elif trades is not None:
         count = float(trades)
     elif weight_changes is not None:
         count = n_trades(weight_changes)
     else:
         count = math.nan
-    turnover_mean = average_turnover(turnover) if turnover is not None else math.nan
-    if n < 3:  # too short for moments: the plain definitions handle every edge case
-        return _summarize_short(r, count, turnover_mean, periods_per_year)
-    # One set of sums shared by every metric (this runs once per trial and window).
-    moments = _moments(r)
-    mean, std = moments.mean, moments.std
-    wealth = np.cumprod(1.0 + r)
-    growth = float(wealth[-1])
-    losses_only = np.minimum(r, 0.0)
-    losses = -float(losses_only.sum())
-    downside = math.sqrt(float((losses_only * losses_only).sum()) / n)
-    active = np.count_nonzero(r)
-    cagr = _cagr(growth, n, periods_per_year)
-    peak = np.maximum.accumulate(np.maximum(wealth, 1.0))
-    drawdown = min(0.0, float((wealth / peak).min()) - 1.0)
-    ordered = np.sort(r)
-    low = _percentile(ordered, 5.0)
-    return {
-        "sharpe": _sharpe(mean, std, periods_per_year),
-        "sortino": mean * math.sqrt(periods_per_year) / downside
-        if downside > _ZERO_DISPERSION else math.nan,
-        "annual_return": cagr,
-        "annual_volatility": std * math.sqrt(periods_per_year),
-        "max_drawdown": drawdown,
-        "calmar": cagr / -drawdown if drawdown < 0.0 else math.nan,
-        "total_return": growth - 1.0,
-        "win_rate": np.count_nonzero(r > 0) / active if active else math.nan,
-        "profit_factor": (moments.total + losses) / losses if losses > 0 else math.nan,
-        "tail_ratio": abs(_percentile(ordered, 95.0)) / abs(low) if low != 0 else math.nan,
-        "average_turnover": turnover_mean,
-        "n_trades": count,
-        "probabilistic_sharpe_ratio": _psr(moments, 0.0),
-    }
+    if r.size < 3:  # too short for moments: the plain definitions handle every edge case
+        turnover_mean = (_average_turnover(turnover) if "average_turnover" in chosen
+                         else math.nan)
+        short = _summarize_short(r, count, turnover_mean, periods_per_year)
+        return {name: short[name] for name in chosen}
+    # One set of shared sums, each computed once and only if a chosen metric needs it
+    # (this runs once per trial and window).
+    one_pass = _Pass(r, periods_per_year, turnover, count)
+    return {name: float(_KERNELS[name](one_pass)) for name in chosen}
+
+
+#: The method of :class:`_Pass` computing each metric of :data:`METRICS`.
+_KERNELS: dict[str, Callable[[_Pass], float]] = {name: getattr(_Pass, name) for name in METRICS}
 
 
 def _summarize_short(r: np.ndarray, count: float, turnover_mean: float,

@@ -152,10 +152,20 @@ class Strategy:
     @property
     def parameters(self) -> dict[str, Any]:
         """Parameter names and their defaults (``inspect.Parameter.empty`` if required)."""
-        return {
-            p.name: p.default for p in self._signature.parameters.values()
-            if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
-        }
+        return dict(self._parameter_spec[0])
+
+    @cached_property
+    def _parameter_spec(self) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...], bool]:
+        """Read once from the signature: every parameter with its default, the defaults
+        alone, the required names, and whether ``**kwargs`` accepts any name."""
+        signature = self._signature.parameters.values()
+        known = {p.name: p.default for p in signature
+                 if p.kind not in (inspect.Parameter.VAR_KEYWORD,
+                                   inspect.Parameter.VAR_POSITIONAL)}
+        defaults = {k: d for k, d in known.items() if d is not inspect.Parameter.empty}
+        required = tuple(k for k, d in known.items() if d is inspect.Parameter.empty)
+        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature)
+        return known, defaults, required, accepts_any
 
     def validate_params(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Check ``params`` against the signature and return them with defaults filled in.
@@ -166,9 +176,7 @@ class Strategy:
             For an unknown name (with the closest known names) or a missing required one.
         """
         params = dict(params or {})
-        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
-                          for p in self._signature.parameters.values())
-        known = self.parameters
+        known, defaults, required, accepts_any = self._parameter_spec
         if not accepts_any:
             for key in params:
                 if key not in known:
@@ -178,13 +186,12 @@ class Strategy:
                     raise StrategyParameterError(
                         f"strategy {self.name!r} has no parameter {key!r}.{hint} Its "
                         f"parameters: {listing}.")
-        missing = [k for k, default in known.items()
-                   if default is inspect.Parameter.empty and k not in params]
+        missing = [k for k in required if k not in params]
         if missing:
             raise StrategyParameterError(
                 f"strategy {self.name!r} needs a value for {', '.join(map(repr, missing))} "
                 "(no default). Add it to the parameters or the search space.")
-        resolved = {k: d for k, d in known.items() if d is not inspect.Parameter.empty}
+        resolved = dict(defaults)
         resolved.update(params)
         return resolved
 
