@@ -42,9 +42,11 @@ def counts(storage: str, name: str) -> tuple[list[int], list[int]]:
 
 
 def main_optimize(root: str, storage: str, n_trials: int) -> foldwise.WalkForwardResult:
-    """The study: SMA crossover on GOOG 2004-2009, 4 folds, cache in ``root``."""
+    """The study: SMA crossover on GOOG 2004-2009, 4 folds, cache in ``root``, every run
+    keeping its arrays (so that artifact writes meet the faults)."""
+    cache = foldwise.BacktestCache(root, keep_arrays="always")
     return foldwise.optimize(foldwise.examples.sma_crossover, data(), SPACE, splitter(),
-                             n_trials=n_trials, study="faults", storage=storage, cache=root,
+                             n_trials=n_trials, study="faults", storage=storage, cache=cache,
                              seed=7, show_progress=False)
 
 

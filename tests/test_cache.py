@@ -38,12 +38,14 @@ DATA = make_data()
 
 @pytest.fixture
 def cache(tmp_path):
-    return BacktestCache(tmp_path / "fw")
+    # These tests are about stored arrays (artifacts, eviction by bytes, verify); which runs
+    # keep them under the default keep_arrays="auto" is tested in test_cache_costs.py.
+    return BacktestCache(tmp_path / "fw", keep_arrays="always")
 
 
 def reopen(cache):
     """A second object on the same directory: an empty process-local memo, like a new process."""
-    return BacktestCache(cache.root)
+    return BacktestCache(cache.root, keep_arrays=cache.policy.mode)
 
 
 # --- storing and loading ------------------------------------------------------------------
@@ -377,7 +379,7 @@ def test_stats(filled):
     files = [p for p in filled.directory.rglob("*") if p.is_file()]
     assert stats.bytes_on_disk == sum(p.stat().st_size for p in files)
     assert 0 < stats.artifact_bytes < stats.bytes_on_disk
-    assert "6 (5 full, 1 slices)" in str(stats)
+    assert "6 (5 full, of which 5 keep their arrays; 1 slices)" in str(stats)
 
 
 # --- removing -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ DATA = make_data()
 
 @pytest.fixture
 def root(tmp_path):
-    cache = BacktestCache(tmp_path)
+    cache = BacktestCache(tmp_path, keep_arrays="always")
     for lookback in (3, 5):
         cache.get_or_run(trend, {"lookback": lookback}, DATA)
     cache.metrics(trend, {"lookback": 3}, DATA, window=(0, 100))
@@ -26,7 +26,7 @@ def root(tmp_path):
 def test_stats(root, capsys):
     assert main(["cache", "--dir", str(root), "stats"]) == 0
     out = capsys.readouterr().out
-    assert "3 (2 full, 1 slices)" in out
+    assert "3 (2 full, of which 2 keep their arrays; 1 slices)" in out
     assert "trend" in out
 
 

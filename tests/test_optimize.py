@@ -59,6 +59,10 @@ def run(**overrides):
                  # these tests count the strategy's executions; the lookahead check's few
                  # backtests are tested in test_optimize_call
                  "check_lookahead": False}
+    if "cache" not in overrides:
+        # every run keeps its arrays, so "never run again" is exact; runs kept without
+        # arrays (re-computed on demand, keep_arrays="auto") are tested in test_cache_costs
+        arguments["cache"] = foldwise.BacktestCache(keep_arrays="always")
     arguments.update(overrides)
     return optimize(**arguments)
 

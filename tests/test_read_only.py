@@ -60,8 +60,8 @@ def run_study(directory: Path) -> str:
     result = foldwise.optimize(
         sma_crossover, DATA, {"fast": foldwise.Int(5, 30), "slow": foldwise.Int(40, 120)},
         foldwise.WalkForward(train="2Y", test="6M"), n_trials=4,
-        storage=f"journal:{directory}/studies.journal", cache=directory, seed=1,
-        show_progress=False)
+        storage=f"journal:{directory}/studies.journal",
+        cache=BacktestCache(directory, keep_arrays="always"), seed=1, show_progress=False)
     return result.name
 
 
@@ -273,7 +273,7 @@ def _messages(caplog, level: int) -> list[str]:
 def _stored_and_looked_up(directory: Path) -> tuple[BacktestCache, str]:
     """A cache holding one run, and a second cache object that has looked it up (its
     record is remembered) without reading its artifact."""
-    writer = BacktestCache(directory)
+    writer = BacktestCache(directory, keep_arrays="always")
     writer.get_or_run(sma_crossover, PARAMS, DATA)
     writer.close()
     reader = BacktestCache(directory)

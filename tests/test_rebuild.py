@@ -36,8 +36,12 @@ def _quiet_optuna():
 @pytest.fixture
 def study(store_dir, tmp_path, monkeypatch):
     monkeypatch.setenv(COUNT_ENV, str(tmp_path / "executions.txt"))
+    # Every run keeps its arrays, so a run the cache gives is never run again and any
+    # execution counted below is a re-creation (runs kept without arrays, re-computed on
+    # demand by design, are tested in test_cache_costs.py).
     return optimize(counted_sma, DATA, SPACE, WalkForward(train=400, test=200), n_trials=8,
-                    study="rebuilt", seed=3, show_progress=False, top_k=2)
+                    study="rebuilt", seed=3, show_progress=False, top_k=2,
+                    cache=BacktestCache(keep_arrays="always"))
 
 
 def _tables(result):

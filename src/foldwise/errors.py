@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = [
     "AllTrialsFailedError",
+    "ArraysNotKeptError",
     "BacktestError",
     "CacheArgumentError",
     "CacheCorruptedError",
@@ -318,6 +319,12 @@ class CacheArgumentError(CacheError, ValueError):
 
 class CacheMissError(CacheError, KeyError):
     """A key that was required to be in the cache is not (``compare``, a slice's full run)."""
+
+
+class ArraysNotKeptError(CacheMissError):
+    """A stored run whose arrays were not kept, because running it again costs less than
+    storing them (see :mod:`foldwise.cache._costs`): its metrics are in the cache, its
+    arrays come from :meth:`~foldwise.BacktestCache.get_or_run`, which runs it again."""
 
 
 class CacheNotFoundError(CacheError):

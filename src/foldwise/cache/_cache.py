@@ -34,6 +34,7 @@ from foldwise._paths import resolve_root
 from foldwise.backtest import BacktestResult, BacktestSettings, Costs, MissingPolicy
 from foldwise.cache._artifacts import ArtifactStore
 from foldwise.cache._browse import StoredRuns, digest_of
+from foldwise.cache._costs import ArrayPolicy, KeepArrays
 from foldwise.cache._index import IndexBackend
 from foldwise.cache._keys import CacheKey, Window, coerce_settings, key_of
 from foldwise.cache._maintenance import Maintenance
@@ -103,6 +104,11 @@ class BacktestCache(StoredRuns):
         :class:`~foldwise.errors.CacheReadOnlyError` before anything is written. A cache
         whose index file or directory cannot be written (a read-only mount, another
         user's files) is opened so without being asked (see :attr:`read_only`).
+    keep_arrays
+        Which runs the cache executes keep their arrays on disk (every run keeps its
+        metrics): ``"auto"`` those that cost more to run again than to write and read back,
+        as measured in this process; ``"always"``; ``"never"``. A run without arrays is
+        run again when its arrays are asked for (see :mod:`foldwise.cache._costs`).
 
     Notes
     -----
@@ -134,7 +140,7 @@ class BacktestCache(StoredRuns):
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  backend: IndexBackend | None = None, memo_size: int = 100_000,
                  results_in_memory: int = 256, touch_interval: float = 30.0,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, keep_arrays: KeepArrays = "auto") -> None:
         self.root = resolve_root(path)
         self.directory = self.root / CACHE_DIR
         if backend is not None and read_only:
@@ -144,14 +150,15 @@ class BacktestCache(StoredRuns):
         self.index = backend if backend is not None else SQLiteIndex(
             self.directory / INDEX_NAME, read_only=read_only)
         self._store = store = ArtifactStore(self.directory)
+        self.policy = ArrayPolicy(keep_arrays)
         self._results = ResultsMemory(store, results_in_memory, self._lookup_parent,
-                                      self._stale)
+                                      self._stale, self.policy)
         self._memo = RecordMemo(self.index, self._record, memo_size, touch_interval)
         self._lookup = self._memo.lookup
         self._upkeep = Maintenance(self.directory, self.index, store, self._memo, self._results,
                                    Pins(self.root))
         self._writes = WritePath(self.directory, self.index, store, self._memo, self._results,
-                                 self._upkeep.drop)
+                                 self._upkeep.drop, self.policy)
 
     def _record(self, row: Any) -> CacheRecord:
         return CacheRecord(row, self._results.load)
@@ -196,7 +203,8 @@ class BacktestCache(StoredRuns):
         if not self.shareable:
             return (_refuse, (str(self.root), type(self.index).__name__, self.index.describe()))
         options = {"memo_size": self._memo.size, "results_in_memory": self._results.size,
-                   "touch_interval": self._memo.touch_interval}
+                   "touch_interval": self._memo.touch_interval,
+                   "keep_arrays": self.policy.mode}
         return (_reopen, (str(self.root), self.index, options))
 
     def __repr__(self) -> str:
@@ -221,6 +229,12 @@ class BacktestCache(StoredRuns):
     def executed(self) -> int:
         """Backtests this object ran (misses that executed the strategy), this process."""
         return self._memo.executed
+
+    @property
+    def recomputed(self) -> int:
+        """Stored runs without arrays (``keep_arrays``) this object ran again because their
+        arrays were asked for, this process."""
+        return self._memo.recomputed
 
     # --- keys and lookups --------------------------------------------------------------
 

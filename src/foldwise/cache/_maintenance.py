@@ -229,7 +229,9 @@ class Maintenance:
                           slice_runs=len(rows) - full, strategies=strategies,
                           artifact_bytes=sum(row.n_bytes for row in rows),
                           bytes_on_disk=directory_bytes(self.directory), hits=hits,
-                          misses=misses, puts=puts)
+                          misses=misses, puts=puts,
+                          with_arrays=sum(1 for row in rows if row.artifact is not None),
+                          recomputed=self._memo.recomputed)
 
     def evict(self, older_than: float | _dt.timedelta | str | None,
               max_bytes: int | None, include_pinned: bool = False) -> int:

@@ -70,7 +70,7 @@ class RecordMemo:
         self._records: dict[str, CacheRecord] = {}
         self._touched: dict[str, float] = {}
         self._last_flush = time.time()
-        self.hits = self.misses = self.puts = self.executed = 0
+        self.hits = self.misses = self.puts = self.executed = self.recomputed = 0
         # At exit or collection, write what hits are still pending (no other user is left).
         weakref.finalize(self, lambda index, pending: _write_last_used(index, dict(pending)),
                          index, self._touched)
@@ -151,6 +151,11 @@ class RecordMemo:
     def count_executed(self) -> None:
         with self._lock:
             self.executed += 1
+
+    def count_recomputed(self) -> None:
+        """A stored run without arrays, run again because they were asked for."""
+        with self._lock:
+            self.recomputed += 1
 
     def count_damaged_hit(self) -> None:
         """A hit whose artifact turned out damaged: it is run again, so it was a miss."""

@@ -128,13 +128,19 @@ class CacheStats:
     hits: int
     misses: int
     puts: int
+    #: Full runs whose arrays are kept on disk (the others re-compute them on demand).
+    with_arrays: int = 0
+    #: Runs without arrays this process ran again because their arrays were asked for.
+    recomputed: int = 0
 
     def __str__(self) -> str:
         lines = [f"cache        {self.directory}",
-                 f"runs         {self.runs} ({self.full_runs} full, {self.slice_runs} slices)",
+                 f"runs         {self.runs} ({self.full_runs} full, of which {self.with_arrays} "
+                 f"keep their arrays; {self.slice_runs} slices)",
                  f"on disk      {format_size(self.bytes_on_disk)} ({format_size(self.artifact_bytes)} of "
                  "artifacts)",
-                 f"this process {self.hits} hits, {self.misses} misses, {self.puts} stored"]
+                 f"this process {self.hits} hits, {self.misses} misses, {self.puts} stored, "
+                 f"{self.recomputed} re-computed"]
         lines += [f"  {name:<24} {count} runs" for name, count in sorted(self.strategies.items())]
         return "\n".join(lines)
 

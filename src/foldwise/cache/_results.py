@@ -31,25 +31,35 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from foldwise.cache._artifacts import ArtifactStore
 from foldwise.cache._locks import renew_after_fork
-from foldwise.errors import CacheCorruptedError, CacheMissError
+from foldwise.errors import ArraysNotKeptError, CacheCorruptedError, CacheMissError
 
 if TYPE_CHECKING:
     from foldwise.backtest import BacktestResult
+    from foldwise.cache._costs import ArrayPolicy
     from foldwise.cache._records import CacheRecord
 
-__all__ = ["RESULTS_BYTES", "ResultsMemory"]
+__all__ = ["RESULTS_BYTES", "ResultsMemory", "arrays_nbytes"]
 
 logger = logging.getLogger(__name__)
 
 #: Bytes of arrays the results memory of one cache object may hold (the most recent result
 #: is kept whatever its size).
 RESULTS_BYTES = 256 * 2**20
+
+
+def arrays_nbytes(result: BacktestResult) -> int:
+    """Bytes of the arrays of ``result`` (what its artifact holds, uncompressed)."""
+    arrays = result.arrays
+    return sum(array.nbytes for array in (arrays.net, arrays.gross, arrays.costs,
+                                          arrays.turnover, arrays.positions, arrays.changes)
+               if array is not None)
 
 
 class ResultsMemory:
@@ -67,14 +77,18 @@ class ResultsMemory:
         Asks the index whether a record whose artifact cannot be read is still stored as
         it was looked up; True (and the record forgotten) when another process evicted,
         cleared or replaced it since. Default: never (every unreadable artifact is damage).
+    policy
+        Told how long each artifact read took (:class:`~foldwise.cache._costs.ArrayPolicy`).
 
     Thread-safe; one per cache object.
     """
 
     def __init__(self, store: ArtifactStore, size: int,
                  lookup: Callable[[str], CacheRecord | None],
-                 stale: Callable[[CacheRecord], bool] | None = None) -> None:
+                 stale: Callable[[CacheRecord], bool] | None = None,
+                 policy: ArrayPolicy | None = None) -> None:
         self._store = store
+        self._policy = policy
         self.size = int(size)
         self._lookup = lookup
         self._stale = stale
@@ -100,6 +114,9 @@ class ResultsMemory:
         CacheMissError
             The entry (or the full run of a slice entry) is no longer in the cache:
             evicted or cleared, possibly by another process since it was looked up.
+        ArraysNotKeptError
+            The run (or the full run of a slice entry) is stored without its arrays, which
+            cost less to re-compute than to store; not in memory now.
         """
         window = record.window
         if window is not None:
@@ -117,8 +134,15 @@ class ResultsMemory:
                 self._kept.move_to_end(record.key)
                 return kept[0]
         row = record._row
+        if row.artifact is None:
+            raise ArraysNotKeptError(
+                f"the run {record.key} of {record.strategy!r} is stored without its arrays: "
+                "running it again costs less than storing them. "
+                "cache.get_or_run(strategy, params, data, ...) runs it again (its metrics are "
+                "in record.metrics).")
+        started = time.perf_counter()
         try:
-            result = self._store.load(row.artifact or "", row.checksum or "", row.n_bytes)
+            result = self._store.load(row.artifact, row.checksum or "", row.n_bytes)
         except CacheCorruptedError:
             if self._stale is None or not self._stale(record):
                 raise  # the index still names this file: damage
@@ -128,8 +152,19 @@ class ResultsMemory:
                 f"the run {record.key} of {record.strategy!r} is no longer in the cache: it "
                 "was evicted or cleared (by another process) after it was looked up. Run "
                 "it again with cache.get_or_run(strategy, params, data, ...).") from None
+        if self._policy is not None:
+            self._policy.read(time.perf_counter() - started, arrays_nbytes(result))
         self.keep(record.key, result)
         return result
+
+    def kept(self, digest: str) -> BacktestResult | None:
+        """The result of the full run ``digest`` if it is in memory now."""
+        with self._lock:
+            found = self._kept.get(digest)
+            if found is None:
+                return None
+            self._kept.move_to_end(digest)
+            return found[0]
 
     def keep(self, digest: str, result: BacktestResult) -> None:
         """Keep ``result`` (the full run of ``digest``) as the most recent; make its arrays

@@ -41,15 +41,17 @@ from typing import Any, cast
 
 from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.cache._artifacts import ArtifactStore
+from foldwise.cache._costs import ArrayPolicy
 from foldwise.cache._index import IndexBackend, IndexRow
 from foldwise.cache._keys import CacheKey, resolve_strategy
 from foldwise.cache._locks import acquire_run_lock, release_run_lock
 from foldwise.cache._memo import RecordMemo
 from foldwise.cache._readonly import cannot_write
 from foldwise.cache._records import CacheRecord, metrics_json
-from foldwise.cache._results import ResultsMemory
+from foldwise.cache._results import ResultsMemory, arrays_nbytes
 from foldwise.data import MarketData
 from foldwise.errors import (
+    ArraysNotKeptError,
     CacheArgumentError,
     CacheCorruptedError,
     CacheMissError,
@@ -74,9 +76,11 @@ class WritePath:
 
     def __init__(self, directory: Path, index: IndexBackend, store: ArtifactStore,
                  memo: RecordMemo, results: ResultsMemory,
-                 drop: Callable[[list[str]], object]) -> None:
+                 drop: Callable[[list[str]], object], policy: ArrayPolicy | None = None
+                 ) -> None:
         self.directory = directory
         self.index = index
+        self.policy = policy or ArrayPolicy("always")
         self._store = store
         self._memo = memo
         self._results = results
@@ -102,18 +106,22 @@ class WritePath:
             return existing
         return self.store([(key, result, metrics)], lock_fd)[0]
 
-    def store(self, entries: list[Entry], lock_fd: int | None = None) -> list[CacheRecord]:
-        """Store entries known to be missing: the artifacts of full runs first, then every
-        index row in one transaction. ``lock_fd`` (a run lock) is released once the rows
-        are committed, or on failure. Return the records now stored, in order."""
+    def store(self, entries: list[Entry], lock_fd: int | None = None, *,
+              arrays: bool = True) -> list[CacheRecord]:
+        """Store entries known to be missing: the artifacts of full runs first (unless
+        ``arrays`` is false: metrics only), then every index row in one transaction.
+        ``lock_fd`` (a run lock) is released once the rows are committed, or on failure.
+        Return the records now stored, in order."""
         try:
             if entries:
                 self._check_writable()
             planned = [_new_row(*entry) for entry in entries]
             rows = []
             for row, full in planned:
-                if full is not None:
+                if full is not None and arrays:
+                    started = time.perf_counter()
                     artifact, digest, n_bytes = self._store.write(row.key, full)
+                    self.policy.wrote(time.perf_counter() - started, arrays_nbytes(full))
                     row = dataclasses.replace(row, artifact=artifact, checksum=digest,
                                               n_bytes=n_bytes)
                 rows.append(row)
@@ -165,6 +173,11 @@ class WritePath:
         if record is not None:
             try:
                 result = self._results.load(record)
+            except ArraysNotKeptError:  # cheaper to run again than to store: run it
+                result = self._run(strategy, params, data, settings)[0]
+                self._memo.count_recomputed()
+                self._results.keep(key.digest, result)
+                return result, self.store(slice_entries(result, slices))
             except CacheMissError:
                 # another process evicted, cleared or replaced it since it was looked up
                 current = self.index.get(key.digest)
@@ -187,8 +200,7 @@ class WritePath:
             else:
                 return result, self.store(slice_entries(result, slices))
         self._check_writable()
-        runner = resolve_strategy(strategy)
-        runner = getattr(runner, "uncached", runner)  # a @cached_backtest strategy
+        resolve_strategy(strategy)  # a bad strategy is refused before the lock is taken
         lock_fd = acquire_run_lock(self.directory, key.digest)
         try:
             # Another process may have run it while this one waited for the lock.
@@ -203,17 +215,30 @@ class WritePath:
                     lock_fd = None
                     return result, self.store(slice_entries(result, slices))
             self._memo.count_executed()
-            try:
-                result = runner.run(data, params, settings)
-            except Exception as exc:  # the strategy's own failure, not the cache's
-                mark_raised_by_strategy(exc)
-                raise
+            result, seconds = self._run(strategy, params, data, settings)
+            keep = self.policy.keep(key.strategy, seconds, arrays_nbytes(result))
             fd, lock_fd = lock_fd, None
             # stores the run and its slices, then releases the lock
-            stored = self.store([(key, result, None), *slice_entries(result, slices)], fd)
+            stored = self.store([(key, result, None), *slice_entries(result, slices)], fd,
+                                arrays=keep)
         finally:
             release_run_lock(lock_fd)
         return result, stored[1:]
+
+    @staticmethod
+    def _run(strategy: Any, params: Mapping[str, Any] | None, data: MarketData,
+             settings: BacktestSettings) -> tuple[BacktestResult, float]:
+        """Run the strategy (the uncached one of a ``@cached_backtest``); return the result
+        and the seconds it took. What the strategy raises is tagged as its own."""
+        runner = resolve_strategy(strategy)
+        runner = getattr(runner, "uncached", runner)
+        started = time.perf_counter()
+        try:
+            result = runner.run(data, params, settings)
+        except Exception as exc:  # the strategy's own failure, not the cache's
+            mark_raised_by_strategy(exc)
+            raise
+        return result, time.perf_counter() - started
 
 
 def slice_entries(full: BacktestResult, keys: list[CacheKey]) -> list[Entry]:

@@ -91,12 +91,16 @@ class Evaluator:
     def causal(self) -> bool:
         return self.strategy.causal
 
+    def _backtests(self) -> int:
+        """Backtests the cache ran so far: misses, and runs without arrays run again."""
+        return self.cache.executed + self.cache.recomputed
+
     # --- public ------------------------------------------------------------------------
 
     def evaluate(self, params: Mapping[str, Any], fold: Fold, *, train: bool = True,
                  test: bool = True) -> Evaluation:
         """Metrics of ``params`` on ``fold``'s training and/or test window."""
-        before = self.cache.executed
+        before = self._backtests()
         if self.causal:
             key = self.cache.key(self.strategy, params, self.data, settings=self.settings)
             wanted = [w for w, on in ((fold.train, train), (fold.test, test)) if on]
@@ -104,14 +108,14 @@ class Evaluator:
             return Evaluation(train=next(metrics) if train else None,
                               test=next(metrics) if test else None,
                               runs={"full": key.digest},
-                              backtests=self.cache.executed - before)
+                              backtests=self._backtests() - before)
         windows: dict[str, dict[str, float]] = {}
         runs: dict[str, str] = {}
         for name, positions, on in (("train", fold.train, train), ("test", fold.test, test)):
             if on:
                 windows[name], runs[name] = self._per_fold(params, positions, fold)
         return Evaluation(train=windows.get("train"), test=windows.get("test"), runs=runs,
-                          offset=self._first_bar(fold), backtests=self.cache.executed - before)
+                          offset=self._first_bar(fold), backtests=self._backtests() - before)
 
     # --- regimes -------------------------------------------------------------------------
 

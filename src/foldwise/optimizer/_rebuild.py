@@ -31,6 +31,7 @@ from foldwise.backtest import BacktestResult
 from foldwise.cache import BacktestCache
 from foldwise.data import MarketData
 from foldwise.errors import (
+    ArraysNotKeptError,
     CacheArgumentError,
     CacheCorruptedError,
     CacheError,
@@ -230,6 +231,8 @@ class StudyRunLoader:
         try:
             stored = self.cache.get(key)
             return None if stored is None else stored.result
+        except ArraysNotKeptError:  # by design: cheaper to run again than to store
+            return self._rebuild(key, missing=False)
         except CacheCorruptedError as exc:  # a damaged entry: re-created (and replaced)
             logger.info("run %s of study %r is damaged in the cache (%s); it is re-created",
                         key[:12], self.record.name, exc)
@@ -269,7 +272,7 @@ class StudyRunLoader:
                 f"{manifest.data.content_hash[:12]}...: {manifest.data.describe()}).")
         return self._strategy, self._data
 
-    def _rebuild(self, key: str) -> BacktestResult:
+    def _rebuild(self, key: str, missing: bool = True) -> BacktestResult:
         if self._recipes is None:
             self._recipes = study_runs(self.record)
         recipe = self._recipes.get(key)
@@ -277,7 +280,7 @@ class StudyRunLoader:
             raise OptimizationError(
                 f"run {key[:12]}... is not referenced by study {self.record.name!r}, so it "
                 "cannot be re-created from it.")
-        if self.rebuilt == 0:
+        if missing and self.rebuilt == 0:
             logger.warning("runs of study %r are missing from the cache at %s; they are "
                            "re-created from the study", self.record.name, self.cache.root)
         strategy, data = self._sources()

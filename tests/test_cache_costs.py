@@ -1,0 +1,167 @@
+"""Runs keep their arrays only where running them again costs more (keep_arrays).
+
+Whatever the policy, a run's metrics and curves are the same whether its arrays were kept
+and read back or re-computed; a run without arrays is a hit for its metrics and is run
+again only when its arrays are asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+import foldwise
+from foldwise import BacktestCache
+from foldwise.cache._costs import ArrayPolicy
+from foldwise.errors import ArraysNotKeptError, CacheArgumentError
+from foldwise.examples import sma_crossover
+from foldwise.optimizer import load_result, optimize
+from foldwise.space import Int
+from foldwise.splits import WalkForward
+from tests._cache_support import make_data, trend
+
+DATA = make_data()
+
+
+def _same_run(a: foldwise.BacktestResult, b: foldwise.BacktestResult) -> None:
+    assert a.metrics() == b.metrics()
+    for name in ("net", "gross", "costs", "turnover", "positions"):
+        np.testing.assert_array_equal(getattr(a.arrays, name), getattr(b.arrays, name))
+    pd.testing.assert_index_equal(a.index, b.index)
+
+
+# --- the rule ------------------------------------------------------------------------------
+
+
+def test_the_policy_keeps_what_costs_more_to_run_than_to_store():
+    policy = ArrayPolicy("auto")
+    assert policy.keep("s", run_seconds=1e-6, n_bytes=10**6)  # no store measured yet
+    policy.wrote(seconds=1e-3, n_bytes=10**6)  # 1 ns a byte
+    policy.read(seconds=1e-3, n_bytes=10**6)
+    # storing and reading 1 MB back costs 2 ms: a 0.1 ms run is cheaper to repeat ...
+    assert not ArrayPolicy.keep(policy, "fast", run_seconds=1e-4, n_bytes=10**6)
+    # ... a 50 ms run is not
+    assert policy.keep("slow", run_seconds=0.05, n_bytes=10**6)
+    # the median of a strategy's runs decides, not one outlier
+    for _ in range(5):
+        policy.keep("fast", run_seconds=1e-4, n_bytes=10**6)
+    assert not policy.keep("fast", run_seconds=0.5, n_bytes=10**6)
+
+
+@pytest.mark.parametrize("mode", ["always", "never"])
+def test_fixed_policies_ignore_the_measurements(mode):
+    policy = ArrayPolicy(mode)
+    policy.wrote(1.0, 1)
+    assert policy.keep("s", run_seconds=100.0, n_bytes=1) is (mode == "always")
+    assert policy.keep("s", run_seconds=0.0, n_bytes=10**9) is (mode == "always")
+
+
+def test_an_unknown_policy_names_the_valid_ones(tmp_path):
+    with pytest.raises(CacheArgumentError, match="'auto', 'always', 'never'"):
+        BacktestCache(tmp_path, keep_arrays="sometimes")  # type: ignore[arg-type]
+
+
+# --- the cache -----------------------------------------------------------------------------
+
+
+def test_a_run_without_arrays_is_a_hit_for_its_metrics_and_re_computed_for_its_arrays(tmp_path):
+    lean = BacktestCache(tmp_path / "lean", keep_arrays="never")
+    kept = BacktestCache(tmp_path / "kept", keep_arrays="always")
+    params = {"lookback": 4}
+    for cache in (lean, kept):
+        cache.get_or_run(trend, params, DATA, costs=2.0)
+        cache.metrics(trend, params, DATA, window=(50, 200), costs=2.0)
+        cache.close()
+    assert (lean.stats().with_arrays, kept.stats().with_arrays) == (0, 1)
+    assert lean.stats().artifact_bytes == 0 < kept.stats().artifact_bytes
+
+    # new objects on the same directories: nothing in memory, like a new process
+    lean, kept = (BacktestCache(c.root) for c in (lean, kept))
+    record = lean.get(lean.key(trend, params, DATA, costs=2.0))
+    assert record is not None and record.metrics["sharpe"] == pytest.approx(
+        trend_run(params).metrics()["sharpe"], abs=0)
+    with pytest.raises(ArraysNotKeptError, match="get_or_run"):
+        _ = record.result
+    window = lean.get(lean.key(trend, params, DATA, window=(50, 200), costs=2.0))
+    assert window is not None
+    assert window.metrics == kept.get(kept.key(trend, params, DATA, window=(50, 200),
+                                               costs=2.0)).metrics
+    with pytest.raises(ArraysNotKeptError):
+        _ = window.result
+
+    again = lean.get_or_run(trend, params, DATA, costs=2.0)
+    assert (lean.executed, lean.recomputed) == (0, 1)  # run again, not a miss
+    stored = kept.get_or_run(trend, params, DATA, costs=2.0)  # read from its artifact
+    assert kept.executed == kept.recomputed == 0
+    _same_run(again, stored)
+    _same_run(again, trend_run(params))
+    assert lean.get_or_run(trend, params, DATA, costs=2.0) is again  # now in memory
+    assert lean.recomputed == 1
+    # a new window of it is cut from the re-computed run, not run again
+    assert lean.metrics(trend, params, DATA, window=(200, 250), costs=2.0) == \
+        kept.metrics(trend, params, DATA, window=(200, 250), costs=2.0)
+    assert (lean.executed, lean.recomputed) == (0, 1)
+    assert "1 re-computed" in str(lean.stats())
+
+
+def trend_run(params):
+    return foldwise.strategy(trend).run(DATA, params, foldwise.BacktestSettings(costs=2.0))
+
+
+def test_auto_keeps_the_arrays_of_slow_strategies_only(tmp_path):
+    @foldwise.strategy(name="slow_trend")
+    def slow_trend(data, lookback=5):
+        time.sleep(0.03)
+        return trend(data, lookback)
+
+    cache = BacktestCache(tmp_path)  # keep_arrays="auto" by default
+    for lookback in range(2, 8):
+        cache.get_or_run(trend, {"lookback": lookback}, DATA)
+        cache.get_or_run(slow_trend, {"lookback": lookback}, DATA)
+    rows = cache.index.rows(kind="full")
+    kept = {(row.strategy, row.artifact is not None) for row in rows}
+    # the first run is kept to measure the store; a sub-millisecond run is cheaper to
+    # repeat than to write and read back, a 30 ms one is not
+    assert sum(1 for row in rows if row.strategy == "trend" and row.artifact) <= 1
+    assert ("slow_trend", False) not in kept
+
+
+def test_the_policy_crosses_to_worker_processes(tmp_path):
+    cache = BacktestCache(tmp_path, keep_arrays="never")
+    assert pickle.loads(pickle.dumps(cache)).policy.mode == "never"
+
+
+# --- a study -------------------------------------------------------------------------------
+
+
+def test_a_study_reads_the_same_whether_its_runs_kept_their_arrays(tmp_path, caplog):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data = foldwise.datasets.load_goog().slice(None, "2009-12-31")
+    tables = {}
+    for mode in ("always", "never"):
+        root = tmp_path / mode
+        result = optimize(sma_crossover, data, {"fast": Int(5, 30), "slow": Int(35, 80)},
+                          WalkForward(train=400, test=200), n_trials=8, seed=3, top_k=2,
+                          storage=f"journal:{root}/s.journal",
+                          cache=BacktestCache(root, keep_arrays=mode), show_progress=False)
+        with caplog.at_level(logging.WARNING, logger="foldwise"):
+            again = load_result(result.name, storage=f"journal:{root}/s.journal",
+                                cache=BacktestCache(root, keep_arrays=mode))
+            tables[mode] = (again.folds, again.oos_returns, again.summary(),
+                            again.overfitting(), again.trials.drop(columns=["backtests", "datetime_start", "datetime_complete"]))
+        assert again.runs_rebuilt == 0  # nothing missing: re-computing is not rebuilding
+        assert "missing" not in caplog.text
+        assert BacktestCache(root).stats().with_arrays == (0 if mode == "never" else
+                                                            BacktestCache(root).stats().full_runs)
+    kept, lean = tables["always"], tables["never"]
+    pd.testing.assert_frame_equal(kept[0], lean[0])
+    pd.testing.assert_series_equal(kept[1], lean[1])
+    pd.testing.assert_frame_equal(kept[2], lean[2])
+    assert kept[3] == lean[3]
+    pd.testing.assert_frame_equal(kept[4], lean[4])
