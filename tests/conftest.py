@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from foldwise import MarketData
+from tests._postgres import postgres_server  # noqa: F401  (a session's PostgreSQL server)
 
 # Shared CI machines are slow and noisy: no per-example deadline, and a fixed number of
 # examples so a run's cost is predictable. HYPOTHESIS_PROFILE=thorough digs deeper.

@@ -4,7 +4,9 @@ A key covers the strategy's code (and the user code it calls), the canonical par
 every byte of the data and the settings that change a result, so a hit is never stale.
 Entries are full runs (metrics plus artifact arrays in Parquet) or metrics-only slices of
 a full run (a fold's train or test window). The index is SQLite by default and sits behind
-:class:`IndexBackend`, so another database can hold it.
+:class:`IndexBackend`, so another database can hold it: :class:`PostgresIndex` keeps it on
+a PostgreSQL server that every host of a cluster reaches (the artifacts then live in a
+directory they share).
 
 Nothing is pickled: artifacts are Parquet, the index is SQLite, parameters and metrics are
 JSON. Writes are atomic and ordered (file, then index row), so a process killed at any
@@ -30,9 +32,10 @@ from foldwise.cache._cache import (
     set_aside_index,
 )
 from foldwise.cache._decorator import CachedStrategy, cached_backtest
-from foldwise.cache._index import IndexBackend, IndexRow, MemoryIndex
+from foldwise.cache._index import IndexBackend, IndexRow, MemoryIndex, RunLock
 from foldwise.cache._keys import CacheKey, Window
 from foldwise.cache._maintenance import parse_seconds
+from foldwise.cache._postgres import PostgresIndex
 from foldwise.cache._sqlite import SQLiteIndex
 
 __all__ = [
@@ -45,6 +48,8 @@ __all__ = [
     "IndexBackend",
     "IndexRow",
     "MemoryIndex",
+    "PostgresIndex",
+    "RunLock",
     "SQLiteIndex",
     "VerifyReport",
     "Window",

@@ -37,6 +37,7 @@ from foldwise.cache._browse import StoredRuns, digest_of
 from foldwise.cache._costs import ArrayPolicy, KeepArrays
 from foldwise.cache._index import IndexBackend
 from foldwise.cache._keys import CacheKey, Window, coerce_settings, key_of
+from foldwise.cache._locks import serve_run_locks
 from foldwise.cache._maintenance import Maintenance
 from foldwise.cache._memo import RecordMemo
 from foldwise.cache._pins import Pins
@@ -149,6 +150,7 @@ class BacktestCache(StoredRuns):
                 "given is used as it is (open it read-only itself).")
         self.index = backend if backend is not None else SQLiteIndex(
             self.directory / INDEX_NAME, read_only=read_only)
+        serve_run_locks(self.directory, self.index)  # an index may keep them (PostgreSQL)
         self._store = store = ArtifactStore(self.directory)
         self.policy = ArrayPolicy(keep_arrays)
         self._results = ResultsMemory(store, results_in_memory, self._lookup_parent,

@@ -1,10 +1,11 @@
 """The cache index: one row per stored run, behind a small storage interface.
 
 :class:`IndexBackend` is the extension point. :class:`~foldwise.cache.SQLiteIndex` (the
-default, one file next to the artifacts, in :mod:`foldwise.cache._sqlite`) and
-:class:`MemoryIndex` (process-local, for tests and throw-away caches) implement it; a
-server-based backend (PostgreSQL, say) implements the same six methods and passes the same
-contract suite (:mod:`foldwise.testing.cache_backends`) without any change to
+default, one file next to the artifacts, in :mod:`foldwise.cache._sqlite`),
+:class:`MemoryIndex` (process-local, for tests and throw-away caches) and
+:class:`~foldwise.cache.PostgresIndex` (a database server that every host of a cluster
+reaches, in :mod:`foldwise.cache._postgres`) implement it and pass the same contract suite
+(:mod:`foldwise.testing.cache_backends`) without any change to
 :class:`~foldwise.BacktestCache` or its callers.
 """
 
@@ -14,11 +15,17 @@ import abc
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 from foldwise.errors import CacheError
 
-__all__ = ["COLUMNS", "KINDS", "IndexBackend", "IndexRow", "MemoryIndex"]
+__all__ = ["COLUMNS", "KINDS", "IndexBackend", "IndexRow", "MemoryIndex", "RunLock"]
+
+
+class RunLock(Protocol):
+    """A lock taken by :meth:`IndexBackend.run_lock`; ``release()`` gives it back."""
+
+    def release(self) -> None: ...
 
 
 #: Kinds of row: a full run (metrics and artifacts) or a metrics-only slice of one.
@@ -105,8 +112,8 @@ class IndexBackend(abc.ABC):
     * **Returned rows are values**: :class:`IndexRow` is frozen; the backend keeps no
       reference it could later mutate.
 
-    Only :meth:`close`, :attr:`shareable` and :attr:`read_only_reason` are optional (a
-    no-op, False and None by default).
+    Only :meth:`close`, :attr:`shareable`, :attr:`read_only_reason` and :meth:`run_lock`
+    are optional (a no-op, False, None and None by default).
     """
 
     @property
@@ -159,6 +166,21 @@ class IndexBackend(abc.ABC):
         """Why this index cannot be written (e.g. its file is on a read-only file system),
         or None when it can. The cache refuses to store runs in a read-only index before
         writing anything, with this reason. Optional; default None."""
+        return None
+
+    def run_lock(self, digest: str) -> RunLock | None:
+        """Wait for and take the lock under which the cache runs a missed key; or None.
+
+        Optional hook. The cache takes it from the moment it sees that ``digest`` is
+        missing until the run's rows are committed, so a parameter set that several workers
+        miss at the same moment is run once. A backend whose store is shared by hosts that
+        do not share a lock-capable file system returns a lock the store itself keeps (e.g.
+        a database's advisory lock): it must exclude every other holder of the same digest
+        — other processes, other hosts, other threads of this process — and be dropped when
+        its holder dies. The cache calls ``release()`` once, from the same thread. Default:
+        None, and the cache's lock files in its directory serve (``flock``: every process
+        of a host, or of hosts sharing a file system whose locks span them).
+        """
         return None
 
     def integrity_problems(self) -> list[str]:

@@ -5,6 +5,10 @@ What lives here:
 * :func:`parse_storage` / :func:`open_storage` / :class:`StorageSpec` — what a user passes
   as ``storage=`` (``None`` for the default journal file, an Optuna URL, a journal path,
   ``"memory"``, a storage object), and how worker processes open it again.
+* Optuna's RDB storage on a database server (``postgresql+psycopg://...``), shared by the
+  workers of a cluster: heartbeats every :data:`HEARTBEAT_INTERVAL` seconds, and
+  :func:`fail_stale_trials` failing the trials of workers silent for :data:`GRACE_PERIOD`
+  seconds as a dead worker's (``foldwise.storage._rdb``).
 * :class:`FileJournalBackend` — a crash-safe journal file (kernel lock, one write per
   append, torn tails repaired) for Optuna's ``JournalStorage``.
 * :class:`BatchedJournalStorage` — Optuna's ``JournalStorage`` writing each trial of this
@@ -38,7 +42,6 @@ from foldwise.storage._journal_report import (
 )
 from foldwise.storage._liveness import WORKER_ATTR, current_worker, is_dead, is_this_process
 from foldwise.storage._optuna import (
-    fail_stale_trials,
     fail_trial,
     flush_trial,
     heartbeat_interval,
@@ -46,9 +49,12 @@ from foldwise.storage._optuna import (
     storage_of,
     trial_id,
 )
+from foldwise.storage._rdb import GRACE_PERIOD, HEARTBEAT_INTERVAL, fail_stale_trials
 from foldwise.storage._spec import StorageSpec, open_storage, parse_storage
 
 __all__ = [
+    "GRACE_PERIOD",
+    "HEARTBEAT_INTERVAL",
     "WORKER_ATTR",
     "BatchedJournalStorage",
     "DamagedLine",

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
-    "fail_stale_trials",
     "fail_trial",
     "flush_trial",
     "heartbeat_interval",
@@ -149,17 +148,3 @@ def record_heartbeat(storage: BaseStorage, trial_id: int) -> None:
     """
     if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval():
         storage.record_heartbeat(trial_id)
-
-
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Fail the RUNNING trials of ``study`` whose heartbeat stopped (Optuna's own check).
-
-    A no-op on storages without heartbeats.
-
-    Parameters
-    ----------
-    study
-        The study whose stale trials are failed.
-    """
-    if heartbeat_interval(study._storage):
-        optuna.storages.fail_stale_trials(study)

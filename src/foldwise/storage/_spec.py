@@ -5,8 +5,10 @@
 ========================================  =================================================
 ``None``                                  ``<FOLDWISE_DIR or ./.foldwise>/studies.journal``
 ``"journal:<path>"``, ``"<path>.journal"``  a journal file (:mod:`foldwise.storage._journal_file`)
-``"sqlite:///..."``, ``"postgresql://..."``  Optuna's RDB storage, with heartbeats on, so
-                                          trials of killed workers are failed and re-run
+``"postgresql+psycopg://..."``,           Optuna's RDB storage (:mod:`._rdb`), with
+``"sqlite:///..."``, any SQLAlchemy URL   heartbeats on, so trials of killed workers are
+                                          failed and re-run; a server database is what
+                                          the workers of a cluster share
 ``"memory"``                              Optuna's in-memory storage (one process, lost at
                                           exit: for tests and experiments)
 a ``BaseStorage`` object                  used as is
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
+from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage
 
 from foldwise._paths import resolve_root
 from foldwise.errors import StorageError, StorageNotFoundError
@@ -43,12 +45,9 @@ from foldwise.storage._batched import SUPPORTED as _BATCHING
 from foldwise.storage._batched import BatchedJournalStorage
 from foldwise.storage._journal_file import FileJournalBackend
 from foldwise.storage._liveness import WORKER_ATTR, current_worker
+from foldwise.storage._rdb import HEARTBEAT_INTERVAL, open_rdb, public_url
 
 __all__ = ["HEARTBEAT_INTERVAL", "StorageSpec", "open_storage", "parse_storage"]
-
-#: Seconds between heartbeats of a running trial on RDB storages; a trial whose heartbeat
-#: is older than twice this is failed and its budget re-run.
-HEARTBEAT_INTERVAL = 10
 
 _JOURNAL_SUFFIXES = (".journal", ".jsonl", ".log")
 
@@ -81,14 +80,15 @@ class StorageSpec:
                 if database is not None and not database.is_file():
                     raise FileNotFoundError(errno.ENOENT, "the database file does not exist",
                                             str(database))
-                return RDBStorage(self.location)  # no heartbeats: no trial runs here
-            return RDBStorage(self.location, heartbeat_interval=HEARTBEAT_INTERVAL,
-                              grace_period=2 * HEARTBEAT_INTERVAL)
+            return open_rdb(self.location, read_only=read_only)
         assert self.storage is not None
         return self.storage
 
     def __str__(self) -> str:
-        if self.kind in ("journal", "rdb"):
+        """Where the storage is, for messages and reports (an RDB URL without password)."""
+        if self.kind == "rdb":
+            return public_url(self.location)
+        if self.kind == "journal":
             return self.location
         return self.kind if self.kind == "memory" else type(self.storage).__name__
 

@@ -1,23 +1,27 @@
 """The contract suite of cache index backends (:class:`foldwise.cache.IndexBackend`).
 
-Every backend shipped with foldwise runs it (``tests/test_cache_backends.py``), and a new
-backend proves itself by running it too, with a fixture that opens the new backend::
+Every backend shipped with foldwise runs it (``tests/test_cache_backends.py``: the SQLite
+and memory indexes of :data:`BACKENDS`, and :class:`~foldwise.cache.PostgresIndex` against a
+real server, each test in a fresh schema), and a new backend proves itself by running it
+too, with a fixture that opens the new backend on an empty store::
 
     import pytest
+    from foldwise.cache import PostgresIndex
     from foldwise.testing.cache_backends import IndexBackendContract
 
     class TestPostgresIndex(IndexBackendContract):
         @pytest.fixture
-        def make_backend(self, tmp_path):
-            url = start_a_scratch_database(tmp_path)
-            return lambda: PostgresIndex(url)
+        def make_backend(self, scratch_database_url):
+            return lambda: PostgresIndex(scratch_database_url)
 
 ``make_backend()`` must return a handle on one and the same store each time it is called
 within a test (a process-local backend returns the same instance). A backend whose
 ``shareable`` is true must pickle as its location: the suite sends it to a process started
 from scratch (``spawn``, as joblib's loky workers are) and sees that process's writes; one
-whose ``shareable`` is false must refuse to be pickled with a ``FoldwiseError``. Requires
-pytest.
+whose ``shareable`` is false must refuse to be pickled with a ``FoldwiseError``. A backend
+that keeps run locks (:meth:`~foldwise.cache.IndexBackend.run_lock` returns one) must show
+that they exclude other handles, other threads and other processes, and that a holder that
+dies frees its lock. Requires pytest.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -251,3 +256,72 @@ class IndexBackendContract:
         assert backend.get(_key(2)) == make_row(_key(2))
         backend.insert(make_row(_key(3)))  # the parent's connection still works
         assert backend.get(_key(3)) == make_row(_key(3))
+
+    # --- run locks (backends that keep them) ---------------------------------------------
+
+    @staticmethod
+    def _lock_or_skip(backend: IndexBackend, digest: str) -> Any:
+        lock = backend.run_lock(digest)
+        if lock is None:
+            pytest.skip("this backend leaves run locks to the cache's lock files")
+        return lock
+
+    @staticmethod
+    def _taken_in_thread(backend: IndexBackend, digest: str) -> tuple[threading.Event,
+                                                                        threading.Thread]:
+        """A thread that takes the lock of ``digest`` through ``backend``, sets the event,
+        and releases it."""
+        taken = threading.Event()
+
+        def take() -> None:
+            lock = backend.run_lock(digest)
+            assert lock is not None
+            taken.set()
+            lock.release()
+
+        thread = threading.Thread(target=take)
+        thread.start()
+        return taken, thread
+
+    def test_a_run_lock_excludes_other_handles_and_threads(
+            self, backend: IndexBackend, make_backend: Callable[[], IndexBackend]) -> None:
+        lock = self._lock_or_skip(backend, _key(1))
+        waiters = [self._taken_in_thread(make_backend(), _key(1)),  # another handle
+                   self._taken_in_thread(backend, _key(1))]  # another thread, same handle
+        other_taken, other = self._taken_in_thread(make_backend(), _key(2))
+        assert other_taken.wait(10), "the lock of another key must not wait"
+        time.sleep(0.3)
+        assert not any(taken.is_set() for taken, _ in waiters), "taken while held"
+        lock.release()
+        for taken, thread in waiters:
+            assert taken.wait(10), "not taken after the release"
+            thread.join()
+        other.join()
+        again = backend.run_lock(_key(1))  # free again once every holder released it
+        assert again is not None
+        again.release()
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_a_run_lock_dies_with_its_holder(self, backend: IndexBackend) -> None:
+        self._lock_or_skip(backend, _key(3)).release()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child takes the lock, says so, and dies without releasing it
+            code = 1
+            try:
+                backend.run_lock(_key(3))
+                os.write(write, b"x")
+                time.sleep(0.5)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        assert os.read(read, 1) == b"x"
+        os.close(read)
+        started = time.monotonic()
+        lock = backend.run_lock(_key(3))  # waits while the child lives, not after
+        assert lock is not None
+        assert time.monotonic() - started < 30
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        lock.release()
