@@ -24,8 +24,10 @@ from foldwise import MarketData
 from foldwise.datasets import load_sp500
 from foldwise.pipeline import Column, DataSet, EquityPricing, Pipeline, run_pipeline
 from foldwise.pipeline._crosssection import (
+    demean_rows,
     quantile_labels,
     rank_rows,
+    top_rows,
     winsorize_rows,
     zscore_rows,
 )
@@ -366,3 +368,88 @@ def test_quantile_kernel_matches_qcut_without_repeated_edges(matrices, bins):
             assert set(got[row][cells]) <= set(range(bins))
             continue
         np.testing.assert_array_equal(got[row], expected)
+
+
+@pytest.mark.slow  # seconds: 150 generated cases (quick loop: -m 'not slow')
+@settings(max_examples=150, deadline=None)
+@given(_matrices(), st.integers(1, 10), st.booleans())
+def test_top_kernel_matches_scipy_ordinal_ranks(matrices, n, ascending):
+    """top_rows selects (by partition) the cells scipy's ordinal ranks put at n or better:
+    ties at the boundary go to the leftmost columns; NaN and invalid cells never."""
+    values, valid, _ = matrices
+    got = top_rows(values, valid, n, ascending)
+    for row in range(values.shape[0]):
+        cells = valid[row] & ~np.isnan(values[row])
+        expected = np.zeros(values.shape[1], dtype=bool)
+        if cells.any():
+            x = values[row][cells]
+            expected[cells] = stats.rankdata(x if ascending else -x, method="ordinal") <= n
+        np.testing.assert_array_equal(got[row], expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_matrices(), st.integers(1, 3))
+def test_top_kernel_with_many_ties(matrices, n):
+    """Rows of a few repeated values: the boundary tie is split by column order."""
+    values, valid, _ = matrices
+    values = np.round(values / 3)  # -1, 0, 1 (and NaN): many ties
+    got = top_rows(values, valid, n)
+    ranks = rank_rows(values, valid, "ordinal", ascending=False)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(got, ranks <= n)
+
+
+@pytest.mark.slow  # seconds: 150 generated cases (quick loop: -m 'not slow')
+@settings(max_examples=150, deadline=None)
+@given(_matrices(), st.booleans())
+def test_ungrouped_zscore_and_demean_kernels_match_numpy(matrices, all_valid):
+    values, valid, _ = matrices
+    if all_valid:
+        valid = np.ones_like(valid)
+    z, d = zscore_rows(values, valid), demean_rows(values, valid)
+    with np.errstate(all="ignore"):
+        for row in range(values.shape[0]):
+            cells = valid[row] & ~np.isnan(values[row])
+            x = values[row][cells]
+            if x.size:
+                np.testing.assert_allclose(z[row][cells], (x - x.mean()) / x.std(), rtol=1e-12,
+                                           atol=1e-12)
+                np.testing.assert_allclose(d[row][cells], x - x.mean(), rtol=1e-12, atol=1e-12)
+            assert np.isnan(z[row][~cells]).all() and np.isnan(d[row][~cells]).all()
+
+
+@pytest.mark.parametrize("n_cols", [1, 2, 7, 600])
+def test_rank_kernel_on_values_a_few_ulps_apart(n_cols):
+    """Ordinal ranks sort values by integer images whose lowest bits hold the column:
+    values equal but for those bits, signed zeros, infinities and huge or tiny
+    magnitudes must still rank as scipy ranks them."""
+    rng = np.random.default_rng(n_cols)
+    base = np.array([1.0, -1.0, 0.0, -0.0, 1e-300, -1e-300, 1e300, np.inf, -np.inf, 5e-324])
+    rows = []
+    for _ in range(40):
+        centre = rng.choice(base)
+        steps = rng.integers(-3, 4, n_cols)
+        row = np.array([centre] * n_cols)
+        for i, step in enumerate(steps):
+            for _ in range(abs(int(step))):
+                row[i] = np.nextafter(row[i], np.inf if step > 0 else -np.inf)
+        rows.append(row)
+    rows.append(rng.normal(size=n_cols))
+    rows.append(np.where(rng.random(n_cols) < 0.3, np.nan, rng.normal(size=n_cols)))
+    zeros = rng.normal(size=n_cols)
+    zeros[[0, -1]] = 0.0, -0.0  # equal values: -0.0 (last column) ranks after 0.0
+    rows.append(zeros)
+    values = np.array(rows)
+    valid = rng.random(values.shape) < 0.9
+    valid[-1] = True
+    for ascending in (True, False):
+        got = rank_rows(values, valid, "ordinal", ascending)
+        picked = top_rows(values, valid, 3, ascending)
+        for row in range(values.shape[0]):
+            cells = valid[row] & ~np.isnan(values[row])
+            expected = np.full(n_cols, np.nan)
+            x = values[row][cells]
+            expected[cells] = stats.rankdata(x if ascending else -x, method="ordinal")
+            np.testing.assert_array_equal(got[row], expected)
+            with np.errstate(invalid="ignore"):
+                np.testing.assert_array_equal(picked[row], expected <= 3)

@@ -23,6 +23,7 @@ from foldwise.pipeline._crosssection import (
     check_rank_method,
     demean_rows,
     rank_rows,
+    top_rows,
     winsorize_rows,
     zscore_rows,
 )
@@ -32,7 +33,7 @@ from foldwise.pipeline._term import FLOAT64, Term, check_groupby, check_mask
 if TYPE_CHECKING:
     from foldwise.pipeline._engine import Context
 
-__all__ = ["Factor", "Rank"]
+__all__ = ["Factor", "Rank", "Top"]
 
 _NUMBER = (int, float, np.integer, np.floating)
 
@@ -291,12 +292,19 @@ class Factor(Term):
         return Normalized("winsorize", self, mask, groupby, (low, high))
 
     def top(self, N: int, mask: Any = None, groupby: Any = None) -> Filter:
-        """A filter True for the ``N`` highest values of each date (group); ties by position."""
-        return self.rank(ascending=False, mask=mask, groupby=groupby) <= _check_count("top", N)
+        """A filter True for the ``N`` highest values of each date (group); ties by position.
+
+        The cells where ``self.rank(ascending=False, mask=mask, groupby=groupby) <= N``,
+        found without ranking whole rows.
+        """
+        return Top(self, _check_count("top", N), False, mask, groupby)
 
     def bottom(self, N: int, mask: Any = None, groupby: Any = None) -> Filter:
-        """A filter True for the ``N`` lowest values of each date (group); ties by position."""
-        return self.rank(ascending=True, mask=mask, groupby=groupby) <= _check_count("bottom", N)
+        """A filter True for the ``N`` lowest values of each date (group); ties by position.
+
+        The cells where ``self.rank(ascending=True, mask=mask, groupby=groupby) <= N``.
+        """
+        return Top(self, _check_count("bottom", N), True, mask, groupby)
 
     def percentile_between(self, min_percentile: float, max_percentile: float,
                            mask: Any = None) -> Filter:
@@ -506,6 +514,36 @@ class Rank(Factor):
         extra += f", mask={self.mask!r}" if self.mask is not None else ""
         return f"{self.inputs[0]!r}.rank({self.method!r}{extra})"
 
+
+class Top(Filter):
+    """The ``n`` highest (``ascending=True``: lowest) values of each date (group), ties by
+    position: the cells whose ordinal rank is at most ``n`` (see :meth:`Factor.top`)."""
+
+    n: int
+    ascending: bool
+
+    @classmethod
+    def _spec(cls, factor: Factor, n: int, ascending: bool, mask: Any = None,
+              groupby: Any = None) -> dict[str, Any]:
+        owner = "bottom()" if ascending else "top()"
+        _check_float_factor(owner, factor)
+        groupby = check_groupby(owner, groupby)
+        return {"inputs": (factor,) if groupby is None else (factor, groupby), "n": int(n),
+                "ascending": bool(ascending), "mask": check_mask(owner, mask)}
+
+    def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
+        labels = inputs[1] if len(inputs) > 1 else None
+        missing = self.inputs[1].missing_value if labels is not None else -1
+        valid = _group_valid(mask, labels, missing, inputs[0].shape)
+        if labels is None:
+            return top_rows(inputs[0], valid, self.n, self.ascending)
+        with np.errstate(invalid="ignore"):
+            return rank_rows(inputs[0], valid, "ordinal", self.ascending, labels) <= self.n
+
+    def __repr__(self) -> str:
+        extra = f", groupby={self.inputs[1]!r}" if len(self.inputs) > 1 else ""
+        extra += f", mask={self.mask!r}" if self.mask is not None else ""
+        return f"{self.inputs[0]!r}.{'bottom' if self.ascending else 'top'}({self.n}{extra})"
 
 class Normalized(Factor):
     """``demean``, ``zscore`` or ``winsorize`` of each date's (group's) values."""

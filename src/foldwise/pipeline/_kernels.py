@@ -36,6 +36,7 @@ __all__ = [
     "window_linear_sum",
     "window_max_drawdown",
     "window_moments",
+    "window_nansum",
     "window_sum",
 ]
 
@@ -60,69 +61,130 @@ def sliding_windows(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def window_counts(flags: np.ndarray, window: int) -> np.ndarray:
-    """How many ``flags`` are True in each window (exact integer running sums)."""
+    """How many ``flags`` are True in each window (exact integer block sums)."""
     shape = (flags.shape[0] - window + 1, *flags.shape[1:])
     if flags.all():
         return np.full(shape, window, dtype=np.int64)
     if not flags.any():
         return np.zeros(shape, dtype=np.int64)
-    running = np.cumsum(flags, axis=0, dtype=np.int64)
-    out = running[window - 1:].copy()
-    out[1:] -= running[:-window]
-    return out
+    layout = _Layout(flags.shape[0], window, 0)
+    blocks = layout.blocks(flags, np.int64)
+    return layout.sums(blocks, blocks)
+
+
+class _Layout:
+    """Rows cut in blocks of ``window`` rows aligned on absolute row numbers.
+
+    Row ``r`` of the values sits at row ``lead + r`` of a zero-padded array of
+    ``n_blocks * window`` rows, seen as ``(n_blocks, window, ...)`` blocks.
+    """
+
+    def __init__(self, n_rows: int, window: int, origin: int) -> None:
+        self.n_rows = n_rows
+        self.window = window
+        self.lead = origin % window
+        self.n_blocks = -(-(self.lead + n_rows) // window)
+        self.n_out = n_rows - window + 1
+
+    def blocks(self, values: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        """``values`` copied into zero-padded blocks."""
+        lead, n_rows, window = self.lead, self.n_rows, self.window
+        padded = np.empty((self.n_blocks * window, *values.shape[1:]), dtype=dtype)
+        padded[:lead] = 0
+        padded[lead:lead + n_rows] = values
+        padded[lead + n_rows:] = 0
+        return padded.reshape(self.n_blocks, window, *values.shape[1:])
+
+    def clear_padding(self, blocks: np.ndarray) -> None:
+        """Set the padding rows of ``blocks`` back to 0 (in place)."""
+        flat = blocks.reshape(-1, *blocks.shape[2:])
+        flat[:self.lead] = 0
+        flat[self.lead + self.n_rows:] = 0
+
+    def rows(self, blocks: np.ndarray) -> np.ndarray:
+        """The rows of ``blocks`` that hold values (a view)."""
+        return blocks.reshape(-1, *blocks.shape[2:])[self.lead:self.lead + self.n_rows]
+
+    def per_row(self, per_block: np.ndarray) -> np.ndarray:
+        """``per_block[b]`` for each output row, ``b`` the block the row's window starts in."""
+        first = self.lead
+        return np.repeat(per_block, self.window, axis=0)[first:first + self.n_out]
+
+    def sums(self, own: np.ndarray, following: np.ndarray) -> np.ndarray:
+        """Sum every window of ``window`` rows by the two-block scheme (blocks in, rows out).
+
+        A window starting at row ``s`` of block ``b`` sums the suffix of block ``b`` from
+        ``s`` (taken from ``own``) and the prefix of block ``b + 1`` up to the window's end
+        (taken from ``following``); the two differ only when values are shifted per block
+        (``following`` then holds each row shifted by the previous block's shift, the one
+        of the windows that reach into it). Suffixes are summed from the block's end, so a
+        value depends on no row before its window: results do not depend on the range
+        computed. Both running sums step through the ``window`` positions of all blocks at
+        once, adding one row of every block per step (the additions of ``numpy.cumsum``
+        along the block, in the same order, without its strided inner loop).
+        """
+        window, lead, n_out = self.window, self.lead, self.n_out
+        tail = own.shape[2:]
+        suffix = np.empty(own.shape, dtype=own.dtype)
+        suffix[:, -1] = own[:, -1]
+        for position in range(window - 2, -1, -1):
+            np.add(suffix[:, position + 1], own[:, position], out=suffix[:, position])
+        prefix = np.empty(following.shape, dtype=following.dtype)
+        prefix[:, 0] = following[:, 0]
+        for position in range(1, window):
+            np.add(prefix[:, position - 1], following[:, position], out=prefix[:, position])
+        size = self.n_blocks * window
+        head = suffix.reshape(size, *tail)[lead:lead + n_out]
+        rest = prefix.reshape(size, *tail)[lead + window - 1:lead + window - 1 + n_out]
+        # A window starting on a block's first row is that block: its suffix sum alone.
+        aligned = slice((-lead) % window, None, window)
+        whole = head[aligned].copy()
+        np.add(head, rest, out=head)
+        head[aligned] = whole
+        return head
 
 
 def _window_sums(own: np.ndarray, following: np.ndarray, window: int, origin: int) -> np.ndarray:
-    """Sum every window of ``window`` rows by the two-block scheme.
-
-    A window starting at row ``s`` of block ``b`` sums the suffix of block ``b`` from ``s``
-    (taken from ``own``) and the prefix of block ``b + 1`` up to the window's end (taken
-    from ``following``); the two arrays differ only when values are shifted per block
-    (``following`` then holds each row shifted by the previous block's shift, the one of
-    the windows that reach into it). Suffixes are summed from the block's end, so a value
-    depends on no row before its window: results do not depend on the range computed.
-    """
-    n_rows = own.shape[0]
-    n_out = n_rows - window + 1
-    lead = origin % window
-    n_blocks = -(-(lead + n_rows) // window)
-    size = n_blocks * window
-    tail = own.shape[1:]
-
-    def blocked(values: np.ndarray) -> np.ndarray:
-        padded = np.zeros((size, *tail))
-        padded[lead:lead + n_rows] = values
-        return padded.reshape(n_blocks, window, *tail)
-
-    own_blocks = blocked(own)
-    suffix = np.empty_like(own_blocks)
-    np.cumsum(own_blocks[:, ::-1], axis=1, out=suffix[:, ::-1])  # summed from each block's end
-    suffix = suffix.reshape(size, *tail)
-    prefix = np.cumsum(own_blocks if following is own else blocked(following), axis=1)
-    prefix = prefix.reshape(size, *tail)
-    head = suffix[lead:lead + n_out]
-    rest = prefix[lead + window - 1:lead + window - 1 + n_out]
-    split = ((np.arange(n_out) + lead) % window != 0).reshape(n_out, *([1] * len(tail)))
-    return np.where(split, head + rest, head)
+    """Sum every window of ``window`` rows by the two-block scheme (see ``_Layout.sums``)."""
+    layout = _Layout(own.shape[0], window, origin)
+    own_blocks = layout.blocks(own)
+    following_blocks = own_blocks if following is own else layout.blocks(following)
+    return layout.sums(own_blocks, following_blocks)
 
 
-def _block_shifts(values: np.ndarray, window: int, origin: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row shifts: the value on the last row of the row's block, and of the block before.
+def _block_ends(values: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block shifts: the value on the block's last row, and on the previous block's.
 
     Every window starting in a block contains that block's last row, so the shift is a
     value of the window itself (a constant window gives an exact zero variance) and depends
     on no row after the window (nor before the rows asked for): results stay causal and
     independent of the range computed. A missing last value shifts by 0.
     """
-    n_rows = values.shape[0]
-    lead = origin % window
-    n_blocks = -(-(lead + n_rows) // window)
-    block_of_row = (np.arange(n_rows) + lead) // window
-    last_row = np.minimum((np.arange(n_blocks) + 1) * window - 1 - lead, n_rows - 1)
+    window, lead = layout.window, layout.lead
+    last_row = np.minimum((np.arange(layout.n_blocks) + 1) * window - 1 - lead, layout.n_rows - 1)
     ends = values[last_row]
     ends = np.where(np.isnan(ends), 0.0, ends)
-    previous = np.maximum(block_of_row - 1, 0)
-    return ends[block_of_row], ends[previous]
+    previous = ends[np.maximum(np.arange(layout.n_blocks) - 1, 0)]
+    return ends, previous
+
+
+def _shifted_blocks(values: np.ndarray, present: np.ndarray | None, layout: _Layout,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blocks of ``values`` minus their own block's shift and minus the previous block's.
+
+    Missing values (``present`` False; None when all are present) and padding become 0.
+    Returns both block arrays and the per-block shifts.
+    """
+    ends, previous = _block_ends(values, layout)
+    blocks = layout.blocks(values)
+    expand = (slice(None), None)
+    own = np.subtract(blocks, ends[expand])
+    following = np.subtract(blocks, previous[expand], out=blocks)
+    for shifted in (own, following):
+        layout.clear_padding(shifted)
+        if present is not None:
+            np.copyto(layout.rows(shifted), 0.0, where=~present)
+    return own, following, ends
 
 
 def window_sum(values: np.ndarray, window: int, origin: int = 0) -> np.ndarray:
@@ -134,6 +196,26 @@ def window_sum(values: np.ndarray, window: int, origin: int = 0) -> np.ndarray:
     array([ 3.,  6.,  9., 12.])
     """
     return _window_sums(values, values, window, origin)
+
+
+def window_nansum(values: np.ndarray, window: int, origin: int = 0,
+                  ) -> tuple[np.ndarray, np.ndarray | int]:
+    """NaN-skipping sum of each window and the count of values it used.
+
+    The count is the integer ``window`` itself when no value is missing (no count array
+    is built then).
+
+    Examples
+    --------
+    >>> sums, counts = window_nansum(np.array([[1.0], [np.nan], [4.0]]), 2)
+    >>> sums[:, 0], counts[:, 0]
+    (array([1., 4.]), array([1, 1]))
+    """
+    present = ~np.isnan(values)
+    if present.all():
+        return window_sum(values, window, origin), window
+    return (window_sum(np.where(present, values, 0.0), window, origin),
+            window_counts(present, window))
 
 
 class Moments(NamedTuple):
@@ -158,17 +240,26 @@ def window_moments(values: np.ndarray, window: int, origin: int = 0) -> Moments:
     >>> m.n_valid[:, 0], m.mean[:, 0], m.var[:, 0]
     (array([2, 1, 1]), array([1.5, 2. , 4. ]), array([0.25, 0.  , 0.  ]))
     """
-    present = ~np.isnan(values)
-    count = window_counts(present, window)
-    own_shift, previous_shift = _block_shifts(values, window, origin)
-    own = np.where(present, values - own_shift, 0.0)
-    following = np.where(present, values - previous_shift, 0.0)
-    first = _window_sums(own, following, window, origin)
-    second = _window_sums(own * own, following * following, window, origin)
+    layout = _Layout(values.shape[0], window, origin)
+    present: np.ndarray | None = ~np.isnan(values)
+    count: np.ndarray | int
+    if present is not None and present.all():
+        present, count = None, window
+    else:
+        count = window_counts(present, window)
+    own, following, ends = _shifted_blocks(values, present, layout)
+    first = layout.sums(own, following)
+    np.multiply(own, own, out=own)
+    np.multiply(following, following, out=following)
+    second = layout.sums(own, following)
     with np.errstate(invalid="ignore", divide="ignore"):
-        m1 = first / count
-        var = np.maximum(second / count - m1 * m1, 0.0)
-    mean = own_shift[: len(count)] + m1
+        m1 = np.divide(first, count, out=first)
+        var = np.divide(second, count, out=second)
+        var -= m1 * m1
+        np.maximum(var, 0.0, out=var)
+    mean = np.add(layout.per_row(ends), m1, out=m1)
+    if isinstance(count, int):
+        count = np.full(mean.shape, window, dtype=np.int64)
     return Moments(count, mean, var)
 
 
@@ -189,16 +280,16 @@ def window_comoments(x: np.ndarray, y: np.ndarray, window: int, origin: int = 0)
     numpy's non-nan reductions).
     """
     missing = window_counts(np.isnan(x) | np.isnan(y), window) > 0
+    layout = _Layout(x.shape[0], window, origin)
     parts = []
     for series in (x, y):
-        own_shift, previous_shift = _block_shifts(series, window, origin)
-        clean = np.isnan(series)
-        parts.append((np.where(clean, 0.0, series - own_shift),
-                      np.where(clean, 0.0, series - previous_shift), own_shift))
+        present = ~np.isnan(series)
+        own, following, ends = _shifted_blocks(series, None if present.all() else present, layout)
+        parts.append((own, following, layout.per_row(ends)))
     (x_own, x_next, x_shift), (y_own, y_next, y_shift) = parts
 
     def mean_of(own: np.ndarray, following: np.ndarray) -> np.ndarray:
-        return _window_sums(own, following, window, origin) / window
+        return layout.sums(own, following) / window
 
     mx, my = mean_of(x_own, x_next), mean_of(y_own, y_next)
     var_x = np.maximum(mean_of(x_own * x_own, x_next * x_next) - mx * mx, 0.0)

@@ -26,6 +26,7 @@ from foldwise.pipeline._kernels import (
     window_linear_sum,
     window_max_drawdown,
     window_moments,
+    window_nansum,
     window_sum,
 )
 
@@ -135,11 +136,8 @@ class SimpleMovingAverage(_BuiltIn):
         out[:] = np.nanmean(data, axis=0)
 
     def _compute_all(self, inputs: list[np.ndarray], ctx: Context) -> np.ndarray:
-        values = inputs[0]
-        present = ~np.isnan(values)
-        counts = window_counts(present, self.window_length)
-        sums = window_sum(np.where(present, values, 0.0), self.window_length, ctx.origin)
-        return sums / counts
+        sums, counts = window_nansum(inputs[0], self.window_length, ctx.origin)
+        return np.divide(sums, counts, out=sums)
 
 
 class VWAP(_BuiltIn):
