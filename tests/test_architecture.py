@@ -25,7 +25,7 @@ LAYERS = [
     ("pipeline",),
     ("strategy",),
     ("backtest", "space"),
-    ("metrics", "stats"),
+    ("metrics", "stats", "snooping"),
     ("splits",),
     ("data",),
 ]

@@ -11,7 +11,18 @@ The public API is re-exported here; everything else is private to its module.
 
 from __future__ import annotations
 
-from foldwise import aggregate, datasets, examples, metrics, pipeline, records, space, splits, stats
+from foldwise import (
+    aggregate,
+    datasets,
+    examples,
+    metrics,
+    pipeline,
+    records,
+    snooping,
+    space,
+    splits,
+    stats,
+)
 from foldwise._version import __version__
 from foldwise.aggregate import Criteria, WalkForwardResult
 from foldwise.backtest import BacktestArrays, BacktestResult, BacktestSettings, Costs, backtest
@@ -31,6 +42,13 @@ from foldwise.pipeline import (
     FactorStrategy,
     Pipeline,
     run_pipeline,
+)
+from foldwise.snooping import (
+    haircut_sharpe_ratio,
+    min_backtest_length,
+    reality_check,
+    spa_test,
+    stepm,
 )
 from foldwise.space import Categorical, Fixed, Float, Int, SearchSpace
 from foldwise.splits import CombinatorialPurgedKFold, Fold, FoldStore, PurgedKFold, WalkForward
@@ -71,17 +89,23 @@ __all__ = [
     "datasets",
     "delete_study",
     "examples",
+    "haircut_sharpe_ratio",
     "list_studies",
     "load_result",
     "metrics",
+    "min_backtest_length",
     "optimize",
     "pipeline",
+    "reality_check",
     "records",
     "repair_journal",
     "run_pipeline",
+    "snooping",
+    "spa_test",
     "space",
     "splits",
     "stats",
+    "stepm",
     "strategy",
     "walk_forward_matrix",
 ]
