@@ -41,9 +41,12 @@ def _quiet_optuna():
 @pytest.fixture
 def goog_result(store_dir, tmp_path, monkeypatch):
     monkeypatch.setenv(COUNT_ENV, str(tmp_path / "executions.txt"))
+    # every run keeps its arrays, so "runs nothing" is exact (re-computing runs kept
+    # without arrays is tested in test_cache_costs.py)
     return optimize(counted_sma, foldwise.datasets.load_goog(), SPACE,
                     WalkForward(train=500, test=250), constraints="fast < slow", n_trials=10,
-                    study="agg", seed=0, costs=COSTS, show_progress=False, top_k=3)
+                    study="agg", seed=0, costs=COSTS, show_progress=False, top_k=3,
+                    cache=foldwise.BacktestCache(keep_arrays="always"))
 
 
 def test_stitched_curve_equals_one_backtest_of_the_switched_positions(goog_result):
@@ -253,7 +256,8 @@ def test_walk_forward_matrix_shares_backtests(store_dir, tmp_path, monkeypatch):
     data = foldwise.datasets.load_goog()
     table = walk_forward_matrix(counted_sma, data, SPACE, trains=[500, 750], tests=[250, 500],
                                 constraints="fast < slow", n_trials=6, seed=0, costs=COSTS,
-                                show_progress=False, check_lookahead=False)
+                                show_progress=False, check_lookahead=False,
+                                cache=foldwise.BacktestCache(keep_arrays="always"))
     assert list(table[["train", "test"]].itertuples(index=False, name=None)) == [
         (500, 250), (500, 500), (750, 250), (750, 500)]
     assert {"n_folds", "oos_sharpe", "wfe", "passed"} <= set(table.columns)

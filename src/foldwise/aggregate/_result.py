@@ -22,6 +22,7 @@ from foldwise.errors import OptimizationError
 from foldwise.records import StudyManifest, StudyRecord
 
 from . import _tables as tables
+from ._complete import with_every_metric
 from ._criteria import Criteria, criteria_table
 from ._folds import FoldRecord, fold_records
 from ._overfitting import overfitting_summary
@@ -65,7 +66,13 @@ class WalkForwardResult:
         self.direction = self.manifest.direction
         self.top_k = self.manifest.top_k
         self.location = record.location
-        self.fold_records: list[FoldRecord] = fold_records(record)
+
+    @cached_property
+    def fold_records(self) -> list[FoldRecord]:
+        """Each fold's windows, trials and selected sets, with every metric of the selected
+        sets (computed from their runs on first access: a trial stores its objective and
+        the Sharpe ratio only, see :mod:`foldwise.aggregate._complete`)."""
+        return with_every_metric(fold_records(self.record), self.loader)
 
     @property
     def runs_rebuilt(self) -> int:

@@ -47,6 +47,7 @@ from foldwise.cache._sqlite import INDEX_NAME, SQLiteIndex, set_aside
 from foldwise.cache._writes import WritePath
 from foldwise.data import MarketData
 from foldwise.errors import CacheArgumentError, CacheError
+from foldwise.metrics import METRICS
 
 __all__ = ["CACHE_DIR", "INDEX_NAME", "RESULTS_BYTES", "BacktestCache", "CacheRecord",
            "CacheStats", "VerifyReport", "set_aside_index"]
@@ -56,6 +57,14 @@ CACHE_DIR = "cache"
 
 _WindowArg = Window | slice | tuple[int, int]
 _CostsArg = Costs | Mapping[str, float] | float | None
+
+
+def metric_names(names: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    """``names`` as a tuple without repeats (None stays None: every metric). Unknown names
+    are refused where the metrics are computed (:class:`~foldwise.errors.UnknownMetricError`)."""
+    if names is None:
+        return None
+    return tuple(dict.fromkeys([names] if isinstance(names, str) else names))
 
 
 def set_aside_index(path: str | os.PathLike[str] | None = None) -> Path | None:
@@ -345,11 +354,15 @@ class BacktestCache(StoredRuns):
                 window: _WindowArg | None = None, settings: BacktestSettings | None = None, *,
                 costs: _CostsArg = None, delay: int | None = None,
                 price_field: str | None = None, missing: MissingPolicy | None = None,
-                periods_per_year: float | None = None) -> Mapping[str, float]:
+                periods_per_year: float | None = None,
+                names: Iterable[str] | None = None) -> Mapping[str, float]:
         """Metrics of a run or of a window of it, running the full history only on a miss.
 
-        Same arguments as :meth:`key`. A hit is a memo lookup; a miss of a window reuses
-        (or runs once) the full-history run, slices it and stores the slice.
+        Same arguments as :meth:`key`, and ``names``: the metrics wanted (None: every
+        metric of :data:`foldwise.metrics.METRICS`). A hit is a memo lookup; a miss of a
+        window reuses (or runs once) the full-history run, slices it and stores the slice
+        with the metrics ``names``. An entry stored with fewer metrics (the optimizer
+        stores its objective's) has the others computed from its run when asked.
         :meth:`window_metrics` does several windows of one run at once.
 
         Examples
@@ -364,22 +377,26 @@ class BacktestCache(StoredRuns):
         """
         coerced = coerce_settings(settings, costs=costs, delay=delay, price_field=price_field,
                                   missing=missing, periods_per_year=periods_per_year)
+        wanted = metric_names(names)
         if window is not None:
             slice_key = key_of(strategy, params, data, window, coerced)
-            return self._writes.windows([slice_key], strategy, params, data, coerced)[0].metrics
+            return self._writes.windows([slice_key], strategy, params, data, coerced,
+                                        wanted)[0]
         key = key_of(strategy, params, data, None, coerced)
         record = self._lookup(key.digest, True)
-        if record is not None:
+        if record is not None and all(n in record.metrics for n in wanted or METRICS):
             return record.metrics
-        full = self._writes.full_result(key, strategy, params, data, coerced, None)[0]
-        return MappingProxyType(full.metrics())
+        full = self._writes.full_result(key, strategy, params, data, coerced, record,
+                                        names=wanted)[0]
+        return MappingProxyType(full.metrics(wanted))
 
     def window_metrics(self, strategy: Any, params: Mapping[str, Any] | None,
                        data: MarketData, windows: Iterable[_WindowArg],
                        settings: BacktestSettings | None = None, *, costs: _CostsArg = None,
                        delay: int | None = None, price_field: str | None = None,
                        missing: MissingPolicy | None = None,
-                       periods_per_year: float | None = None) -> list[Mapping[str, float]]:
+                       periods_per_year: float | None = None,
+                       names: Iterable[str] | None = None) -> list[Mapping[str, float]]:
         """Metrics of several windows of one run (a fold's train and test windows).
 
         What the optimizer does per trial: every window is a memo lookup on a hit. On a
@@ -391,13 +408,17 @@ class BacktestCache(StoredRuns):
         ----------
         windows
             ``(start, stop)`` bar positions (or slices, or :class:`Window` objects).
+        names
+            The metrics wanted (None: every metric). New entries store these only: the
+            optimizer asks for its objective (and the Sharpe ratio), so that a trial
+            computes nothing it does not use; the rest are computed on demand.
         strategy, params, data, settings, costs, delay, price_field, missing, periods_per_year
             As for :meth:`key`.
 
         Returns
         -------
         list of mapping
-            The metrics of each window, in order.
+            The metrics of each window, in order (at least ``names``).
         """
         coerced = coerce_settings(settings, costs=costs, delay=delay, price_field=price_field,
                                   missing=missing, periods_per_year=periods_per_year)
@@ -408,8 +429,7 @@ class BacktestCache(StoredRuns):
                     "window_metrics() takes windows of bars; for the whole run use "
                     "metrics(...) without window.")
             keys.append(key_of(strategy, params, data, window, coerced))
-        records = self._writes.windows(keys, strategy, params, data, coerced)
-        return [record.metrics for record in records]
+        return self._writes.windows(keys, strategy, params, data, coerced, metric_names(names))
 
     # --- upkeep ------------------------------------------------------------------------
 

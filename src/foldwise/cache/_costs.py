@@ -13,8 +13,8 @@ one artifact, 1 ms to read it; 550 MB of artifacts for a 20,000-trial study.
 * ``"auto"`` (the default): keep the arrays when running the strategy again (its median
   run time, per strategy, over its runs in this process) costs more than storing them and
   reading them back once (the bytes of the run at the median write and read speeds of this
-  process's artifacts). Until a write has been measured the arrays are kept, so the first
-  run measures the store.
+  process's artifacts). The first three runs keep their arrays, to measure the store (the
+  very first write, which pays for imports and new directories, is not counted).
 * ``"always"``: keep every run's arrays (the behaviour before this policy).
 * ``"never"``: keep none; every array is re-computed on demand.
 
@@ -41,6 +41,9 @@ KeepArrays = Literal["auto", "always", "never"]
 KEEP_ARRAYS: tuple[str, ...] = ("auto", "always", "never")
 
 _SAMPLES = 31  # measurements kept per quantity (medians of the recent ones)
+#: Writes measured before the rule applies: the first write of a process pays for imports
+#: and a new directory, and alone would make storing look dear.
+_FIRST_WRITES = 3
 
 
 class _Recent:
@@ -78,6 +81,7 @@ class ArrayPolicy:
         self._run_seconds: dict[str, _Recent] = {}
         self._write = _Recent()  # seconds per byte
         self._read = _Recent()
+        self._writes = 0
 
     def keep(self, strategy: str, run_seconds: float, n_bytes: int) -> bool:
         """Whether a run of ``strategy`` that took ``run_seconds`` and holds ``n_bytes`` of
@@ -88,8 +92,8 @@ class ArrayPolicy:
             if self.mode != "auto":
                 return self.mode == "always"
             write = self._write.median()
-            if write is None:
-                return True  # nothing measured yet: store, and measure the store
+            if write is None or self._writes < _FIRST_WRITES:
+                return True  # store, and measure the store
             read = self._read.median()
             store = n_bytes * (write + (write if read is None else read))
             return (runs.median() or 0.0) > store
@@ -98,7 +102,9 @@ class ArrayPolicy:
         """Record an artifact write of ``n_bytes`` that took ``seconds``."""
         if n_bytes > 0:
             with self._lock:
-                self._write.add(seconds / n_bytes)
+                self._writes += 1
+                if self._writes > 1:  # the first write pays for imports and directories
+                    self._write.add(seconds / n_bytes)
 
     def read(self, seconds: float, n_bytes: int) -> None:
         """Record an artifact read of ``n_bytes`` that took ``seconds``."""

@@ -37,7 +37,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from types import MappingProxyType
+from typing import Any
 
 from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.cache._artifacts import ArtifactStore
@@ -58,6 +59,7 @@ from foldwise.errors import (
     CacheReadOnlyError,
     mark_raised_by_strategy,
 )
+from foldwise.metrics import METRICS
 
 __all__ = ["Entry", "WritePath"]
 
@@ -65,6 +67,10 @@ logger = logging.getLogger(__name__)
 
 #: What is stored for one key: a full run's result, or a slice's result or metrics.
 Entry = tuple[CacheKey, BacktestResult | None, Mapping[str, float] | None]
+
+#: The metrics new rows hold: None for all of them (:data:`foldwise.metrics.METRICS`), or
+#: the names the caller needs — the optimizer's hot path computes its objective only.
+Names = tuple[str, ...] | None
 
 
 class WritePath:
@@ -107,15 +113,16 @@ class WritePath:
         return self.store([(key, result, metrics)], lock_fd)[0]
 
     def store(self, entries: list[Entry], lock_fd: int | None = None, *,
-              arrays: bool = True) -> list[CacheRecord]:
+              arrays: bool = True, names: Names = None) -> list[CacheRecord]:
         """Store entries known to be missing: the artifacts of full runs first (unless
         ``arrays`` is false: metrics only), then every index row in one transaction.
+        A full run's row holds the metrics ``names`` (None: all of them).
         ``lock_fd`` (a run lock) is released once the rows are committed, or on failure.
         Return the records now stored, in order."""
         try:
             if entries:
                 self._check_writable()
-            planned = [_new_row(*entry) for entry in entries]
+            planned = [_new_row(*entry, names=names) for entry in entries]
             rows = []
             for row, full in planned:
                 if full is not None and arrays:
@@ -146,29 +153,45 @@ class WritePath:
     # --- running a miss ------------------------------------------------------------------
 
     def windows(self, keys: list[CacheKey], strategy: Any, params: Mapping[str, Any] | None,
-                data: MarketData, settings: BacktestSettings) -> list[CacheRecord]:
-        """The records of the slice keys ``keys`` (windows of one run), in order: looked
-        up, and the missing ones cut from the full run (reused, or run once) and stored
-        with it in one transaction."""
+                data: MarketData, settings: BacktestSettings, names: Names = None
+                ) -> list[Mapping[str, float]]:
+        """The metrics ``names`` (None: all) of the slice keys ``keys`` (windows of one
+        run), in order: looked up, and the missing ones cut from the full run (reused, or
+        run once) and stored with it in one transaction. A stored window whose row lacks
+        one of ``names`` (stored for another objective) has them computed from the run,
+        not stored again."""
         lookup = self._memo.lookup
         records = [lookup(key.digest, True) for key in keys]
-        if None not in records:  # the optimizer's hot path: every window stored
-            return cast("list[CacheRecord]", records)
+        wanted = tuple(METRICS) if names is None else names
+        if None not in records and all(  # the optimizer's hot path: every window stored
+                name in record.metrics for record in records if record for name in wanted):
+            return [record.metrics for record in records if record is not None]
         missing = list({key.digest: key for key, record in zip(keys, records, strict=True)
                         if record is None}.values())
-        full_key = missing[0].full()
-        _, stored = self.full_result(full_key, strategy, params, data, settings,
-                                     lookup(full_key.digest, True), slices=missing)
-        found = {record.key: record for record in stored}
-        return [record or found[key.digest] for key, record in zip(keys, records, strict=True)]
+        full_key = keys[0].full()
+        full, stored = self.full_result(full_key, strategy, params, data, settings,
+                                        lookup(full_key.digest, True), slices=missing,
+                                        names=names)
+        found = {record.key: record.metrics for record in stored}
+        out: list[Mapping[str, float]] = []
+        for key, record in zip(keys, records, strict=True):
+            metrics = found[key.digest] if record is None else record.metrics
+            if any(name not in metrics for name in wanted):
+                window = key.window
+                assert window is not None
+                metrics = MappingProxyType({**metrics, **full.islice(
+                    window.start, window.stop).metrics(wanted)})
+            out.append(metrics)
+        return out
 
     def full_result(self, key: CacheKey, strategy: Any, params: Mapping[str, Any] | None,
                     data: MarketData, settings: BacktestSettings, record: CacheRecord | None,
-                    slices: list[CacheKey] | None = None
+                    slices: list[CacheKey] | None = None, names: Names = None
                     ) -> tuple[BacktestResult, list[CacheRecord]]:
         """The result of ``record`` (looked up under ``key``), or run it on a miss; and
         the records of the slice entries ``slices`` (missing windows of it), stored with
-        the run when it was run (one index transaction)."""
+        the run when it was run (one index transaction). New rows hold the metrics
+        ``names`` (None: all)."""
         slices = slices or []
         if record is not None:
             try:
@@ -177,13 +200,13 @@ class WritePath:
                 result = self._run(strategy, params, data, settings)[0]
                 self._memo.count_recomputed()
                 self._results.keep(key.digest, result)
-                return result, self.store(slice_entries(result, slices))
+                return result, self.store(slice_entries(result, slices, names))
             except CacheMissError:
                 # another process evicted, cleared or replaced it since it was looked up
                 current = self.index.get(key.digest)
                 if current is not None:
                     return self.full_result(key, strategy, params, data, settings,
-                                            self._memo.remember(current), slices)
+                                            self._memo.remember(current), slices, names)
                 logger.info("cache entry %s of %r was evicted by another process after it "
                             "was looked up; it is run again", key.digest, key.strategy)
                 self._memo.count_damaged_hit()
@@ -192,13 +215,13 @@ class WritePath:
                 if current is not None and current.artifact != record._row.artifact:
                     # another process already replaced the entry this process remembered
                     return self.full_result(key, strategy, params, data, settings,
-                                            self._memo.remember(current), slices)
+                                            self._memo.remember(current), slices, names)
                 logger.warning("cache entry %s of %r is damaged and is run again: %s",
                                key.digest, key.strategy, exc)
                 self._drop([key.digest])
                 self._memo.count_damaged_hit()
             else:
-                return result, self.store(slice_entries(result, slices))
+                return result, self.store(slice_entries(result, slices, names))
         self._check_writable()
         resolve_strategy(strategy)  # a bad strategy is refused before the lock is taken
         lock_fd = acquire_run_lock(self.directory, key.digest)
@@ -213,14 +236,14 @@ class WritePath:
                 else:
                     release_run_lock(lock_fd)
                     lock_fd = None
-                    return result, self.store(slice_entries(result, slices))
+                    return result, self.store(slice_entries(result, slices, names))
             self._memo.count_executed()
             result, seconds = self._run(strategy, params, data, settings)
             keep = self.policy.keep(key.strategy, seconds, arrays_nbytes(result))
             fd, lock_fd = lock_fd, None
             # stores the run and its slices, then releases the lock
-            stored = self.store([(key, result, None), *slice_entries(result, slices)], fd,
-                                arrays=keep)
+            stored = self.store([(key, result, None), *slice_entries(result, slices, names)],
+                                fd, arrays=keep, names=names)
         finally:
             release_run_lock(lock_fd)
         return result, stored[1:]
@@ -241,19 +264,23 @@ class WritePath:
         return result, time.perf_counter() - started
 
 
-def slice_entries(full: BacktestResult, keys: list[CacheKey]) -> list[Entry]:
-    """Slice entries (metrics only) of the windows ``keys`` cut from the run ``full``."""
+def slice_entries(full: BacktestResult, keys: list[CacheKey], names: Names = None
+                  ) -> list[Entry]:
+    """Slice entries (the metrics ``names``, None: all) of the windows ``keys`` cut from
+    the run ``full``."""
     entries: list[Entry] = []
     for key in keys:
         window = key.window
         assert window is not None
-        entries.append((key, None, full.islice(window.start, window.stop).metrics()))
+        entries.append((key, None, full.islice(window.start, window.stop).metrics(names)))
     return entries
 
 
 def _new_row(key: CacheKey, result: BacktestResult | None,
-             metrics: Mapping[str, float] | None) -> tuple[IndexRow, BacktestResult | None]:
-    """The index row of an entry (without its artifact) and the full result to write."""
+             metrics: Mapping[str, float] | None, names: Names = None
+             ) -> tuple[IndexRow, BacktestResult | None]:
+    """The index row of an entry (without its artifact) and the full result to write; a
+    full run's row holds its metrics ``names`` (None: all)."""
     now = time.time()
     common: dict[str, Any] = {
         "key": key.digest, "strategy": key.strategy, "fingerprint": key.fingerprint,
@@ -265,7 +292,7 @@ def _new_row(key: CacheKey, result: BacktestResult | None,
                 "a full run (a key without window) is stored with its BacktestResult: "
                 "put(key, result); metrics= is for slice entries.")
         row = IndexRow(kind="full", window=None, parent=None,
-                       metrics=metrics_json(result.metrics()), artifact=None,
+                       metrics=metrics_json(result.metrics(names)), artifact=None,
                        checksum=None, n_bytes=0, **common)
         return row, result
     if (result is None) == (metrics is None):

@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from foldwise.space import SearchSpace
     from foldwise.splits import Fold
 
-__all__ = ["CV_AGGREGATES", "TRAIN_END", "Evaluator", "evaluate_cv", "evaluate_walk_forward"]
+__all__ = ["CV_AGGREGATES", "TRAIN_END", "Evaluator", "evaluate_cv", "evaluate_walk_forward",
+           "trial_metrics"]
 
 #: Name of the optional strategy argument that receives the last training date.
 TRAIN_END = "train_end"
@@ -58,6 +59,14 @@ CV_AGGREGATES: dict[str, Callable[[list[float], str], float]] = {
     "median": lambda values, direction: statistics.median(values),
     "worst": lambda values, direction: min(values) if direction == "maximize" else max(values),
 }
+
+
+def trial_metrics(metric: str) -> tuple[str, ...]:
+    """The metrics a trial computes: its objective, and the Sharpe ratio, which the fold's
+    deflated Sharpe ratio reads from every trial. Everything else is computed on demand
+    for the sets a table shows (:mod:`foldwise.aggregate`), so that a trial of a fast
+    strategy costs its backtest and one or two metrics, not twenty."""
+    return tuple(dict.fromkeys((metric, "sharpe")))
 
 
 class Evaluator:
@@ -74,10 +83,16 @@ class Evaluator:
     warmup
         Per-fold strategies only: bars of history before the training window given to the
         strategy (None: all of it).
+    names
+        The metrics each evaluation computes (None: all of them). The trial loop asks for
+        :func:`trial_metrics` only; a fold's chosen sets get the rest when a table shows
+        them.
     """
 
     def __init__(self, strategy: Strategy, data: MarketData, cache: BacktestCache,
-                 settings: BacktestSettings, warmup: int | None = None) -> None:
+                 settings: BacktestSettings, warmup: int | None = None,
+                 names: tuple[str, ...] | None = None) -> None:
+        self.names = names
         self.strategy = strategy
         self.data = data
         self.cache = cache
@@ -138,14 +153,14 @@ class Evaluator:
         found = self.cache.window_metrics(
             self.strategy, params, self.data,
             [(int(ranges[i][0, 0]), int(ranges[i][0, 1])) for i in simple],
-            settings=self.settings) if simple else []
+            settings=self.settings, names=self.names) if simple else []
         metrics: list[dict[str, float]] = [{}] * len(windows)
         for i, values in zip(simple, found, strict=True):
             metrics[i] = dict(values)
         for i, positions in enumerate(windows):
             if len(ranges[i]) != 1:
                 full = self.cache.get_or_run(self.strategy, params, self.data, settings=self.settings)
-                metrics[i] = full.take(positions).metrics()
+                metrics[i] = full.take(positions).metrics(self.names)
         return metrics
 
     def _first_bar(self, fold: Fold) -> int:
@@ -165,10 +180,10 @@ class Evaluator:
         if len(ranges) == 1:
             metrics = self.cache.metrics(self.strategy, run_params, window,
                                          window=(int(ranges[0, 0]), int(ranges[0, 1])),
-                                         settings=self.settings)
+                                         settings=self.settings, names=self.names)
             return dict(metrics), key.digest
         result = self.cache.get_or_run(self.strategy, run_params, window, settings=self.settings)
-        return result.take(local).metrics(), key.digest
+        return result.take(local).metrics(self.names), key.digest
 
     def _window(self, lo: int, hi: int) -> MarketData:
         """The data bars ``lo:hi`` (one object per range, so its hash is computed once)."""

@@ -41,7 +41,7 @@ from foldwise.storage import StorageSpec, current_worker, open_storage
 from foldwise.strategy import Strategy
 
 from ._faults import stopping_on_machine_faults
-from ._objective import Evaluator, evaluate_cv, evaluate_walk_forward
+from ._objective import Evaluator, evaluate_cv, evaluate_walk_forward, trial_metrics
 from ._orphans import stop_with_caller
 from ._plan import Plan, Request, make_plan, store_plan, validate
 from ._progress import Progress
@@ -101,7 +101,7 @@ def _work_quietly(task: _Task, storage: optuna.storages.BaseStorage | None,
     request = task.request
     opened = storage if storage is not None else _worker_storage(request.storage)
     evaluator = Evaluator(request.strategy, request.data, request.cache, request.settings,
-                          request.warmup)
+                          request.warmup, names=trial_metrics(request.metric))
     deadline = (None if task.deadline is None
                 else time.monotonic() + (task.deadline - time.time()))
     try:

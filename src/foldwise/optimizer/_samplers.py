@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Callable
-from typing import cast
 
 import optuna
 
 from foldwise.errors import OptimizationError
+from foldwise.storage import reseed_sampler
 
 __all__ = ["SamplerSpec", "make_sampler", "reseed", "study_seed", "trial_seed"]
 
@@ -84,22 +84,11 @@ def reseed(sampler: optuna.samplers.BaseSampler, spec: SamplerSpec, seed: int) -
     build a new one).
 
     The trial loop needs a sampler seeded per trial (exact resume); building a TPE sampler
-    costs about 0.5 ms, a large part of a fast strategy's trial. Only the samplers foldwise
-    builds by name are re-seeded: a TPE sampler's randomness is its own random state and
-    that of its random sampler for the startup trials, both seeded with the one seed at
-    construction (Optuna 4.7 - 5.0); the rest of its state is a function of the study's
-    trials. ``tests/test_optimize.py`` checks that the re-seeded sampler suggests exactly
-    what a new one does.
+    costs about 0.5 ms, a large part of a fast strategy's trial. Only the TPE and random
+    samplers foldwise builds by name are re-seeded
+    (:func:`foldwise.storage.reseed_sampler`); ``tests/test_samplers.py`` checks that the
+    re-seeded sampler suggests exactly what a new one does.
     """
     if spec is not None and not (isinstance(spec, str) and spec.lower() in ("tpe", "random")):
         return False
-    kind = type(sampler)
-    if kind is optuna.samplers.TPESampler:
-        tpe = cast("optuna.samplers.TPESampler", sampler)
-        tpe._rng.rng.seed(seed)
-        tpe._random_sampler._rng.rng.seed(seed)
-        return True
-    if kind is optuna.samplers.RandomSampler:
-        cast("optuna.samplers.RandomSampler", sampler)._rng.rng.seed(seed)
-        return True
-    return False
+    return reseed_sampler(sampler, seed)

@@ -46,6 +46,7 @@ from foldwise.storage._optuna import (
     flush_trial,
     heartbeat_interval,
     record_heartbeat,
+    reseed_sampler,
     storage_of,
     trial_id,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "open_storage",
     "parse_storage",
     "record_heartbeat",
+    "reseed_sampler",
     "repair_journal",
     "storage_of",
     "trial_id",

@@ -11,7 +11,7 @@ attribute of an Optuna object.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -29,6 +29,7 @@ __all__ = [
     "flush_trial",
     "heartbeat_interval",
     "record_heartbeat",
+    "reseed_sampler",
     "storage_of",
     "trial_id",
 ]
@@ -148,3 +149,24 @@ def record_heartbeat(storage: BaseStorage, trial_id: int) -> None:
     """
     if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval():
         storage.record_heartbeat(trial_id)
+
+
+def reseed_sampler(sampler: optuna.samplers.BaseSampler, seed: int) -> bool:
+    """Give a TPE or random sampler the randomness of a new one seeded with ``seed``, in
+    place; False for any other sampler (build a new one).
+
+    A TPE sampler's randomness is its own random state and its random sampler's (for the
+    startup trials), both seeded with the one seed at construction (Optuna 4.7 - 5.0); the
+    rest of its state is a function of the study's trials. Only these exact classes, not
+    subclasses, are re-seeded.
+    """
+    kind = type(sampler)
+    if kind is optuna.samplers.TPESampler:
+        tpe = cast("optuna.samplers.TPESampler", sampler)
+        tpe._rng.rng.seed(seed)
+        tpe._random_sampler._rng.rng.seed(seed)
+        return True
+    if kind is optuna.samplers.RandomSampler:
+        cast("optuna.samplers.RandomSampler", sampler)._rng.rng.seed(seed)
+        return True
+    return False
