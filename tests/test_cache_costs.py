@@ -7,6 +7,7 @@ again only when its arrays are asked for.
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import time
@@ -168,3 +169,27 @@ def test_a_study_reads_the_same_whether_its_runs_kept_their_arrays(tmp_path, cap
     pd.testing.assert_frame_equal(kept[2], lean[2])
     assert kept[3] == lean[3]
     pd.testing.assert_frame_equal(kept[4], lean[4])
+
+
+# --- the metrics a caller needs --------------------------------------------------------------
+
+
+def test_entries_stored_with_some_metrics_give_the_others_from_their_run(tmp_path):
+    lean = BacktestCache(tmp_path / "lean", keep_arrays="never")
+    full = BacktestCache(tmp_path / "full")
+    params, windows = {"lookback": 3}, [(0, 120), (120, 260)]
+    some = lean.window_metrics(trend, params, DATA, windows, names=("sortino", "sharpe"))
+    assert [set(m) for m in some] == [{"sortino", "sharpe"}] * 2  # only what was asked
+    rows = lean.index.rows(kind="slice")
+    assert {tuple(sorted(json.loads(row.metrics))) for row in rows} == {("sharpe", "sortino")}
+    every = full.window_metrics(trend, params, DATA, windows)
+    assert [m["sortino"] for m in some] == [m["sortino"] for m in every]
+    # a new object (nothing in memory): the stored entries lack most metrics, which are
+    # computed from the run (re-computed here), equal to those of a cache that stored all
+    again = BacktestCache(lean.root)
+    assert [dict(m) for m in again.window_metrics(trend, params, DATA, windows)] == \
+        [dict(m) for m in every]
+    assert again.recomputed == 1 and again.executed == 0
+    assert dict(again.metrics(trend, params, DATA)) == dict(full.metrics(trend, params, DATA))
+    with pytest.raises(KeyError, match="Did you mean 'sharpe'"):
+        again.window_metrics(trend, params, DATA, windows, names=["sharp"])
