@@ -24,7 +24,7 @@ from foldwise import (
     stats,
 )
 from foldwise._version import __version__
-from foldwise.aggregate import Criteria, WalkForwardResult
+from foldwise.aggregate import Criteria, Plateau, TopKMean, WalkForwardResult
 from foldwise.backtest import BacktestArrays, BacktestResult, BacktestSettings, Costs, backtest
 from foldwise.cache import BacktestCache, cached_backtest
 from foldwise.data import MarketData
@@ -75,9 +75,11 @@ __all__ = [
     "Int",
     "MarketData",
     "Pipeline",
+    "Plateau",
     "PurgedKFold",
     "SearchSpace",
     "Strategy",
+    "TopKMean",
     "WalkForward",
     "WalkForwardResult",
     "__version__",

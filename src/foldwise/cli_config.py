@@ -26,6 +26,7 @@ A config file says everything :func:`foldwise.optimize` needs, in a form a perso
     metric = "sharpe"
     n_trials = 20
     seed = 0
+    select = "plateau"        # or "best", "top_k_mean", { rule = "plateau", radius = 0.2 }
 
     [backtest]
     commission_bps = 1
@@ -60,6 +61,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from foldwise.aggregate import RULES, Best, SelectRule, as_rule
 from foldwise.backtest import BacktestSettings, Costs
 from foldwise.data import MarketData
 from foldwise.datasets import load_goog, load_sp500
@@ -104,7 +106,7 @@ _DATA = ("bundled", "path", "format", "layout", "field", "asset", "price_fields"
          "end")
 _FILE_ONLY = ("format", "layout", "field", "asset", "price_fields")
 _OPTIMIZE = ("constraints", "metric", "direction", "sampler", "n_trials", "seed", "top_k",
-             "mode", "timeout", "n_jobs", "cv_aggregate", "warmup", "check_lookahead")
+             "select", "mode", "timeout", "n_jobs", "cv_aggregate", "warmup", "check_lookahead")
 _BACKTEST = ("commission_bps", "slippage_bps", "delay", "price_field", "missing",
              "periods_per_year")
 _PARAM_KINDS = ("int", "float", "categorical", "fixed")
@@ -567,9 +569,10 @@ class RunConfig:
         ``[space]``: each parameter's :class:`~foldwise.space.Param`.
     constraints
         ``[optimize] constraints``: expressions such as ``"fast < slow"``.
-    metric, direction, sampler, n_trials, seed, top_k, mode, timeout, n_jobs, cv_aggregate,
-    warmup, check_lookahead
-        The rest of ``[optimize]`` (see :func:`foldwise.optimize`).
+    metric, direction, sampler, n_trials, seed, top_k, select, mode, timeout, n_jobs,
+    cv_aggregate, warmup, check_lookahead
+        The rest of ``[optimize]`` (see :func:`foldwise.optimize`); ``select`` is a rule's
+        name or an inline table ``{ rule = "plateau", radius = 0.2 }``.
     settings
         ``[backtest]``: costs and the other backtest settings.
     dir, storage
@@ -593,6 +596,7 @@ class RunConfig:
     n_trials: int = 100
     seed: int | None = None
     top_k: int = 5
+    select: SelectRule = field(default_factory=Best)
     mode: str = "walk_forward"
     timeout: float | None = None
     n_jobs: int = 1
@@ -612,7 +616,8 @@ class RunConfig:
         optimize = {
             "constraints": list(self.constraints), "metric": self.metric,
             "direction": self.direction, "sampler": self.sampler, "n_trials": self.n_trials,
-            "seed": self.seed, "top_k": self.top_k, "mode": self.mode,
+            "seed": self.seed, "top_k": self.top_k, "select": self.select.to_json(),
+            "mode": self.mode,
             "timeout": self.timeout, "n_jobs": self.n_jobs, "cv_aggregate": self.cv_aggregate,
             "warmup": self.warmup, "check_lookahead": self.check_lookahead}
         settings = self.settings
@@ -681,7 +686,8 @@ class RunConfig:
             strategy=self.load_strategy(), data=self.data.load(), space=dict(self.space),
             splitter=self.splitter.build(), constraints=list(self.constraints) or None,
             metric=self.metric, direction=self.direction, sampler=self.sampler,
-            n_trials=self.n_trials, seed=self.seed, top_k=self.top_k, mode=self.mode,
+            n_trials=self.n_trials, seed=self.seed, top_k=self.top_k, select=self.select,
+            mode=self.mode,
             timeout=self.timeout, n_jobs=self.n_jobs, cv_aggregate=self.cv_aggregate,
             warmup=self.warmup, check_lookahead=self.check_lookahead, settings=self.settings,
             study=self.study, storage=storage, cache=directory, run_config=self.to_json())
@@ -849,6 +855,7 @@ def parse_config(document: Mapping[str, Any], *, folder: str | os.PathLike[str] 
                                      what=" (it seeds each fold's sampler)"),
         top_k=_int(options, "top_k", top.at("optimize"), 5, minimum=1,
                    what=" (parameter sets per fold judged out of sample)"),
+        select=_select(options, top.at("optimize")),
         mode=_choice(options, "mode", top.at("optimize"), MODES, "walk_forward"),
         timeout=None if timeout is None else float(timeout), n_jobs=n_jobs,
         cv_aggregate=_choice(options, "cv_aggregate", top.at("optimize"), CV_AGGREGATES,
@@ -859,6 +866,25 @@ def parse_config(document: Mapping[str, Any], *, folder: str | os.PathLike[str] 
         dir=None if directory is None else _resolve(directory, base),
         storage=None if storage is None else _resolve_storage(storage, base),
         folder=str(base), file=file)
+
+
+def _select(options: Mapping[str, Any], where: _Where) -> SelectRule:
+    """``[optimize] select``: a rule's name, or an inline table with ``rule`` and its
+    settings (``{ rule = "plateau", radius = 0.2, prior = 1.0 }``)."""
+    value = options.get("select", "best")
+    names = ", ".join(map(json.dumps, RULES))
+    if isinstance(value, str) and value not in RULES:
+        raise where.bad("select", value, f"must be one of {names}.{_close(value, tuple(RULES))}")
+    if isinstance(value, Mapping) and value.get("rule") not in RULES:
+        raise where.bad("select", value, f"needs rule = one of {names}, e.g. "
+                        "{ rule = \"plateau\", radius = 0.2 }.")
+    if not isinstance(value, (str, Mapping)):
+        raise where.bad("select", value, f"must be one of {names}, or a table such as "
+                        "{ rule = \"plateau\", radius = 0.2 }.")
+    try:
+        return as_rule(value)
+    except FoldwiseError as exc:
+        raise where.bad("select", value, str(exc)) from exc
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:

@@ -15,6 +15,9 @@ neither builds or parses the JSON itself:
   ``"foldwise_trial"`` in one write at the end of the trial.
 * :class:`StoredTrial` — a trial as read back: Optuna's own fields (number, state, value,
   times) and its :class:`TrialRecord`.
+* :class:`SelectionRecord` — a set a fold's selection rule made up rather than picked
+  (``"top_k_mean"``: the average of its best sets) and its evaluation on the fold, stored
+  on the fold study under ``"foldwise_selection"`` after the trials.
 * :class:`StudyRecord` — a whole optimization as read back: its manifest and the stored
   trials of each fold; what :class:`foldwise.WalkForwardResult` is built from.
 * The **run config** — for a study started from a config file (``foldwise run``), the
@@ -51,6 +54,7 @@ __all__ = [
     "FORMAT",
     "MANIFEST_ATTR",
     "RUN_CONFIG_ATTR",
+    "SELECTION_ATTR",
     "TESTS_ATTR",
     "TRIAL_ATTR",
     "DataSummary",
@@ -58,6 +62,7 @@ __all__ = [
     "Failure",
     "FailureKind",
     "FoldWindow",
+    "SelectionRecord",
     "StoredTrial",
     "StrategyIdentity",
     "StudyManifest",
@@ -67,11 +72,13 @@ __all__ = [
     "read_fold_tests",
     "read_manifest",
     "read_run_config",
+    "read_selection",
     "read_trial",
     "trial_budget",
     "write_fold_tests",
     "write_manifest",
     "write_run_config",
+    "write_selection",
     "write_trial_record",
 ]
 
@@ -89,6 +96,9 @@ FOLD_ATTR = "foldwise_fold"
 #: User attribute of a fold study: test-window evaluations of its selected trials, for
 #: strategies run per fold (``causal=False``), whose trials evaluate the training window only.
 TESTS_ATTR = "foldwise_test"
+#: User attribute of a fold study: the set its selection rule made up (a ``"top_k_mean"``
+#: average) and its evaluation (:class:`SelectionRecord`).
+SELECTION_ATTR = "foldwise_selection"
 
 # Format 1 kept a trial's parts in three attributes.
 _V1_METRICS, _V1_ERROR, _V1_INFEASIBLE = "foldwise_metrics", "foldwise_error", "foldwise_infeasible"
@@ -388,6 +398,59 @@ def write_fold_tests(study: optuna.Study, tests: Mapping[int, Evaluation]) -> No
     study.set_user_attr(TESTS_ATTR, {str(k): e.to_json() for k, e in sorted(tests.items())})
 
 
+@dataclass(frozen=True)
+class SelectionRecord:
+    """A parameter set a fold's selection rule made up, and how it did on the fold.
+
+    Attributes
+    ----------
+    rule
+        The rule's JSON (``{"rule": "top_k_mean", "k": ...}``), for the record.
+    params
+        The set (e.g. the average of the fold's best sets).
+    sources
+        Numbers of the trials it was made from, best first.
+    evaluation
+        Its :class:`Evaluation` on the fold's training and test windows (None: not
+        evaluated, see ``failure``).
+    failure
+        Why the set cannot be the fold's choice (it violates a constraint, the strategy
+        raised, its metric is not finite), or None.
+    """
+
+    rule: Mapping[str, Any]
+    params: Mapping[str, Any]
+    sources: tuple[int, ...] = ()
+    evaluation: Evaluation | None = None
+    failure: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "rule": dict(self.rule), "params": dict(self.params),
+                "sources": list(self.sources),
+                "evaluation": None if self.evaluation is None else self.evaluation.to_json(),
+                "failure": self.failure}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> SelectionRecord:
+        _check_format(value.get("format"), "selection record")
+        evaluation = value.get("evaluation")
+        return cls(rule=dict(value.get("rule") or {}), params=dict(value.get("params") or {}),
+                   sources=tuple(int(n) for n in value.get("sources") or ()),
+                   evaluation=None if evaluation is None else Evaluation.from_json(evaluation),
+                   failure=value.get("failure"))
+
+
+def read_selection(study: optuna.Study) -> SelectionRecord | None:
+    """The :class:`SelectionRecord` stored on a fold study, or None."""
+    stored = study.user_attrs.get(SELECTION_ATTR)
+    return None if stored is None else SelectionRecord.from_json(stored)
+
+
+def write_selection(study: optuna.Study, record: SelectionRecord) -> None:
+    """Store ``record`` on a fold study (replacing the one stored before)."""
+    study.set_user_attr(SELECTION_ATTR, record.to_json())
+
+
 # --- the manifest --------------------------------------------------------------------------
 
 
@@ -472,7 +535,8 @@ class StrategyIdentity:
 
 
 # Fields compared on resume, in the order they are reported. The folds follow from the data
-# and the splitter; version, top_k and benchmark do not identify the optimization.
+# and the splitter; version, top_k, select and benchmark do not identify the optimization
+# (they steer what is read from its trials).
 _IDENTITY = ("mode", "data", "splitter", "strategy", "metric", "direction", "space",
              "settings", "cv_aggregate", "warmup")
 
@@ -514,6 +578,11 @@ class StudyManifest:
         ``check_lookahead=False`` or a per-fold strategy).
     n_trials
         The budget of each study asked for by the latest call (None: not recorded).
+    select
+        How each fold chooses its parameter set: the selection rule's JSON
+        (``{"rule": "best"}``, ``{"rule": "plateau", "radius": ..., "prior": ...}``,
+        ``{"rule": "top_k_mean", "k": ...}``), set by the latest call. A study stored
+        before rules existed reads as ``{"rule": "best"}``.
     """
 
     mode: str
@@ -532,6 +601,7 @@ class StudyManifest:
     benchmark: str | None = None
     lookahead_checked: bool = False
     n_trials: int | None = None
+    select: Mapping[str, Any] = field(default_factory=lambda: {"rule": "best"})
     foldwise_version: str = __version__
 
     def to_json(self) -> dict[str, Any]:
@@ -545,7 +615,7 @@ class StudyManifest:
             "settings": self.settings.to_dict(), "top_k": self.top_k,
             "cv_aggregate": self.cv_aggregate, "warmup": self.warmup,
             "benchmark": self.benchmark, "lookahead_checked": self.lookahead_checked,
-            "n_trials": self.n_trials,
+            "n_trials": self.n_trials, "select": dict(self.select),
         }
 
     @classmethod
@@ -564,6 +634,7 @@ class StudyManifest:
             warmup=value.get("warmup"), benchmark=value.get("benchmark"),
             lookahead_checked=bool(value.get("lookahead_checked", False)),
             n_trials=value.get("n_trials"),
+            select=dict(value.get("select") or {"rule": "best"}),
             foldwise_version=str(value.get("foldwise_version", "")))
 
     def differences(self, new: StudyManifest) -> list[str]:
@@ -664,6 +735,8 @@ class StudyRecord:
         Per-fold strategies: per fold number, the test evaluation of each selected trial.
     location
         Where it was read from (the storage, for messages).
+    selections
+        Per fold number, the set its selection rule made up (:class:`SelectionRecord`).
     """
 
     name: str
@@ -671,3 +744,4 @@ class StudyRecord:
     trials: Mapping[int | None, tuple[StoredTrial, ...]]
     fold_tests: Mapping[int, Mapping[int, Evaluation]] = field(default_factory=dict)
     location: str = ""
+    selections: Mapping[int, SelectionRecord] = field(default_factory=dict)

@@ -5,7 +5,8 @@ through a :class:`RunLoader`; nothing here runs a backtest or opens a study stor
 nothing imports the optimizer. The tables are surfaced on :class:`WalkForwardResult`:
 
 ==============================  ============================================================
-``result.folds``                one row per fold: windows, chosen parameters, in- and
+``result.folds``                one row per fold: windows, the parameters the study's
+                                selection rule chose (``select=``, :mod:`._rules`), in- and
                                 out-of-sample metrics, walk-forward efficiency, DSR of the
                                 choice, trials completed / failed / pruned, cache hits
 ``result.ranking``              parameter sets judged out of sample, ranked across folds
@@ -26,13 +27,18 @@ nothing imports the optimizer. The tables are surfaced on :class:`WalkForwardRes
 
 from __future__ import annotations
 
+from ._average import average_params
 from ._criteria import Criteria
 from ._folds import FoldRecord
+from ._plateau import PlateauScore, plateau_scores
 from ._result import WalkForwardResult
+from ._rules import RULES, Best, Plateau, SelectRule, TopKMean, as_rule, rule_from_json
 from ._runs import CacheRunLoader, RunLoader
-from ._select import SelectedSet, select_top
+from ._select import FoldChoice, SelectedSet, choose, select_top
 from ._stitch import stitch
 from ._text import text_report
 
-__all__ = ["CacheRunLoader", "Criteria", "FoldRecord", "RunLoader", "SelectedSet",
-           "WalkForwardResult", "select_top", "stitch", "text_report"]
+__all__ = ["RULES", "Best", "CacheRunLoader", "Criteria", "FoldChoice", "FoldRecord", "Plateau",
+           "PlateauScore", "RunLoader", "SelectRule", "SelectedSet", "TopKMean",
+           "WalkForwardResult", "as_rule", "average_params", "choose", "plateau_scores",
+           "rule_from_json", "select_top", "stitch", "text_report"]

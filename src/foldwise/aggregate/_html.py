@@ -728,7 +728,7 @@ def _fold_detail(result: WalkForwardResult, page: _Page, key: int | None,
                             f"{failed[0].number}, {first.describe()}", "note"))
     if record is not None and record.selected:
         rows = [[_cell(str(s.rank + 1), s.rank + 1, numeric=True),
-                 _cell(str(s.trial), s.trial, numeric=True),
+                 _cell("-" if s.trial is None else str(s.trial), s.trial, numeric=True),
                  _cell(_params(s.params), dict(s.params)),
                  _cell(_number((s.train or {}).get(metric, math.nan)),
                        float((s.train or {}).get(metric, math.nan)), numeric=True),
@@ -736,8 +736,10 @@ def _fold_detail(result: WalkForwardResult, page: _Page, key: int | None,
                        float((s.test or {}).get(metric, math.nan)), numeric=True)]
                 for s in record.selected]
         blocks.append(_table(["rank", "trial", "parameters", f"IS {metric}", f"OOS {metric}"],
-                             rows, caption=f"The top {len(record.selected)} distinct sets by "
-                                           "in-sample value, judged out of sample."))
+                             rows, caption=f"The {len(record.selected)} distinct sets judged "
+                                           f"out of sample, the choice of select="
+                                           f"{record.rule_label} first"
+                                           + (f" ({record.note})." if record.note else ".")))
     elif record is None and complete:
         top = _top_rows(result, complete)
         blocks.append(_table(["rank", "trial", "parameters", f"objective ({metric})"], top,

@@ -1,9 +1,14 @@
-"""Which parameter sets a fold chose: the top-k distinct sets by in-sample value."""
+"""Which parameter sets a fold chose: its choice under the study's rule, and the sets
+judged out of sample next to it.
+
+:func:`select_top` ranks a fold's distinct sets by in-sample value; :func:`choose` applies
+a selection rule (:mod:`._rules`) on top of it and says what the fold chose.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from optuna.trial import TrialState
@@ -11,7 +16,11 @@ from optuna.trial import TrialState
 from foldwise._canonical import canonical_json
 from foldwise.records import Evaluation, StoredTrial
 
-__all__ = ["SelectedSet", "select_top"]
+from ._average import average_params, averaged_sets
+from ._plateau import PlateauScore, plateau_scores
+from ._rules import Best, Plateau, SelectRule, TopKMean
+
+__all__ = ["FoldChoice", "SelectedSet", "choose", "select_top"]
 
 
 @dataclass(frozen=True)
@@ -21,19 +30,30 @@ class SelectedSet:
     Attributes
     ----------
     rank
-        0 for the fold's choice, then 1, 2, ... by in-sample value.
+        0 for the fold's choice, then 1, 2, ... in the order of the study's selection rule
+        (in-sample value; for ``"plateau"`` the smoothed value).
     trial
-        Number of the first trial that evaluated the set.
+        Number of the trial that evaluated the set; None for a set no trial evaluated (a
+        ``"top_k_mean"`` average, evaluated after the trials).
     params
         The parameters.
     evaluation
         Its :class:`~foldwise.records.Evaluation` on the fold (train and test metrics).
+    smoothed
+        ``"plateau"``: the set's smoothed in-sample value (else None).
+    neighbours
+        ``"plateau"``: how many other sets its neighbourhood held (else None).
+    averaged
+        ``"top_k_mean"``, the choice: numbers of the trials whose sets were averaged.
     """
 
     rank: int
-    trial: int
+    trial: int | None
     params: Mapping[str, Any]
     evaluation: Evaluation
+    smoothed: float | None = None
+    neighbours: int | None = None
+    averaged: tuple[int, ...] = ()
 
     @property
     def train(self) -> Mapping[str, float] | None:
@@ -50,6 +70,7 @@ def select_top(trials: Iterable[StoredTrial], direction: str, top_k: int) -> lis
     """The best ``top_k`` COMPLETE trials with distinct parameters, best first.
 
     Ties on the value go to the earlier trial, so the choice is the same in every process.
+    ``top_k=0`` ranks every distinct set.
     """
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     sign = -1.0 if direction == "maximize" else 1.0
@@ -65,3 +86,77 @@ def select_top(trials: Iterable[StoredTrial], direction: str, top_k: int) -> lis
         if len(chosen) == top_k:
             break
     return chosen
+
+
+def _distinct_ranked(trials: Iterable[StoredTrial], direction: str) -> list[StoredTrial]:
+    """Every distinct COMPLETE set once, best first (the order of :func:`select_top`)."""
+    return select_top(trials, direction, 0)
+
+
+@dataclass(frozen=True)
+class FoldChoice:
+    """What a selection rule chose on one fold's trials.
+
+    Attributes
+    ----------
+    rule
+        The rule.
+    ranked
+        The evaluated sets judged out of sample, in the rule's order: ``"best"`` and
+        ``"plateau"`` put the fold's choice first; ``"top_k_mean"`` lists the best sets by
+        in-sample value, its choice being :attr:`average`.
+    scores
+        ``"plateau"``: the score of each of :attr:`ranked`, by trial number.
+    average
+        ``"top_k_mean"``: the averaged parameters (None otherwise, or without a trial).
+    averaged
+        ``"top_k_mean"``: the trials whose sets were averaged, best first.
+    """
+
+    rule: SelectRule
+    ranked: tuple[StoredTrial, ...]
+    scores: Mapping[int, PlateauScore] = field(default_factory=dict)
+    average: Mapping[str, Any] | None = None
+    averaged: tuple[StoredTrial, ...] = ()
+
+
+def choose(trials: Sequence[StoredTrial], direction: str, top_k: int, rule: SelectRule,
+           space: Mapping[str, Any]) -> FoldChoice:
+    """Apply ``rule`` to one fold's trials.
+
+    Parameters
+    ----------
+    trials
+        The fold's trials (any state; only COMPLETE ones with a value are candidates).
+    direction
+        ``"maximize"`` or ``"minimize"``.
+    top_k
+        Sets judged out of sample.
+    rule
+        The selection rule (:class:`~foldwise.aggregate.Best`,
+        :class:`~foldwise.aggregate.Plateau`, :class:`~foldwise.aggregate.TopKMean`).
+    space
+        The study's stored search space (ranges, steps and log scales of the parameters).
+
+    ``Best`` gives exactly :func:`select_top`. ``Plateau`` scores every distinct set
+    (:func:`~foldwise.aggregate.plateau_scores`) and ranks them by score, ties to the
+    earlier trial. ``TopKMean`` averages the best ``k`` sets
+    (:func:`~foldwise.aggregate.average_params`); :attr:`FoldChoice.ranked` then holds the
+    ``top_k`` best sets by in-sample value.
+    """
+    if isinstance(rule, Plateau):
+        distinct = sorted(_distinct_ranked(trials, direction), key=lambda t: t.number)
+        scores = plateau_scores(distinct, space, radius=rule.radius, prior=rule.prior)
+        sign = -1.0 if direction == "maximize" else 1.0
+        scores.sort(key=lambda s: (sign * s.smoothed, s.trial.number))
+        return FoldChoice(rule, tuple(s.trial for s in scores[:top_k]),
+                          scores={s.trial.number: s for s in scores[:top_k]})
+    if isinstance(rule, TopKMean):
+        ranked = _distinct_ranked(trials, direction)
+        top = averaged_sets(ranked[:rule.resolved_k(top_k)])
+        return FoldChoice(rule, tuple(ranked[:top_k]),
+                          average=average_params(top, space) if top else None,
+                          averaged=tuple(top))
+    if not isinstance(rule, Best):
+        raise TypeError(f"unknown selection rule {rule!r}")
+    return FoldChoice(rule, tuple(select_top(trials, direction, top_k)))

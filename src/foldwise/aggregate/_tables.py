@@ -27,6 +27,7 @@ from foldwise.splits import ranges_to_positions
 
 from ._folds import FoldRecord
 from ._overfitting import fold_dsr
+from ._rules import Plateau, TopKMean
 from ._runs import RunLoader
 
 logger = logging.getLogger(__name__)
@@ -131,9 +132,17 @@ def fold_table(folds: Sequence[FoldRecord], metric: str, loader: RunLoader,
     ``trials_failed`` counts the strategy's own failures (they used the budget);
     ``trials_rerun`` the trials stopped by something else — a worker that died, an
     interrupt, a fault of the machine, a trial given back to keep the budget exact — whose
-    place in the budget was run again."""
+    place in the budget was run again.
+
+    The selection rule that chose the parameters is named in ``table.attrs["select"]``.
+    Under ``"plateau"`` two columns follow the in-sample metric: ``is_<metric>_smoothed``
+    (the choice's smoothed value, what the rule ranked by) and ``neighbours`` (the other
+    sets its neighbourhood held). Under ``"top_k_mean"``: ``averaged`` (the trials whose
+    sets were averaged; empty when the best set stood in) and ``select_note`` (why the
+    best set stood in, else None)."""
     metrics = list(dict.fromkeys((metric, *FOLD_METRICS)))
     compared = wfe_metric(metric)
+    rule = folds[0].rule_label if folds else "best"
     rows = []
     for record in folds:
         complete = _complete(record.trials)
@@ -148,6 +157,8 @@ def fold_table(folds: Sequence[FoldRecord], metric: str, loader: RunLoader,
         }
         for name in metrics:
             row[f"is_{name}"] = train.get(name, math.nan)
+            if name == metric:
+                row.update(_rule_columns(record, metric))
             row[f"oos_{name}"] = test.get(name, math.nan)
         row["wfe"] = ratio(test.get(compared, math.nan), train.get(compared, math.nan))
         row["dsr"] = _fold_dsr(record, complete, loader, periods_per_year) if best else math.nan
@@ -165,7 +176,21 @@ def fold_table(folds: Sequence[FoldRecord], metric: str, loader: RunLoader,
                               t.record.backtests == 0),
         })
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["select"] = rule
+    return table
+
+
+def _rule_columns(record: FoldRecord, metric: str) -> dict[str, Any]:
+    """The columns a selection rule adds to its fold's row (see :func:`fold_table`)."""
+    best = record.best
+    if isinstance(record.rule, Plateau):
+        smoothed = best.smoothed if best and best.smoothed is not None else math.nan
+        return {f"is_{metric}_smoothed": smoothed,
+                "neighbours": best.neighbours if best and best.neighbours is not None else 0}
+    if isinstance(record.rule, TopKMean):
+        return {"averaged": list(best.averaged) if best else [], "select_note": record.note}
+    return {}
 
 
 def _fold_dsr(record: FoldRecord, complete: list[StoredTrial], loader: RunLoader,

@@ -49,6 +49,9 @@ def text_report(result: WalkForwardResult, *, overfitting: bool = True) -> str:
         f"mode {result.mode}",
         "",
     ]
+    if result.mode == "walk_forward":
+        label = result.fold_records[0].rule_label if result.fold_records else "best"
+        lines[-1:-1] = [f"each fold's parameters chosen by select={label}"]
     if not result.complete:
         lines[-1:-1] = [incomplete_message(result)]
     if result.mode != "walk_forward":
@@ -65,6 +68,8 @@ def text_report(result: WalkForwardResult, *, overfitting: bool = True) -> str:
                                                            folds["test_end"], strict=True)],
         "chosen parameters": [_params(p) for p in folds["params"]],
         f"IS {metric}": folds[f"is_{metric}"].map(_number),
+        **({"IS smoothed": folds[f"is_{metric}_smoothed"].map(_number)}
+           if f"is_{metric}_smoothed" in folds else {}),
         f"OOS {metric}": folds[f"oos_{metric}"].map(_number),
         "WFE": folds["wfe"].map(lambda v: _number(v, 2)),
         "DSR": folds["dsr"].map(lambda v: _number(v, 2)),
@@ -72,6 +77,9 @@ def text_report(result: WalkForwardResult, *, overfitting: bool = True) -> str:
         "cache hits": folds["cache_hits"],
     })
     lines += ["folds", table.to_string(index=False), ""]
+    notes = [f"  fold {r.number}: {r.note}" for r in result.fold_records if r.note]
+    if notes:
+        lines[-1:-1] = notes
     try:
         comparison = result.comparison
     except FoldwiseError as exc:  # runs evicted from the cache: say so, show the rest

@@ -20,7 +20,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import joblib
@@ -29,6 +29,7 @@ import optuna
 import pandas as pd
 
 from foldwise._hashing import hash_text
+from foldwise.aggregate import Best, SelectRule, as_rule
 from foldwise.backtest import BacktestSettings, Costs
 from foldwise.cache import BacktestCache
 from foldwise.data import MarketData
@@ -110,6 +111,7 @@ class Request:
     show_progress: bool
     check_lookahead: bool
     run_config: Mapping[str, Any] | None = None
+    select: SelectRule = field(default_factory=Best)
 
 
 def _positive_int(value: Any, name: str, fix: str = "") -> int:
@@ -191,11 +193,17 @@ def validate(
     delay: int | None, price_field: str | None, missing: Any, periods_per_year: float | None,
     constraints: Constraint | Sequence[Constraint] | None, cv_aggregate: str,
     warmup: Any, timeout: Any, show_progress: bool, check_lookahead: bool,
-    run_config: Any = None) -> Request:
+    run_config: Any = None, select: Any = "best") -> Request:
     """Check every argument of :func:`foldwise.optimize`; see there for their meaning."""
     runner = as_strategy(strategy)
     if mode not in MODES:
         raise OptimizationError(f"mode must be one of {MODES}, got {mode!r}.")
+    rule = as_rule(select)
+    if mode == "cv" and not isinstance(rule, Best):
+        raise OptimizationError(
+            f"select={select!r} chooses a parameter set per fold, and mode='cv' runs one study "
+            "whose objective already combines every fold; use select='best' with mode='cv', "
+            "or mode='walk_forward'.")
     if not isinstance(data, MarketData):
         raise OptimizationError(
             f"data must be MarketData, got {type(data).__name__}; wrap a DataFrame with "
@@ -254,7 +262,8 @@ def validate(
         workers=workers, cache=opened_cache, settings=backtest_settings,
         cv_aggregate=cv_aggregate, warmup=warmup,
         timeout=None if timeout is None else float(timeout), show_progress=show_progress,
-        check_lookahead=bool(check_lookahead), run_config=_check_run_config(run_config))
+        check_lookahead=bool(check_lookahead), run_config=_check_run_config(run_config),
+        select=rule)
 
 
 # --- plan ----------------------------------------------------------------------------------
@@ -308,6 +317,7 @@ def make_plan(request: Request) -> Plan:
                                   request.strategy.causal, import_path(request.strategy)),
         metric=request.metric, direction=request.direction, space=request.space.describe(),
         settings=request.settings, top_k=request.top_k, n_trials=request.n_trials,
+        select=request.select.to_json(),
         cv_aggregate=request.cv_aggregate if request.mode == "cv" else None,
         warmup=None if request.strategy.causal else request.warmup)
     names = ((request.study,) if request.mode == "cv" else
@@ -362,7 +372,9 @@ def store_plan(request: Request, plan: Plan, storage: optuna.storages.BaseStorag
                                   settings=request.settings)
     request.cache.get_or_run(equal_weight_universe, {}, request.data, settings=request.settings)
     manifest = replace(plan.manifest, benchmark=benchmark.digest, lookahead_checked=checked)
-    steering = ("top_k", "benchmark", "lookahead_checked", "n_trials")
+    # what the latest call says about reading the trials (select: the rule a fold's choice
+    # is made by, applied after the trials, so a resumed study may change it)
+    steering = ("top_k", "benchmark", "lookahead_checked", "n_trials", "select")
     if stored is None:
         write_manifest(manifest_study, manifest)
     elif any(getattr(stored, f) != getattr(manifest, f) for f in steering):

@@ -180,6 +180,9 @@ def study_runs(record: StudyRecord) -> dict[str, _Recipe]:
         for trial_number, evaluation in tests.items():
             if trial_number in by_number:
                 add(number, by_number[trial_number].params, evaluation)
+    for number, selection in record.selections.items():  # e.g. a top_k_mean average
+        if selection.evaluation is not None:
+            add(number, selection.params, selection.evaluation)
     return recipes
 
 

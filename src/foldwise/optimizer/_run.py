@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,12 +32,24 @@ from typing import Any
 import joblib
 import optuna
 
+from foldwise._canonical import canonical_json
 from foldwise._optuna_logging import optuna_quiet
-from foldwise.aggregate import WalkForwardResult, select_top
+from foldwise.aggregate import SelectRule, TopKMean, WalkForwardResult, choose
 from foldwise.backtest import BacktestSettings, Costs, MissingPolicy
 from foldwise.cache import BacktestCache
-from foldwise.records import Evaluation, read_fold_tests, read_trial, write_fold_tests
+from foldwise.errors import raised_by_strategy
+from foldwise.records import (
+    Evaluation,
+    SelectionRecord,
+    StoredTrial,
+    read_fold_tests,
+    read_selection,
+    read_trial,
+    write_fold_tests,
+    write_selection,
+)
 from foldwise.space import Constraint
+from foldwise.splits import Fold
 from foldwise.storage import StorageSpec, current_worker, open_storage
 from foldwise.strategy import Strategy
 
@@ -209,26 +222,74 @@ def _run(request: Request, plan: Plan, storage: optuna.storages.BaseStorage) -> 
     if status == "timeout":
         logger.warning("study %r stopped at its timeout of %s s; call optimize again with the "
                        "same study to finish it", request.study, request.timeout)
-    if request.mode == "walk_forward" and not request.strategy.causal:
+    if request.mode == "walk_forward" and (not request.strategy.causal
+                                           or isinstance(request.select, TopKMean)):
         _store_per_fold_tests(request, plan, storage)
 
 
 def _store_per_fold_tests(request: Request, plan: Plan,
                           storage: optuna.storages.BaseStorage) -> None:
-    """Per-fold strategies: evaluate each fold's selected sets on its test window, once."""
+    """After the trials, evaluate what each fold's selection needs, once (through the cache).
+
+    Per-fold strategies: the sets the selection rule judges out of sample on the fold's test
+    window (their trials evaluated the training window only). ``"top_k_mean"``: the average
+    of the fold's best sets on both windows, stored as the fold's
+    :class:`~foldwise.records.SelectionRecord` (again only when the average changed, e.g.
+    after more trials).
+    """
     evaluator = Evaluator(request.strategy, request.data, request.cache, request.settings,
                           request.warmup)
+    space = plan.manifest.space
     for fold, name in zip(plan.folds, plan.study_names, strict=True):
         study = optuna.load_study(study_name=name, storage=storage)
-        stored: dict[int, Evaluation] = read_fold_tests(study)
         trials = [read_trial(t, fold.number) for t in study.get_trials(deepcopy=False)]
-        missing = [t for t in select_top(trials, request.direction, request.top_k)
-                   if t.number not in stored]
-        for trial in missing:
-            stored[trial.number] = evaluator.evaluate(trial.params, fold, train=False)
-        if missing:
-            write_fold_tests(study, stored)
+        choice = choose(trials, request.direction, request.top_k, request.select, space)
+        if not request.strategy.causal:
+            stored: dict[int, Evaluation] = read_fold_tests(study)
+            missing = [t for t in choice.ranked if t.number not in stored]
+            for trial in missing:
+                stored[trial.number] = evaluator.evaluate(trial.params, fold, train=False)
+            if missing:
+                write_fold_tests(study, stored)
+        if choice.average is not None:
+            before = read_selection(study)
+            if before is None or canonical_json(before.params) != canonical_json(choice.average):
+                write_selection(study, _evaluate_selection(
+                    request, evaluator, fold, choice.average, choice.averaged))
     request.cache.flush()
+
+
+def _evaluate_selection(request: Request, evaluator: Evaluator, fold: Fold,
+                        params: Mapping[str, Any], sources: Sequence[StoredTrial],
+                        ) -> SelectionRecord:
+    """A set a selection rule made up, evaluated on ``fold``'s two windows — or why not.
+
+    A set that violates a constraint is not run; a strategy that raises on it, or a
+    training metric that is not finite, is recorded as the reason the set cannot be the
+    fold's choice (the best set then stands in). Any other exception (a fault of the
+    machine) propagates: nothing is stored and the next run evaluates the set again.
+    """
+    rule: SelectRule = request.select
+    made = partial(SelectionRecord, rule.to_json(), dict(params),
+                   tuple(t.number for t in sources))
+    infeasible = request.space.infeasible(params)
+    if infeasible is not None:
+        logger.warning("fold %d: the %s set %s %s; the best set stands in", fold.number,
+                       rule.name, dict(params), infeasible)
+        return made(failure=infeasible)
+    try:
+        evaluation = evaluator.evaluate(params, fold)
+    except Exception as exc:
+        if not raised_by_strategy(exc):
+            raise
+        logger.warning("fold %d: the strategy raised on the %s set %s (%s: %s); the best set "
+                       "stands in", fold.number, rule.name, dict(params),
+                       type(exc).__name__, exc)
+        return made(failure=f"the strategy raised {type(exc).__name__}: {exc}")
+    value = (evaluation.train or {}).get(request.metric, math.nan)
+    failure = (None if math.isfinite(value) else
+               f"its in-sample {request.metric} is {value} (not finite)")
+    return made(evaluation=evaluation, failure=failure)
 
 
 # --- the public function -------------------------------------------------------------------
@@ -247,6 +308,7 @@ def optimize(
     storage: Any = None,
     mode: str = "walk_forward",
     top_k: int = 5,
+    select: str | SelectRule = "best",
     sampler: SamplerSpec = None,
     pruner: optuna.pruners.BasePruner | None = None,
     seed: int | None = None,
@@ -269,8 +331,9 @@ def optimize(
     """Optimize a strategy's parameters over walk-forward folds with Optuna.
 
     Walk-forward mode (default) runs one Optuna study per fold, optimizing ``metric`` on
-    the fold's training window only; the best parameter set and the next ``top_k - 1``
-    distinct ones are judged on the fold's test window, which the optimization never saw.
+    the fold's training window only; the parameter set the ``select`` rule chooses (by
+    default the best) and the next ``top_k - 1`` distinct ones are judged on the fold's test
+    window, which the optimization never saw.
     Cross-validated mode (``mode="cv"``) runs one study whose objective aggregates the
     metric over the folds' test windows, reporting after each fold so that a ``pruner``
     can stop hopeless sets early.
@@ -314,6 +377,34 @@ def optimize(
         ``"walk_forward"`` or ``"cv"``.
     top_k
         How many distinct parameter sets per fold are evaluated out of sample.
+    select
+        How each fold chooses the parameter set it trades out of sample (walk-forward
+        mode), applied to the fold's trials after they ran:
+
+        * ``"best"`` (default): the best in-sample value — the sharpest peak of the
+          in-sample surface, and the most fragile choice.
+        * ``"plateau"`` (or :class:`foldwise.Plateau` ``(radius=0.1, prior=1.0)``): the
+          evaluated set whose in-sample value averaged over its neighbourhood in parameter
+          space is best. Numeric parameters are near when they are within ``radius`` of
+          their range (log units for log-scaled ones, at least two grid steps), categorical
+          ones only when equal; the average weights each neighbour by ``1 - (d/radius)**2``,
+          counts the set itself and the fold's median value (``prior``), so a lone spike
+          does not win by itself. Ties go to the earlier trial. The ``top_k`` sets judged
+          out of sample are the best by this smoothed value.
+        * ``"top_k_mean"`` (or :class:`foldwise.TopKMean` ``(k=None)``): the average of the
+          ``k`` best sets' parameters (``k`` defaults to ``top_k``): numeric ones averaged
+          (geometrically when log-scaled), rounded to their grid and clipped to their range;
+          categorical ones the most frequent value, ties to the better set. The average is
+          evaluated on the fold's training and test windows after the trials (through the
+          cache) and becomes the fold's choice, judged next to the ``top_k`` best sets; one
+          that violates a constraint or that the strategy fails on is recorded and the best
+          set stands in (the fold table's ``select_note`` says why).
+
+        The rule is stored with the study, so :func:`load_result` and ``foldwise show``
+        choose as the run did (a study stored before rules existed reads as ``"best"``).
+        It does not identify the optimization: resuming with another ``select`` is allowed
+        and the stored rule is replaced (no trial runs again; a ``"top_k_mean"`` average is
+        evaluated if it is new). Cross-validated mode takes ``"best"`` only.
     sampler
         None (TPE), a sampler name (``"tpe"``, ``"random"``, ``"qmc"``, ``"cmaes"``, ``"gp"``,
         ``"nsga2"``), an Optuna sampler object, or a function ``seed -> sampler``.
@@ -388,7 +479,7 @@ def optimize(
             missing=missing, periods_per_year=periods_per_year, constraints=constraints,
             cv_aggregate=cv_aggregate, warmup=warmup, timeout=timeout,
             show_progress=show_progress, check_lookahead=check_lookahead,
-            run_config=run_config)
+            run_config=run_config, select=select)
         opened = open_storage(request.storage)
         plan = store_plan(request, make_plan(request), opened)
         _run(request, plan, opened)

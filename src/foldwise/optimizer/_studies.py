@@ -24,10 +24,12 @@ from foldwise.data import MarketData
 from foldwise.errors import OptimizationError, StorageNotFoundError
 from foldwise.records import (
     Evaluation,
+    SelectionRecord,
     StoredTrial,
     StudyRecord,
     read_fold_tests,
     read_manifest,
+    read_selection,
     read_trial,
 )
 from foldwise.splits import FoldStore
@@ -70,6 +72,7 @@ def read_study(name: str, storage: optuna.storages.BaseStorage, location: str) -
         return StudyRecord(name, manifest, {None: trials}, location=location)
     by_fold: dict[int | None, tuple[StoredTrial, ...]] = {}
     tests: dict[int, dict[int, Evaluation]] = {}
+    selections: dict[int, SelectionRecord] = {}
     for window in manifest.folds:
         try:
             study = optuna.load_study(study_name=fold_study_name(name, window.number),
@@ -82,7 +85,10 @@ def read_study(name: str, storage: optuna.storages.BaseStorage, location: str) -
         stored_tests = read_fold_tests(study)
         if stored_tests:
             tests[window.number] = stored_tests
-    return StudyRecord(name, manifest, by_fold, tests, location)
+        selection = read_selection(study)
+        if selection is not None:
+            selections[window.number] = selection
+    return StudyRecord(name, manifest, by_fold, tests, location, selections)
 
 
 def _cache(cache: Any) -> BacktestCache:
