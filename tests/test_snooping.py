@@ -68,7 +68,7 @@ def reference_tests(r: np.ndarray, b: np.ndarray, indices: np.ndarray, block_len
                               "rc_maxima": np.array(maxima["upper"]), "stat": stat}
     for name in centers:
         floored = np.maximum(np.array(maxima[name]), 0.0)
-        out[name] = float(np.mean(floored > spa_stat))
+        out[name] = float(np.mean(floored >= spa_stat))
         out[name + "_maxima"] = floored
     return out
 
@@ -356,8 +356,14 @@ def test_stepm_finds_the_planted_sets_and_mostly_no_others():
 def test_no_skill_gives_a_large_pvalue_and_no_superior_set():
     rng = np.random.default_rng(4)
     r = rng.normal(0, 0.01, size=(500, 50)) - 0.0005  # every set worse than flat
+    r[:, 0] = rng.normal(0.0001, 0.01, size=500)        # one about as good as flat
     spa = spa_test(r, 0.0, n_bootstrap=300, seed=1)
     assert spa.pvalue > 0.5
+    # no set above the benchmark in sample: the statistic is 0, no evidence at all
+    r -= r.mean(axis=0) + 0.0001
+    spa = spa_test(r, 0.0, n_bootstrap=300, seed=1)
+    assert spa.statistic == 0.0
+    assert spa.pvalues == {"lower": 1.0, "consistent": 1.0, "upper": 1.0}
     assert stepm(r, 0.0, n_bootstrap=300, seed=1).superior == []
 
 

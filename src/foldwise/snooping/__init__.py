@@ -38,11 +38,13 @@ from __future__ import annotations
 from ._bootstrap import bootstrap_indices, long_run_variance, optimal_block_length
 from ._errors import SnoopingError
 from ._haircut import HaircutResult, haircut_sharpe_ratio
+from ._inputs import MIN_OBSERVATIONS
 from ._minbtl import min_backtest_length
 from ._spa import RealityCheckResult, SPAResult, reality_check, spa_test
 from ._stepm import StepMResult, stepm
 
 __all__ = [
+    "MIN_OBSERVATIONS",
     "HaircutResult",
     "RealityCheckResult",
     "SPAResult",

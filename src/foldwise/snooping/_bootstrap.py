@@ -91,23 +91,23 @@ def index_groups(n_obs: int, block_length: float, n_bootstrap: int,
     ``j``-th child seed.
     """
     p = 1.0 / block_length
-    positions = np.arange(n_obs)
+    offsets = np.arange(DRAW_GROUP * n_obs)
     for group, first in enumerate(range(0, n_bootstrap, DRAW_GROUP)):
         size = min(DRAW_GROUP, n_bootstrap - first)
         child = np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, group))
         rng = np.random.default_rng(child)
         # always a full group's draws, so fewer replications are a prefix of more
-        new_block = (rng.random((DRAW_GROUP, n_obs)) < p)[:size]
+        new_block = rng.random((DRAW_GROUP, n_obs)) < p
         new_block[:, 0] = True
-        starts = rng.integers(0, n_obs, size=(DRAW_GROUP, n_obs))[:size]
-        # The position where the block covering each position started ...
-        began = np.where(new_block, positions, 0)
-        np.maximum.accumulate(began, axis=1, out=began)
-        # ... its start draw, walked forward (wrapping) to this position.
-        rows = np.arange(size)[:, None]
-        indices = starts[rows, began] + (positions - began)
+        flat = new_block.ravel()
+        block_starts = np.flatnonzero(flat)          # row-major: a row's blocks in order
+        starts = rng.integers(0, n_obs, size=block_starts.size)
+        # each position's block (blocks never span rows: every row opens one), then the
+        # block's drawn start walked forward (wrapping) to the position
+        block = np.cumsum(flat) - 1
+        indices = starts[block] + (offsets - block_starts[block])
         indices %= n_obs
-        yield indices
+        yield indices.reshape(DRAW_GROUP, n_obs)[:size]
 
 
 def count_groups(n_obs: int, block_length: float, n_bootstrap: int,

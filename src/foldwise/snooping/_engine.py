@@ -11,12 +11,18 @@ maximum over the sets. Memory beyond the caller's matrix: ``batch x (T + 2 N)`` 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 
 from ._bootstrap import count_groups
 from ._inputs import Differentials
 
-__all__ = ["bootstrap_maxima"]
+__all__ = ["KEEP_COUNTS_BYTES", "bootstrap_maxima", "kept_counts"]
+
+#: A test that passes over the same resamples several times (StepM's steps) keeps their
+#: counts when they take at most this much memory, and draws them again otherwise.
+KEEP_COUNTS_BYTES = 64 * 2**20
 
 #: Replications multiplied at once (several draw groups stacked).
 _BATCH = 256
@@ -24,7 +30,8 @@ _BATCH = 256
 
 def bootstrap_maxima(data: Differentials, *, block_length: float, n_bootstrap: int,
                      root: np.random.SeedSequence, scale: np.ndarray, centers: np.ndarray,
-                     active: np.ndarray | None = None) -> np.ndarray:
+                     active: np.ndarray | None = None,
+                     kept: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Per replication and per recentering ``i``, the maximum over the active sets ``k`` of
     ``(mean*_k - centers[i, k]) * scale[k]``.
 
@@ -41,6 +48,8 @@ def bootstrap_maxima(data: Differentials, *, block_length: float, n_bootstrap: i
         ``(n_centers, N)`` recentering values ``g_i(mean_k)``.
     active
         ``N`` booleans: the sets the maximum is taken over (all by default).
+    kept
+        The resamples' counts from :func:`kept_counts` (drawn afresh when None).
 
     Returns
     -------
@@ -81,11 +90,22 @@ def bootstrap_maxima(data: Differentials, *, block_length: float, n_bootstrap: i
         done += counts.shape[0]
         pending_rows = 0
 
-    for counts in count_groups(n_obs, block_length, n_bootstrap, root):
-        pending.append(counts)
-        pending_rows += counts.shape[0]
+    groups: Iterable[np.ndarray] = (
+        kept if kept is not None else count_groups(n_obs, block_length, n_bootstrap, root))
+    for group in groups:
+        pending.append(group)
+        pending_rows += group.shape[0]
         if pending_rows >= _BATCH:
             flush()
     if pending:
         flush()
     return out
+
+
+def kept_counts(n_obs: int, block_length: float, n_bootstrap: int,
+                root: np.random.SeedSequence) -> list[np.ndarray] | None:
+    """The resamples' count groups, to pass to several :func:`bootstrap_maxima` calls, or
+    None when they would take more than :data:`KEEP_COUNTS_BYTES`."""
+    if n_bootstrap * n_obs * 8 > KEEP_COUNTS_BYTES:
+        return None
+    return list(count_groups(n_obs, block_length, n_bootstrap, root))

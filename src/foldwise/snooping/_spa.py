@@ -254,7 +254,9 @@ def spa_test(returns: Any, benchmark: Any = 0.0, *, n_bootstrap: int = 1000,
     stats = _statistics(data, prepared)
     best, best_mean, top = _best(data, stats)
     statistic = max(top, 0.0) if math.isfinite(top) else 0.0
-    pvalues = (maxima > statistic).mean(axis=0)
+    # ">=": with no set above the benchmark the statistic is 0 and so is every floored
+    # replication at or below it: p = 1, no evidence against the null (Hansen floors both)
+    pvalues = (maxima >= statistic).mean(axis=0)
     return SPAResult(
         pvalue=float(pvalues[1]), pvalue_lower=float(pvalues[0]),
         pvalue_upper=float(pvalues[2]), statistic=statistic, best=best, best_mean=best_mean,

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ._bootstrap import SeedLike
-from ._engine import bootstrap_maxima
+from ._engine import bootstrap_maxima, kept_counts
 from ._errors import SnoopingError
 from ._inputs import prepare
 from ._setup import setup
@@ -123,8 +123,9 @@ def stepm(returns: Any, benchmark: Any = 0.0, *, alpha: float = 0.05,
 
     Notes
     -----
-    Each step costs one pass of the bootstrap (the same resamples every step); most runs
-    end after one to three steps.
+    Each step is one pass over the same resamples (their counts are kept between steps
+    when they take at most 64 MB, else drawn again from the seed); most runs end after one
+    to three steps.
 
     Examples
     --------
@@ -149,11 +150,12 @@ def stepm(returns: Any, benchmark: Any = 0.0, *, alpha: float = 0.05,
     active = prepared.scale > 0
     step_of = np.zeros(data.n_sets, dtype=int)
     critical: list[float] = []
+    counts = kept_counts(data.n_obs, prepared.block_length, n_bootstrap, prepared.root)
     while active.any():
         maxima = bootstrap_maxima(data, block_length=prepared.block_length,
                                   n_bootstrap=n_bootstrap, root=prepared.root,
                                   scale=prepared.scale, centers=center[None, :],
-                                  active=active)[:, 0]
+                                  active=active, kept=counts)[:, 0]
         value = float(np.quantile(maxima, 1.0 - alpha))
         critical.append(value)
         rejected = active & (stats > max(value, 0.0))
