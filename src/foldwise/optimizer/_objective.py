@@ -37,7 +37,6 @@ from foldwise.backtest import BacktestSettings
 from foldwise.data import MarketData
 from foldwise.records import Evaluation, Failure, FailureKind, TrialRecord
 from foldwise.splits import positions_to_ranges
-from foldwise.storage import flush_trial
 from foldwise.strategy import Strategy
 
 from ._trials import Outcome
@@ -198,15 +197,9 @@ class Evaluator:
 
 
 def _suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
-    """The trial's parameters, written to the storage before they are evaluated.
-
-    A batching journal would keep them until the trial ends; written now, a trial whose
-    worker dies (killed, out of memory) shows which set it was running, and samplers that
-    read other workers' running trials (TPE's ``constant_liar``) see them.
-    """
-    params = space.suggest(trial)
-    flush_trial(trial)
-    return params
+    """The trial's parameters. The batching journal writes them with the trial's end, or
+    earlier if the trial runs long (:mod:`foldwise.optimizer._flush`)."""
+    return space.suggest(trial)
 
 
 def _non_finite(value: float, metric: str, where: str) -> Failure | None:

@@ -75,6 +75,7 @@ from foldwise.storage import (
 )
 
 from ._faults import machine_fault
+from ._flush import DelayedFlush
 
 __all__ = ["Outcome", "budget_counts", "first_failure", "run_trials"]
 
@@ -294,7 +295,7 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
     worker = current_worker()
     infeasible_in_a_row = 0
     tally = BudgetTally()
-    with _Heartbeat(storage_of(study)) as heartbeat:
+    with _Heartbeat(storage_of(study)) as heartbeat, DelayedFlush() as early:
         while True:
             trials = study.get_trials(deepcopy=False)
             counts = tally.counts(trials)
@@ -319,6 +320,7 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
                 if trial.user_attrs.get(WORKER_ATTR) != worker:  # else written at creation
                     trial.set_user_attr(WORKER_ATTR, worker)
                 heartbeat.watch(trial_id(trial))
+                early.watch(trial)
                 outcome = evaluate(trial)
             except (StrategyParameterError, SearchSpaceError) as exc:
                 _tell_failed(study, trial, Failure.from_exception(exc, FailureKind.STRATEGY))
@@ -344,6 +346,7 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
                 _tell_failed(study, trial, Failure.from_exception(exc, FailureKind.INTERRUPTED))
                 raise
             finally:
+                early.watch(None)
                 heartbeat.watch(None)
                 _evaluating.discard(running)
             record = outcome.record
