@@ -29,7 +29,7 @@ import pandas as pd
 
 import foldwise
 from foldwise._paths import resolve_root
-from foldwise.cache import parse_seconds, set_aside_index
+from foldwise.cache import CACHE_DIR, PostgresIndex, parse_seconds, set_aside_index
 from foldwise.cli_config import RunConfig, load_config
 from foldwise.datasets import load_goog
 from foldwise.errors import ConfigError, OptimizationError
@@ -52,6 +52,20 @@ def _location(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return storage, directory
 
 
+def _cache_of(args: argparse.Namespace, *, reading: bool = False
+              ) -> foldwise.BacktestCache | str | None:
+    """The cache of ``--dir``, with its index on the server of ``--index`` when given (the
+    artifacts stay in the directory). ``reading``: a cache directory that does not exist
+    yet is not created (the index is opened read-only)."""
+    directory = getattr(args, "dir", None)
+    index = getattr(args, "index", None)
+    if index is None:
+        return directory
+    missing = not (resolve_root(directory) / CACHE_DIR).is_dir()
+    return foldwise.BacktestCache(
+        directory, backend=PostgresIndex(index, read_only=reading and missing))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from foldwise.examples import sma_crossover
 
@@ -67,7 +81,7 @@ def _demo(args: argparse.Namespace) -> int:
     result = foldwise.optimize(
         sma_crossover, data, {"fast": foldwise.Int(5, 50), "slow": foldwise.Int(20, 200)},
         splitter, constraints="fast < slow", metric="sharpe", n_trials=args.trials,
-        study=args.study, storage=storage, cache=directory, seed=args.seed, costs=costs,
+        study=args.study, storage=storage, cache=_cache_of(args), seed=args.seed, costs=costs,
         n_jobs=args.jobs, show_progress=not args.quiet)
     print(result.text_report())
     print(f"\nstored in {result.location} (study {result.name!r}); inspect it again with "
@@ -106,7 +120,8 @@ def _write_report(result: foldwise.WalkForwardResult, path: Path,
 
 def _report(args: argparse.Namespace) -> int:
     storage, directory = _location(args)
-    result = foldwise.load_result(args.study, storage=storage, cache=directory)
+    result = foldwise.load_result(args.study, storage=storage,
+                                  cache=_cache_of(args, reading=True))
     report = _write_report(result, _report_path(args.output, directory, result.name),
                            overfitting=not args.no_overfitting)
     print(f"wrote the report of study {result.name!r}: {report}")
@@ -130,6 +145,9 @@ def _where_flags(config: RunConfig) -> str:
 def _run_config(config: RunConfig, args: argparse.Namespace, *, resumed: bool) -> int:
     """Run the optimization ``config`` describes (its file's or the one stored)."""
     arguments = config.optimize_arguments()  # imports the strategy, reads the data
+    if getattr(args, "index", None) is not None:  # the cache's rows on a database server
+        arguments["cache"] = foldwise.BacktestCache(arguments["cache"],
+                                                    backend=PostgresIndex(args.index))
     data, splitter = arguments["data"], arguments["splitter"]
     n_folds = len(splitter.folds(data))
     first, last = data.index[0].date(), data.index[-1].date()
@@ -141,7 +159,8 @@ def _run_config(config: RunConfig, args: argparse.Namespace, *, resumed: bool) -
           f"{config.metric}.\n")
     result = foldwise.optimize(**arguments, show_progress=not args.quiet)
     print(result.text_report())
-    flags = _where_flags(config)
+    flags = _where_flags(config) + (f" --index {shlex.quote(args.index)}"
+                                    if getattr(args, "index", None) is not None else "")
     print(f"\nstored in {result.location} (study {result.name!r}, with its config); "
           f"`foldwise show {result.name}{flags}` prints this again, `foldwise report "
           f"{result.name}{flags}` writes the HTML report"
@@ -205,8 +224,9 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    storage, directory = _location(args)
-    result = foldwise.load_result(args.study, storage=storage, cache=directory)
+    storage, _ = _location(args)
+    result = foldwise.load_result(args.study, storage=storage,
+                                  cache=_cache_of(args, reading=True))
     print(result.text_report(overfitting=not args.no_overfitting))
     if result.runs_rebuilt:
         print(f"\n{result.runs_rebuilt} run(s) were missing from the cache and were re-created "
@@ -322,6 +342,10 @@ def _repair(args: argparse.Namespace) -> int:
 
 # --- foldwise cache ------------------------------------------------------------------------
 
+_INDEX_HELP = ("the cache index on a PostgreSQL server (postgresql+psycopg://user@host/db), as "
+               "a cluster keeps it; the artifacts stay in --dir (default: the SQLite index in "
+               "--dir)")
+
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
                "g": 1024**3, "gb": 1024**3, "t": 1024**4, "tb": 1024**4}
 
@@ -345,7 +369,9 @@ def _duration(text: str) -> float:
 
 
 def _open_cache(args: argparse.Namespace) -> foldwise.BacktestCache:
-    return foldwise.BacktestCache(getattr(args, "dir", None))
+    index = getattr(args, "index", None)
+    return foldwise.BacktestCache(getattr(args, "dir", None),
+                                  backend=None if index is None else PostgresIndex(index))
 
 
 def _read_cache(args: argparse.Namespace) -> foldwise.BacktestCache | None:
@@ -353,7 +379,9 @@ def _read_cache(args: argparse.Namespace) -> foldwise.BacktestCache | None:
     can be read. A ``--dir`` without a cache is an error; the default cache not existing
     yet is said and gives None."""
     directory = getattr(args, "dir", None)
-    cache = foldwise.BacktestCache(directory, read_only=True)
+    index = getattr(args, "index", None)
+    cache = (foldwise.BacktestCache(directory, read_only=True) if index is None else
+             foldwise.BacktestCache(directory, backend=PostgresIndex(index, read_only=True)))
     if cache.exists:
         return cache
     if directory is not None:
@@ -450,6 +478,8 @@ def _add_cache_commands(commands: Any) -> None:  # the object add_subparsers ret
     location = argparse.ArgumentParser(add_help=False)
     location.add_argument("--dir", default=argparse.SUPPRESS, metavar="DIR",
                           help="foldwise directory (default: $FOLDWISE_DIR or ./.foldwise)")
+    location.add_argument("--index", default=argparse.SUPPRESS, metavar="URL",
+                          help=_INDEX_HELP)
     group = commands.add_parser("cache", parents=[location],
                                 help="inspect and maintain the backtest cache")
 
@@ -511,7 +541,9 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--dir", help="foldwise directory (default ./.foldwise or $FOLDWISE_DIR)")
-    where.add_argument("--storage", help="Optuna storage URL (default: the journal file in --dir)")
+    where.add_argument("--storage", help="Optuna storage URL (default: the journal file in "
+                                         "--dir), e.g. postgresql+psycopg://user@host/db")
+    where.add_argument("--index", metavar="URL", help=_INDEX_HELP)
     demo = commands.add_parser(
         "demo", parents=[where],
         help="walk-forward optimization of an SMA crossover on the bundled GOOG data")

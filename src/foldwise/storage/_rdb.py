@@ -22,23 +22,30 @@ shared by all hosts.
   database server restarted between two calls costs a reconnect, not an error; on
   PostgreSQL, TCP keepalives make a connection to a host that vanished fail within about a
   minute instead of hanging. Options already in the URL win.
+* **Opening.** Optuna creates its tables the first time a database is opened; processes
+  opening a new PostgreSQL database at the same moment would collide, so they take turns
+  on an advisory lock while they open it.
 * **Reading** (``read_only=True``, what ``load_result`` and the command line's ``show``,
-  ``report`` and ``studies`` use) creates no table and records no heartbeat.
+  ``report`` and ``studies`` use) creates no table and records no heartbeat; a database
+  without Optuna's tables is a :class:`~foldwise.errors.StorageNotFoundError`.
 * **Passwords** never reach a message, a log line or a report: :func:`public_url` hides
   them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import logging
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
 
+from foldwise.errors import StorageNotFoundError
 from foldwise.records import Failure, FailureKind, failure_attrs
 from foldwise.storage._liveness import WORKER_ATTR
 from foldwise.storage._optuna import fail_trial, heartbeat_interval
@@ -51,6 +58,10 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 10
 #: Seconds without a heartbeat after which a RUNNING trial is failed and its budget re-run.
 GRACE_PERIOD = 2 * HEARTBEAT_INTERVAL
+
+# The advisory lock processes opening one PostgreSQL storage take turns on: "optuna" in
+# ASCII (apart from the cache index's locks, which hash a table name and a digest).
+_OPENING_LOCK = 0x6F7074756E61
 
 # libpq's TCP keepalives (seconds): a connection to a host that disappeared fails after
 # about idle + interval * count instead of waiting for the kernel's two hours.
@@ -99,6 +110,41 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return kwargs
 
 
+@contextlib.contextmanager
+def _opening(url: str, engine_kwargs: dict[str, Any], *, read_only: bool) -> Iterator[None]:
+    """Open Optuna's storage at ``url`` in the block: on PostgreSQL, one process at a time.
+
+    Optuna creates its tables (and stamps their version) when a storage is first opened,
+    in several statements: processes opening a new database at the same moment collide
+    (``relation "alembic_version" already exists``), and a reader can find it half made.
+    So on PostgreSQL the opening holds an advisory lock on a connection of its own. A
+    reader refuses a database without Optuna's tables (reading creates nothing).
+    """
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        with engine.connect() as connection:
+            locked = engine.dialect.name == "postgresql"
+            if locked:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"),
+                                   {"key": _OPENING_LOCK})
+            try:
+                if read_only and not sqlalchemy.inspect(connection).has_table("studies"):
+                    raise StorageNotFoundError(
+                        f"no study storage at {public_url(url)}: the database holds no "
+                        "Optuna tables (foldwise.optimize creates them on its first run "
+                        "there). Check the URL (--storage on the command line, storage= in "
+                        "Python).")
+                yield
+            finally:
+                if locked:
+                    connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
+                                       {"key": _OPENING_LOCK})
+    finally:
+        engine.dispose()
+
+
 def open_rdb(url: str, *, read_only: bool = False) -> RDBStorage:
     """Optuna's RDB storage at ``url`` (see the module docstring).
 
@@ -107,11 +153,12 @@ def open_rdb(url: str, *, read_only: bool = False) -> RDBStorage:
     url
         A SQLAlchemy URL (``postgresql+psycopg://user:password@host:5432/db``).
     read_only
-        Open for reading: no heartbeats, and no table is created (a database without
-        Optuna's tables fails when a study is read).
+        Open for reading: no heartbeats, and no table is created.
 
     Raises
     ------
+    StorageNotFoundError
+        ``read_only`` and the database holds no Optuna storage.
     ImportError
         The URL's database driver is not installed.
     sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError
@@ -123,9 +170,10 @@ def open_rdb(url: str, *, read_only: bool = False) -> RDBStorage:
     if read_only:
         if "skip_table_creation" in _RDB_PARAMETERS:
             options["skip_table_creation"] = True
-        return RDBStorage(url, **options)
-    options.update(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD)
-    with warnings.catch_warnings():  # heartbeats are an "experimental" argument to Optuna
+    else:
+        options.update(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD)
+    with _opening(url, options["engine_kwargs"], read_only=read_only), \
+            warnings.catch_warnings():  # heartbeats are an "experimental" argument to Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RDBStorage(url, **options)
 
