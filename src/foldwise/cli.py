@@ -15,11 +15,12 @@ and maintains the backtest cache (``stats``, ``runs``, ``verify``, ``evict``, ``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,18 +53,21 @@ def _location(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return storage, directory
 
 
+@contextlib.contextmanager
 def _cache_of(args: argparse.Namespace, *, reading: bool = False
-              ) -> foldwise.BacktestCache | str | None:
+              ) -> Iterator[foldwise.BacktestCache | str | None]:
     """The cache of ``--dir``, with its index on the server of ``--index`` when given (the
-    artifacts stay in the directory). ``reading``: a cache directory that does not exist
-    yet is not created (the index is opened read-only)."""
+    artifacts stay in the directory), closed at the end. ``reading``: a cache directory
+    that does not exist yet is not created (the index is opened read-only)."""
     directory = getattr(args, "dir", None)
     index = getattr(args, "index", None)
     if index is None:
-        return directory
+        yield directory
+        return
     missing = not (resolve_root(directory) / CACHE_DIR).is_dir()
-    return foldwise.BacktestCache(
-        directory, backend=PostgresIndex(index, read_only=reading and missing))
+    with foldwise.BacktestCache(
+            directory, backend=PostgresIndex(index, read_only=reading and missing)) as cache:
+        yield cache
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -78,11 +82,12 @@ def _demo(args: argparse.Namespace) -> int:
           f"6 months test, {args.trials} TPE trials per fold, {costs.total_bps:g} bps costs.")
     print("Run it again: the study resumes from its storage and every backtest comes from "
           "the cache.\n")
-    result = foldwise.optimize(
-        sma_crossover, data, {"fast": foldwise.Int(5, 50), "slow": foldwise.Int(20, 200)},
-        splitter, constraints="fast < slow", metric="sharpe", n_trials=args.trials,
-        study=args.study, storage=storage, cache=_cache_of(args), seed=args.seed, costs=costs,
-        n_jobs=args.jobs, show_progress=not args.quiet)
+    with _cache_of(args) as cache:
+        result = foldwise.optimize(
+            sma_crossover, data, {"fast": foldwise.Int(5, 50), "slow": foldwise.Int(20, 200)},
+            splitter, constraints="fast < slow", metric="sharpe", n_trials=args.trials,
+            study=args.study, storage=storage, cache=cache, seed=args.seed, costs=costs,
+            n_jobs=args.jobs, show_progress=not args.quiet)
     print(result.text_report())
     print(f"\nstored in {result.location} (study {result.name!r}); inspect it again with "
           f"`foldwise show {result.name}`" + (f" --dir {directory}" if directory else ""))
@@ -120,10 +125,10 @@ def _write_report(result: foldwise.WalkForwardResult, path: Path,
 
 def _report(args: argparse.Namespace) -> int:
     storage, directory = _location(args)
-    result = foldwise.load_result(args.study, storage=storage,
-                                  cache=_cache_of(args, reading=True))
-    report = _write_report(result, _report_path(args.output, directory, result.name),
-                           overfitting=not args.no_overfitting)
+    with _cache_of(args, reading=True) as cache:
+        result = foldwise.load_result(args.study, storage=storage, cache=cache)
+        report = _write_report(result, _report_path(args.output, directory, result.name),
+                               overfitting=not args.no_overfitting)
     print(f"wrote the report of study {result.name!r}: {report}")
     if result.runs_rebuilt:
         print(f"{result.runs_rebuilt} run(s) were missing from the cache and were re-created "
@@ -225,9 +230,9 @@ def _delete(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     storage, _ = _location(args)
-    result = foldwise.load_result(args.study, storage=storage,
-                                  cache=_cache_of(args, reading=True))
-    print(result.text_report(overfitting=not args.no_overfitting))
+    with _cache_of(args, reading=True) as cache:
+        result = foldwise.load_result(args.study, storage=storage, cache=cache)
+        print(result.text_report(overfitting=not args.no_overfitting))
     if result.runs_rebuilt:
         print(f"\n{result.runs_rebuilt} run(s) were missing from the cache and were re-created "
               "from the study.")
