@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -105,7 +106,11 @@ def _work(task: _Task, storage: optuna.storages.BaseStorage | None = None,
     """Run the trial loop of every study of ``task``; returns "done" or "timeout"."""
     if task.caller is not None:
         stop_with_caller(task.caller)
-    with optuna_quiet():
+    with optuna_quiet(), warnings.catch_warnings():
+        # Optuna warns on every ask of a storage with heartbeats outside Study.optimize;
+        # the trial loop records the heartbeats itself
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be",
+                                category=UserWarning)
         return _work_quietly(task, storage, on_finished)
 
 
