@@ -285,3 +285,122 @@ def test_ruin_is_a_state(leverage):
 def test_an_unlevered_strategy_is_never_ruined():
     data = MarketData.from_frame(foldwise.datasets.load_sp500().frame("close")[["JPM"]])
     assert backtest(pd.Series(1.0, index=data.index), data).ruined is None
+
+
+# --- the fast paths against the general ones ----------------------------------------------
+
+
+def gappy_panel(seed: int, n_dates: int, n_assets: int, nan_share: float) -> MarketData:
+    """Random-walk prices with NaN holes (before listing, after delisting, in the middle)."""
+    rng = np.random.default_rng(seed)
+    close = 40.0 * np.exp(np.cumsum(rng.normal(0.0, 0.03, (n_dates, n_assets)), axis=0))
+    close[rng.random(close.shape) < nan_share] = np.nan
+    close[: int(rng.integers(0, n_dates // 3 + 1)), 0] = np.nan
+    return MarketData({"close": close}, pd.bdate_range("2021-01-01", periods=n_dates),
+                      [f"S{i}" for i in range(n_assets)])
+
+
+@given(seed=st.integers(0, 10_000), n_dates=st.integers(3, 80), nan_share=st.sampled_from(
+    [0.0, 0.1, 0.4]), weight_nan=st.sampled_from([0.0, 0.2]), leverage=st.sampled_from(
+    [1.0, 40.0]), delay=st.integers(0, 2), bps=st.floats(0, 30))
+def test_one_asset_fast_path_equals_the_panel_path(seed, n_dates, nan_share, weight_nan,
+                                                   leverage, delay, bps):
+    """One asset alone (products, no einsum) gives bit for bit what the same asset gives
+    inside a panel where a second asset is never held (the einsum row sums), ruin included."""
+    panel = gappy_panel(seed, n_dates, 2, nan_share)
+    rng = np.random.default_rng(seed + 1)
+    held = rng.normal(0.0, leverage, n_dates)
+    held[rng.random(n_dates) < weight_nan] = np.nan
+    alone = backtest(held, panel.select(["S0"]), costs=bps, delay=delay)
+    inside = backtest(np.column_stack([held, np.zeros(n_dates)]), panel, costs=bps, delay=delay)
+    arrays, wide = alone.arrays, inside.arrays
+    for name in ("net", "gross", "costs", "turnover"):
+        np.testing.assert_array_equal(getattr(arrays, name), getattr(wide, name), err_msg=name)
+        np.testing.assert_array_equal(np.signbit(getattr(arrays, name)),
+                                      np.signbit(getattr(wide, name)), err_msg=name)
+    np.testing.assert_array_equal(alone.positions.to_numpy()[:, 0], inside.positions.to_numpy()[:, 0])
+    assert alone.ruined == inside.ruined
+    assert alone.metrics() == pytest.approx(inside.metrics(), nan_ok=True, rel=0, abs=0)
+
+
+@given(seed=st.integers(0, 10_000), n_dates=st.integers(3, 60), n_assets=st.integers(1, 4),
+       nan_share=st.sampled_from([0.0, 0.2]))
+def test_weights_as_array_frame_or_series_give_the_same_result(seed, n_dates, n_assets,
+                                                                nan_share):
+    data = gappy_panel(seed, n_dates, n_assets, nan_share)
+    rng = np.random.default_rng(seed)
+    held = rng.normal(0.0, 0.5, data.shape)
+    held[rng.random(data.shape) < 0.1] = np.nan
+    frame = pd.DataFrame(held, index=data.index, columns=data.assets)
+    # A frame's values come out column-major, and numpy sums a row of a column-major array
+    # in another order: the same numbers as the frame come from the array in that layout,
+    # and a row-major array differs by float rounding only.
+    results = [backtest(frame, data, costs=2), backtest(np.asfortranarray(held), data, costs=2)]
+    if n_assets == 1:
+        results.append(backtest(frame.iloc[:, 0], data, costs=2))
+        results.append(backtest(held[:, 0], data, costs=2))
+        results.append(backtest(held, data, costs=2))
+    first = results[0]
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.arrays.net, first.arrays.net)
+        np.testing.assert_array_equal(other.arrays.positions, first.arrays.positions)
+        assert other.metrics() == pytest.approx(first.metrics(), nan_ok=True, rel=0, abs=0)
+    row_major = backtest(held, data, costs=2)
+    np.testing.assert_allclose(row_major.arrays.net, first.arrays.net, rtol=1e-14, atol=1e-17)
+
+
+@given(seed=st.integers(0, 10_000), n_dates=st.integers(1, 60), nan_share=st.sampled_from(
+    [0.0, 0.3]), leverage=st.sampled_from([0.5, 60.0]), order=st.permutations(
+    list(foldwise.metrics.METRICS)))
+def test_one_named_metric_equals_the_same_entry_of_all_metrics(seed, n_dates, nan_share,
+                                                               leverage, order):
+    """metric(name) and metrics(names=...) compute only what they need, in any order, and
+    equal metrics()[name] exactly (checked on a fresh result, so nothing is shared)."""
+    data = gappy_panel(seed, n_dates, 2, nan_share)
+    held = np.random.default_rng(seed).normal(0.0, leverage, data.shape)
+
+    def run() -> BacktestResult:
+        return backtest(held, data, costs=3)
+
+    everything = run().metrics()
+    assert list(everything) == list(foldwise.metrics.METRICS)
+    one_by_one = run()
+    for name in order:
+        fresh = run().metric(name)
+        assert fresh == pytest.approx(everything[name], nan_ok=True, rel=0, abs=0), name
+        assert isinstance(fresh, float)
+        assert one_by_one.metric(name) == pytest.approx(everything[name], nan_ok=True, rel=0,
+                                                        abs=0), name
+    assert one_by_one.metrics() == pytest.approx(everything, nan_ok=True, rel=0, abs=0)
+    subset = run().metrics(names=order[:3])
+    assert list(subset) == order[:3]
+    assert subset == pytest.approx({k: everything[k] for k in order[:3]}, nan_ok=True, rel=0,
+                                   abs=0)
+
+
+def test_unknown_metric_names_are_refused_with_a_suggestion(panel):
+    result = backtest(np.full(panel.shape, 0.25), panel)
+    with pytest.raises(foldwise.errors.UnknownMetricError,
+                       match="unknown metric 'sharp'. Did you mean 'sharpe'.*max_drawdown"):
+        result.metric("sharp")
+    with pytest.raises(KeyError):  # the built-in a lookup by name raises
+        result.metrics(names=["sharpe", "calmarr"])
+    assert result.metrics(names="calmar") == {"calmar": result.metrics()["calmar"]}
+    assert result.metrics(names=[]) == {}
+
+
+def test_settings_memo_gives_the_same_object_and_keeps_refusing_bad_values():
+    from foldwise import BacktestSettings
+
+    first = BacktestSettings.coerce(None, costs=3, delay=1)
+    assert BacktestSettings.coerce(None, costs=3, delay=1) is first
+    assert BacktestSettings.coerce(None, costs=3.0, delay=1) == first  # equal, typed apart
+    assert BacktestSettings.coerce(first) is first
+    # True == 1 and hashes like it, but a bool is not a number of bps: never served from memo
+    BacktestSettings.coerce(None, costs=1)
+    with pytest.raises(BacktestError, match="number of bps"):
+        BacktestSettings.coerce(None, costs=True)
+    with pytest.raises(BacktestError, match="delay must be an integer"):
+        BacktestSettings.coerce(None, delay=True)
+    # unhashable arguments are coerced every time
+    assert BacktestSettings.coerce(None, costs={"commission_bps": 2}).costs == Costs(2)

@@ -72,3 +72,43 @@ def test_example_parameter_errors():
         mean_reversion(data, n_long=2, n_short=2)
     with pytest.raises(StrategyParameterError, match="lookback must be an integer >= 1"):
         mean_reversion(data, lookback=0, n_long=1, n_short=1)
+
+
+def pandas_sma_weights(close: pd.DataFrame, fast: int, slow: int, short: bool) -> np.ndarray:
+    """sma_crossover written in pandas: flat until both averages exist (and over gaps)."""
+    fast_ma, slow_ma = close.rolling(fast).mean(), close.rolling(slow).mean()
+    ready = fast_ma.notna() & slow_ma.notna()
+    signal = np.where(fast_ma > slow_ma, 1.0, -1.0 if short else 0.0)
+    return np.where(ready, signal, 0.0) / close.shape[1]
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+@pytest.mark.parametrize(("fast", "slow"), [(1, 2), (3, 17), (10, 50), (20, 120), (5, 121)])
+@pytest.mark.parametrize("short", [False, True])
+def test_sma_crossover_on_a_panel_matches_pandas(gaps, fast, slow, short):
+    """Both ways through sma_crossover (a panel without a missing close, and one with gaps)
+    against the pandas formula, on several assets."""
+    data = make_panel(120, 4, seed=11)
+    if gaps:
+        close = data.array("close").copy()
+        close[40:43, 1] = np.nan
+        close[:25, 3] = np.nan
+        data = MarketData({"close": close}, data.index, data.assets)
+    weights = sma_crossover(data, fast=fast, slow=slow, short=short)
+    expected = pandas_sma_weights(data.frame("close"), fast, slow, short)
+    np.testing.assert_array_equal(weights.to_numpy(), expected)
+    assert weights.index.equals(data.index) and weights.columns.equals(data.assets)
+
+
+def test_sma_running_sums_are_memoized_per_data_and_read_only():
+    from foldwise.examples import _field_running_sums
+
+    data = make_panel(80, 2, seed=4)
+    sums, gaps = _field_running_sums(data, "close")
+    assert gaps is None and not sums.flags.writeable
+    assert _field_running_sums(data, "close")[0] is sums
+    np.testing.assert_allclose(sums, np.cumsum(data.array("close"), axis=0), rtol=1e-13)
+    part = data.islice(30, 80)  # another object, its own sums
+    assert _field_running_sums(part, "close")[0][0, 0] == data.array("close")[30, 0]
+    np.testing.assert_array_equal(sma_crossover(part, fast=3, slow=9).to_numpy(),
+                                  pandas_sma_weights(part.frame("close"), 3, 9, False))

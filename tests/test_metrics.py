@@ -199,3 +199,51 @@ def test_every_metric_takes_its_moments_from_the_kernel(monkeypatch):
         calls.clear()
         compute()
         assert calls == [100]
+
+
+# --- one metric by name ---------------------------------------------------------------------
+
+series_with_gaps = st.lists(
+    st.one_of(st.floats(min_value=-0.3, max_value=0.3, allow_nan=False),
+              st.just(0.0), st.just(float("nan"))),
+    min_size=0, max_size=120)
+
+
+@given(series_with_gaps, st.permutations(list(metrics.METRICS)),
+       st.sampled_from([252, 12, 365.25]))
+def test_each_named_metric_equals_the_same_entry_of_the_full_summary(xs, order, periods):
+    """summarize(names=...) computes only what the named metrics need; each value is the
+    full summary's exactly, whatever the order or company it is asked in."""
+    turnover = [abs(x) if x == x else x for x in xs]  # NaN entries in turnover too
+    full = metrics.summarize(xs, turnover=turnover, trades=5, periods_per_year=periods)
+    for name in order:
+        alone = metrics.summarize(xs, turnover=turnover, trades=5, periods_per_year=periods,
+                                  names=[name])
+        assert list(alone) == [name]
+        assert alone[name] == pytest.approx(full[name], nan_ok=True, rel=0, abs=0), name
+    some = metrics.summarize(xs, turnover=turnover, trades=5, periods_per_year=periods,
+                             names=order[:4] + order[:2])
+    assert list(some) == order[:4]
+    assert some == pytest.approx({k: full[k] for k in order[:4]}, nan_ok=True, rel=0, abs=0)
+
+
+@given(series_with_gaps)
+def test_average_turnover_and_n_trades_against_numpy(xs):
+    values = np.array(xs, dtype=float)
+    clean = values[~np.isnan(values)]
+    expected = float(np.mean(np.abs(clean))) if clean.size else math.nan
+    assert metrics.average_turnover(np.abs(values)) == pytest.approx(expected, rel=1e-15,
+                                                                     nan_ok=True)
+    summary = metrics.summarize(values, weight_changes=values, names=["n_trades"])
+    assert summary == {"n_trades": float(np.count_nonzero(np.nan_to_num(values)))}
+
+
+def test_unknown_metric_name_is_refused_with_the_closest_one():
+    from foldwise.errors import UnknownMetricError
+
+    with pytest.raises(UnknownMetricError, match=r"unknown metric 'sortin'\. Did you mean "
+                                                 r"'sortino'\? The metrics are: sharpe, "):
+        metrics.summarize([0.01, 0.02, -0.01], names=["sharpe", "sortin"])
+    with pytest.raises(KeyError):
+        metrics.summarize([0.01, 0.02, -0.01], names=["nothing_like_it"])
+    assert metrics.summarize([0.01, 0.02, -0.01], names="win_rate") == {"win_rate": 2 / 3}

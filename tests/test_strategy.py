@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -44,6 +45,43 @@ def test_validate_params_fills_defaults_and_suggests_names():
         return data.frame() * 0
 
     assert Strategy(flexible).validate_params({"anything": 1}) == {"anything": 1}
+
+
+def test_validate_params_with_kwargs_and_required_names_read_once_from_the_signature():
+    def flexible(data, window, scale=1.0, **extra):
+        return data.frame() * 0
+
+    runner = Strategy(flexible)
+    assert runner.validate_params({"window": 3, "anything": 1}) == {
+        "scale": 1.0, "window": 3, "anything": 1}
+    assert runner.parameters == {"window": inspect.Parameter.empty, "scale": 1.0}
+    runner.parameters["scale"] = 99.0  # a copy: the strategy's defaults are untouched
+    assert runner.validate_params({"window": 1}) == {"scale": 1.0, "window": 1}
+    with pytest.raises(StrategyParameterError, match="needs a value for 'window'"):
+        runner.validate_params({"scale": 2.0})
+    resolved = runner.validate_params({"window": 2})
+    resolved["scale"] = 5.0  # a new dict each call
+    assert runner.validate_params({"window": 2})["scale"] == 1.0
+
+
+@pytest.mark.parametrize("as_frame", [False, True])
+def test_a_strategy_may_return_an_array_or_a_frame(as_frame):
+    data = make_panel(90, 3, seed=8)
+
+    def momentum(data, window=5):
+        close = data.array("close")
+        weights = np.zeros(close.shape)
+        weights[window:] = np.sign(close[window:] - close[:-window]) / 3
+        if as_frame:
+            return pd.DataFrame(weights, index=data.index, columns=data.assets)
+        return weights
+
+    result = Strategy(momentum).run(data, {"window": 7}, costs=2)
+    close = data.array("close")
+    expected = np.zeros(close.shape)
+    expected[7:] = np.sign(close[7:] - close[:-7]) / 3
+    np.testing.assert_array_equal(result.positions.to_numpy(), expected)
+    assert result.metric("sharpe") == result.metrics()["sharpe"]
 
 
 def test_signature_must_take_data_first():

@@ -95,11 +95,15 @@ METRICS: dict[str, str] = {
 }
 
 
+#: ``ndarray.sum()`` of a 1-D array without the Python wrapper (the same pairwise sum).
+_sum = np.add.reduce
+
+
 def _clean(returns: Any) -> np.ndarray:
     array = np.asarray(returns, dtype=np.float64).reshape(-1)
     # A NaN anywhere makes the sum NaN: one reduction instead of a mask over the series in
     # the usual case without NaN (a sum that is NaN from inf - inf drops nothing below).
-    if math.isnan(array.sum()):
+    if math.isnan(_sum(array)):
         array = array[~np.isnan(array)]
     return array
 
@@ -149,19 +153,21 @@ def _moments(r: np.ndarray) -> Moments:
     n = r.size
     if n == 0:
         return _NO_MOMENTS
-    total = float(r.sum())
+    total = float(_sum(r))
     mean = total / n
     if n < 2:
         return Moments(n, total, mean, math.nan, math.nan, math.nan)
-    centred = r - mean
-    squared = centred * centred
-    sum_squares = float(squared.sum())
+    centred = np.subtract(r, mean)
+    squared = np.multiply(centred, centred)
+    sum_squares = float(_sum(squared))
     std = math.sqrt(sum_squares / (n - 1))
     if n < 3 or not std > _ZERO_DISPERSION:
         return Moments(n, total, mean, std, math.nan, math.nan)
     m2 = sum_squares / n
-    return Moments(n, total, mean, std, float((squared * centred).sum()) / n / m2**1.5,
-                   float((squared * squared).sum()) / n / m2**2)
+    cubed = np.multiply(squared, centred, out=centred)
+    skew = float(_sum(cubed)) / n / m2**1.5
+    fourth = np.multiply(squared, squared, out=squared)
+    return Moments(n, total, mean, std, skew, float(_sum(fourth)) / n / m2**2)
 
 
 def sharpe_estimator_variance(sharpe: float, skew: float, kurtosis: float) -> float:
@@ -331,10 +337,10 @@ def tail_ratio(returns: Any) -> float:
 def average_turnover(turnover: Any) -> float:
     """Mean per-period turnover (sum over assets of the absolute weight change); NaN if empty."""
     t = np.asarray(turnover, dtype=np.float64).reshape(-1)
-    total = t.sum()
+    total = _sum(t)
     if math.isnan(total):  # NaN entries are dropped
         t = t[~np.isnan(t)]
-        total = t.sum()
+        total = _sum(t)
     return float(total) / t.size if t.size else math.nan  # numpy's mean: the sum over n
 
 
@@ -394,7 +400,8 @@ class _Pass:
     intermediate is computed by the same numpy operations whichever metric asks first.
     """
 
-    __slots__ = ("_cache", "_ppy", "_trades", "_turnover", "n", "r")
+    __slots__ = ("_drawdown_value", "_losses_value", "_moments_value", "_ppy", "_trades",
+                 "_turnover", "_wealth_value", "n", "r")
 
     def __init__(self, r: np.ndarray, periods_per_year: float, turnover: Any,
                  trades: float) -> None:
@@ -403,55 +410,49 @@ class _Pass:
         self._ppy = periods_per_year
         self._turnover = turnover
         self._trades = trades
-        self._cache: dict[str, Any] = {}
+        self._moments_value: Moments | None = None
+        self._wealth_value: np.ndarray | None = None
+        self._losses_value: tuple[float, float] | None = None
+        self._drawdown_value: float | None = None
 
     # --- shared intermediates ----------------------------------------------------------
 
     def _moments(self) -> Moments:
-        try:
-            return self._cache["moments"]
-        except KeyError:
-            value = self._cache["moments"] = _moments(self.r)
-            return value
+        if self._moments_value is None:
+            self._moments_value = _moments(self.r)
+        return self._moments_value
 
     def _total(self) -> float:
         """``float(r.sum())``: the moments' own sum when they are at hand."""
-        moments = self._cache.get("moments")
-        return moments.total if moments is not None else float(self.r.sum())
+        if self._moments_value is not None:
+            return self._moments_value.total
+        return float(_sum(self.r))
 
     def _wealth(self) -> np.ndarray:
         """Compounded wealth ``cumprod(1 + r)``."""
-        try:
-            return self._cache["wealth"]
-        except KeyError:
+        if self._wealth_value is None:
             wealth = np.add(self.r, 1.0)
-            np.multiply.accumulate(wealth, out=wealth)
-            self._cache["wealth"] = wealth
-            return wealth
+            self._wealth_value = np.multiply.accumulate(wealth, out=wealth)
+        return self._wealth_value
 
     def _losses(self) -> tuple[float, float]:
         """The absolute sum of the negative returns and the downside deviation
         ``sqrt(mean(min(r, 0) ** 2))``."""
-        try:
-            return self._cache["losses"]
-        except KeyError:
+        if self._losses_value is None:
             losses_only = np.minimum(self.r, 0.0)
-            losses = -float(losses_only.sum())
-            np.multiply(losses_only, losses_only, out=losses_only)
-            value = self._cache["losses"] = (losses,
-                                             math.sqrt(float(losses_only.sum()) / self.n))
-            return value
+            losses = -float(_sum(losses_only))
+            squares = np.multiply(losses_only, losses_only, out=losses_only)
+            self._losses_value = (losses, math.sqrt(float(_sum(squares)) / self.n))
+        return self._losses_value
 
     def _drawdown(self) -> float:
-        try:
-            return self._cache["drawdown"]
-        except KeyError:
+        if self._drawdown_value is None:
             wealth = self._wealth()
             peak = np.maximum(wealth, 1.0)
             np.maximum.accumulate(peak, out=peak)
             np.divide(wealth, peak, out=peak)
-            value = self._cache["drawdown"] = min(0.0, float(peak.min()) - 1.0)
-            return value
+            self._drawdown_value = min(0.0, float(np.minimum.reduce(peak)) - 1.0)
+        return self._drawdown_value
 
     def _cagr(self) -> float:
         return _cagr(float(self._wealth()[-1]), self.n, self._ppy)
