@@ -46,6 +46,7 @@ from foldwise.stats import PBOResult, probability_of_backtest_overfitting
 from . import _figures as figures
 from ._importance import param_importances
 from ._overfitting import overfitting_analysis
+from ._snooping import MEANINGS as snooping_meanings
 from ._tables import wfe_metric
 from ._text import incomplete_message
 
@@ -777,6 +778,74 @@ def _fold_details(result: WalkForwardResult, page: _Page) -> list[dict[str, Any]
 # --- the file --------------------------------------------------------------------------------
 
 
+def _snooping_section(result: WalkForwardResult, enabled: bool) -> list[dict[str, Any]] | str:
+    """Data snooping: SPA and StepM per window, the haircut Sharpe ratio and the minimum
+    backtest length (:meth:`WalkForwardResult.snooping`)."""
+    if not enabled:
+        return "Left out: the report was written with overfitting=False."
+    report = result.snooping()
+    table = report.table
+    items = []
+    first = table.iloc[0] if not table.empty else None
+    if first is not None and not math.isnan(first["spa_pvalue"]):
+        items.append((
+            f"SPA p ({first['window']})", _number(first["spa_pvalue"], 3),
+            snooping_meanings["spa"] + f" Best: {first['best']}; lower and upper p-values "
+            f"{_number(first['spa_lower'], 3)} and {_number(first['spa_upper'], 3)}."))
+        items.append((
+            "StepM superior", f"{int(first['superior'])} of {int(first['n_sets'])}",
+            snooping_meanings["superior"].format(alpha=report.alpha)))
+    if report.haircut is not None:
+        cut = report.haircut
+        items.append((
+            "haircut Sharpe", f"{_number(report.best_sharpe, 2)} → "
+            f"{_number(cut.haircut_sharpes['bhy'], 2)}",
+            snooping_meanings["haircut"].format(n_sets=report.n_sets)
+            + f" Bonferroni {_number(cut.haircut_sharpes['bonferroni'], 2)}, Holm "
+            f"{_number(cut.haircut_sharpes['holm'], 2)}, BHY "
+            f"{_number(cut.haircut_sharpes['bhy'], 2)} ({_percent(cut.haircuts['bhy'], 0)} "
+            "cut by BHY)."))
+    if math.isfinite(report.min_backtest_length):
+        items.append((
+            "MinBTL", f"{_number(report.min_backtest_length, 1)} years",
+            snooping_meanings["minbtl"].format(n_sets=report.n_sets,
+                                               years=report.backtest_years)))
+    blocks: list[dict[str, Any]] = [_text(
+        f"Every parameter set against the {report.benchmark.replace('_', '-')} benchmark: "
+        "over the full history (every distinct set), in each fold's training window (the "
+        "sets that fold tried) and on the stitched out-of-sample curve. Stationary "
+        f"bootstrap, {report.n_bootstrap:,} replications, seed {report.seed}.")]
+    if items:
+        blocks.append(_stats(items))
+    rows = []
+    for row in table.to_dict("records"):
+        pvalue, superior = float(row["spa_pvalue"]), float(row["superior"])
+        rows.append([
+            _cell(str(row["window"])), _cell(_date(row["start"]), row["start"]),
+            _cell(_date(row["end"]), row["end"]),
+            _cell(f"{row['n_sets']:,}", row["n_sets"], numeric=True),
+            _cell(f"{row['n_obs']:,}", row["n_obs"], numeric=True),
+            _cell(str(row["best"] or "-")),
+            _cell(_percent(row["best_excess"]), row["best_excess"], numeric=True),
+            _cell(_number(pvalue, 3), pvalue, numeric=True,
+                  css="pass" if pvalue <= 0.05 else ""),
+            _cell(_number(row["spa_lower"], 3), row["spa_lower"], numeric=True),
+            _cell(_number(row["spa_upper"], 3), row["spa_upper"], numeric=True),
+            _cell("-" if math.isnan(superior) else f"{int(superior)}", superior,
+                  numeric=True)])
+    blocks.append(_table(
+        ["window", "from", "to", "sets", "bars", "best set", "excess / year", "SPA p",
+         "lower", "upper", "StepM superior"], rows, table_id="snooping-table",
+        sortable=True,
+        caption="Per window: the best set by studentized mean excess return over the "
+                "benchmark, its annualized excess, Hansen's SPA p-values (consistent, with "
+                "the lower and upper bounds) and the number of sets Romano-Wolf's StepM "
+                f"finds superior at a family-wise error rate of {report.alpha:.0%}."))
+    for note in report.notes:
+        blocks.append(_text(note[0].upper() + note[1:] + ".", "note"))
+    return blocks
+
+
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("foldwise.aggregate", "templates"),
@@ -797,6 +866,8 @@ def render_report(result: WalkForwardResult, *, matrix: pd.DataFrame | None = No
         _section("stability", "Parameter stability", lambda: _stability(result, page)),
         _section("layout", "Fold layout", lambda: _layout(result, page)),
         _section("overfitting", "Overfitting", lambda: _overfitting(result, page, overfitting)),
+        _section("snooping", "Data snooping",
+                 lambda: _snooping_section(result, overfitting)),
         _section("matrix", "Walk-forward matrix", lambda: _matrix(matrix, result, page)),
         _section("cpcv", "CPCV paths", lambda: _cpcv(result, page)),
         _section("fold-details", "Each fold's optimization",

@@ -28,6 +28,7 @@ from ._folds import FoldRecord, fold_records
 from ._overfitting import overfitting_summary
 from ._runs import RunLoader
 from ._select import select_top
+from ._snooping import SnoopingReport, snooping_report
 from ._stitch import stitch
 
 __all__ = ["WalkForwardResult"]
@@ -256,6 +257,52 @@ class WalkForwardResult:
         matrix = (self.returns_matrix(max_configurations).to_numpy()
                   if self.manifest.strategy.causal else None)
         return overfitting_summary(self.oos_result, matrix, n_splits=n_splits)
+
+    def snooping(self, benchmark: Any = "auto", *, n_bootstrap: int = 1000,
+                 block_length: float | str = "auto", seed: int = 0, alpha: float = 0.05,
+                 max_configurations: int | None = None) -> SnoopingReport:
+        """After trying all these parameter sets, is the best better than a benchmark at all?
+
+        Hansen's SPA test and Romano & Wolf's StepM (:mod:`foldwise.snooping`) on every
+        distinct set the study evaluated over the full history (causal strategies), on the
+        sets each fold tried over its training bars, and on the stitched out-of-sample
+        curve (walk-forward); the haircut Sharpe ratio and the minimum backtest length of
+        the best set by full-history Sharpe ratio. See
+        :mod:`foldwise.aggregate._snooping` for what each window answers.
+
+        Parameters
+        ----------
+        benchmark
+            ``"flat"`` (a return of 0: staying in cash), ``"equal_weight"`` (the universe
+            held in equal weights, the study's own benchmark run), ``"buy_and_hold"``
+            (single-asset studies: the asset held throughout), ``"auto"`` (equal weight
+            when the study recorded it, else flat), or a Series of per-period returns
+            indexed by date.
+        n_bootstrap, block_length, seed
+            The stationary bootstrap: replications, mean block length (``"auto"``: Politis
+            & White per window) and seed; the same study and seed give the same report.
+        alpha
+            StepM's family-wise error rate.
+        max_configurations
+            Use the first this many distinct sets in the full-history window.
+
+        Returns
+        -------
+        SnoopingReport
+            ``.table`` (one row per window), ``.summary()``, and the full results.
+        """
+        key = None
+        if isinstance(benchmark, str):
+            key = (benchmark, n_bootstrap, block_length, seed, alpha, max_configurations)
+            kept = self.__dict__.setdefault("_snooping_reports", {})
+            if key in kept:
+                return kept[key]
+        report = snooping_report(self, benchmark, n_bootstrap=n_bootstrap,
+                                 block_length=block_length, seed=seed, alpha=alpha,
+                                 max_configurations=max_configurations)
+        if key is not None:
+            self.__dict__["_snooping_reports"][key] = report
+        return report
 
     def cpcv_paths(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """CPCV studies: metrics of each out-of-sample path, and the path returns."""

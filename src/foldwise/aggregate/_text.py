@@ -9,6 +9,8 @@ import pandas as pd
 
 from foldwise.errors import FoldwiseError
 
+from ._snooping import snooping_text
+
 if TYPE_CHECKING:
     from ._result import WalkForwardResult
 
@@ -111,4 +113,6 @@ def text_report(result: WalkForwardResult, *, overfitting: bool = True) -> str:
             f"overfitting: PBO {_number(stats.get('pbo', math.nan), 2)} over "
             f"{int(stats.get('n_configurations', 0))} distinct parameter sets; out-of-sample "
             f"PSR {_number(stats['oos_psr'], 2)}, DSR {_number(stats['oos_dsr'], 2)}")
+    if overfitting:
+        lines += ["", *snooping_text(result)]
     return "\n".join(lines)
