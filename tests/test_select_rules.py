@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from optuna.trial import TrialState
 
 import foldwise
+from foldwise._canonical import canonical_json
 from foldwise.aggregate import (
     Best,
     Plateau,
@@ -28,6 +29,7 @@ from foldwise.aggregate import (
     select_top,
 )
 from foldwise.aggregate._folds import fold_records
+from foldwise.aggregate._select import params_key
 from foldwise.backtest import BacktestSettings
 from foldwise.errors import OptimizationError
 from foldwise.records import (
@@ -90,6 +92,19 @@ def test_best_chooses_exactly_what_select_top_chose(rows, direction, top_k, rng)
         return
     assert choice.ranked[0] is expected is today[0]
     assert list(choice.ranked) == select_top(trials, direction, top_k)
+
+
+values = (st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, -0.0, 1.0, 0.5])
+          | st.floats(allow_nan=True) | st.sampled_from(["a", "1", "b"])
+          | st.sampled_from([np.int64(1), np.float64(1.0), np.bool_(True)])
+          | st.lists(st.integers(0, 2), max_size=2) | st.tuples(st.integers(0, 2)))
+param_sets = st.dictionaries(st.sampled_from(["x", "y", "z"]), values, max_size=3)
+
+
+@given(param_sets, param_sets)
+def test_the_key_of_a_set_is_its_canonical_json(a, b):
+    assert (params_key(a) == params_key(b)) == (canonical_json(a) == canonical_json(b))
+    assert params_key(a) == params_key(dict(reversed(list(a.items()))))
 
 
 # --- plateau: neighbourhoods of each kind of parameter -----------------------------------------
@@ -404,3 +419,43 @@ def test_plateau_fold_records_carry_the_smoothed_value():
     assert record.best.smoothed == pytest.approx((2.1 + w * 2.0) / (1 + w))
     assert record.best.neighbours == 1
     assert record.best.train == {"sharpe": 2.1}
+
+
+def _naive_scores(sets, radius, prior):
+    """The plateau scores by the definition, pair by pair, for the space of the test
+    below: n an Int(1, 60) (radius at least two steps), rate a log Float(1e-4, 1e-1),
+    side a categorical."""
+    r_n = max(radius * 59, 2.0)
+    r_rate = radius * math.log(1e-1 / 1e-4)
+    values = [t.value for t in sets]
+    median = float(np.median(values))
+    scores = []
+    for a in sets:
+        total, weighted, count = 0.0, 0.0, -1
+        for b in sets:
+            if a.params["side"] != b.params["side"]:
+                continue
+            d2 = (((a.params["n"] - b.params["n"]) / r_n) ** 2
+                  + (math.log(a.params["rate"] / b.params["rate"]) / r_rate) ** 2)
+            if d2 < 1:
+                total += 1 - d2
+                weighted += (1 - d2) * b.value
+                count += 1
+        scores.append(((weighted + prior * median) / (total + prior), count))
+    return scores
+
+
+@given(st.lists(st.tuples(st.integers(1, 60), st.sampled_from([1e-4, 3e-4, 1e-3, 2e-3, 5e-2]),
+                          st.sampled_from(["long", "short"]), st.floats(-3, 3)),
+                min_size=1, max_size=40, unique_by=lambda row: row[:3]),
+       st.sampled_from([0.05, 0.1, 0.3]), st.sampled_from([0.0, 1.0, 2.5]))
+def test_plateau_scores_equal_the_definition_pair_by_pair(rows, radius, prior):
+    space = space_of(n=Int(1, 60), rate=Float(1e-4, 1e-1, log=True),
+                     side=Categorical(["long", "short"]))
+    sets = [trial(k, value, n=n, rate=rate, side=side)
+            for k, (n, rate, side, value) in enumerate(rows)]
+    found = plateau_scores(sets, space, radius=radius, prior=prior)
+    for score, (expected, count) in zip(found, _naive_scores(sets, radius, prior),
+                                        strict=True):
+        assert score.smoothed == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        assert score.neighbours == count

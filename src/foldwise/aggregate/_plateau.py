@@ -27,11 +27,12 @@ scores — and the choice, ties broken by trial number — are the same in every
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from foldwise._canonical import canonical_json
 from foldwise.records import StoredTrial
@@ -39,10 +40,6 @@ from foldwise.records import StoredTrial
 from ._dimensions import Dimension, dimensions
 
 __all__ = ["PlateauScore", "plateau_scores"]
-
-# Rows of the pairwise weight matrix computed at once (bounds memory for large studies).
-_BLOCK = 512
-
 
 @dataclass(frozen=True)
 class PlateauScore:
@@ -88,15 +85,57 @@ def _coordinates(sets: Sequence[StoredTrial], dims: Sequence[Dimension], radius:
     coords = (np.array(columns, dtype=float).T if columns
               else np.zeros((len(sets), 0), dtype=float))
     names_numeric = {d.name for d in numeric}
-    groups: dict[str, int] = {}
+    groups: dict[Hashable, int] = {}
     codes = []
     for trial in sets:
-        key = canonical_json({
-            "names": sorted(trial.params),
-            "values": {k: v for k, v in sorted(trial.params.items())
-                       if k not in names_numeric}})
+        key = (tuple(sorted(trial.params)),
+               *((k, _typed(v)) for k, v in sorted(trial.params.items())
+                 if k not in names_numeric))
         codes.append(groups.setdefault(key, len(groups)))
     return coords, np.array(codes, dtype=np.int64)
+
+
+def _typed(value: Any) -> Hashable:
+    """A key equal for two values exactly when they are the same value of the same type
+    (``True`` is not ``1``, ``1`` is not ``1.0``), as the canonical form compares them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return (type(value).__name__, value)
+    return canonical_json(value)
+
+
+def _kernel_sums(coords: np.ndarray, groups: np.ndarray, values: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per set: the sum of its weights, of its weighted values, and its neighbour count.
+
+    Only pairs within the radius carry weight, so they are found with a k-d tree (pairs
+    at distance <= 1 in radius units) rather than by comparing every pair; the sums run
+    in a fixed order (the set itself, then its pairs sorted by index), so they are the
+    same in every process.
+    """
+    n = len(values)
+    if coords.shape[1] == 0:  # no numeric parameter: a neighbourhood is a whole group
+        sums = np.bincount(groups, weights=values)
+        sizes = np.bincount(groups)
+        return sizes[groups].astype(float), sums[groups], sizes[groups] - 1
+    found = [np.empty((0, 2), dtype=np.intp)]
+    for group in np.unique(groups):  # sets in different groups are never neighbours
+        members = np.flatnonzero(groups == group)
+        if len(members) > 1:
+            local = cKDTree(coords[members]).query_pairs(1.0 + 1e-9, output_type="ndarray")
+            found.append(members[local])
+    pairs = np.concatenate(found)
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    first, second = pairs[:, 0], pairs[:, 1]
+    step = coords[first] - coords[second]
+    weight = 1.0 - (step * step).sum(axis=1)
+    keep = weight > 0.0
+    first, second, weight = first[keep], second[keep], weight[keep]
+    rows = np.concatenate([np.arange(n), first, second])
+    weights = np.concatenate([np.ones(n), weight, weight])
+    others = np.concatenate([values, values[second], values[first]])
+    total = np.bincount(rows, weights=weights, minlength=n)
+    weighted = np.bincount(rows, weights=weights * others, minlength=n)
+    return total, weighted, np.bincount(rows, minlength=n) - 1
 
 
 def _fixed_dims(dims: Sequence[Dimension]) -> list[Dimension]:
@@ -147,18 +186,8 @@ def plateau_scores(sets: Sequence[StoredTrial], space: Mapping[str, Any], *,
     coords, groups = _coordinates(sets, dims, radius)
     values = np.array([float(t.value or 0.0) for t in sets], dtype=float)
     median = float(np.median(values))
-    smoothed = np.empty(len(sets))
-    neighbours = np.empty(len(sets), dtype=np.int64)
-    for start in range(0, len(sets), _BLOCK):
-        rows = slice(start, start + _BLOCK)
-        squared = np.zeros((coords[rows].shape[0], len(sets)))
-        for axis in range(coords.shape[1]):
-            squared += (coords[rows, axis][:, None] - coords[None, :, axis]) ** 2
-        weights = np.where(squared < 1.0, 1.0 - squared, 0.0)
-        weights[groups[rows][:, None] != groups[None, :]] = 0.0
-        smoothed[rows] = (((weights * values[None, :]).sum(axis=1) + prior * median)
-                          / (weights.sum(axis=1) + prior))
-        neighbours[rows] = (weights > 0).sum(axis=1) - 1  # itself: distance 0, weight 1
+    total, weighted, neighbours = _kernel_sums(coords, groups, values)
+    smoothed = (weighted + prior * median) / (total + prior)
     return [PlateauScore(trial, float(value), float(score), int(count))
             for trial, value, score, count in zip(sets, values, smoothed, neighbours,
                                                   strict=True)]

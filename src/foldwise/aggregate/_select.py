@@ -7,10 +7,11 @@ a selection rule (:mod:`._rules`) on top of it and says what the fold chose.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from optuna.trial import TrialState
 
 from foldwise._canonical import canonical_json
@@ -20,7 +21,7 @@ from ._average import average_params, averaged_sets
 from ._plateau import PlateauScore, plateau_scores
 from ._rules import Best, Plateau, SelectRule, TopKMean
 
-__all__ = ["FoldChoice", "SelectedSet", "choose", "select_top"]
+__all__ = ["FoldChoice", "SelectedSet", "choose", "params_key", "select_top"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,26 @@ class SelectedSet:
         return self.evaluation.test
 
 
+_PRIMITIVE = (type(None), bool, int, float, str)
+
+
+def params_key(params: Mapping[str, Any]) -> Hashable:
+    """A key equal for two parameter sets exactly when their canonical JSON is
+    (:func:`foldwise._canonical.canonical_json`: order-free, type-exact), without building
+    the JSON for the usual sets of None, bool, int, float and str values."""
+    items = []
+    for name, value in params.items():
+        if isinstance(value, np.generic) and isinstance(value, (np.bool_, np.integer,
+                                                                np.floating, np.str_)):
+            value = value.item()
+        if type(value) not in _PRIMITIVE or not isinstance(name, str):
+            return ("json", canonical_json(params))
+        # repr tells floats apart as the JSON does (-0.0, nan); the type tells 1, 1.0, True
+        items.append((name, type(value).__name__,
+                      repr(value) if isinstance(value, float) else value))
+    return ("typed", tuple(sorted(items)))
+
+
 def select_top(trials: Iterable[StoredTrial], direction: str, top_k: int) -> list[StoredTrial]:
     """The best ``top_k`` COMPLETE trials with distinct parameters, best first.
 
@@ -76,9 +97,9 @@ def select_top(trials: Iterable[StoredTrial], direction: str, top_k: int) -> lis
     sign = -1.0 if direction == "maximize" else 1.0
     complete.sort(key=lambda t: (sign * float(t.value or 0.0), t.number))
     chosen: list[StoredTrial] = []
-    seen: set[str] = set()
+    seen: set[Hashable] = set()
     for trial in complete:
-        key = canonical_json(trial.params)
+        key = params_key(trial.params)
         if key in seen:
             continue
         seen.add(key)
@@ -152,8 +173,9 @@ def choose(trials: Sequence[StoredTrial], direction: str, top_k: int, rule: Sele
         return FoldChoice(rule, tuple(s.trial for s in scores[:top_k]),
                           scores={s.trial.number: s for s in scores[:top_k]})
     if isinstance(rule, TopKMean):
-        ranked = _distinct_ranked(trials, direction)
-        top = averaged_sets(ranked[:rule.resolved_k(top_k)])
+        k = rule.resolved_k(top_k)
+        ranked = select_top(trials, direction, max(k, top_k))
+        top = averaged_sets(ranked[:k])
         return FoldChoice(rule, tuple(ranked[:top_k]),
                           average=average_params(top, space) if top else None,
                           averaged=tuple(top))
