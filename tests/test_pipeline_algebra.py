@@ -418,11 +418,16 @@ def test_ungrouped_zscore_and_demean_kernels_match_numpy(matrices, all_valid):
             assert np.isnan(z[row][~cells]).all() and np.isnan(d[row][~cells]).all()
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("n_cols", [1, 2, 7, 600])
-def test_rank_kernel_on_values_a_few_ulps_apart(n_cols):
+def test_rank_kernel_on_values_a_few_ulps_apart(n_cols, compiled, monkeypatch):
     """Ordinal ranks sort values by integer images whose lowest bits hold the column:
     values equal but for those bits, signed zeros, infinities and huge or tiny
-    magnitudes must still rank as scipy ranks them."""
+    magnitudes must still rank as scipy ranks them (numpy and compiled kernels)."""
+    if compiled:
+        from foldwise.pipeline import _crosssection
+
+        monkeypatch.setattr(_crosssection, "COMPILED_MIN_CELLS", 0)
     rng = np.random.default_rng(n_cols)
     base = np.array([1.0, -1.0, 0.0, -0.0, 1e-300, -1e-300, 1e300, np.inf, -np.inf, 5e-324])
     rows = []
@@ -453,3 +458,31 @@ def test_rank_kernel_on_values_a_few_ulps_apart(n_cols):
             np.testing.assert_array_equal(got[row], expected)
             with np.errstate(invalid="ignore"):
                 np.testing.assert_array_equal(picked[row], expected <= 3)
+
+
+def test_compiled_cross_sections_match_the_numpy_ones(monkeypatch):
+    """Large arrays take compiled kernels (numba): the same ordinal ranks, and zscores
+    and demeaned values equal to rounding (their sums run in column order)."""
+    from foldwise.pipeline import _crosssection
+
+    rng = np.random.default_rng(11)
+    cases = []
+    for case in range(60):
+        shape = (int(rng.integers(1, 12)), int(rng.integers(1, 40)))
+        values = rng.normal(size=shape)
+        if case % 2:
+            values = np.round(values * 2) / 2  # ties
+        values[rng.random(shape) < 0.15] = np.nan
+        if case % 5 == 0:
+            values[0] = np.nan  # a row without data
+        valid = rng.random(shape) < (0.8 if case % 3 else 1.1)
+        cases.append((values, valid))
+    with np.errstate(all="ignore"):
+        expected = [(rank_rows(v, m, "ordinal", True), rank_rows(v, m, "ordinal", False),
+                     zscore_rows(v, m), demean_rows(v, m)) for v, m in cases]
+        monkeypatch.setattr(_crosssection, "COMPILED_MIN_CELLS", 0)
+        for (values, valid), (up, down, z, d) in zip(cases, expected, strict=True):
+            np.testing.assert_array_equal(rank_rows(values, valid, "ordinal", True), up)
+            np.testing.assert_array_equal(rank_rows(values, valid, "ordinal", False), down)
+            np.testing.assert_allclose(zscore_rows(values, valid), z, rtol=1e-13, atol=1e-13)
+            np.testing.assert_allclose(demean_rows(values, valid), d, rtol=1e-13, atol=1e-15)

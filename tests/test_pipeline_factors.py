@@ -370,3 +370,78 @@ def test_multi_output_kernels_match_the_per_date_compute(gappy):
             assert_matches(ours[name].unstack("asset").reindex(columns=gappy.assets),
                            reference[name].unstack("asset").reindex(columns=gappy.assets),
                            scale=1.0, tol=1e-11)
+
+
+# --- the compiled kernels -------------------------------------------------------------------
+
+
+def _kernel_cases(seed: int = 0, n: int = 300):
+    """Random panels with holes, empty columns, constant stretches, signed zeros and all
+    block alignments: (values, window, origin)."""
+    rng = np.random.default_rng(seed)
+    for case in range(n):
+        rows, cols = int(rng.integers(1, 70)), int(rng.integers(1, 5))
+        window, origin = int(rng.integers(1, rows + 1)), int(rng.integers(0, 200))
+        values = 50 + rng.normal(size=(rows, cols)).cumsum(axis=0)
+        if case % 3 == 0:
+            values[rng.random(values.shape) < 0.3] = np.nan
+        if case % 5 == 0:
+            values[:, 0] = np.nan
+        if case % 7 == 0:
+            values[: rows // 2] = 3.0
+        if case % 11 == 0:
+            values[rng.random(values.shape) < 0.3] = -0.0
+        yield values, window, origin
+
+
+def test_compiled_kernels_equal_the_numpy_kernels_bit_for_bit():
+    """The compiled mean and moments make the numpy kernels' additions in the same order:
+    the same values, NaN in the same cells, even the sign of zeros."""
+    from foldwise.pipeline import _compiled, _kernels
+
+    def same(a: np.ndarray, b: np.ndarray) -> bool:
+        return (a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+                and np.array_equal(np.signbit(a), np.signbit(b)))
+
+    for values, window, origin in _kernel_cases():
+        lead = origin % window
+        with np.errstate(all="ignore"):
+            assert same(_compiled.window_nanmean(values, window, lead),
+                        _kernels._nanmean_numpy(values, window, origin))
+            count, mean, var = _compiled.window_nanmoments(values, window, lead, True)
+            layout, n_valid, m1, variance, ends = _kernels._moments_numpy(values, window, origin)
+            assert same(var, variance)
+            assert same(mean, layout.per_row(ends) + m1)
+            assert same(count, np.broadcast_to(n_valid, count.shape).astype(np.int64))
+            assert _compiled.window_nanmoments(values, window, lead, False)[1].size == 0
+
+
+def test_large_panels_take_the_compiled_kernels_and_match_pandas(monkeypatch):
+    """A panel of 250 000 cells or more goes to the compiled kernels (numba); their SMA,
+    volatility and Bollinger bands match pandas as the numpy kernels do."""
+    from foldwise.pipeline import _compiled, _kernels
+
+    calls = []
+    for name in ("window_nanmean", "window_nanmoments"):
+        original = getattr(_compiled, name)
+        monkeypatch.setattr(_compiled, name, lambda *a, _f=original, _n=name: (
+            calls.append(_n), _f(*a))[1])
+    rng = np.random.default_rng(5)
+    n_dates, n_assets = 520, 500
+    assert n_dates * n_assets >= _kernels.COMPILED_MIN_CELLS
+    prices = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (n_dates, n_assets)), axis=0))
+    prices[rng.random(prices.shape) < 0.02] = np.nan
+    prices[:300, 7] = np.nan
+    data = MarketData({"close": prices}, pd.bdate_range("2015-01-01", periods=n_dates),
+                      [f"A{i:03d}" for i in range(n_assets)])
+    table = frame(data)
+    assert_matches(wide(SimpleMovingAverage(inputs=[close], window_length=30), data),
+                   table.rolling(30, min_periods=1).mean().shift(1))
+    returns = table.pct_change()
+    assert_matches(wide(AnnualizedVolatility(window_length=60), data),
+                   (direct_std(returns, 60) * math.sqrt(252)).shift(1), scale=1e-3)
+    bands = BollingerBands(window_length=20, k=2.0)
+    mean, std = table.rolling(20, min_periods=1).mean(), direct_std(table, 20)
+    assert_matches(wide(bands.upper, data), (mean + 2.0 * std).shift(1),
+                   scale=mean.shift(1).fillna(1.0))
+    assert set(calls) == {"window_nanmean", "window_nanmoments"}

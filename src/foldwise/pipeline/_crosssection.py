@@ -23,6 +23,7 @@ from typing import TypeGuard
 import numpy as np
 
 from foldwise.errors import PipelineDefinitionError
+from foldwise.pipeline._kernels import COMPILED_MIN_CELLS
 
 __all__ = [
     "demean_rows",
@@ -98,9 +99,9 @@ def rank_rows(values: np.ndarray, valid: np.ndarray, method: str = "ordinal",
     array([[1. , 2.5, nan, 2.5]])
     """
     valid = valid & ~np.isnan(values)
-    keys = values if ascending else -values
     if method == "ordinal" and labels is None:  # the common case
-        return _ordinal_ranks(keys, valid)
+        return _ordinal_ranks(values, valid, ascending)
+    keys = values if ascending else -values
     rows = _SortedRows(keys, valid, labels)
     ordinal = rows.position - rows.group_start + 1
     if method == "ordinal":
@@ -132,8 +133,8 @@ def _masked_keys(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return keys if valid.all() else np.where(valid, keys, np.nan)
 
 
-def _ordinal_ranks(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Ordinal ranks of each row's valid ``keys`` (ties in column order), NaN elsewhere.
+def _ordinal_ranks(values: np.ndarray, valid: np.ndarray, ascending: bool) -> np.ndarray:
+    """Ordinal ranks of each row's valid values (ties in column order), NaN elsewhere.
 
     Rows are ordered by one sort of 64-bit integers (numpy sorts integers with vector
     instructions, several times faster than an argsort of floats): each float is mapped
@@ -145,9 +146,24 @@ def _ordinal_ranks(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
     argsort instead, which orders ties by column as
     ``scipy.stats.rankdata(method="ordinal")`` does.
     """
-    n_rows, n_cols = keys.shape
-    masked = _masked_keys(keys, valid)
+    n_rows, n_cols = values.shape
     bits = max((n_cols - 1).bit_length(), 1)
+    if values.size >= COMPILED_MIN_CELLS:  # the same steps, in two compiled passes
+        from foldwise.pipeline import _compiled
+
+        code = _compiled.ordinal_codes(np.ascontiguousarray(values, dtype=np.float64),
+                                       np.ascontiguousarray(valid), ascending, bits)
+        code.sort(axis=1)
+        ranks = np.empty(values.shape)
+        redo = _compiled.ranks_from_codes(code, bits, ranks)
+        if redo.size:
+            keys = values[redo] if ascending else -values[redo]
+            stable = _stable_ranks(_masked_keys(keys, valid[redo]))
+            stable[~valid[redo]] = np.nan
+            ranks[redo] = stable
+        return ranks
+    keys = values if ascending else -values
+    masked = _masked_keys(keys, valid)
     low = np.int64((1 << bits) - 1)
     # -0.0 + 0.0 is +0.0: the two zeros are equal values and must map to one integer.
     code = np.add(masked, 0.0).view(np.int64)
@@ -161,15 +177,20 @@ def _ordinal_ranks(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
     unsure = ((high[:, 1:] == high[:, :-1]) & (high[:, 1:] != nan_high)).any(axis=1)
     order = code & low
     order += (np.arange(n_rows, dtype=np.int64) * n_cols)[:, None]
-    ranks = np.empty(keys.shape)
+    ranks = np.empty(values.shape)
     ranks.reshape(-1)[order] = np.arange(1.0, n_cols + 1)
     redo = np.flatnonzero(unsure)
     if redo.size:
-        stable = np.argsort(masked[redo], axis=1, kind="stable")
-        ranks_redo = np.empty((redo.size, n_cols))
-        np.put_along_axis(ranks_redo, stable, np.arange(1.0, n_cols + 1)[None, :], axis=1)
-        ranks[redo] = ranks_redo
+        ranks[redo] = _stable_ranks(masked[redo])
     ranks[~valid] = np.nan
+    return ranks
+
+
+def _stable_ranks(masked: np.ndarray) -> np.ndarray:
+    """1-based positions of each cell in its row's stable sort (ties in column order)."""
+    order = np.argsort(masked, axis=1, kind="stable")
+    ranks = np.empty(masked.shape)
+    np.put_along_axis(ranks, order, np.arange(1.0, masked.shape[1] + 1)[None, :], axis=1)
     return ranks
 
 
@@ -241,7 +262,7 @@ def _row_deviations(values: np.ndarray, usable: np.ndarray | None, with_std: boo
         deviations = np.where(usable, values - mean, 0.0)
     if not with_std:
         return deviations, mean, None
-    var = (deviations * deviations).sum(axis=1, keepdims=True) / count
+    var: np.ndarray = (deviations * deviations).sum(axis=1, keepdims=True) / count
     if usable is not None:
         var = np.where(count > 0, var, np.nan)
     return deviations, mean, np.sqrt(var)
@@ -267,6 +288,14 @@ def _group_moments(values: np.ndarray, valid: np.ndarray, labels: np.ndarray,
         return mean, std
 
 
+def _compiled_normalize(values: np.ndarray, valid: np.ndarray, scale: bool) -> np.ndarray:
+    """``demean`` (``scale``: ``zscore``) of each row in one compiled pass per step."""
+    from foldwise.pipeline import _compiled
+
+    return _compiled.normalize_rows(np.ascontiguousarray(values, dtype=np.float64),
+                                    np.ascontiguousarray(valid), scale)
+
+
 def _usable(values: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
     """Cells that are valid and not NaN; None when that is every cell."""
     usable = ~np.isnan(values)
@@ -288,6 +317,8 @@ def demean_rows(values: np.ndarray, valid: np.ndarray,
     if labels is not None:
         mean, _ = _group_moments(values, valid, labels, with_std=False)
         return np.where(valid, values - mean, np.nan)
+    if values.size >= COMPILED_MIN_CELLS:
+        return _compiled_normalize(values, valid, scale=False)
     usable = _usable(values, valid)
     with np.errstate(invalid="ignore", divide="ignore"):
         deviations, _, _ = _row_deviations(values, usable, with_std=False)
@@ -307,8 +338,11 @@ def zscore_rows(values: np.ndarray, valid: np.ndarray,
         if labels is not None:
             mean, std = _group_moments(values, valid, labels, with_std=True)
             return np.where(valid, (values - mean) / std, np.nan)
+        if values.size >= COMPILED_MIN_CELLS:
+            return _compiled_normalize(values, valid, scale=True)
         usable = _usable(values, valid)
         deviations, _, row_std = _row_deviations(values, usable, with_std=True)
+        assert row_std is not None
         scores = np.divide(deviations, row_std, out=deviations)
         return scores if usable is None else np.where(usable, scores, np.nan)
 

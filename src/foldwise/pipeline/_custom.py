@@ -206,34 +206,76 @@ class _CustomTerm(Term):
         n_rows, n_assets = len(ctx.dates), len(ctx.assets)
         windows = [sliding_windows(values, self.window_length) for values in inputs]
         out = self._allocate((n_rows, n_assets))
-        compute, params, assets = self.compute, self.params, ctx.assets
         with self.ctx:
-            for row, today in enumerate(ctx.dates):
-                day_mask = None if mask is None else mask[row]
-                if day_mask is None or day_mask.all():
-                    arrays = [w[row] for w in windows]
-                    self._call(compute, today, assets, out[row], arrays, params)
-                    continue
-                columns = np.flatnonzero(day_mask)
-                arrays = [w[row] if w.shape[2] == 1 else w[row][:, columns] for w in windows]
-                row_out = out[row][columns]
-                self._call(compute, today, assets[columns], row_out, arrays, params)
-                out[row, columns] = row_out
+            if mask is None or mask.all():
+                self._run_unmasked(out, windows, ctx)
+            else:
+                self._run_masked(out, windows, mask, ctx)
         if self.outputs is None:
             return out
         return {name: np.ascontiguousarray(out[name]) for name in self.outputs}
+
+    def _run_unmasked(self, out: np.ndarray, windows: list[np.ndarray], ctx: Context) -> None:
+        """One ``compute`` call per date over every asset: the loop Python runs most.
+
+        The per-date views of ``out`` and of each input's windows are made by numpy's own
+        iteration (``list(array)``), so a call costs the user's ``compute`` and little else.
+        """
+        compute, params, assets = self.compute, self.params, ctx.assets
+        rows = list(out)
+        today, row = None, rows[0]
+        try:
+            if len(windows) == 1:
+                for today, row, window in zip(ctx.dates, rows, list(windows[0]), strict=True):
+                    returned = compute(today, assets, row, window, **params)
+                    if returned is not None:
+                        self._check_returned(returned, row)
+            else:
+                for today, row, *arrays in zip(ctx.dates, rows, *map(list, windows),
+                                               strict=True):
+                    returned = compute(today, assets, row, *arrays, **params)
+                    if returned is not None:
+                        self._check_returned(returned, row)
+        except PipelineOutputError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise self._compute_failed(exc, today, row, n_assets=len(assets)) from exc
+
+    def _run_masked(self, out: np.ndarray, windows: list[np.ndarray], mask: np.ndarray,
+                    ctx: Context) -> None:
+        compute, params, assets = self.compute, self.params, ctx.assets
+        for row, today in enumerate(ctx.dates):
+            day_mask = mask[row]
+            if day_mask.all():
+                arrays = [w[row] for w in windows]
+                self._call(compute, today, assets, out[row], arrays, params)
+                continue
+            columns = np.flatnonzero(day_mask)
+            arrays = [w[row] if w.shape[2] == 1 else w[row][:, columns] for w in windows]
+            row_out = out[row][columns]
+            self._call(compute, today, assets[columns], row_out, arrays, params)
+            out[row, columns] = row_out
 
     def _call(self, compute: Any, today: Any, assets: np.ndarray, out: np.ndarray,
               arrays: list[np.ndarray], params: dict[str, Any]) -> None:
         try:
             returned = compute(today, assets, out, *arrays, **params)
         except (ValueError, TypeError) as exc:
-            raise PipelineOutputError(
-                f"{self!r}.compute failed on {today.date()} with {type(exc).__name__}: {exc}. "
-                f"It receives out of shape {out.shape} and dtype {self.dtype} (one value per "
-                f"asset passing the mask that day) and each input as an array of shape "
-                f"({self.window_length}, {len(assets)}); write one value per asset into out, "
-                "e.g. out[:] = np.mean(prices, axis=0).") from exc
+            raise self._compute_failed(exc, today, out, len(assets)) from exc
+        if returned is not None:
+            self._check_returned(returned, out)
+
+    def _compute_failed(self, exc: Exception, today: Any, out: np.ndarray,
+                        n_assets: int) -> PipelineOutputError:
+        day = today.date() if today is not None else "the first date"
+        return PipelineOutputError(
+            f"{self!r}.compute failed on {day} with {type(exc).__name__}: {exc}. "
+            f"It receives out of shape {out.shape} and dtype {self.dtype} (one value per "
+            f"asset passing the mask that day) and each input as an array of shape "
+            f"({self.window_length}, {n_assets}); write one value per asset into out, "
+            "e.g. out[:] = np.mean(prices, axis=0).")
+
+    def _check_returned(self, returned: Any, out: np.ndarray) -> None:
         if (isinstance(returned, np.ndarray) and returned is not out
                 and not np.shares_memory(returned, out)):
             raise PipelineOutputError(

@@ -487,17 +487,38 @@ def compute_wide(pipeline: Pipeline, data: MarketData, *,
     return WideResult(first, {name: results[t] for name, t in plan.outputs.items()}, screen)
 
 
+def _codes(positions: np.ndarray, n_labels: int) -> np.ndarray:
+    """Level codes in the integer type pandas keeps for ``n_labels`` labels (no recast)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_labels < np.iinfo(dtype).max:
+            return positions.astype(dtype, copy=False)
+    return positions.astype(np.int64, copy=False)
+
+
 def to_frame(plan: Plan, results: dict[Term, Any], data: MarketData, first: int,
              last: int) -> pd.DataFrame:
-    """The long ``(date, asset)`` DataFrame of the rows passing the screen."""
+    """The long ``(date, asset)`` DataFrame of the rows passing the screen.
+
+    Cells are picked by their flat position in the ``(dates, assets)`` arrays, each column
+    copied out once into an array the frame owns (no fancy 2-D indexing, no block
+    consolidation).
+    """
     n_dates, n_assets = last - first + 1, data.n_assets
-    keep = (np.ones((n_dates, n_assets), dtype=bool) if plan.screen is None
-            else np.asarray(results[plan.screen]))
-    rows, cols = np.nonzero(keep)
+    picked: np.ndarray | None = None
+    if plan.screen is None:
+        rows = np.repeat(_codes(np.arange(n_dates), n_dates), n_assets)
+        cols = np.tile(_codes(np.arange(n_assets), n_assets), n_dates)
+    else:
+        picked = np.flatnonzero(np.asarray(results[plan.screen]))
+        rows, cols = np.divmod(picked, n_assets)
+        rows, cols = _codes(rows, n_dates), _codes(cols, n_assets)
     # pandas accepts Index levels and integer-array codes (its documented use); the stubs
     # type them as plain sequences.
     index = pd.MultiIndex(levels=[data.index[first:last + 1], data.assets],  # type: ignore[list-item]
                           codes=[rows, cols],  # type: ignore[list-item]
                           names=["date", "asset"], verify_integrity=False)
-    frame = {name: np.asarray(results[term])[rows, cols] for name, term in plan.outputs.items()}
-    return pd.DataFrame(frame, index=index)
+    frame = {}
+    for name, term in plan.outputs.items():
+        flat = np.broadcast_to(np.asarray(results[term]), (n_dates, n_assets)).reshape(-1)
+        frame[name] = flat.copy() if picked is None else flat[picked]
+    return pd.DataFrame(frame, index=index, copy=False)

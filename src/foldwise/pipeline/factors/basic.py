@@ -21,13 +21,12 @@ from foldwise.errors import PipelineDefinitionError
 from foldwise.pipeline._custom import CustomFactor
 from foldwise.pipeline._dataset import EquityPricing
 from foldwise.pipeline._kernels import (
-    window_counts,
     window_ewm,
     window_linear_sum,
     window_max_drawdown,
-    window_moments,
-    window_nansum,
+    window_nanmean,
     window_sum,
+    window_variance,
 )
 
 if TYPE_CHECKING:
@@ -74,7 +73,8 @@ class _BuiltIn(CustomFactor):
 
 def _change(values: np.ndarray, window: int, absolute: bool) -> np.ndarray:
     new, old = values[window - 1:], values[: len(values) - window + 1]
-    return (new - old) / (np.abs(old) if absolute else old)
+    change = np.subtract(new, old)
+    return np.divide(change, np.abs(old) if absolute else old, out=change)
 
 
 class Returns(_BuiltIn):
@@ -136,8 +136,7 @@ class SimpleMovingAverage(_BuiltIn):
         out[:] = np.nanmean(data, axis=0)
 
     def _compute_all(self, inputs: list[np.ndarray], ctx: Context) -> np.ndarray:
-        sums, counts = window_nansum(inputs[0], self.window_length, ctx.origin)
-        return np.divide(sums, counts, out=sums)
+        return window_nanmean(inputs[0], self.window_length, ctx.origin)
 
 
 class VWAP(_BuiltIn):
@@ -316,8 +315,9 @@ class AnnualizedVolatility(_BuiltIn):
         out[:] = np.nanstd(returns, axis=0) * (annualization_factor ** 0.5)
 
     def _compute_all(self, inputs: list[np.ndarray], ctx: Context) -> np.ndarray:
-        moments = window_moments(inputs[0], self.window_length, ctx.origin)
-        return np.sqrt(moments.var) * (self.params["annualization_factor"] ** 0.5)
+        variance = window_variance(inputs[0], self.window_length, ctx.origin)
+        std = np.sqrt(variance, out=variance)
+        return np.multiply(std, self.params["annualization_factor"] ** 0.5, out=std)
 
 
 # Zipline's short names.
