@@ -18,6 +18,9 @@ nothing imports the optimizer. The tables are surfaced on :class:`WalkForwardRes
 ``result.rank_correlation``     per fold, in- vs out-of-sample rank correlation
 ``result.summary()``            the pass/fail criteria (:class:`Criteria`)
 ``result.overfitting()``        PBO (CSCV), PSR and DSR of the out-of-sample curve
+``result.snooping()``           data snooping: SPA and StepM per window (full history,
+                                each fold in sample, out of sample), haircut Sharpe
+                                ratio and minimum backtest length
 ``result.cpcv_paths()``         CPCV: the distribution of path Sharpe ratios
 ``result.text_report()``        all of it as text (what ``foldwise show`` prints)
 ``result.report(path)``         all of it as one self-contained HTML file (plotly figures,
@@ -35,10 +38,11 @@ from ._result import WalkForwardResult
 from ._rules import RULES, Best, Plateau, SelectRule, TopKMean, as_rule, rule_from_json
 from ._runs import CacheRunLoader, RunLoader
 from ._select import FoldChoice, SelectedSet, choose, select_top
+from ._snooping import SnoopingReport
 from ._stitch import stitch
 from ._text import text_report
 
 __all__ = ["RULES", "Best", "CacheRunLoader", "Criteria", "FoldChoice", "FoldRecord", "Plateau",
-           "PlateauScore", "RunLoader", "SelectRule", "SelectedSet", "TopKMean",
+           "PlateauScore", "RunLoader", "SelectRule", "SelectedSet", "SnoopingReport", "TopKMean",
            "WalkForwardResult", "as_rule", "average_params", "choose", "plateau_scores",
            "rule_from_json", "select_top", "stitch", "text_report"]
