@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foldwise import MarketData, datasets
+from foldwise import MarketData, backtest, datasets
 from foldwise.errors import StrategyParameterError
 from foldwise.examples import mean_reversion, rolling_mean, sma_crossover
 
@@ -112,3 +112,25 @@ def test_sma_running_sums_are_memoized_per_data_and_read_only():
     assert _field_running_sums(part, "close")[0][0, 0] == data.array("close")[30, 0]
     np.testing.assert_array_equal(sma_crossover(part, fast=3, slow=9).to_numpy(),
                                   pandas_sma_weights(part.frame("close"), 3, 9, False))
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_sma_crossover_run_backtests_the_same_weights_as_its_frame(gaps):
+    """run() backtests the weights as an array, a direct call returns them as a frame: the
+    two give the same result, and the fingerprint covers the array code."""
+    data = make_panel(150, 3, seed=2)
+    if gaps:
+        close = data.array("close").copy()
+        close[60:64, 0] = np.nan
+        data = MarketData({"close": close}, data.index, data.assets)
+    params = {"fast": 4, "slow": 21, "short": True}
+    frame = sma_crossover(data, **params)
+    assert isinstance(frame, pd.DataFrame)
+    ran = sma_crossover.run(data, params, costs=2)
+    from_frame = backtest(frame, data, costs=2)
+    np.testing.assert_array_equal(ran.positions.to_numpy(), from_frame.positions.to_numpy())
+    np.testing.assert_array_equal(ran.returns.to_numpy(), from_frame.returns.to_numpy())
+    assert ran.metrics() == pytest.approx(from_frame.metrics(), nan_ok=True, rel=0, abs=0)
+    assert "code:foldwise.examples._sma_crossover_weights" in sma_crossover.fingerprint_sources()
+    with pytest.raises(StrategyParameterError, match="fast .30. must be shorter"):
+        sma_crossover.run(data, {"fast": 30, "slow": 20})

@@ -15,13 +15,16 @@ return of ``t + 1`` (see :func:`foldwise.backtest`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from foldwise.data import MarketData
 from foldwise.errors import StrategyParameterError
 from foldwise.optimizer import equal_weight_universe as equal_weight
-from foldwise.strategy import strategy
+from foldwise.strategy import Strategy, strategy
 
 __all__ = ["equal_weight", "mean_reversion", "rolling_mean", "sma_crossover"]
 
@@ -91,7 +94,50 @@ def _check_window(name: str, value: int) -> int:
     return int(value)
 
 
-@strategy(name="sma_crossover")
+class _ArrayStrategy(Strategy):
+    """A strategy whose weights are computed as a numpy array by ``kernel``.
+
+    :meth:`run` backtests that array itself; calling the strategy (``func``) returns the
+    same weights as a DataFrame over the data's dates and assets, which costs a frame per
+    call that a trial does not need. ``func`` must be ``kernel`` wrapped in
+    :func:`_as_frame`, so that its fingerprint covers the kernel.
+    """
+
+    def __init__(self, func: Callable[..., pd.DataFrame],
+                 kernel: Callable[..., np.ndarray]) -> None:
+        super().__init__(func, name=func.__name__)
+        self._kernel = kernel
+
+    def _weights(self, data: MarketData, params: dict[str, Any]) -> np.ndarray:
+        return self._kernel(data, **params)
+
+
+def _as_frame(data: MarketData, weights: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(weights, index=data.index, columns=data.assets, copy=False)
+
+
+def _sma_crossover_weights(data: MarketData, fast: int = 10, slow: int = 50,
+                           short: bool = False) -> np.ndarray:
+    """:func:`sma_crossover`'s weights as an array ``(n_dates, n_assets)``."""
+    fast, slow = _check_window("fast", fast), _check_window("slow", slow)
+    if fast >= slow:
+        raise StrategyParameterError(
+            f"fast ({fast}) must be shorter than slow ({slow}); swap them or add the "
+            "constraint fast < slow to the search space.")
+    sums, gaps = _field_running_sums(data, "close")
+    long, other = 1.0 / data.n_assets, (-1.0 if short else 0.0) / data.n_assets
+    if gaps is None:
+        # No missing close: both averages exist from bar slow - 1 on (fast < slow).
+        weights = np.zeros(sums.shape)
+        if slow <= len(sums):
+            above = _window_means(sums, fast)[slow - fast:] > _window_means(sums, slow)
+            weights[slow - 1:] = np.where(above, long, other)
+        return weights
+    fast_ma, slow_ma = _rolling_mean(sums, gaps, fast), _rolling_mean(sums, gaps, slow)
+    ready = ~(np.isnan(fast_ma) | np.isnan(slow_ma))
+    return np.where(ready, np.where(fast_ma > slow_ma, long, other), 0.0)
+
+
 def sma_crossover(data: MarketData, fast: int = 10, slow: int = 50,
                   short: bool = False) -> pd.DataFrame:
     """Moving-average crossover on every asset of ``data``, equally weighted.
@@ -108,25 +154,17 @@ def sma_crossover(data: MarketData, fast: int = 10, slow: int = 50,
     DataFrame
         Weight ``1 / n_assets`` per asset while ``SMA(fast) > SMA(slow)`` at the close,
         ``-1 / n_assets`` (short) or 0 otherwise; 0 until both averages exist.
+
+    Notes
+    -----
+    Written on the read-only close array (``data.array("close")``'s running sums,
+    memoized on the data), as a strategy whose every microsecond counts is. ``.run()``
+    backtests the array itself; only a direct call builds the DataFrame.
     """
-    fast, slow = _check_window("fast", fast), _check_window("slow", slow)
-    if fast >= slow:
-        raise StrategyParameterError(
-            f"fast ({fast}) must be shorter than slow ({slow}); swap them or add the "
-            "constraint fast < slow to the search space.")
-    sums, gaps = _field_running_sums(data, "close")
-    long, other = 1.0 / data.n_assets, (-1.0 if short else 0.0) / data.n_assets
-    if gaps is None:
-        # No missing close: both averages exist from bar slow - 1 on (fast < slow).
-        weights = np.zeros(sums.shape)
-        if slow <= len(sums):
-            above = _window_means(sums, fast)[slow - fast:] > _window_means(sums, slow)
-            weights[slow - 1:] = np.where(above, long, other)
-    else:
-        fast_ma, slow_ma = _rolling_mean(sums, gaps, fast), _rolling_mean(sums, gaps, slow)
-        ready = ~(np.isnan(fast_ma) | np.isnan(slow_ma))
-        weights = np.where(ready, np.where(fast_ma > slow_ma, long, other), 0.0)
-    return pd.DataFrame(weights, index=data.index, columns=data.assets, copy=False)
+    return _as_frame(data, _sma_crossover_weights(data, fast, slow, short))
+
+
+sma_crossover = _ArrayStrategy(sma_crossover, _sma_crossover_weights)  # type: ignore[assignment]
 
 
 @strategy(name="mean_reversion")

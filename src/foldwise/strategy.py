@@ -201,6 +201,15 @@ class Strategy:
         """Call the underlying function: ``func(data, **params)``."""
         return self.func(data, **params)
 
+    def _weights(self, data: MarketData, params: dict[str, Any]) -> Any:
+        """What :meth:`run` backtests: ``func(data, **params)`` with validated parameters.
+
+        A subclass may override it to give the same weights in a cheaper form (a numpy
+        array rather than the DataFrame ``func`` returns), without changing ``func``, its
+        fingerprint or its import path.
+        """
+        return self.func(data, **params)
+
     def run(self, data: MarketData, params: Mapping[str, Any] | None = None,
             settings: BacktestSettings | None = None, *,
             costs: Costs | Mapping[str, float] | float | None = None,
@@ -235,7 +244,7 @@ class Strategy:
                                            price_field=price_field, missing=missing,
                                            periods_per_year=periods_per_year)
         try:
-            output = self.func(data, **resolved)
+            output = self._weights(data, resolved)
         except (ValueError, TypeError) as exc:
             cause = None if isinstance(exc, DataWriteError) else _read_only_write(exc)
             if cause is None:
