@@ -41,10 +41,14 @@ def counts(storage: str, name: str) -> tuple[list[int], list[int]]:
     return finished, failed
 
 
-def main_optimize(root: str, storage: str, n_trials: int) -> foldwise.WalkForwardResult:
-    """The study: SMA crossover on GOOG 2004-2009, 4 folds, cache in ``root``, every run
-    keeping its arrays (so that artifact writes meet the faults)."""
-    cache = foldwise.BacktestCache(root, keep_arrays="always")
+def main_optimize(root: str, storage: str, n_trials: int, *, files: bool = True
+                  ) -> foldwise.WalkForwardResult:
+    """The study: SMA crossover on GOOG 2004-2009, 4 folds, cache in ``root``. ``files``:
+    every run keeps its arrays in a file of its own (so that artifact writes meet the
+    faults, and a test can delete or damage one); else the cache as a user gets it
+    (``cache=root``, opened by ``optimize`` itself)."""
+    cache = foldwise.BacktestCache(root, keep_arrays="always", artifacts="files") \
+        if files else root
     return foldwise.optimize(foldwise.examples.sma_crossover, data(), SPACE, splitter(),
                              n_trials=n_trials, study="faults", storage=storage, cache=cache,
                              seed=7, show_progress=False)
@@ -55,7 +59,7 @@ def main(root: str, storage: str, n_trials: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out: dict[str, object] = {}
     try:
-        main_optimize(root, storage, n_trials)
+        main_optimize(root, storage, n_trials, files=False)
         out["status"] = "ok"
     except MachineFaultError as exc:
         out.update(status="fault", type=type(exc.__cause__).__name__, message=str(exc))

@@ -38,14 +38,16 @@ DATA = make_data()
 
 @pytest.fixture
 def cache(tmp_path):
-    # These tests are about stored arrays (artifacts, eviction by bytes, verify); which runs
-    # keep them under the default keep_arrays="auto" is tested in test_cache_costs.py.
-    return BacktestCache(tmp_path / "fw", keep_arrays="always")
+    # These tests are about stored arrays (artifacts, eviction by bytes, verify), one file
+    # per run so that a test can delete or damage one; which runs keep them under the
+    # default keep_arrays="auto" is tested in test_cache_costs.py, packs in test_packs.py.
+    return BacktestCache(tmp_path / "fw", keep_arrays="always", artifacts="files")
 
 
 def reopen(cache):
     """A second object on the same directory: an empty process-local memo, like a new process."""
-    return BacktestCache(cache.root, keep_arrays=cache.policy.mode)
+    return BacktestCache(cache.root, keep_arrays=cache.policy.mode,
+                         artifacts=cache._store.layout)
 
 
 # --- storing and loading ------------------------------------------------------------------

@@ -15,7 +15,7 @@ DATA = make_data()
 
 @pytest.fixture
 def root(tmp_path):
-    cache = BacktestCache(tmp_path, keep_arrays="always")
+    cache = BacktestCache(tmp_path, keep_arrays="always", artifacts="files")
     for lookback in (3, 5):
         cache.get_or_run(trend, {"lookback": lookback}, DATA)
     cache.metrics(trend, {"lookback": 3}, DATA, window=(0, 100))

@@ -52,7 +52,7 @@ def _check_entries(cache: BacktestCache) -> int:
 
 def _writer(root: str, seed: int, ready) -> None:
     rng = random.Random(seed)
-    cache = BacktestCache(root)
+    cache = BacktestCache(root, keep_arrays="always")  # arrays in packs, checked below
     ready.set()
     while True:
         i = rng.randrange(45)
@@ -95,7 +95,7 @@ def test_writers_killed_at_random_moments_leave_a_readable_cache(tmp_path):
 def _worker(cache: BacktestCache | str, seed: int, start, results) -> None:
     try:
         if isinstance(cache, str):
-            cache = BacktestCache(cache)
+            cache = BacktestCache(cache, keep_arrays="always")
         rng = random.Random(seed)
         mine: list[str] = []
         start.wait()
@@ -122,7 +122,7 @@ def _worker(cache: BacktestCache | str, seed: int, start, results) -> None:
 
 def test_four_processes_share_one_cache(tmp_path):
     root = str(tmp_path / "fw")
-    parent = BacktestCache(root)
+    parent = BacktestCache(root, keep_arrays="always")
     parent.get_or_run(trend, _params(0), DATA)  # the inherited object holds a connection
     start, results = _fork.Event(), _fork.Queue()
     # two workers open the directory themselves, two use the parent's object after fork

@@ -36,7 +36,7 @@ def test_a_planted_pickle_is_never_loaded(tmp_path):
     marker = tmp_path / "cache-unpickled-something"
     payload = pickle.dumps(_Plant(marker))
     root = tmp_path / "fw"
-    cache = BacktestCache(root)
+    cache = BacktestCache(root, keep_arrays="always", artifacts="files")
     cache.get_or_run(trend, {"lookback": 3}, DATA)
     cache.get_or_run(trend, {"lookback": 4}, DATA)
     cache.metrics(trend, {"lookback": 3}, DATA, window=(0, 100))
@@ -118,7 +118,7 @@ def test_no_module_of_foldwise_can_unpickle():
 
 
 def test_a_link_in_place_of_an_artifact_is_refused_unread(tmp_path):
-    cache = BacktestCache(tmp_path)
+    cache = BacktestCache(tmp_path, keep_arrays="always", artifacts="files")
     cache.get_or_run(trend, {}, DATA)
     row = cache.index.get(cache.key(trend, {}, DATA).digest)
     path = tmp_path / "cache" / row.artifact
@@ -130,7 +130,7 @@ def test_a_link_in_place_of_an_artifact_is_refused_unread(tmp_path):
 
 
 def test_a_same_size_change_is_caught_by_the_checksum(tmp_path):
-    cache = BacktestCache(tmp_path)
+    cache = BacktestCache(tmp_path, keep_arrays="always", artifacts="files")
     cache.get_or_run(trend, {}, DATA)
     row = cache.index.get(cache.key(trend, {}, DATA).digest)
     path = tmp_path / "cache" / row.artifact

@@ -52,6 +52,8 @@ def _quiet_optuna():
     (sqlite3.OperationalError("database or disk is full"), "the disk is full"),
     (sqlite3.OperationalError("attempt to write a readonly database"), "read-only"),
     (sqlite3.DatabaseError("database disk image is malformed"), "damaged"),
+    (sqlite3.OperationalError("Could not decode to UTF-8 column 'metrics' with text '{'"),
+     "verify --repair"),
     (CacheCorruptedError("index damaged"), "verify --repair"),
     (MemoryError(), "out of memory"),
 ])

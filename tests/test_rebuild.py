@@ -41,7 +41,7 @@ def study(store_dir, tmp_path, monkeypatch):
     # demand by design, are tested in test_cache_costs.py).
     return optimize(counted_sma, DATA, SPACE, WalkForward(train=400, test=200), n_trials=8,
                     study="rebuilt", seed=3, show_progress=False, top_k=2,
-                    cache=BacktestCache(keep_arrays="always"))
+                    cache=BacktestCache(keep_arrays="always", artifacts="files"))
 
 
 def _tables(result):

@@ -1,8 +1,21 @@
-"""Artifact files: the arrays of a full run, one Parquet file per run.
+"""Artifacts: the arrays of a full run, as Parquet, appended to a pack file of this process.
 
 Layout under the cache directory::
 
-    artifacts/<first 2 hex of key>/<key>-<8 hex>.parquet
+    packs/<32 hex>.pack                                   (written since pack files exist)
+    artifacts/<first 2 hex of key>/<key>-<8 hex>.parquet  (one file per run, read only)
+
+A process appends every artifact it writes to its own pack file (a new one per process and
+per :data:`PACK_BYTES`), so storing a run is one ``write`` to an open file instead of the
+creation, write and rename of a new file, which cost more than a fast strategy's whole
+backtest. An artifact is named ``packs/<name>.pack@<offset>``; its length and checksum are
+in the index row. Appends are complete before the index row that names them is inserted
+(so no row names bytes not yet written), and a process killed mid-append leaves bytes no
+row names. Nothing in a pack is ever overwritten: a pack file is deleted whole once no row
+names any of its artifacts and it has not been written for ten minutes (eviction,
+``clear``, ``verify --repair``), so evicting part of a pack frees its space when the rest
+of it goes; runs stored together (one optimization) usually age together. Files of the
+older one-file-per-run layout are read, verified and deleted as before.
 
 One table per run, one row per bar: ``date`` (timestamp, time zone kept), ``returns``,
 ``gross_returns``, ``costs``, ``turnover`` and, when the run has positions, ``positions``
@@ -10,11 +23,10 @@ One table per run, one row per bar: ``date`` (timestamp, time zone kept), ``retu
 JSON in the schema metadata. Trades are not stored: they are the non-zero weight changes,
 which are the differences of consecutive positions, exactly as the backtest computes them.
 
-A file is written to a unique temporary name and renamed into place (see
-:mod:`foldwise._atomic`; not fsynced, see :meth:`ArtifactStore.write`); its name carries a random tag, so two processes storing the same
-key never write the same file, and the index row (inserted afterwards) names the one that
-won. The row also records the file's size and xxh3-128 checksum, and a file is parsed only
-after it matches both: a truncated, replaced or foreign file (or a link, a device) is
+Appends are not fsynced (see :meth:`ArtifactStore.write`). Two processes storing the same
+key write to their own packs, and the index row (inserted afterwards) names the one that
+won. The row records the artifact's length and xxh3-128 checksum, and its bytes are parsed
+only after they match both: a truncated, replaced or foreign file (or a link, a device) is
 refused before pyarrow sees it.
 Nothing here unpickles: Parquet is read column by column into numpy arrays.
 """
@@ -26,6 +38,8 @@ import json
 import os
 import re
 import stat
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +54,23 @@ from foldwise._atomic import TEMP_SUFFIX, atomic_path
 from foldwise._hashing import hash_bytes
 from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.cache._readonly import read_only_error
-from foldwise.errors import CacheCorruptedError
+from foldwise.errors import CacheArgumentError, CacheCorruptedError
 
-__all__ = ["ARTIFACT_DIR", "ArtifactStore", "DirectoryScan"]
+__all__ = ["ARTIFACT_DIR", "LAYOUTS", "PACK_BYTES", "PACK_DIR", "ArtifactStore",
+           "DirectoryScan", "file_of"]
 
 ARTIFACT_DIR = "artifacts"
+PACK_DIR = "packs"
+#: Bytes after which a process starts a new pack file.
+PACK_BYTES = 256 * 2**20
+_PACK_FILE = re.compile(r"^packs/[0-9a-f]{32}\.pack$")
+_PACK_RECORD = re.compile(r"^(packs/[0-9a-f]{32}\.pack)@(\d+)$")
+
+
+def file_of(relpath: str) -> str:
+    """The file an artifact lives in: its pack file, or the artifact file itself."""
+    match = _PACK_RECORD.match(relpath)
+    return match.group(1) if match else relpath
 _FORMAT = 2  # 2: settings stored as BacktestSettings.to_dict()
 _META_KEY = b"foldwise"
 _SERIES = ("returns", "gross_returns", "costs", "turnover")
@@ -68,16 +94,46 @@ def checksum(data: Any) -> str:
     return hash_bytes(data)
 
 
-class ArtifactStore:
-    """Reads and writes the artifact files under one cache directory (owns no index)."""
+#: How new artifacts are written: appended to a pack of this process, or one file per run
+#: (for file systems where appending to a shared file is not wanted; both are always read).
+LAYOUTS = ("packs", "files")
 
-    def __init__(self, directory: Path) -> None:
+
+class ArtifactStore:
+    """Reads and writes the artifacts under one cache directory (owns no index).
+
+    Parameters
+    ----------
+    directory
+        The cache directory.
+    layout
+        ``"packs"`` (default) or ``"files"``: how new artifacts are written (both are read).
+    """
+
+    def __init__(self, directory: Path, layout: str = "packs") -> None:
+        if layout not in LAYOUTS:
+            raise CacheArgumentError(
+                f"artifacts must be 'packs' (appended to a pack file per process) or 'files' "
+                f"(one file per run), got {layout!r}.")
         self.directory = directory
+        self.layout = layout
+        self._lock = threading.Lock()
+        self._pack: tuple[str, int, int, int] | None = None  # relpath, fd, size, pid
+
+    def __del__(self) -> None:
+        pack = getattr(self, "_pack", None)
+        if pack is not None and pack[3] == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(pack[1])
 
     # --- paths ---------------------------------------------------------------------------
 
     def path(self, relpath: str) -> Path:
-        """Absolute path of an artifact, refusing any name this store would not write."""
+        """Absolute path of the file an artifact lives in (its pack, or its own file),
+        refusing any name this store would not write."""
+        record = _PACK_RECORD.match(relpath)
+        if record is not None:
+            return self.directory / record.group(1)
         name = relpath.removeprefix(f"{ARTIFACT_DIR}/")
         match = _NAME.match(name)
         if relpath == name or match is None or match.group(1) != match.group(2)[:2]:
@@ -90,7 +146,8 @@ class ArtifactStore:
     # --- writing ---------------------------------------------------------------------------
 
     def write(self, key: str, result: BacktestResult) -> tuple[str, str, int]:
-        """Store ``result``'s arrays; return (relative path, checksum, size in bytes)."""
+        """Store ``result``'s arrays (appended to this process's pack, or in a file of its
+        own); return (artifact name, checksum, length in bytes)."""
         table = _to_table(key, result)
         buffer = pa.BufferOutputStream()
         # zstd pays for itself on large panels; on a few thousand rows it costs more time
@@ -101,12 +158,33 @@ class ArtifactStore:
         pq.write_table(table, buffer, compression=compression, use_dictionary=False,
                        write_statistics=False)
         data = buffer.getvalue()
+        if self.layout == "files":
+            return self._write_file(key, data)
+        # Complete before the index row names it, so a process killed at any instant leaves
+        # no row naming bytes not written. Not fsynced (an fsync costs more than the whole
+        # write here): after a power cut a missing or damaged artifact fails its length /
+        # checksum test and the entry is run again, so the index never serves a wrong
+        # result.
+        with self._lock:
+            relpath, fd, offset = self._open_pack()
+            try:
+                written = os.write(fd, data)
+                while written < data.size:  # a short write (rare): finish it
+                    written += os.write(fd, memoryview(data)[written:])
+            except OSError as exc:
+                self._close_pack()  # its tail may be partial: the next write starts a pack
+                refused = read_only_error(exc, self.directory)
+                if refused is not None:
+                    raise refused from exc
+                # a write to an open file names no path (a full disk): name the pack
+                raise OSError(exc.errno, exc.strerror, str(self.directory / relpath)) from exc
+            self._pack = (relpath, fd, offset + data.size, os.getpid())
+        return f"{relpath}@{offset}", checksum(data), data.size
+
+    def _write_file(self, key: str, data: Any) -> tuple[str, str, int]:
+        """Write ``data`` to a file of its own, complete under a temporary name and renamed
+        into place before the index row names it."""
         relpath = f"{ARTIFACT_DIR}/{key[:2]}/{key}-{uuid.uuid4().hex[:8]}.parquet"
-        # Complete and renamed into place before the index row names it, so a process
-        # killed at any instant leaves no row naming a partial file. Not fsynced (an fsync
-        # costs more than the whole write here): after a power cut a missing or damaged
-        # artifact fails its size / checksum test and the entry is run again, so the index
-        # never serves a wrong result.
         target = self.directory / relpath
         try:
             with atomic_path(target, durable=False) as temporary, \
@@ -122,15 +200,78 @@ class ArtifactStore:
             raise OSError(exc.errno, exc.strerror, str(target)) from exc
         return relpath, checksum(data), data.size
 
+    def _open_pack(self) -> tuple[str, int, int]:
+        """This process's pack (relative path, descriptor, size), a new one when there is
+        none, it is full, or the process was forked (caller holds the lock)."""
+        pack = self._pack
+        if pack is not None and pack[3] == os.getpid() and pack[2] < PACK_BYTES:
+            return pack[0], pack[1], pack[2]
+        if pack is not None and pack[3] == os.getpid():
+            self._close_pack()
+        relpath = f"{PACK_DIR}/{uuid.uuid4().hex}.pack"
+        path = self.directory / relpath
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except OSError as exc:
+            refused = read_only_error(exc, self.directory)
+            if refused is not None:
+                raise refused from exc
+            raise
+        self._pack = (relpath, fd, 0, os.getpid())
+        return relpath, fd, 0
+
+    def _close_pack(self) -> None:
+        pack, self._pack = self._pack, None
+        if pack is not None and pack[3] == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(pack[1])
+
+    def writing(self) -> str | None:
+        """The pack this process is appending to, if any."""
+        pack = self._pack
+        return pack[0] if pack is not None and pack[3] == os.getpid() else None
+
     def remove(self, relpath: str) -> None:
-        """Delete an artifact file if it is there."""
+        """Delete an artifact file if it is there. An artifact in a pack is left in place:
+        the pack goes whole once no row names it (:meth:`remove_packs`)."""
+        if _PACK_RECORD.match(relpath):
+            self.path(relpath)  # validates the name
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(relpath))
+
+    def remove_packs(self, named: set[str], grace: float) -> list[str]:
+        """Delete the pack files no artifact in ``named`` (artifact names of the index's
+        rows) lives in, except this process's current pack and packs written in the last
+        ``grace`` seconds (another process may be appending to them). Return them."""
+        directory = self.directory / PACK_DIR
+        if not directory.is_dir():
+            return []
+        used = {file_of(name) for name in named}
+        current = self.writing()
+        now = time.time()
+        removed = []
+        for entry in os.scandir(directory):
+            relpath = f"{PACK_DIR}/{entry.name}"
+            if not _PACK_FILE.match(relpath) or relpath in used or relpath == current:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if now - entry.stat(follow_symlinks=False).st_mtime < grace:
+                    continue
+                os.unlink(entry.path)
+                removed.append(relpath)
+        return removed
 
     # --- reading ---------------------------------------------------------------------------
 
     def _read_checked(self, relpath: str, expected: str, n_bytes: int) -> bytes:
-        """The file's bytes, if it is a regular file of the recorded size and checksum."""
+        """The artifact's bytes, if they are of the recorded length and checksum (in a pack,
+        or a regular file of that size)."""
+        record = _PACK_RECORD.match(relpath)
+        if record is not None:
+            return self._read_packed(self.directory / record.group(1), int(record.group(2)),
+                                     expected, n_bytes)
         path = self.path(relpath)
         try:
             info = path.lstat()
@@ -161,6 +302,37 @@ class ArtifactStore:
                 "--repair` to drop the entry.")
         return data
 
+    def _read_packed(self, path: Path, offset: int, expected: str, n_bytes: int) -> bytes:
+        """``n_bytes`` at ``offset`` of the pack ``path``, if they match ``expected``."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise CacheCorruptedError(
+                f"the pack file {path} of this entry is gone (deleted by hand). The entry's "
+                "metrics are still valid; run `foldwise cache verify --repair` to drop it, or "
+                "just run it again.") from None
+        except OSError as exc:  # a link (O_NOFOLLOW) or unreadable
+            raise CacheCorruptedError(
+                f"the pack file {path} cannot be opened ({exc}); it was not read. Run "
+                "`foldwise cache verify --repair` to drop its entries.") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size < offset + n_bytes:
+                raise CacheCorruptedError(
+                    f"the pack file {path} is not what the index recorded (it should hold "
+                    f"{n_bytes} bytes at offset {offset}; it has {info.st_size}): it was "
+                    "truncated or replaced. Run `foldwise cache verify --repair` to drop the "
+                    "entry.")
+            data = os.pread(fd, n_bytes, offset)
+        finally:
+            os.close(fd)
+        if len(data) != n_bytes or checksum(data) != expected:
+            raise CacheCorruptedError(
+                f"the artifact at offset {offset} of the pack file {path} does not match the "
+                "checksum recorded in the index: it is damaged. It was not parsed. Run "
+                "`foldwise cache verify --repair` to drop the entry.")
+        return data
+
     def check(self, relpath: str, expected: str, n_bytes: int) -> str | None:
         """Why the artifact is unusable (missing, damaged, unreadable), or None if it is fine."""
         try:
@@ -187,7 +359,7 @@ class ArtifactStore:
             return _from_table(table)
         except (pa.ArrowException, OSError, KeyError, ValueError, TypeError) as exc:
             raise CacheCorruptedError(
-                f"the artifact file {self.path(relpath)} matches its checksum but cannot be "
+                f"the artifact {relpath} matches its checksum but cannot be "
                 f"read as a foldwise result ({type(exc).__name__}: {exc}); it was written by "
                 "an incompatible version. Run `foldwise cache verify --repair`.") from exc
 
@@ -208,8 +380,9 @@ class ArtifactStore:
                     continue
                 if name.startswith(".") and name.endswith(TEMP_SUFFIX):
                     scan.temporary.append(relpath)
-                elif _NAME.match(relpath.removeprefix(f"{ARTIFACT_DIR}/")) and relpath.startswith(
-                        f"{ARTIFACT_DIR}/"):
+                elif _PACK_FILE.match(relpath) or (
+                        relpath.startswith(f"{ARTIFACT_DIR}/")
+                        and _NAME.match(relpath.removeprefix(f"{ARTIFACT_DIR}/"))):
                     scan.artifacts.append(relpath)
                 else:
                     scan.foreign.append(relpath)

@@ -114,6 +114,12 @@ class BacktestCache(StoredRuns):
         :class:`~foldwise.errors.CacheReadOnlyError` before anything is written. A cache
         whose index file or directory cannot be written (a read-only mount, another
         user's files) is opened so without being asked (see :attr:`read_only`).
+    artifacts
+        How arrays are written: ``"packs"`` (default), appended to a pack file of this
+        process (one write to an open file per run); ``"files"``, one Parquet file per
+        run (for a shared file system where processes of several hosts should not append
+        to files others read). Both are always read. See
+        :mod:`foldwise.cache._artifacts`.
     keep_arrays
         Which runs the cache executes keep their arrays on disk (every run keeps its
         metrics): ``"auto"`` those that cost more to run again than to write and read back,
@@ -150,7 +156,8 @@ class BacktestCache(StoredRuns):
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  backend: IndexBackend | None = None, memo_size: int = 100_000,
                  results_in_memory: int = 256, touch_interval: float = 30.0,
-                 read_only: bool = False, keep_arrays: KeepArrays = "auto") -> None:
+                 read_only: bool = False, keep_arrays: KeepArrays = "auto",
+                 artifacts: str = "packs") -> None:
         self.root = resolve_root(path)
         self.directory = self.root / CACHE_DIR
         if backend is not None and read_only:
@@ -160,7 +167,7 @@ class BacktestCache(StoredRuns):
         self.index = backend if backend is not None else SQLiteIndex(
             self.directory / INDEX_NAME, read_only=read_only)
         serve_run_locks(self.directory, self.index)  # an index may keep them (PostgreSQL)
-        self._store = store = ArtifactStore(self.directory)
+        self._store = store = ArtifactStore(self.directory, artifacts)
         self.policy = ArrayPolicy(keep_arrays)
         self._results = ResultsMemory(store, results_in_memory, self._lookup_parent,
                                       self._stale, self.policy)
@@ -215,7 +222,7 @@ class BacktestCache(StoredRuns):
             return (_refuse, (str(self.root), type(self.index).__name__, self.index.describe()))
         options = {"memo_size": self._memo.size, "results_in_memory": self._results.size,
                    "touch_interval": self._memo.touch_interval,
-                   "keep_arrays": self.policy.mode}
+                   "keep_arrays": self.policy.mode, "artifacts": self._store.layout}
         return (_reopen, (str(self.root), self.index, options))
 
     def __repr__(self) -> str:
@@ -451,8 +458,11 @@ class BacktestCache(StoredRuns):
             Remove entries not used for this long: seconds, a ``timedelta`` or text such
             as ``"30d"`` or ``"12h"``.
         max_bytes
-            Then remove full runs, least recently used first, until their artifact files
-            take at most this many bytes. Slice entries hold no file and stay.
+            Then remove full runs, least recently used first, until their artifacts take
+            at most this many bytes. Slice entries hold no file and stay. An artifact in a
+            pack file frees its space when no entry names any artifact of that pack (and
+            it has not been written for ten minutes); runs stored by one optimization
+            share packs and age together.
 
         Slice entries whose full run is evicted keep their metrics.
         """

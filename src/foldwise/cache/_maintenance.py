@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from foldwise.cache._artifacts import ArtifactStore, DirectoryScan
+from foldwise.cache._artifacts import ArtifactStore, DirectoryScan, file_of
 from foldwise.cache._index import IndexBackend, IndexRow
 from foldwise.cache._locks import LOCK_FILES
 from foldwise.cache._memo import RecordMemo
@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 #: Files of a cache directory that are neither artifacts nor foreign.
 KNOWN_FILES = INDEX_FILES | LOCK_FILES
+
+#: Seconds a leftover (an unfinished write, a pack no row names) is kept: younger ones may
+#: belong to a process writing right now.
+PACK_GRACE = 600.0
 
 _UNITS = {
     **dict.fromkeys(("", "s", "sec", "secs", "second", "seconds"), 1.0),
@@ -118,7 +122,7 @@ def inspect(store: ArtifactStore, rows: list[IndexRow], scan: DirectoryScan) -> 
             continue
         if row.artifact is None:
             continue
-        referenced.add(row.artifact)
+        referenced.add(file_of(row.artifact))
         try:
             exists = os.path.lexists(store.path(row.artifact))
         except CacheCorruptedError as exc:  # a name foldwise never writes
@@ -205,17 +209,28 @@ class Maintenance:
         return [r for r in rows if r.key not in dropped]
 
     def drop(self, keys: list[str]) -> list[IndexRow]:
-        """Delete rows, then their files; forget them in memory. Return the deleted rows."""
+        """Delete rows, then their files (and the pack files no row names any more);
+        forget them in memory. Return the deleted rows."""
         deleted = self.index.delete(keys)
+        packed = False
         for row in deleted:
             if row.artifact is not None:
+                packed = packed or file_of(row.artifact) != row.artifact
                 try:
                     self._store.remove(row.artifact)
                 except CacheCorruptedError:
                     logger.warning("not deleting %r: not a file name foldwise writes", row.artifact)
+        if packed:
+            self._remove_packs()
         self._memo.forget(keys)
         self._results.discard(keys)
         return deleted
+
+    def _remove_packs(self) -> None:
+        """Delete the pack files no row names (left alone: those written in the last
+        :data:`PACK_GRACE` seconds, which another process may be appending to)."""
+        named = {row.artifact for row in self.index.rows(kind="full") if row.artifact}
+        self._store.remove_packs(named, PACK_GRACE)
 
     def stats(self) -> CacheStats:
         self._memo.flush()
@@ -245,10 +260,12 @@ class Maintenance:
     def clear(self, include_pinned: bool = False) -> int:
         rows = self.index.rows()
         removed = self.drop([row.key for row in self._unpinned(rows, include_pinned, "clear")])
-        named = {row.artifact for row in self.index.rows() if row.artifact is not None}
+        named = {file_of(row.artifact) for row in self.index.rows() if row.artifact is not None}
         scan = self._scan()
-        sweep(self.directory, scan.temporary + [a for a in scan.artifacts if a not in named],
-              grace=600.0)
+        current = self._store.writing()
+        sweep(self.directory, scan.temporary + [a for a in scan.artifacts
+                                                if a not in named and a != current],
+              grace=PACK_GRACE)
         self._memo.clear()
         self._results.clear()
         return len(removed)

@@ -65,6 +65,9 @@ _SQLITE_CAUSES: tuple[tuple[str, tuple[str, str]], ...] = (
                    "for the cache index run `foldwise cache verify --repair`")),
     ("not a database", ("the database file is damaged",
                         "for the cache index run `foldwise cache verify --repair`")),
+    # a flipped byte inside a text column: the page is intact, its text is not
+    ("could not decode", ("the database file is damaged",
+                          "for the cache index run `foldwise cache verify --repair`")),
     ("disk i/o", ("an input/output error of the disk", "check the disk")),
 )
 
