@@ -98,6 +98,26 @@ def test_output_is_indexed_by_date_and_asset_with_typed_columns():
                                     "bucket": np.int64, "rank": np.float64}
 
 
+def test_output_columns_are_the_frames_own():
+    """Without a screen the frame may take a computed array instead of copying it: a
+    column written to changes no other column, no data, and no later run."""
+    data = make_panel()
+    before = data.array("close").copy()
+    reversion = Reversion(window_length=10)
+    pipe = Pipeline({"a": reversion, "b": reversion, "close": close.latest,
+                     "sum": reversion + 0.0})
+    out = run_pipeline(pipe, data, data.index[20], data.index[-1])
+    expected = out.copy()
+    for name in out.columns:  # overwrite the columns one by one, in place
+        out.loc[:, name] = -1.0
+        assert (out[name] == -1.0).all()
+        later = list(out.columns)[list(out.columns).index(name) + 1:]
+        pd.testing.assert_frame_equal(out[later], expected[later])
+    np.testing.assert_array_equal(data.array("close"), before)
+    again = run_pipeline(pipe, data, data.index[20], data.index[-1])
+    pd.testing.assert_frame_equal(again, expected)
+
+
 def test_screen_drops_rows_without_changing_values():
     data = make_panel()
     momentum = Returns(window_length=5)

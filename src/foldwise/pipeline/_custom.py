@@ -226,12 +226,13 @@ class _CustomTerm(Term):
         today, row = None, rows[0]
         try:
             if len(windows) == 1:
-                for today, row, window in zip(ctx.dates, rows, list(windows[0]), strict=True):
+                for today, row, window in zip(ctx.timestamps, rows, list(windows[0]),
+                                              strict=True):
                     returned = compute(today, assets, row, window, **params)
                     if returned is not None:
                         self._check_returned(returned, row)
             else:
-                for today, row, *arrays in zip(ctx.dates, rows, *map(list, windows),
+                for today, row, *arrays in zip(ctx.timestamps, rows, *map(list, windows),
                                                strict=True):
                     returned = compute(today, assets, row, *arrays, **params)
                     if returned is not None:
@@ -244,7 +245,7 @@ class _CustomTerm(Term):
     def _run_masked(self, out: np.ndarray, windows: list[np.ndarray], mask: np.ndarray,
                     ctx: Context) -> None:
         compute, params, assets = self.compute, self.params, ctx.assets
-        for row, today in enumerate(ctx.dates):
+        for row, today in enumerate(ctx.timestamps):
             day_mask = mask[row]
             if day_mask.all():
                 arrays = [w[row] for w in windows]

@@ -51,7 +51,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -93,12 +95,25 @@ class Context:
         the first row of its first window); kernels align their blocks on it.
     asset_index
         The labels as a pandas Index, for lookups.
+    panel_dates, offset
+        The data's whole index and the position of ``dates[0]`` in it, if known (see
+        :attr:`timestamps`).
     """
 
     dates: pd.DatetimeIndex
     assets: np.ndarray
     origin: int
     asset_index: pd.Index
+    panel_dates: pd.DatetimeIndex | None = None
+    offset: int = 0
+
+    @property
+    def timestamps(self) -> Sequence[pd.Timestamp]:
+        """``dates`` as ``pandas.Timestamp`` objects (the ``today`` of each compute call),
+        sliced from those of ``panel_dates`` when given (made once per index)."""
+        if self.panel_dates is None:
+            return list(self.dates)
+        return _timestamps(self.panel_dates)[self.offset:self.offset + len(self.dates)]
 
     def asset_position(self, asset: str, term: Term) -> int:
         """Column of ``asset``, or an UnknownAssetError naming ``term``."""
@@ -329,6 +344,22 @@ def _check_result(term: Term, value: Any, shape: tuple[int, int]) -> Any:
     return _checked(repr(term), term.dtype, value, shape)
 
 
+_TIMESTAMPS: dict[int, tuple[weakref.ref[pd.DatetimeIndex], list[pd.Timestamp]]] = {}
+
+
+def _timestamps(index: pd.DatetimeIndex) -> list[pd.Timestamp]:
+    """The dates of ``index`` as Timestamps, made once per index object (a custom term's
+    per-date loop hands one to each ``compute`` call; a MarketData keeps its index)."""
+    key = id(index)
+    entry = _TIMESTAMPS.get(key)
+    if entry is not None and entry[0]() is index:
+        return entry[1]
+    stamps = list(index)
+    _TIMESTAMPS[key] = (weakref.ref(index), stamps)
+    weakref.finalize(index, _TIMESTAMPS.pop, key, None)
+    return stamps
+
+
 def execute(plan: Plan, data: MarketData, first_position: int, last_position: int, *,
             from_depth: bool = False, cache: TermCache | None = None) -> dict[Term, Any]:
     """Compute the plan's roots for the dates at positions ``first .. last`` (inclusive).
@@ -356,7 +387,8 @@ def execute(plan: Plan, data: MarketData, first_position: int, last_position: in
                 inputs = [_rows(workspace[dep], below - start[dep]) for dep in term.inputs]
                 mask = (None if term.mask is None
                         else _rows(workspace[term.mask], first - start[term.mask]))
-                ctx = Context(data.index[first + 1:last_bar + 2], assets, below, data.assets)
+                ctx = Context(data.index[first + 1:last_bar + 2], assets, below, data.assets,
+                              data.index, first + 1)
                 shape = (last_bar - first + 1, 1 if term.ndim == 1 else len(assets))
                 value = _check_result(term, term._compute(inputs, mask, ctx), shape)
                 if cache is not None:
@@ -501,7 +533,9 @@ def to_frame(plan: Plan, results: dict[Term, Any], data: MarketData, first: int,
 
     Cells are picked by their flat position in the ``(dates, assets)`` arrays, each column
     copied out once into an array the frame owns (no fancy 2-D indexing, no block
-    consolidation).
+    consolidation); without a screen, an array the run computed and nobody else holds is
+    handed to the frame as it is. Only ``run_pipeline`` calls this, on results that no
+    cache keeps.
     """
     n_dates, n_assets = last - first + 1, data.n_assets
     picked: np.ndarray | None = None
@@ -518,7 +552,18 @@ def to_frame(plan: Plan, results: dict[Term, Any], data: MarketData, first: int,
                           codes=[rows, cols],  # type: ignore[list-item]
                           names=["date", "asset"], verify_integrity=False)
     frame = {}
+    handed: set[int] = set()
     for name, term in plan.outputs.items():
-        flat = np.broadcast_to(np.asarray(results[term]), (n_dates, n_assets)).reshape(-1)
-        frame[name] = flat.copy() if picked is None else flat[picked]
+        value = np.asarray(results[term])
+        if picked is not None:
+            frame[name] = np.broadcast_to(value, (n_dates, n_assets)).reshape(-1)[picked]
+        elif (value.shape == (n_dates, n_assets) and value.base is None
+              and value.flags.owndata and id(value) not in handed):
+            # An array this run computed and nothing else holds (not a view of the data,
+            # not already another column's): the frame takes it instead of a copy.
+            handed.add(id(value))
+            value.flags.writeable = True
+            frame[name] = value.reshape(-1)
+        else:
+            frame[name] = np.broadcast_to(value, (n_dates, n_assets)).reshape(-1).copy()
     return pd.DataFrame(frame, index=index, copy=False)
