@@ -152,14 +152,18 @@ def _check_sizes(n_obs: int, n_bootstrap: int) -> tuple[int, int]:
     return int(n_obs), int(n_bootstrap)
 
 
-def _fft_size(n: int) -> int:
-    """An FFT length >= 2n - 1: no lag below n wraps around."""
-    return int(_fft.next_fast_len(2 * n - 1, real=True))
+def _fft_size(n: int, max_lag: int | None = None) -> int:
+    """An FFT length ``>= n + max_lag``: no lag up to ``max_lag`` (all ``n - 1`` lags by
+    default) wraps around."""
+    lag = n - 1 if max_lag is None else min(max_lag, n - 1)
+    return int(_fft.next_fast_len(n + lag, real=True))
 
 
-def _power_spectra(chunk: np.ndarray, benchmark: np.ndarray | None) -> np.ndarray:
+def _power_spectra(chunk: np.ndarray, benchmark: np.ndarray | None,
+                   max_lag: int | None = None) -> np.ndarray:
     """The squared real and imaginary parts of the FFT of each centred column of ``chunk``
-    (minus the centred ``benchmark``), zero-padded to :func:`_fft_size` and interleaved:
+    (minus the centred ``benchmark``), zero-padded to :func:`_fft_size` (autocovariances
+    up to ``max_lag``) and interleaved:
     ``(k, 2 * (size // 2 + 1))``, a row per column, whose pairs sum to ``|FFT|^2``
     (the products with :func:`_projection` add them up).
 
@@ -171,20 +175,21 @@ def _power_spectra(chunk: np.ndarray, benchmark: np.ndarray | None) -> np.ndarra
     rows -= rows.mean(axis=1, keepdims=True)
     if benchmark is not None:
         rows -= benchmark - benchmark.mean()
-    spectrum = _fft.rfft(rows, n=_fft_size(n), axis=1)
+    spectrum = _fft.rfft(rows, n=_fft_size(n, max_lag), axis=1)
     squares = spectrum.view(np.float64)
     squares *= squares
     return squares
 
 
-def _projection(n: int, lag_weights: np.ndarray) -> np.ndarray:
+def _projection(n: int, lag_weights: np.ndarray, max_lag: int | None = None) -> np.ndarray:
     """``W`` with ``_power_spectra(x) @ W = sum_i lag_weights[i] * autocovariance_i``: the
     autocovariances (divided by n) are ``irfft(power) / n``, linear in the power spectrum,
     so a weighted sum of them is one product with the spectrum.
 
-    ``lag_weights`` is ``(n_lags,)`` or ``(n_lags, m)`` for lags ``0 .. n_lags - 1``.
+    ``lag_weights`` is ``(n_lags,)`` or ``(n_lags, m)`` for lags ``0 .. n_lags - 1``, with
+    ``n_lags - 1 <= max_lag`` (the spectra's padding).
     """
-    size = _fft_size(n)
+    size = _fft_size(n, max_lag)
     half = size // 2 + 1
     c = np.full(half, 2.0)
     c[0] = 1.0
@@ -307,9 +312,11 @@ def block_lengths(matrix: np.ndarray, *, benchmark: np.ndarray | None = None,
     _, m_max, _, _ = _block_length_constants(n)
     out = np.empty(matrix.shape[1])
     # autocovariances at lags 0 .. m_max: one projection per lag
-    projection = _projection(n, np.eye(min(m_max + 1, n)))
+    lags = min(m_max + 1, n)
+    # lags up to m_max only: half the padding (and FFT) of the long-run variance's
+    projection = _projection(n, np.eye(lags), max_lag=lags - 1)
     for cols in _column_chunks(matrix.shape[1]):
-        cov = (_power_spectra(matrix[:, cols], benchmark) @ projection).T
+        cov = (_power_spectra(matrix[:, cols], benchmark, max_lag=lags - 1) @ projection).T
         out[cols] = _block_lengths_from_covariances(cov, n, constant)
     return out
 
