@@ -56,15 +56,18 @@ def _completed(chosen: SelectedSet, record: FoldRecord, loader: RunLoader) -> Se
     evaluation = chosen.evaluation
     if _complete(evaluation.train) and _complete(evaluation.test):
         return chosen
-    changes = {}
-    for window, ranges in (("train", record.train), ("test", record.test)):
-        if not _complete(getattr(evaluation, window)):
-            try:
-                changes[window] = _window_metrics(evaluation, window, ranges, loader)
-            except FoldwiseError as exc:  # no run to be had: show what the trial stored
-                logger.info("fold %d: metrics of %s not computed (%s)", record.number,
-                            dict(chosen.params), exc)
-    return replace(chosen, evaluation=replace(evaluation, **changes)) if changes else chosen
+    train, test = evaluation.train, evaluation.test
+    try:
+        if not _complete(train):
+            train = _window_metrics(evaluation, "train", record.train, loader)
+        if not _complete(test):
+            test = _window_metrics(evaluation, "test", record.test, loader)
+    except FoldwiseError as exc:  # no run to be had: show what the trial stored
+        logger.info("fold %d: metrics of %s not computed (%s)", record.number,
+                    dict(chosen.params), exc)
+    if train is evaluation.train and test is evaluation.test:
+        return chosen
+    return replace(chosen, evaluation=replace(evaluation, train=train, test=test))
 
 
 def with_every_metric(records: list[FoldRecord], loader: RunLoader) -> list[FoldRecord]:
