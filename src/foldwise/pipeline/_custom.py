@@ -225,10 +225,10 @@ class _CustomTerm(Term):
         rows = list(out)
         today, row = None, rows[0]
         try:
-            if len(windows) == 1:
+            if len(windows) == 1 and not params:
                 for today, row, window in zip(ctx.timestamps, rows, list(windows[0]),
                                               strict=True):
-                    returned = compute(today, assets, row, window, **params)
+                    returned = compute(today, assets, row, window)
                     if returned is not None:
                         self._check_returned(returned, row)
             else:
