@@ -1,8 +1,10 @@
 """Compiled (numba) forms of the kernels the built-in factors spend most time in.
 
-Each function here runs the same two-block scheme as :class:`foldwise.pipeline._kernels._Layout`
-— the same additions, in the same order, on the same shifted values — so its results are
-the numpy kernels' bit for bit (``tests/test_pipeline_factors.py`` checks it). What changes
+The kernels use them for inputs of ``COMPILED_MIN_CELLS`` cells or more (see
+:mod:`foldwise.pipeline._kernels`). The rolling ones run the same two-block scheme as
+:class:`foldwise.pipeline._kernels._Layout` — the same additions, in the same order, on
+the same shifted values — so their results are the numpy kernels' bit for bit
+(``tests/test_pipeline_factors.py`` checks it). What changes
 is memory traffic: numpy materialises every step (padded blocks, shifted copies, squares,
 suffix sums, prefix sums, quotients) as a full ``(rows, assets)`` array; here each value is
 read from the input twice and each result written once, with the running sums of one block
