@@ -274,7 +274,7 @@ def test_a_full_disk_stops_the_run_and_costs_no_trial(size, journal_apart, tmp_p
         mount -o remount,size=64m {disk}
         "$PY" "$SCRIPT" {root} {storage} {N_TRIALS}
         cd {tmp_path} && "$PY" -m foldwise.cli show faults --dir {root} --storage {storage} \
-            | tail -1 | sed 's/^/{{"show": "/; s/$/"}}/'
+            | grep '^overfitting: PBO' | head -1 | sed 's/^/{{"show": "/; s/$/"}}/'
         """)
     stopped, resumed, shown = lines
     assert stopped["status"] == "fault", stopped
@@ -300,7 +300,7 @@ def test_a_read_only_cache_stops_the_run_and_can_still_be_read(tmp_path):
         mount -o remount,ro,bind {root} {root}
         "$PY" "$SCRIPT" {root} {storage} {N_TRIALS}
         cd {tmp_path} && "$PY" -m foldwise.cli show faults --dir {root} --storage {storage} \
-            | tail -1 | sed 's/^/{{"show": "/; s/$/"}}/'
+            | grep '^overfitting: PBO' | head -1 | sed 's/^/{{"show": "/; s/$/"}}/'
         umount {root}
         "$PY" "$SCRIPT" {root} {storage} {N_TRIALS}
         """)
