@@ -16,6 +16,7 @@ the session fixture turns into a skip that names it (or a failure where
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import os
 import pwd
@@ -185,4 +186,5 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         yield server
     finally:
+        gc.collect()  # caches of finished tests write their last-used times while it runs
         server.remove()

@@ -18,10 +18,12 @@ shared by all hosts.
   Optuna refuses any further attribute on it, so it could not record why. On one host a
   dead worker is found at once from its process id (:mod:`foldwise.storage._liveness`);
   across hosts the heartbeat is what tells.
-* **Connections.** Pooled connections are checked before use (``pool_pre_ping``), so a
-  database server restarted between two calls costs a reconnect, not an error; on
-  PostgreSQL, TCP keepalives make a connection to a host that vanished fail within about a
-  minute instead of hanging. Options already in the URL win.
+* **Connections.** On PostgreSQL, TCP keepalives make a connection to a host that vanished
+  fail within about a minute instead of hanging (options already in the URL win). Pooled
+  connections are not pinged before each use (``pool_pre_ping`` measured one extra round
+  trip per four queries of a trial): a database server restarted during a run fails the
+  next query, which stops the run as a fault of the machine (no trial counted), and the
+  same call resumes; SQLAlchemy replaces the dropped connections.
 * **Opening.** Optuna creates its tables the first time a database is opened; processes
   opening a new PostgreSQL database at the same moment would collide, so they take turns
   on an advisory lock while they open it.
@@ -38,7 +40,6 @@ import contextlib
 import importlib.util
 import inspect
 import logging
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,9 +100,6 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
-        return kwargs  # a file: nothing to ping, no network
-    kwargs["pool_pre_ping"] = True
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in (
             "psycopg", "psycopg2", "psycopg2cffi"):
         missing = {k: v for k, v in _KEEPALIVES.items() if k not in parsed.query}
@@ -167,15 +165,17 @@ def open_rdb(url: str, *, read_only: bool = False) -> RDBStorage:
     """
     url = driver_url(url)
     options: dict[str, Any] = {"engine_kwargs": _engine_kwargs(url)}
-    if read_only:
-        if "skip_table_creation" in _RDB_PARAMETERS:
-            options["skip_table_creation"] = True
-    else:
-        options.update(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD)
-    with _opening(url, options["engine_kwargs"], read_only=read_only), \
-            warnings.catch_warnings():  # heartbeats are an "experimental" argument to Optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, **options)
+    if read_only and "skip_table_creation" in _RDB_PARAMETERS:
+        options["skip_table_creation"] = True
+    with _opening(url, options["engine_kwargs"], read_only=read_only):
+        storage = RDBStorage(url, **options)
+    if not read_only:
+        # Heartbeats set on the object rather than passed: as an argument Optuna warns that
+        # they are experimental, and silencing that with catch_warnings would race with
+        # other threads' warning filters.
+        storage.heartbeat_interval = HEARTBEAT_INTERVAL
+        storage.grace_period = GRACE_PERIOD
+    return storage
 
 
 def fail_stale_trials(study: optuna.Study) -> int:
