@@ -543,12 +543,16 @@ class BacktestResult:
 
     def _compute(self, names: Iterable[str]) -> None:
         """Compute the metrics of ``names`` not yet in the memo (validated by summarize)."""
-        missing = [name for name in names if name not in self._values]
-        if missing:
-            self._values.update(_metrics.summarize(
-                self._net, turnover=self._turnover,
-                trades=self.n_trades if "n_trades" in missing else None,
-                periods_per_year=self.periods_per_year, names=missing))
+        if not self._values and names is _metrics.METRICS:  # all of them, the usual call
+            missing: list[str] | None = None
+        else:
+            missing = [name for name in names if name not in self._values]
+            if not missing:
+                return
+        self._values.update(_metrics.summarize(
+            self._net, turnover=self._turnover,
+            trades=self.n_trades if missing is None or "n_trades" in missing else None,
+            periods_per_year=self.periods_per_year, names=missing))
 
     def islice(self, start: int, stop: int) -> BacktestResult:
         """The result restricted to bars ``start <= i < stop`` (views, no recomputation).

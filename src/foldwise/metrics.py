@@ -400,8 +400,8 @@ class _Pass:
     intermediate is computed by the same numpy operations whichever metric asks first.
     """
 
-    __slots__ = ("_drawdown_value", "_losses_value", "_moments_value", "_ppy", "_trades",
-                 "_turnover", "_wealth_value", "n", "r")
+    __slots__ = ("_cagr_value", "_drawdown_value", "_losses_value", "_moments_value", "_ppy",
+                 "_trades", "_turnover", "_wealth_value", "n", "r")
 
     def __init__(self, r: np.ndarray, periods_per_year: float, turnover: Any,
                  trades: float) -> None:
@@ -414,6 +414,7 @@ class _Pass:
         self._wealth_value: np.ndarray | None = None
         self._losses_value: tuple[float, float] | None = None
         self._drawdown_value: float | None = None
+        self._cagr_value: float | None = None
 
     # --- shared intermediates ----------------------------------------------------------
 
@@ -455,7 +456,9 @@ class _Pass:
         return self._drawdown_value
 
     def _cagr(self) -> float:
-        return _cagr(float(self._wealth()[-1]), self.n, self._ppy)
+        if self._cagr_value is None:
+            self._cagr_value = _cagr(float(self._wealth()[-1]), self.n, self._ppy)
+        return self._cagr_value
 
     # --- the metrics, named as in METRICS ---------------------------------------------
 
