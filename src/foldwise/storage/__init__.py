@@ -74,8 +74,8 @@ __all__ = [
     "open_storage",
     "parse_storage",
     "record_heartbeat",
-    "reseed_sampler",
     "repair_journal",
+    "reseed_sampler",
     "storage_of",
     "trial_id",
 ]
