@@ -50,6 +50,16 @@ def find_bin_dir() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
+def _traversable_temp() -> str:
+    """A temporary directory every user can traverse (the server's user must reach its own
+    directory inside it): $TMPDIR when it is, else /tmp."""
+    for base in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
+        path = Path(base).resolve()
+        if all(os.stat(p).st_mode & 0o001 for p in (path, *path.parents)):
+            return str(path)
+    return "/tmp"
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -145,7 +155,8 @@ def start_server() -> PostgresServer:
             raise ServerUnavailable("running as root without runuser to start PostgreSQL as "
                                     "another user")
         run_as = "nobody"
-    directory = Path(tempfile.mkdtemp(prefix="foldwise-pg-"))
+    directory = Path(tempfile.mkdtemp(prefix="foldwise-pg-",
+                                      dir=_traversable_temp() if run_as else None))
     if run_as is not None:
         entry = pwd.getpwnam(run_as)
         os.chown(directory, entry.pw_uid, entry.pw_gid)

@@ -96,3 +96,18 @@ def test_no_password_in_what_is_printed(stored, capsys):
     printed = capsys.readouterr()
     assert PASSWORD not in printed.out + printed.err
     assert "***" in printed.out  # the storage's URL, named with its password hidden
+
+
+def test_delete_removes_a_study_from_postgresql(postgres_server: PostgresServer, capsys,
+                                                tmp_path):
+    url = postgres_server.create_database("cli_delete")
+    foldwise.optimize(sma_crossover, foldwise.datasets.load_goog(),
+                      {"fast": foldwise.Int(5, 30), "slow": foldwise.Int(40, 120)},
+                      foldwise.WalkForward(train=1500, test=500), n_trials=2, study="gone",
+                      storage=url, cache=tmp_path / "fw", seed=0, show_progress=False)
+    assert foldwise.list_studies(url) == ["gone"]
+    assert main(["delete", "gone", "--storage", url, "--dir", str(tmp_path / "fw")]) == 1
+    assert "--yes" in capsys.readouterr().err  # asks first
+    assert main(["delete", "gone", "--storage", url, "--dir", str(tmp_path / "fw"),
+                 "--yes"]) == 0
+    assert foldwise.list_studies(url) == []
