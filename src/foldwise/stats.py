@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _sps
 
+from foldwise._cscv import cscv_sharpe_selection, kept_rows
 from foldwise.errors import FoldwiseError
 from foldwise.metrics import (  # re-exported: stats holds them all
     probabilistic_sharpe_ratio,
@@ -234,6 +235,11 @@ def probability_of_backtest_overfitting(
     out-of-sample ranking. PBO is the share of combinations where it lands in the bottom
     half.
 
+    With the default performance (the per-period Sharpe ratio) the combinations are
+    streamed (:mod:`foldwise._cscv`): memory stays bounded whatever ``N``, beyond the
+    matrix itself, which is only read (a float64 array is not copied). A custom
+    ``performance`` is called on each combination's halves of the matrix.
+
     Parameters
     ----------
     returns
@@ -256,7 +262,6 @@ def probability_of_backtest_overfitting(
         raise StatsError(
             f"PBO needs a T x N matrix of returns with N >= 2 configurations, got shape "
             f"{matrix.shape}.")
-    matrix = matrix[~np.isnan(matrix).any(axis=1)]
     if n_splits < 2 or n_splits % 2:
         raise StatsError(f"n_splits must be even and >= 2, got {n_splits}.")
     n_combinations = math.comb(n_splits, n_splits // 2)
@@ -264,17 +269,25 @@ def probability_of_backtest_overfitting(
         raise StatsError(
             f"n_splits={n_splits} gives C({n_splits}, {n_splits // 2}) = {n_combinations} "
             f"combinations, more than {MAX_CSCV_COMBINATIONS}; use n_splits <= 16.")
-    rows = (matrix.shape[0] // n_splits) * n_splits
+    used = kept_rows(matrix, n_splits)
+    rows = (used.stop - used.start) if isinstance(used, slice) else len(used)
     if rows < 2 * n_splits:
+        complete = int((~np.isnan(matrix).any(axis=1)).sum())
         raise StatsError(
-            f"{matrix.shape[0]} complete rows are too few for {n_splits} blocks of at least 2 "
+            f"{complete} complete rows are too few for {n_splits} blocks of at least 2 "
             "rows; lower n_splits or pass a longer history.")
-    matrix = matrix[matrix.shape[0] - rows:]
-    if performance is sharpe_of_columns:
-        is_perf, oos_perf = _cscv_sharpes(matrix, n_splits)
-        return _pbo_result(is_perf, oos_perf, n_splits)
-    blocks = np.split(np.arange(rows), n_splits)
     n_config = matrix.shape[1]
+    if performance is sharpe_of_columns:
+        selection = cscv_sharpe_selection(matrix, n_splits, rows=used)
+        if not selection.usable.any():
+            raise StatsError(
+                "every configuration had an undefined performance in every split.")
+        omega = selection.rank[selection.usable] / (n_config + 1)
+        return _summarize_pbo(np.log(omega / (1 - omega)),
+                              selection.in_sample[selection.usable],
+                              selection.out_of_sample[selection.usable], n_splits, n_config)
+    matrix = matrix[used]
+    blocks = np.split(np.arange(rows), n_splits)
     logits, in_sample, out_of_sample = [], [], []
     for chosen in combinations(range(n_splits), n_splits // 2):
         train = np.concatenate([blocks[i] for i in chosen])
@@ -296,55 +309,6 @@ def probability_of_backtest_overfitting(
         raise StatsError("every configuration had an undefined performance in every split.")
     return _summarize_pbo(np.array(logits), np.array(in_sample), np.array(out_of_sample),
                           n_splits, n_config)
-
-
-def _cscv_sharpes(matrix: np.ndarray, n_splits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per combination (rows) and configuration (columns): in- and out-of-sample Sharpe.
-
-    The same numbers as :func:`sharpe_of_columns` on the stacked blocks, from per-block
-    sums: a combination's mean and variance only need the count, the sum and the sum of
-    squares of its blocks, so every combination costs ``S x N`` additions instead of a copy
-    of half the matrix.
-    """
-    rows, n_config = matrix.shape
-    length = rows // n_splits
-    shift = matrix.mean(axis=0)
-    # Centre each column first so the sums of squares do not cancel catastrophically.
-    centred = matrix.reshape(n_splits, length, n_config) - shift
-    sums = centred.sum(axis=1)                       # (S, N)
-    squares = (centred * centred).sum(axis=1)        # (S, N)
-    chosen = np.array([[1.0 if i in c else 0.0 for i in range(n_splits)]
-                       for c in combinations(range(n_splits), n_splits // 2)])
-    half = length * (n_splits // 2)
-
-    def sharpe(total: np.ndarray, total_squares: np.ndarray) -> np.ndarray:
-        mean = total / half
-        variance = (total_squares - total * mean) / (half - 1)
-        std = np.sqrt(np.maximum(variance, 0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(std > 1e-14, (mean + shift) / std, np.nan)
-
-    in_sums, in_squares = chosen @ sums, chosen @ squares
-    return (sharpe(in_sums, in_squares),
-            sharpe(sums.sum(axis=0) - in_sums, squares.sum(axis=0) - in_squares))
-
-
-def _pbo_result(is_perf: np.ndarray, oos_perf: np.ndarray, n_splits: int) -> PBOResult:
-    """PBO and companions from per-combination performance matrices (vectorized)."""
-    usable = ~np.isnan(is_perf).all(axis=1)
-    if not usable.any():
-        raise StatsError("every configuration had an undefined performance in every split.")
-    is_perf, oos_perf = is_perf[usable], oos_perf[usable]
-    n_config = is_perf.shape[1]
-    best = np.nanargmax(is_perf, axis=1)
-    rows = np.arange(len(best))
-    filled = np.where(np.isnan(oos_perf), -np.inf, oos_perf)
-    chosen = filled[rows, best][:, None]
-    # average rank of the chosen configuration among the out-of-sample scores (1 = worst)
-    rank = (filled < chosen).sum(axis=1) + ((filled == chosen).sum(axis=1) + 1) / 2.0
-    omega = rank / (n_config + 1)
-    logits = np.log(omega / (1 - omega))
-    return _summarize_pbo(logits, is_perf[rows, best], oos_perf[rows, best], n_splits, n_config)
 
 
 def _summarize_pbo(logit_array: np.ndarray, is_array: np.ndarray, oos_array: np.ndarray,

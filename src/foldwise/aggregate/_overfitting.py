@@ -25,7 +25,10 @@ from foldwise.stats import (
     probability_of_backtest_overfitting,
 )
 
-__all__ = ["fold_dsr", "overfitting_analysis", "overfitting_summary"]
+__all__ = ["column_sharpes", "fold_dsr", "overfitting_analysis", "overfitting_summary"]
+
+#: A standard deviation at most this is no dispersion (as in :mod:`foldwise.metrics`).
+_ZERO_DISPERSION = 1e-14
 
 
 def fold_dsr(chosen_train_returns: np.ndarray, train_sharpes: Sequence[float],
@@ -41,6 +44,34 @@ def fold_dsr(chosen_train_returns: np.ndarray, train_sharpes: Sequence[float],
     variance = float(per_period.var(ddof=1)) if per_period.size > 1 else 0.0
     return deflated_sharpe_ratio(chosen_train_returns, n_trials=per_period.size,
                                  sharpe_variance=variance)
+
+
+def column_sharpes(matrix: np.ndarray, chunk_elements: int = 1 << 20) -> np.ndarray:
+    """Per column of the ``T x N`` matrix, the per-period Sharpe ratio of
+    :func:`foldwise.stats.moments` (NaN entries dropped; NaN below 3 observations or
+    without dispersion), computed the same way, column block by column block.
+
+    Columns without NaN are done together (each is summed along its contiguous copy, as
+    ``moments`` sums a column); a column with NaN goes through ``moments`` itself.
+    """
+    n_rows, n_columns = matrix.shape
+    out = np.full(n_columns, np.nan)
+    if n_rows < 3:
+        return out
+    width = max(1, chunk_elements // n_rows)
+    for lo in range(0, n_columns, width):
+        hi = min(lo + width, n_columns)
+        block = np.ascontiguousarray(matrix[:, lo:hi].T)  # no copy for a column-major matrix
+        gaps = np.isnan(block).any(axis=1)
+        mean = block.sum(axis=1) / n_rows
+        centred = block - mean[:, None]
+        np.multiply(centred, centred, out=centred)
+        std = np.sqrt(centred.sum(axis=1) / (n_rows - 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[lo:hi] = np.where(std > _ZERO_DISPERSION, mean / std, np.nan)
+        for column in np.flatnonzero(gaps):
+            out[lo + column] = moments(block[column])[0]
+    return out
 
 
 def overfitting_summary(oos: BacktestResult, matrix: np.ndarray | None,
@@ -59,11 +90,7 @@ def overfitting_analysis(oos: BacktestResult, matrix: np.ndarray | None, n_split
     oos_returns = oos.arrays.net
     summary["oos_psr"] = probabilistic_sharpe_ratio(oos_returns)
     if matrix is not None and matrix.shape[1] >= 2:
-        sharpes = []
-        for column in matrix.T:
-            sharpe, *_ = moments(column)
-            sharpes.append(sharpe)
-        per_period = np.array(sharpes)
+        per_period = column_sharpes(matrix)
         per_period = per_period[np.isfinite(per_period)]
         summary["n_configurations"] = float(matrix.shape[1])
         summary["oos_dsr"] = deflated_sharpe_ratio(
