@@ -26,6 +26,7 @@ from ._complete import with_every_metric
 from ._criteria import Criteria, criteria_table
 from ._folds import FoldRecord, fold_records
 from ._overfitting import overfitting_summary
+from ._returns import distinct_full_runs, returns_by_run
 from ._runs import RunLoader
 from ._select import select_top
 from ._snooping import SnoopingReport, snooping_report
@@ -245,17 +246,50 @@ class WalkForwardResult:
         """True when every criterion of :meth:`summary` passes."""
         return bool(self.summary(criteria)["passed"].all())
 
+    def _set_returns(self, count: int | None = None
+                     ) -> tuple[list[str], np.ndarray, pd.Index]:
+        """The first ``count`` distinct sets evaluated (all when None) by canonical
+        parameters, their full-history returns as one read-only ``(N, T)`` array (see
+        :mod:`._returns`), and its dates. Kept: each set's returns are read once per
+        result."""
+        kept: tuple[list[str], np.ndarray, pd.Index, bool] | None = getattr(
+            self, "_returns_read", None)
+        if kept is not None:
+            names, values, dates, every = kept
+            if every or (count is not None and count <= len(names)):
+                return names[:count], values[:count], dates
+        runs = distinct_full_runs(self.record.trials, self.manifest)
+        names = list(runs)[:count]
+        if not names:
+            return [], np.empty((0, 0)), pd.Index([])
+        values = returns_by_run(self.loader, [runs[name] for name in names])
+        values.flags.writeable = False
+        dates = self.loader.load(runs[names[0]]).index
+        self._returns_read = (names, values, dates, len(names) == len(runs))
+        return names, values, dates
+
     def returns_matrix(self, max_configurations: int | None = None) -> pd.DataFrame:
-        """Full-history returns of every distinct parameter set evaluated (one column each)."""
-        return tables.returns_matrix(self.record.trials, self.manifest, self.loader,
-                                     max_configurations)
+        """Full-history returns of every distinct parameter set evaluated (one column each,
+        named by the set's canonical parameters, in the order the sets were first tried;
+        the first ``max_configurations`` sets when given).
+
+        Only each run's returns are read, once per result, into one read-only array that
+        the frame wraps without a copy (``.copy()`` it to write to it)."""
+        names, values, dates = self._set_returns(max_configurations or None)
+        if not names:
+            return pd.DataFrame()
+        return pd.DataFrame(values.T, index=dates, columns=names, copy=False)
 
     def overfitting(self, n_splits: int = 16, max_configurations: int | None = None
                     ) -> dict[str, float]:
         """Probability of backtest overfitting (CSCV over every distinct set evaluated),
-        and the PSR and DSR of the out-of-sample curve (see :mod:`foldwise.stats`)."""
-        matrix = (self.returns_matrix(max_configurations).to_numpy()
-                  if self.manifest.strategy.causal else None)
+        and the PSR and DSR of the out-of-sample curve (see :mod:`foldwise.stats`).
+
+        Reads one returns column per distinct set (see :meth:`returns_matrix`); memory
+        beyond those columns stays bounded however many sets there are."""
+        matrix = None
+        if self.manifest.strategy.causal:
+            matrix = self._set_returns(max_configurations or None)[1].T
         return overfitting_summary(self.oos_result, matrix, n_splits=n_splits)
 
     def snooping(self, benchmark: Any = "auto", *, n_bootstrap: int = 1000,

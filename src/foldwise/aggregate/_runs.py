@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
 
 from foldwise.backtest import BacktestResult
 from foldwise.errors import OptimizationError
 
 if TYPE_CHECKING:
-    from foldwise.cache import BacktestCache
+    from foldwise.cache import BacktestCache, CacheRecord
 
-__all__ = ["CacheRunLoader", "RunLoader"]
+__all__ = ["CacheRunLoader", "RunLoader", "net_returns"]
 
 
 class RunLoader(Protocol):
@@ -28,8 +31,30 @@ class RunLoader(Protocol):
         """The run stored under ``key``."""
         ...
 
+    def net_returns(self, keys: Sequence[str]) -> Iterator[np.ndarray]:
+        """The per-period net returns of the runs ``keys``, one 1-D float64 array each, in
+        the order of ``keys`` (do not write to them).
 
-class CacheRunLoader:
+        For the statistics that need one column of many runs (PBO reads every distinct
+        parameter set's full run): an implementation reads only what that needs and keeps
+        none of what it read, so memory does not grow with the number of runs (it may
+        read ahead, or in parallel). The default loads each run with :meth:`load`.
+        """
+        for key in keys:
+            yield self.load(key).arrays.net
+
+
+def net_returns(loader: RunLoader, keys: Sequence[str]) -> Iterator[np.ndarray]:
+    """``loader.net_returns(keys)``, or :meth:`RunLoader.net_returns`'s default for a loader
+    written before that method (one that implements :meth:`~RunLoader.load` only)."""
+    method = getattr(loader, "net_returns", None)
+    if method is None:
+        return RunLoader.net_returns(loader, keys)
+    result: Iterator[np.ndarray] = method(keys)
+    return result
+
+
+class CacheRunLoader(RunLoader):
     """A :class:`RunLoader` over a :class:`~foldwise.BacktestCache`, memoized per key.
 
     Parameters
@@ -45,10 +70,7 @@ class CacheRunLoader:
         self.study = study
         self._loaded: dict[str, BacktestResult] = {}
 
-    def load(self, key: str) -> BacktestResult:
-        result = self._loaded.get(key)
-        if result is not None:
-            return result
+    def _stored(self, key: str) -> CacheRecord:
         record = self.cache.get(key)
         if record is None:
             raise OptimizationError(
@@ -57,5 +79,17 @@ class CacheRunLoader:
                 "loaded with another cache. Pass the optimization's cache to "
                 "load_result(..., cache=...), or call foldwise.optimize again with the same "
                 "study, which runs only what is missing.")
-        result = self._loaded[key] = record.result
+        return record
+
+    def load(self, key: str) -> BacktestResult:
+        result = self._loaded.get(key)
+        if result is None:
+            result = self._loaded[key] = self._stored(key).result
         return result
+
+    def net_returns(self, keys: Sequence[str]) -> Iterator[np.ndarray]:
+        """:meth:`RunLoader.net_returns` without keeping the runs (the cache's own memory of
+        recent results is bounded)."""
+        for key in keys:
+            kept = self._loaded.get(key)
+            yield (kept if kept is not None else self._stored(key).result).arrays.net

@@ -22,11 +22,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from foldwise.aggregate import RunLoader
 from foldwise.backtest import BacktestResult
 from foldwise.cache import BacktestCache
 from foldwise.data import MarketData
@@ -186,7 +189,7 @@ def study_runs(record: StudyRecord) -> dict[str, _Recipe]:
     return recipes
 
 
-class StudyRunLoader:
+class StudyRunLoader(RunLoader):
     """A :class:`~foldwise.aggregate.RunLoader` that re-creates what the cache lacks.
 
     Parameters
@@ -219,23 +222,37 @@ class StudyRunLoader:
     def load(self, key: str) -> BacktestResult:
         result = self._loaded.get(key)
         if result is None:
-            result = self._from_cache(key)
-            if result is None:
-                result = self._rebuild(key)
-                self.rebuilt += 1
-            self._loaded[key] = result
+            result = self._loaded[key] = self._find(key)
+        return result
+
+    def net_returns(self, keys: Sequence[str]) -> Iterator[np.ndarray]:
+        """:meth:`RunLoader.net_returns <foldwise.aggregate.RunLoader.net_returns>`: each
+        run found as :meth:`load` finds it (the cache, else re-created from the study) but
+        not kept, so reading the runs of every parameter set (PBO) holds one at a time. A
+        run the cache stores without its arrays (cheaper to run again) is run again here
+        directly, after the same key check: its metrics are stored and its arrays are not
+        to be, so the cache has nothing to do (nor counts it in ``cache.recomputed``)."""
+        for key in keys:
+            result = self._loaded.get(key)
+            yield (result if result is not None else self._find(key, keep=False)).arrays.net
+
+    def _find(self, key: str, keep: bool = True) -> BacktestResult:
+        result = self._from_cache(key, keep)
+        if result is None:
+            result = self._rebuild(key)
+            self.rebuilt += 1
         return result
 
     # --- reading -----------------------------------------------------------------------
 
-    def _from_cache(self, key: str) -> BacktestResult | None:
+    def _from_cache(self, key: str, keep: bool = True) -> BacktestResult | None:
         if not self._cache_usable:
             return None
         try:
             stored = self.cache.get(key)
             return None if stored is None else stored.result
         except ArraysNotKeptError:  # by design: cheaper to run again than to store
-            return self._rebuild(key, missing=False)
+            return self._rebuild(key, missing=False, keep=keep)
         except CacheCorruptedError as exc:  # a damaged entry: re-created (and replaced)
             logger.info("run %s of study %r is damaged in the cache (%s); it is re-created",
                         key[:12], self.record.name, exc)
@@ -275,7 +292,7 @@ class StudyRunLoader:
                 f"{manifest.data.content_hash[:12]}...: {manifest.data.describe()}).")
         return self._strategy, self._data
 
-    def _rebuild(self, key: str, missing: bool = True) -> BacktestResult:
+    def _rebuild(self, key: str, missing: bool = True, keep: bool = True) -> BacktestResult:
         if self._recipes is None:
             self._recipes = study_runs(self.record)
         recipe = self._recipes.get(key)
@@ -301,7 +318,7 @@ class StudyRunLoader:
                 f"re-creating run {key[:12]}... of study {self.record.name!r} gives another "
                 f"key ({made[:12]}...): the strategy, the data or foldwise's backtest engine "
                 "differ from the study's. Run the study again under a new name.")
-        if self._cache_usable:
+        if self._cache_usable and (keep or missing):
             try:
                 return self.cache.get_or_run(strategy, params, data, settings=settings)
             except Exception as exc:
