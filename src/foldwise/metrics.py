@@ -554,7 +554,7 @@ def summarize(returns: Any, *, turnover: Any = None, weight_changes: Any = None,
     --------
     >>> summary = summarize([0.01, -0.02, 0.015, 0.005])
     >>> round(summary["sharpe"], 4), round(summary["max_drawdown"], 4)
-    (3.8729, -0.02)
+    (2.5529, -0.02)
     >>> summarize([0.01, -0.02, 0.015, 0.005], names=["sharpe"]) == {"sharpe": summary["sharpe"]}
     True
     """
