@@ -193,10 +193,13 @@ class PostgresIndex(IndexBackend):
 
     Examples
     --------
-    >>> from foldwise import BacktestCache                       # doctest: +SKIP
-    >>> from foldwise.cache import PostgresIndex                 # doctest: +SKIP
-    >>> index = PostgresIndex("postgresql+psycopg://fw@db-host/foldwise")   # doctest: +SKIP
-    >>> cache = BacktestCache("/shared/foldwise", backend=index)             # doctest: +SKIP
+    With a server at ``db-host`` (``tests/test_cluster_*.py`` run this against a real one)::
+
+        from foldwise import BacktestCache
+        from foldwise.cache import PostgresIndex
+
+        index = PostgresIndex("postgresql+psycopg://fw@db-host/foldwise")
+        cache = BacktestCache("/shared/foldwise", backend=index)
     """
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:
