@@ -50,8 +50,12 @@ __all__ = ["RESULTS_BYTES", "ResultsMemory", "arrays_nbytes"]
 logger = logging.getLogger(__name__)
 
 #: Bytes of arrays the results memory of one cache object may hold (the most recent result
-#: is kept whatever its size).
-RESULTS_BYTES = 256 * 2**20
+#: is kept whatever its size). 64 MB, not more: loky restarts a worker process whose memory
+#: grew by 300 MB over a task, and with 256 MB here the workers of an ``n_jobs=2`` study of
+#: a 40-asset panel were restarted after most folds (re-importing everything, measured:
+#: n_jobs=2 slower than n_jobs=1). Runs that are dear to compute keep their arrays on disk,
+#: where reading one back costs a millisecond.
+RESULTS_BYTES = 64 * 2**20
 
 
 def arrays_nbytes(result: BacktestResult) -> int:
