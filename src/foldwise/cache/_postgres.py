@@ -360,9 +360,9 @@ class PostgresIndex(IndexBackend):
 
     def insert_many(self, rows: Sequence[IndexRow]) -> list[IndexRow]:
         """Insert the rows in one transaction (all or none); return what is stored."""
-        self._writable()
         if not rows:
             return []
+        self._writable()
 
         def action(connection: psycopg.Connection[Any]) -> list[IndexRow]:
             new: set[str] = set()
@@ -401,9 +401,11 @@ class PostgresIndex(IndexBackend):
         self._run(action)
 
     def delete(self, keys: Collection[str]) -> list[IndexRow]:
-        self._writable()
         unique = list(dict.fromkeys(keys))
-        if not unique or not self._exists:
+        if not unique:
+            return []
+        self._writable()
+        if not self._exists:
             return []
 
         def action(connection: psycopg.Connection[Any]) -> list[IndexRow]:
