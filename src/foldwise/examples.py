@@ -131,7 +131,14 @@ def _sma_crossover_weights(data: MarketData, fast: int = 10, slow: int = 50,
         weights = np.zeros(sums.shape)
         if slow <= len(sums):
             above = _window_means(sums, fast)[slow - fast:] > _window_means(sums, slow)
-            weights[slow - 1:] = np.where(above, long, other)
+            # np.where(above, long, other) in one or two passes instead of its ~8 us:
+            # True * long is long; short: 2 * long - long is long exactly, 0 - long is other.
+            ready = weights[slow - 1:]
+            if short:
+                np.multiply(above, 2.0 * long, out=ready)
+                ready += other
+            else:
+                np.multiply(above, long, out=ready)
         return weights
     fast_ma, slow_ma = _rolling_mean(sums, gaps, fast), _rolling_mean(sums, gaps, slow)
     ready = ~(np.isnan(fast_ma) | np.isnan(slow_ma))
