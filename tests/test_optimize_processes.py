@@ -46,7 +46,9 @@ SCRIPT = textwrap.dedent(f"""
                       {{"fast": Int(5, 30), "slow": Int(20, 80, step=5)}},
                       WalkForward(train=500, test=250), constraints="fast < slow",
                       n_trials={N_TRIALS}, study="killme", seed=0, costs=2.0,
-                      show_progress=False, check_lookahead=False)
+                      show_progress=False, check_lookahead=False,
+                      # every run keeps its arrays: "executed once" is then exact
+                      cache=foldwise.BacktestCache(keep_arrays="always"))
     print("finished")
 """)
 
@@ -213,7 +215,8 @@ def test_two_worker_processes_share_the_storage_and_the_cache(store_dir, tmp_pat
         counted_sma, foldwise.datasets.load_goog(),
         {"fast": Int(5, 30), "slow": Int(20, 80, step=5)}, WalkForward(train=500, test=250),
         constraints="fast < slow", n_trials=N_TRIALS, study="parallel", seed=0,
-        costs=2.0, n_jobs=2, show_progress=False, check_lookahead=False)
+        costs=2.0, n_jobs=2, show_progress=False, check_lookahead=False,
+        cache=foldwise.BacktestCache(keep_arrays="always"))  # "run once" is then exact
     folds = result.folds
     assert (folds["trials_complete"] == N_TRIALS).all()
     assert (folds["trials_failed"] == 0).all()

@@ -70,7 +70,11 @@ def stitch(chosen: Sequence[Evaluation | None], test_spans: Sequence[tuple[int, 
     index_parts, gross_parts, turnover_parts, change_parts, position_parts = [], [], [], [], []
     contiguous_before = False
     for i, piece in enumerate(pieces):
-        entering = piece.positions(piece.start - 1, piece.start)[0]  # held into its first bar
+        held = piece.positions(piece.start - 1, piece.start) \
+            if piece.start > piece.offset else None
+        # held into its first bar; nothing when the window starts at the run's first bar
+        # (a combinatorial test group at the start of the history)
+        entering = held[0] if held is not None and len(held) else np.zeros(len(piece.run.assets))
         decided = piece.positions(piece.start, piece.stop).copy()  # dated start..stop-1
         after = pieces[i + 1] if i + 1 < len(pieces) else None
         if after is not None and after.start == piece.stop:  # re-optimized: switch sets

@@ -64,8 +64,10 @@ class DelayedFlush:
             self._changed.notify()
 
     def _run(self) -> None:
-        with self._changed:
-            while not self._stop:
+        while True:
+            with self._changed:  # never held while writing: the loop's thread waits on it
+                if self._stop:
+                    return
                 trial = self._trial
                 if trial is None:
                     self._changed.wait()
@@ -73,8 +75,7 @@ class DelayedFlush:
                 if self._changed.wait(self.after) or self._trial is not trial:
                     continue  # another trial (or none) since: start over
                 self._trial = None  # flushed once
-                try:
-                    flush_trial(trial)
-                except Exception:  # the trial's end writes them anyway
-                    logger.debug("early write of trial %d failed", trial.number,
-                                 exc_info=True)
+            try:
+                flush_trial(trial)
+            except Exception:  # the trial's end writes them anyway
+                logger.debug("early write of trial %d failed", trial.number, exc_info=True)
