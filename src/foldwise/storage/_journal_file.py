@@ -18,8 +18,10 @@ killed at any instant:
 * **Incremental reads.** Byte offsets of line numbers are remembered, so each sync reads
   only what other processes appended since the last one.
 * **Damage is told, not guessed.** Every line carries a CRC-32 of its own JSON under the
-  extra key ``"fw_crc"`` (Optuna's replay ignores keys it does not know, so Optuna's own
-  ``JournalStorage`` and its tools still read the file). A line that is not JSON, or whose
+  extra key ``"fw_crc"``, written last (Optuna's replay ignores keys it does not know, so
+  Optuna's own ``JournalStorage`` and its tools still read the file). The line without
+  that last key is, byte for byte, the JSON the checksum covers, so a reader checks the
+  line's own bytes and never encodes the log again. A line that is not JSON, or whose
   checksum does not match (a changed digit), stops the reader with
   :class:`~foldwise.errors.JournalCorruptedError` naming the file, the line number and the
   byte offset, and the fix: :func:`foldwise.storage.repair_journal` (``foldwise repair``,
@@ -67,14 +69,34 @@ CHECKSUM_KEY = "fw_crc"
 
 
 def encode_line(log: dict[str, Any]) -> str:
-    """One journal line: the log's JSON with the CRC-32 of that JSON added."""
+    """One journal line: the log's JSON with the CRC-32 of that JSON added as its last key.
+
+    The same text as ``json.dumps({**log, "fw_crc": crc})``, made from one encoding of
+    the log: its JSON without the closing brace, then the checksum's key and value.
+    """
     text = json.dumps(log, separators=(",", ":"))
-    return json.dumps({**log, CHECKSUM_KEY: f"{zlib.crc32(text.encode()):08x}"},
-                      separators=(",", ":")) + "\n"
+    crc = f"{zlib.crc32(text.encode()):08x}"
+    if text == "{}":  # pragma: no cover - every Optuna log has an op_code
+        return f'{{"{CHECKSUM_KEY}":"{crc}"}}\n'
+    return f'{text[:-1]},"{CHECKSUM_KEY}":"{crc}"}}\n'
+
+
+# The end of a line written by ``encode_line``: the checksum's key and value (8 hex
+# digits), then the closing brace and the newline.
+_TAIL_START = b',"' + CHECKSUM_KEY.encode() + b'":"'
+_TAIL_LENGTH = len(_TAIL_START) + 8 + 3  # ,"fw_crc":"01234567"}\n
 
 
 def decode_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
-    """The log of one line, or None and why it is damaged."""
+    """The log of one line (its checksum key removed), or None and why it is damaged.
+
+    A line that ends with its checksum, as :func:`encode_line` writes every line, is
+    checked on its own bytes: the CRC-32 of the line up to that key, closed by ``}``, is
+    the CRC-32 of the log's JSON as it was written, and no JSON is encoded. Any other line
+    with a checksum, and one whose bytes do not match, is checked on its log encoded
+    again (as readers before did), so a line is accepted exactly when it was before.
+    Lines without a checksum (Optuna's own, foldwise 0.1) are read as they are.
+    """
     try:
         log = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -84,10 +106,15 @@ def decode_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(log, dict):
         return None, "it is not a JSON object"
     stored = log.pop(CHECKSUM_KEY, None)
-    if stored is not None:
-        text = json.dumps(log, separators=(",", ":"))
-        if f"{zlib.crc32(text.encode()):08x}" != stored:
-            return None, "its checksum does not match its content (a changed byte)"
+    if stored is None:
+        return log, ""
+    cut = len(line) - _TAIL_LENGTH
+    if (line.startswith(_TAIL_START, cut) and line.endswith(b'"}\n')
+            and line[cut + len(_TAIL_START):-3] == stored.encode()
+            and stored == f"{zlib.crc32(b'}', zlib.crc32(memoryview(line)[:cut])):08x}"):
+        return log, ""
+    if f"{zlib.crc32(json.dumps(log, separators=(',', ':')).encode()):08x}" != stored:
+        return None, "its checksum does not match its content (a changed byte)"
     return log, ""
 
 
