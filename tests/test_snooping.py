@@ -22,6 +22,7 @@ from foldwise.snooping import (
     long_run_variance,
     optimal_block_length,
     reality_check,
+    spa_stepm,
     spa_test,
     stepm,
 )
@@ -241,6 +242,63 @@ def test_stepm_equals_the_reference(studentize, recentering):
     assert list(found.table.index[found.table["superior"]]) == sorted(expected)
 
 
+def _assert_same_spa_and_stepm(returns, bench, **kwargs):
+    spa, found = spa_stepm(returns, bench, **kwargs)
+    alpha = kwargs.pop("alpha", 0.05)
+    recentering = kwargs.pop("recentering", "full")
+    alone = spa_test(returns, bench, **kwargs)
+    assert spa.pvalues == alone.pvalues and spa.statistic == alone.statistic
+    assert (spa.best, spa.block_length, spa.seed) == (alone.best, alone.block_length,
+                                                       alone.seed)
+    np.testing.assert_array_equal(spa.bootstrap_statistics, alone.bootstrap_statistics)
+    kwargs["block_length"] = alone.block_length
+    by_itself = stepm(returns, bench, alpha=alpha, recentering=recentering, **kwargs)
+    assert found.superior == by_itself.superior
+    assert found.critical_values == by_itself.critical_values
+    pd.testing.assert_frame_equal(found.table, by_itself.table)
+    return found
+
+
+@pytest.mark.parametrize(("studentize", "recentering"),
+                         [(True, "full"), (False, "full"), (True, "consistent"),
+                          (False, "consistent")])
+def test_spa_stepm_equals_the_two_tests_run_alone(studentize, recentering):
+    """Both tests on one pass over the resamples: the report ran SPA and StepM on a
+    window each with its own resamples, and StepM computed again what SPA had."""
+    rng = np.random.default_rng(21)
+    r = rng.normal(0.0, 0.01, size=(250, 700))  # more sets than one batch
+    r[:, [1, 5]] += 0.003
+    r[:, 8] += 0.0015
+    r[:, 9] = 0.0  # a set equal to the flat benchmark: left out when studentized
+    found = _assert_same_spa_and_stepm(
+        np.asfortranarray(r), 0.0, alpha=0.1, n_bootstrap=300, block_length="auto",
+        seed=np.random.SeedSequence(7, spawn_key=(3,)), studentize=studentize,
+        recentering=recentering)
+    assert len(found.critical_values) >= 2  # later steps pass over the kept resamples
+
+
+def test_spa_stepm_without_superior_sets_and_without_kept_counts(monkeypatch):
+    from foldwise.snooping import _engine
+
+    rng = np.random.default_rng(2)
+    r = pd.DataFrame(rng.normal(0.0, 0.01, size=(300, 40)))
+    b = pd.Series(rng.normal(0.0, 0.01, size=300))
+    found = _assert_same_spa_and_stepm(r, b, n_bootstrap=130, seed=5)
+    assert found.superior == [] and len(found.critical_values) == 1
+    monkeypatch.setattr(_engine, "KEEP_COUNTS_BYTES", 0)  # resamples drawn again per step
+    r.iloc[:, 3] += 0.004
+    found = _assert_same_spa_and_stepm(r, b, n_bootstrap=130, seed=5, alpha=0.2)
+    assert 3 in found.superior
+
+
+def test_spa_stepm_checks_its_arguments():
+    r = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(SnoopingError, match="alpha"):
+        spa_stepm(r, alpha=0.0)
+    with pytest.raises(SnoopingError, match="recentering"):
+        spa_stepm(r, recentering="partial")  # type: ignore[arg-type]
+
+
 def test_same_seed_same_pvalues_different_seed_different_draws(small):
     r, b = small
     one = spa_test(r, b, n_bootstrap=200, seed=3)
@@ -451,7 +509,7 @@ def test_misaligned_benchmark_and_bad_stepm_arguments():
 
 
 def test_public_names():
-    assert set(snooping.__all__) >= {"spa_test", "reality_check", "stepm",
+    assert set(snooping.__all__) >= {"spa_test", "reality_check", "stepm", "spa_stepm",
                                       "haircut_sharpe_ratio", "min_backtest_length"}
     import foldwise
 

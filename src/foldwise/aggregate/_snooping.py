@@ -25,8 +25,11 @@ sets' own Sharpe ratios) and the minimum backtest length (Bailey et al.) of the 
 by full-history Sharpe ratio, next to the length of the history.
 
 Rows where a set or the benchmark has no return (NaN) are left out of a window. Each
-window's bootstrap is seeded by its own child of ``seed``, so the same study and seed give
-the same table.
+window's bootstrap is seeded by its own child of ``seed`` (window ``i``: the first child
+of ``SeedSequence(seed)``'s child ``spawn_key=(i,)``), so the same study and seed give the
+same table. SPA and StepM run on the same resamples of the window
+(:func:`~foldwise.snooping.spa_stepm`: the block length, the long-run variances and the
+first pass over the resamples serve both tests).
 """
 
 from __future__ import annotations
@@ -52,10 +55,11 @@ from foldwise.snooping import (
     StepMResult,
     haircut_sharpe_ratio,
     min_backtest_length,
-    spa_test,
-    stepm,
+    spa_stepm,
 )
 from foldwise.splits import ranges_to_positions
+
+from ._returns import distinct_full_runs
 
 if TYPE_CHECKING:
     from ._result import WalkForwardResult
@@ -225,29 +229,64 @@ def _complete_rows(window: _Window) -> _Window:
                    window.dates[keep], window.labels)
 
 
+def _full_columns(result: WalkForwardResult, full: pd.DataFrame | None) -> dict[str, int]:
+    """The full-history run key of each set of ``full`` -> its column."""
+    if full is None or full.shape[1] == 0:
+        return {}
+    position = {name: i for i, name in enumerate(full.columns)}
+    runs = distinct_full_runs(result.record.trials, result.manifest)
+    return {key: position[name] for name, key in runs.items() if name in position}
+
+
+def _fold_sets(trials: Sequence[StoredTrial], fold: int, column_of: Mapping[str, int]
+               ) -> list[int] | None:
+    """The columns of ``full`` of the distinct sets ``fold`` completed, in the order they
+    were first tried (equal full-history run keys, equal sets); None when one of them has
+    no column."""
+    columns: dict[str, int] = {}
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE:
+            continue
+        evaluation = trial.record.evaluations.get(fold)
+        if evaluation is None:
+            continue
+        key = evaluation.runs.get("full")
+        if key is None or key not in column_of:
+            return None
+        columns.setdefault(key, column_of[key])
+    return list(columns.values())
+
+
 def _fold_windows(result: WalkForwardResult, bench: pd.Series | None,
                   full: pd.DataFrame | None, dates: pd.Index | None) -> list[_Window]:
     windows = []
     trials_by_key: Mapping[int | None, Sequence[StoredTrial]] = result.record.trials
+    column_of = _full_columns(result, full)
+    values = None if full is None else full.to_numpy()
     for record in result.fold_records:
         trials = trials_by_key.get(None if result.mode == "cv" else record.number, ())
-        sets = _distinct_complete(trials, record.number)
-        if not sets:
-            continue
         positions = ranges_to_positions(np.asarray(record.train))
         name = f"fold {record.number} in sample"
-        keys = [canonical_json(t.params) for t in sets]
-        if full is not None and dates is not None and all(k in full.columns for k in keys):
-            matrix = full[keys].to_numpy()[positions]
+        columns = _fold_sets(trials, record.number, column_of) if column_of else None
+        if columns is not None and values is not None and dates is not None and full is not None:
+            # the sets' full-history runs, already read: the window's rows of their columns
+            if not columns:
+                continue
+            matrix = values[np.ix_(positions, np.asarray(columns, dtype=np.intp))]
             window_dates = dates[positions]
+            keys = [full.columns[c] for c in columns]
         else:
+            sets = _distinct_complete(trials, record.number)
+            if not sets:
+                continue
+            keys = [canonical_json(t.params) for t in sets]
             evaluations = [t.record.evaluations[record.number] for t in sets]
             run_keys = [e.run_key("train") for e in evaluations]
             first = result.loader.load(run_keys[0])
             window_dates = first.returns.index[positions - evaluations[0].offset]
-            columns = [result.loader.load(key).arrays.net[positions - e.offset]
-                       for key, e in zip(run_keys, evaluations, strict=True)]
-            matrix = np.column_stack(columns)
+            columns_ = [result.loader.load(key).arrays.net[positions - e.offset]
+                        for key, e in zip(run_keys, evaluations, strict=True)]
+            matrix = np.column_stack(columns_)
         windows.append(_Window(name, matrix, _aligned(bench, window_dates, name),
                                window_dates, keys))
     return windows
@@ -266,11 +305,9 @@ def _test(window: _Window, *, alpha: float, n_bootstrap: int, block_length: floa
         "block_length": math.nan}
     if window.returns.shape[0] < MIN_OBSERVATIONS or window.returns.shape[1] == 0:
         return row, None, None
-    spa_seed, stepm_seed = seed.spawn(2)
-    spa = spa_test(window.returns, window.benchmark, n_bootstrap=n_bootstrap,
-                   block_length=block_length, seed=spa_seed)
-    found = stepm(window.returns, window.benchmark, alpha=alpha, n_bootstrap=n_bootstrap,
-                  block_length=spa.block_length, seed=stepm_seed)
+    spa, found = spa_stepm(window.returns, window.benchmark, alpha=alpha,
+                           n_bootstrap=n_bootstrap, block_length=block_length,
+                           seed=seed.spawn(1)[0])
     best = window.labels[spa.best] if isinstance(spa.best, int) else spa.best
     row.update({"best": _label(str(best)), "best_excess": spa.best_mean * periods_per_year,
                 "spa_pvalue": spa.pvalue, "spa_lower": spa.pvalue_lower,

@@ -12,6 +12,8 @@ function                        answers
                                 (conservative when many sets are poor)
 :func:`stepm`                   which sets beat the benchmark, family-wise error ``alpha``:
                                 Romano & Wolf's (2005) StepM
+:func:`spa_stepm`               both of the above on the same resamples, for about the
+                                cost of one
 :func:`haircut_sharpe_ratio`    how much of a Sharpe ratio survives the number of trials:
                                 Harvey & Liu (2015) with Bonferroni, Holm and BHY
 :func:`min_backtest_length`     how many years of backtest ``N`` trials need before a
@@ -41,7 +43,7 @@ from ._haircut import HaircutResult, haircut_sharpe_ratio
 from ._inputs import MIN_OBSERVATIONS
 from ._minbtl import min_backtest_length
 from ._spa import RealityCheckResult, SPAResult, reality_check, spa_test
-from ._stepm import StepMResult, stepm
+from ._stepm import StepMResult, spa_stepm, stepm
 
 __all__ = [
     "MIN_OBSERVATIONS",
@@ -56,6 +58,7 @@ __all__ = [
     "min_backtest_length",
     "optimal_block_length",
     "reality_check",
+    "spa_stepm",
     "spa_test",
     "stepm",
 ]

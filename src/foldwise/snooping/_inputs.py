@@ -114,6 +114,7 @@ def prepare(returns: Any, benchmark: Any = 0.0) -> Differentials:
         raise SnoopingError(
             f"the benchmark has {int((~np.isfinite(bench)).sum())} NaN or infinite values; "
             "drop those rows from both the returns and the benchmark.")
-    values = np.ascontiguousarray(values)
+    if not (values.flags.c_contiguous or values.flags.f_contiguous):
+        values = np.ascontiguousarray(values)  # a matrix in either order is used as is
     mean = values.mean(axis=0) - bench.mean()
     return Differentials(values, bench, labels, mean)

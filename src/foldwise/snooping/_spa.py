@@ -39,7 +39,8 @@ from ._engine import bootstrap_maxima
 from ._inputs import Differentials, prepare
 from ._setup import Setup, setup
 
-__all__ = ["RealityCheckResult", "SPAResult", "reality_check", "spa_test"]
+__all__ = ["RealityCheckResult", "SPAResult", "reality_check", "spa_centers", "spa_result",
+           "spa_test"]
 
 
 def _seed_text(seed: Any) -> str:
@@ -245,11 +246,22 @@ def spa_test(returns: Any, benchmark: Any = 0.0, *, n_bootstrap: int = 1000,
     data = prepare(returns, benchmark)
     prepared = setup(data, block_length=block_length, studentize=studentize, seed=seed,
                      n_bootstrap=n_bootstrap)
-    mean = data.mean
-    centers = np.vstack([np.maximum(mean, 0.0), np.where(prepared.relevant, mean, 0.0), mean])
     maxima = bootstrap_maxima(data, block_length=prepared.block_length,
                               n_bootstrap=n_bootstrap, root=prepared.root,
-                              scale=prepared.scale, centers=centers)
+                              scale=prepared.scale, centers=spa_centers(data, prepared))
+    return spa_result(data, prepared, maxima, n_bootstrap=n_bootstrap, studentize=studentize)
+
+
+def spa_centers(data: Differentials, prepared: Setup) -> np.ndarray:
+    """The SPA's three recenterings of the means, as rows: lower, consistent, upper."""
+    mean = data.mean
+    return np.vstack([np.maximum(mean, 0.0), np.where(prepared.relevant, mean, 0.0), mean])
+
+
+def spa_result(data: Differentials, prepared: Setup, maxima: np.ndarray, *,
+               n_bootstrap: int, studentize: bool) -> SPAResult:
+    """The :class:`SPAResult` from the ``(n_bootstrap, 3)`` recentred maxima of
+    :func:`spa_centers` (not yet floored at 0)."""
     maxima = np.maximum(maxima, 0.0)
     stats = _statistics(data, prepared)
     best, best_mean, top = _best(data, stats)

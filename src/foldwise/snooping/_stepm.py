@@ -32,11 +32,11 @@ import pandas as pd
 from ._bootstrap import SeedLike
 from ._engine import bootstrap_maxima, kept_counts
 from ._errors import SnoopingError
-from ._inputs import prepare
-from ._setup import setup
-from ._spa import _seed_text, statistics_table
+from ._inputs import Differentials, prepare
+from ._setup import Setup, setup
+from ._spa import SPAResult, _seed_text, spa_centers, spa_result, statistics_table
 
-__all__ = ["StepMResult", "stepm"]
+__all__ = ["StepMResult", "spa_stepm", "stepm"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,16 @@ def stepm(returns: Any, benchmark: Any = 0.0, *, alpha: float = 0.05,
     data = prepare(returns, benchmark)
     prepared = setup(data, block_length=block_length, studentize=studentize, seed=seed,
                      n_bootstrap=n_bootstrap)
+    counts = kept_counts(data.n_obs, prepared.block_length, n_bootstrap, prepared.root)
+    return _stepm(data, prepared, counts, alpha=float(alpha), n_bootstrap=n_bootstrap,
+                  studentize=studentize, recentering=recentering)
+
+
+def _stepm(data: Differentials, prepared: Setup, counts: list[np.ndarray] | None, *,
+           alpha: float, n_bootstrap: int, studentize: bool, recentering: str,
+           first: np.ndarray | None = None) -> StepMResult:
+    """StepM's steps over the resamples of ``prepared`` (their ``counts`` when kept);
+    ``first``: the first step's maxima when already computed (by :func:`spa_stepm`)."""
     table = statistics_table(data, prepared)
     stats = table["statistic"].to_numpy()
     mean = data.mean
@@ -150,12 +160,14 @@ def stepm(returns: Any, benchmark: Any = 0.0, *, alpha: float = 0.05,
     active = prepared.scale > 0
     step_of = np.zeros(data.n_sets, dtype=int)
     critical: list[float] = []
-    counts = kept_counts(data.n_obs, prepared.block_length, n_bootstrap, prepared.root)
     while active.any():
-        maxima = bootstrap_maxima(data, block_length=prepared.block_length,
-                                  n_bootstrap=n_bootstrap, root=prepared.root,
-                                  scale=prepared.scale, centers=center[None, :],
-                                  active=active, kept=counts)[:, 0]
+        if first is not None:
+            maxima, first = first, None
+        else:
+            maxima = bootstrap_maxima(data, block_length=prepared.block_length,
+                                      n_bootstrap=n_bootstrap, root=prepared.root,
+                                      scale=prepared.scale, centers=center[None, :],
+                                      active=active, kept=counts)[:, 0]
         value = float(np.quantile(maxima, 1.0 - alpha))
         critical.append(value)
         rejected = active & (stats > max(value, 0.0))
@@ -168,7 +180,57 @@ def stepm(returns: Any, benchmark: Any = 0.0, *, alpha: float = 0.05,
     order = np.argsort(-np.where(step_of > 0, stats, -np.inf), kind="stable")
     superior = [data.labels[k] for k in order if step_of[k] > 0]
     return StepMResult(
-        superior=superior, alpha=float(alpha), critical_values=tuple(critical),
+        superior=superior, alpha=alpha, critical_values=tuple(critical),
         n_sets=data.n_sets, n_obs=data.n_obs, n_excluded=prepared.n_excluded,
         n_bootstrap=n_bootstrap, block_length=prepared.block_length, seed=prepared.seed,
         studentized=studentize, recentering=recentering, table=table)
+
+
+def spa_stepm(returns: Any, benchmark: Any = 0.0, *, alpha: float = 0.05,
+              n_bootstrap: int = 1000, block_length: float | str = "auto",
+              seed: SeedLike = None, studentize: bool = True,
+              recentering: Literal["full", "consistent"] = "full"
+              ) -> tuple[SPAResult, StepMResult]:
+    """Hansen's SPA test and Romano & Wolf's StepM on the same resamples, for about the
+    cost of one test.
+
+    The same numbers as ``spa = spa_test(returns, benchmark, seed=seed, ...)`` and
+    ``stepm(returns, benchmark, seed=seed, block_length=spa.block_length, ...)``, bit for
+    bit: both draw the same resamples from the same seed, and StepM's first step needs
+    the very maxima SPA's upper (``"full"`` recentering) or consistent (``"consistent"``)
+    p-value counts. So the block length, the long-run variances and the first pass over
+    the resamples are computed once; StepM passes over them again only for its later
+    steps (when a step found sets to remove). Parameters as in
+    :func:`~foldwise.snooping.spa_test` and :func:`~foldwise.snooping.stepm`.
+
+    Returns
+    -------
+    tuple of SPAResult and StepMResult
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> r = rng.normal(0.0, 0.01, size=(1000, 30))
+    >>> r[:, [4, 9]] += 0.002
+    >>> spa, found = spa_stepm(r, n_bootstrap=300, block_length=1.0, seed=0)
+    >>> spa.pvalue < 0.05, found.superior
+    (True, [4, 9])
+    """
+    if not 0.0 < float(alpha) < 1.0:
+        raise SnoopingError(f"alpha must be in (0, 1), got {alpha!r}.")
+    if recentering not in ("full", "consistent"):
+        raise SnoopingError(
+            f"recentering must be 'full' or 'consistent', got {recentering!r}.")
+    data = prepare(returns, benchmark)
+    prepared = setup(data, block_length=block_length, studentize=studentize, seed=seed,
+                     n_bootstrap=n_bootstrap)
+    counts = kept_counts(data.n_obs, prepared.block_length, n_bootstrap, prepared.root)
+    maxima = bootstrap_maxima(data, block_length=prepared.block_length,
+                              n_bootstrap=n_bootstrap, root=prepared.root,
+                              scale=prepared.scale, centers=spa_centers(data, prepared),
+                              kept=counts)
+    spa = spa_result(data, prepared, maxima, n_bootstrap=n_bootstrap, studentize=studentize)
+    # StepM's first step: every set with a positive scale, recentred as its choice says
+    first = maxima[:, 2 if recentering == "full" else 1].copy()
+    return spa, _stepm(data, prepared, counts, alpha=float(alpha), n_bootstrap=n_bootstrap,
+                       studentize=studentize, recentering=recentering, first=first)
