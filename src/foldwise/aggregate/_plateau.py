@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from foldwise._canonical import canonical_json
 from foldwise.records import StoredTrial
@@ -117,6 +116,8 @@ def _kernel_sums(coords: np.ndarray, groups: np.ndarray, values: np.ndarray
         sums = np.bincount(groups, weights=values)
         sizes = np.bincount(groups)
         return sizes[groups].astype(float), sums[groups], sizes[groups] - 1
+    from scipy.spatial import cKDTree  # only here: a plateau rule needs it, a report not
+
     found = [np.empty((0, 2), dtype=np.intp)]
     for group in np.unique(groups):  # sets in different groups are never neighbours
         members = np.flatnonzero(groups == group)

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from optuna.trial import TrialState
-from scipy import stats as sps
 
 from foldwise._canonical import canonical_json
 from foldwise.backtest import BacktestResult
@@ -226,7 +225,7 @@ def ranking(folds: Sequence[FoldRecord], metric: str, maximize: bool,
         scored = [s for s in record.selected
                   if s.test and math.isfinite(s.test.get(metric, math.nan))]
         values = [s.test[metric] for s in scored if s.test]
-        ranks = sps.rankdata([-v if maximize else v for v in values], method="average")
+        ranks = _average_ranks([-v if maximize else v for v in values])
         for chosen, rank in zip(scored, ranks, strict=True):
             entry = entries.setdefault(canonical_json(chosen.params), {
                 "params": dict(chosen.params), "oos": [], "ranks": [], "is": []})
@@ -277,6 +276,21 @@ def parameter_stability(folds: Sequence[FoldRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("parameter") if rows else pd.DataFrame()
 
 
+def _average_ranks(values: Sequence[float]) -> np.ndarray:
+    """Ranks from 1, ties sharing their average (``scipy.stats.rankdata``'s default)."""
+    return pd.Series(values, dtype=np.float64).rank(method="average").to_numpy()
+
+
+def spearman(pairs: Sequence[tuple[float, float]]) -> float:
+    """Spearman's rank correlation of the pairs (finite values), as
+    ``scipy.stats.spearmanr`` computes it: the correlation of the average ranks; NaN when
+    one side is constant."""
+    ranks = pd.DataFrame(pairs, dtype=np.float64).rank(method="average").to_numpy()
+    if len(ranks) < 2 or (ranks[0] == ranks).all(axis=0).any():
+        return math.nan
+    return float(np.corrcoef(ranks, rowvar=False)[1, 0])
+
+
 def rank_correlation(folds: Sequence[FoldRecord], metric: str) -> pd.DataFrame:
     """Per fold: Spearman correlation of in-sample and out-of-sample metric over the
     distinct parameter sets evaluated on both windows (near 1: the in-sample ranking
@@ -296,7 +310,7 @@ def rank_correlation(folds: Sequence[FoldRecord], metric: str) -> pd.DataFrame:
                      if s.train and s.test]
         rho = math.nan
         if len(pairs) >= 3:
-            rho = float(sps.spearmanr(*zip(*pairs, strict=True)).statistic)
+            rho = spearman(pairs)
         rows.append({"fold": record.number, "spearman": rho, "n_sets": len(pairs)})
     return pd.DataFrame(rows)
 

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _sps
+from scipy import special as _special  # not scipy.stats: a second of import time
 
 from ._bootstrap import SeedLike, resolve_seed
 from ._errors import SnoopingError
@@ -134,6 +134,11 @@ class HaircutResult:
         return self.summary()
 
 
+def _t_sf(x: Any, df: float) -> Any:
+    """Student's t survival function (``scipy.stats.t.sf``, computed as it does)."""
+    return _special.stdtr(df, -np.asarray(x, dtype=np.float64))
+
+
 def _lo_factor(autocorrelation: float, periods_per_year: float) -> float:
     a, q = autocorrelation, periods_per_year
     if a == 0.0:
@@ -161,7 +166,7 @@ def _simulated_pvalues(n_others: int, n_sim: int, rho: float,
     true = rng.random((n_sim, n_others)) > p0
     means = rng.exponential(lam, size=(n_sim, n_others))
     t = np.abs(np.where(true, means, 0.0) * scale + noise)
-    return 2.0 * _sps.norm.sf(t)
+    return 2.0 * _special.ndtr(-t)  # the normal survival function
 
 
 def _holm_bhy(p: float, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +249,7 @@ def haircut_sharpe_ratio(sharpe: float, n_obs: int, n_trials: int, *,
     df = n_obs - 1
     adjusted_sharpe = float(sharpe) * _lo_factor(float(autocorrelation), periods_per_year)
     t_stat = adjusted_sharpe * math.sqrt(years)
-    pvalue = float(min(2.0 * _sps.t.sf(t_stat, df), 1.0))
+    pvalue = float(min(2.0 * _t_sf(t_stat, df), 1.0))
     bonferroni = min(n_trials * pvalue, 1.0)
     root = None
     if other_sharpes is not None:
@@ -256,7 +261,7 @@ def haircut_sharpe_ratio(sharpe: float, n_obs: int, n_trials: int, *,
         if not np.isfinite(others).all():
             raise SnoopingError("other_sharpes contains NaN or infinite values; drop them "
                                 "and lower n_trials to match.")
-        other_p = np.minimum(2.0 * _sps.t.sf(np.abs(others) * math.sqrt(years), df), 1.0)
+        other_p = np.minimum(2.0 * _t_sf(np.abs(others) * math.sqrt(years), df), 1.0)
         holm_all, bhy_all = _holm_bhy(pvalue, other_p[None, :])
         holm, bhy = float(holm_all[0]), float(bhy_all[0])
         source, rho, n_sim = "given", None, 0
@@ -281,7 +286,7 @@ def haircut_sharpe_ratio(sharpe: float, n_obs: int, n_trials: int, *,
                 "average": (bonferroni + holm + bhy) / 3.0}
     sharpes = {}
     for method, p_adj in adjusted.items():
-        t_adj = float(_sps.t.isf(p_adj / 2.0, df)) if p_adj < 1.0 else 0.0
+        t_adj = float(-_special.stdtrit(df, p_adj / 2.0)) if p_adj < 1.0 else 0.0
         sharpes[method] = max(t_adj, 0.0) / math.sqrt(years)
     haircuts = {m: (adjusted_sharpe - s) / adjusted_sharpe for m, s in sharpes.items()}
     return HaircutResult(
