@@ -20,6 +20,7 @@ import pytest
 import foldwise
 from foldwise import WalkForwardResult
 from foldwise._canonical import canonical_json
+from foldwise.aggregate._snooping import REPORT_BOOTSTRAP
 from foldwise.metrics import sharpe
 from foldwise.snooping import SnoopingError, min_backtest_length, spa_test, stepm
 from foldwise.splits import PurgedKFold, WalkForward, ranges_to_positions
@@ -154,9 +155,12 @@ def test_benchmark_errors_name_the_fix(goog):
 
 @pytest.mark.slow
 def test_text_and_html_reports_show_the_numbers(goog, tmp_path):
-    report = goog.snooping()
+    report = goog.snooping(n_bootstrap=REPORT_BOOTSTRAP)
     text = goog.text_report()
-    assert "data snooping: the parameter sets against the equal_weight benchmark" in text
+    assert ("data snooping: the parameter sets against the equal_weight benchmark "
+            "(stationary bootstrap, 500 replications; result.snooping() runs 1000, seed 0)"
+            in text)
+    assert "1000 replications" in goog.snooping().summary()  # the API's default
     for window in report.table["window"]:
         assert window in text
     assert "SPA p-value (Hansen)" in text and "StepM (Romano-Wolf)" in text
@@ -175,6 +179,7 @@ def test_text_and_html_reports_show_the_numbers(goog, tmp_path):
         assert f"<td data-value=\"\" data-sort=\"\" class=\" \">{expected.window}</td>" in row
         assert f'data-value="{float(expected.spa_pvalue)!r}"' in row
     assert "SPA p-value (Hansen)" in page and "Minimum backtest length" in page
+    assert "500 replications (result.snooping() runs 1,000 by default)" in page
     without = goog.report(tmp_path / "plain.html", overfitting=False)
     assert "written with overfitting=False" in without.read_text(encoding="utf-8")
 

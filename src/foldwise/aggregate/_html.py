@@ -47,6 +47,7 @@ from . import _figures as figures
 from ._importance import param_importances
 from ._overfitting import overfitting_analysis
 from ._snooping import MEANINGS as snooping_meanings
+from ._snooping import REPORT_BOOTSTRAP
 from ._tables import wfe_metric
 from ._text import incomplete_message
 
@@ -783,7 +784,7 @@ def _snooping_section(result: WalkForwardResult, enabled: bool) -> list[dict[str
     backtest length (:meth:`WalkForwardResult.snooping`)."""
     if not enabled:
         return "Left out: the report was written with overfitting=False."
-    report = result.snooping()
+    report = result.snooping(n_bootstrap=REPORT_BOOTSTRAP)
     table = report.table
     items = []
     first = table.iloc[0] if not table.empty else None
@@ -814,7 +815,8 @@ def _snooping_section(result: WalkForwardResult, enabled: bool) -> list[dict[str
         f"Every parameter set against the {report.benchmark.replace('_', '-')} benchmark: "
         "over the full history (every distinct set), in each fold's training window (the "
         "sets that fold tried) and on the stitched out-of-sample curve. Stationary "
-        f"bootstrap, {report.n_bootstrap:,} replications, seed {report.seed}.")]
+        f"bootstrap, {report.n_bootstrap:,} replications (result.snooping() runs 1,000 "
+        f"by default), seed {report.seed}.")]
     if items:
         blocks.append(_stats(items))
     rows = []
