@@ -271,6 +271,33 @@ def test_results_in_memory_are_bounded_by_count_and_bytes(tmp_path, monkeypatch)
         trend_result(lookback=7).returns)  # read back from its artifact
 
 
+def test_the_record_memo_is_bounded_by_bytes(tmp_path, monkeypatch):
+    """The memo of records holds at most MEMO_BYTES of them (estimated), the oldest read
+    dropped first, whatever memo_size allows: a 20,000-trial optimization stores some
+    40,000 rows, and remembering every one grew the process with each trial."""
+    from foldwise.cache import _memo
+
+    cache = BacktestCache(tmp_path / "fw")
+    for lookback in range(2, 8):
+        cache.metrics(trend, {"lookback": lookback}, DATA, window=(0, 100))
+    memo = cache._memo
+    assert len(memo._records) == 12  # every full run and window is remembered
+    one = memo.nbytes / 12
+    monkeypatch.setattr(_memo, "MEMO_BYTES", 4.5 * one)
+    cache.metrics(trend, {"lookback": 8}, DATA, window=(0, 100))
+    assert len(memo._records) == 4 and memo.nbytes <= 4.5 * one
+    newest = cache.key(trend, {"lookback": 8}, DATA, window=(0, 100)).digest
+    assert newest in memo._records
+    queries = []
+    original = cache.index.get
+    monkeypatch.setattr(cache.index, "get", lambda key: queries.append(key) or original(key))
+    oldest = cache.key(trend, {"lookback": 2}, DATA, window=(0, 100))
+    assert cache.get(oldest) is not None and queries == [oldest.digest]  # read again
+    memo.forget([oldest.digest])
+    memo.clear()
+    assert memo.nbytes == 0
+
+
 def test_a_repeated_hit_does_not_query_the_index(cache, monkeypatch):
     cache.metrics(trend, {}, DATA, window=(0, 100))
     other = reopen(cache)

@@ -184,6 +184,20 @@ def test_the_memo_is_bounded(monkeypatch):
     assert len(_keys._memo) <= 10
 
 
+def test_the_key_memo_keeps_the_newest_keys_within_its_limit():
+    """A 20,000-trial optimization builds tens of thousands of keys: the memo holds a few
+    thousand, the oldest dropped first (it was cleared only at 100,000)."""
+    _keys._memo.clear()
+    first = key({"lookback": 1})
+    n = 5000
+    for i in range(2, n + 1):
+        key({"lookback": i})
+    assert n > _keys._MEMO_LIMIT and len(_keys._memo) == _keys._MEMO_LIMIT
+    assert key({"lookback": n}) is key({"lookback": n})  # the newest is still memoized
+    again = key({"lookback": 1})
+    assert again == first and again is not first  # the oldest was dropped, then rebuilt
+
+
 # --- code edits ---------------------------------------------------------------------------
 
 HELPERS = '''

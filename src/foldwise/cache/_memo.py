@@ -6,8 +6,11 @@ How a lookup works (:meth:`RecordMemo.lookup`):
    keys content-addressed, so a remembered record can never be stale; only deletions by
    this object forget one (:meth:`RecordMemo.forget`).
 2. Only the first lookup of a key in a process runs one indexed query on the index; the
-   record built from the row is remembered (at most ``size`` of them, the oldest read
-   dropped first).
+   record built from the row is remembered (at most ``size`` of them and at most
+   :data:`MEMO_BYTES` of their estimated size, the oldest read dropped first). An
+   optimization of 20,000 trials stores some 40,000 rows: remembered without a bound on
+   their bytes, they grew the process by hundreds of bytes per trial. A record dropped
+   here costs one indexed query when it is asked for again.
 3. The last-used time of a hit is noted in memory and written in one batch at most every
    ``touch_interval`` seconds (and on :meth:`RecordMemo.flush`, which eviction, close and
    browsing call, and at exit), so hits never wait for a write. Last-used times only steer
@@ -29,9 +32,25 @@ from foldwise.cache._index import IndexBackend, IndexRow
 from foldwise.cache._locks import renew_after_fork
 from foldwise.cache._records import CacheRecord
 
-__all__ = ["RecordMemo"]
+__all__ = ["MEMO_BYTES", "RecordMemo", "record_nbytes"]
 
 logger = logging.getLogger(__name__)
+
+#: Estimated bytes of the records one memo holds at most (:func:`record_nbytes`).
+MEMO_BYTES = 8 * 2**20
+
+#: Bytes of a record beyond the text of its row: the record, its row, their slots and
+#: the decoded metrics (measured with ``tracemalloc``: about 600 for two metrics).
+_RECORD_OVERHEAD = 600
+
+
+def record_nbytes(row: IndexRow) -> int:
+    """An estimate of the memory a remembered record of ``row`` takes (text counted in
+    full even where it is shared with a key)."""
+    return _RECORD_OVERHEAD + sum(
+        len(text) for text in (row.key, row.strategy, row.fingerprint, row.params,
+                               row.data_hash, row.settings, row.window, row.parent,
+                               row.metrics, row.artifact, row.checksum) if text)
 
 
 def _write_last_used(index: IndexBackend, batch: dict[str, float]) -> None:
@@ -53,7 +72,7 @@ class RecordMemo:
     make_record
         Builds the record of a row (it carries the loader of its arrays).
     size
-        Records remembered at most.
+        Records remembered at most (and at most :data:`MEMO_BYTES` of them).
     touch_interval
         Seconds between batched writes of last-used times.
 
@@ -67,7 +86,8 @@ class RecordMemo:
         self.size = int(size)
         self.touch_interval = float(touch_interval)
         self._lock = threading.Lock()
-        self._records: dict[str, CacheRecord] = {}
+        self._records: dict[str, tuple[CacheRecord, int]] = {}
+        self.nbytes = 0  # estimated bytes of the remembered records
         self._touched: dict[str, float] = {}
         self._last_flush = time.time()
         self.hits = self.misses = self.puts = self.executed = self.recomputed = 0
@@ -87,7 +107,8 @@ class RecordMemo:
         """
         now = time.time()
         with self._lock:
-            record = self._records.get(digest)
+            found = self._records.get(digest)
+            record = None if found is None else found[0]
             if record is not None:
                 self._touched[digest] = now
                 self.hits += count
@@ -111,23 +132,33 @@ class RecordMemo:
     def remember(self, row: IndexRow) -> CacheRecord:
         """The record of ``row``, remembered (the oldest remembered one may be dropped)."""
         record = self._make_record(row)
+        size = record_nbytes(row)
         with self._lock:
-            self._records[row.key] = record
-            if len(self._records) > self.size:  # the oldest read goes first
-                del self._records[next(iter(self._records))]
+            records = self._records
+            old = records.pop(row.key, None)
+            if old is not None:
+                self.nbytes -= old[1]
+            records[row.key] = (record, size)
+            self.nbytes += size
+            while records and (len(records) > self.size
+                               or (self.nbytes > MEMO_BYTES and len(records) > 1)):
+                self.nbytes -= records.pop(next(iter(records)))[1]  # the oldest read first
         return record
 
     def forget(self, digests: Iterable[str]) -> None:
         """Forget the records (and pending last-used times) of deleted entries."""
         with self._lock:
             for digest in digests:
-                self._records.pop(digest, None)
+                found = self._records.pop(digest, None)
+                if found is not None:
+                    self.nbytes -= found[1]
                 self._touched.pop(digest, None)
 
     def clear(self) -> None:
         """Forget every record (pending last-used times are kept)."""
         with self._lock:
             self._records.clear()
+            self.nbytes = 0
 
     def flush(self) -> None:
         """Write the last-used times of recent hits to the index now."""
