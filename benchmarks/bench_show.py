@@ -18,7 +18,15 @@ cache did not keep are re-created from the study, which needs the same code.
     the streamed statistics cannot run beside ours, so its figure is printed as measured
     then: 32.8 s and 6.96 GB (a study of 1,580 distinct sets). Target: <= 5 s, < 1 GB.
     The same study run with the code before (this study has 4,824 distinct sets whose
-    arrays the cache re-computes): 33.6 s, 6.08 GB.
+    arrays the cache re-computes): 33.6 s, 6.08 GB. Since then, on the same study and
+    machine (2-core, shared), within minutes of each other at a load average of 0.7-2:
+    25.6 s / 0.72 GB before the journal lines were checked on their own bytes,
+    ``import foldwise`` left out scipy.stats and scipy.spatial, and the snooping section
+    ran SPA and StepM on shared resamples with 500 replications; 19.4 s / 0.69 GB after
+    (21.2 s against 27.6 s at a load of 2-3). Phases after / before (one run each, so
+    within noise): import 1.8 / 2.1 s, load 6.4 / 8.4 s, tables 1.0 / 1.3 s,
+    ``overfitting()`` 3.1 / 4.2 s, snooping 6.5 / 6.1 s (this phase renders the whole
+    report again; in the --repeat runs the overfitting section adds 8.4 s against 14.0 s).
 (2) ``result.overfitting()`` with N distinct sets (``max_configurations=1580``, and all
     of them), each on a freshly loaded result: median. Before: 26 s with 1,580 sets
     (runs read from artifacts); on this study 5.2 s with 1,580 and 14.7 s with 4,824 (runs
