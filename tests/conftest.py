@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from foldwise import MarketData
+from tests._object_store import s3_server  # noqa: F401  (a session's S3 server, moto)
 from tests._postgres import postgres_server  # noqa: F401  (a session's PostgreSQL server)
 
 # Shared CI machines are slow and noisy: no per-example deadline, and a fixed number of

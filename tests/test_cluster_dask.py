@@ -25,6 +25,7 @@ from foldwise.records import FailureKind, read_trial, trial_budget
 from foldwise.storage import WORKER_ATTR, open_storage, parse_storage
 
 from ._cluster_support import local_cluster, set_worker_env, worker_pids
+from ._object_store import CREDENTIALS
 from ._optimize_support import COUNT_ENV, SLEEP_ENV, counted_sma, executions
 from ._postgres import PostgresServer
 
@@ -57,11 +58,12 @@ def counted(client, tmp_path, monkeypatch):
     set_worker_env(client, {COUNT_ENV: None, SLEEP_ENV: None})
 
 
-def _shared_cache(tmp_path: Path, url: str) -> foldwise.BacktestCache:
+def _shared_cache(tmp_path: Path, url: str, artifacts: str | None = None
+                  ) -> foldwise.BacktestCache:
     # every run keeps its arrays: reading the result back executes nothing, so the
     # execution log holds exactly what the workers ran
     return foldwise.BacktestCache(tmp_path / "shared", backend=PostgresIndex(url),
-                                  keep_arrays="always")
+                                  keep_arrays="always", artifact_location=artifacts)
 
 
 def _trials(url: str, study: str) -> dict[int, list[optuna.trial.FrozenTrial]]:
@@ -77,9 +79,16 @@ def _trials(url: str, study: str) -> dict[int, list[optuna.trial.FrozenTrial]]:
     return found
 
 
+@pytest.mark.parametrize("artifacts", ["directory", "s3"])
 def test_the_demo_study_on_the_cluster_equals_the_local_run_and_runs_each_set_once(
-        client, counted, postgres_server: PostgresServer, tmp_path):
-    url = postgres_server.create_database("demo_cluster")
+        client, counted, postgres_server: PostgresServer, tmp_path, artifacts, request):
+    """The arrays in the directory the workers share, or in an S3 bucket (moto on
+    loopback) by URL: the same code either way."""
+    url = postgres_server.create_database(f"demo_cluster_{artifacts}")
+    location = (request.getfixturevalue("s3_server").url(f"cluster-{os.getpid()}")
+                if artifacts == "s3" else None)
+    if location is not None:  # the workers started before the fixture set the credentials
+        set_worker_env(client, {name: os.environ[name] for name in CREDENTIALS})
     local = foldwise.optimize(
         counted_sma, foldwise.datasets.load_goog(), SPACE, SPLITTER, constraints="fast < slow",
         n_trials=N_TRIALS, study="demo", storage=str(tmp_path / "local.journal"),
@@ -90,8 +99,8 @@ def test_the_demo_study_on_the_cluster_equals_the_local_run_and_runs_each_set_on
         remote = foldwise.optimize(
             counted_sma, foldwise.datasets.load_goog(), SPACE, SPLITTER,
             constraints="fast < slow", n_trials=N_TRIALS, study="demo", storage=url,
-            cache=(cache := _shared_cache(tmp_path, url)), seed=0, costs=COSTS, n_jobs=2,
-            show_progress=False, check_lookahead=False)
+            cache=(cache := _shared_cache(tmp_path, url, location)), seed=0, costs=COSTS,
+            n_jobs=2, show_progress=False, check_lookahead=False)
     cache.close()
     # the same fold table: each fold runs whole on one worker with its sequential seed
     compared = [c for c in local.folds.columns if c != "cache_hits"]
@@ -109,10 +118,13 @@ def test_the_demo_study_on_the_cluster_equals_the_local_run_and_runs_each_set_on
     assert workers <= set(worker_pids(client).values()) and len(workers) == 2
     assert os.getpid() not in workers
     # the shared cache index holds each run once, and this process reads it back
-    cache = _shared_cache(tmp_path, url)
+    cache = _shared_cache(tmp_path, url, location)
     stats = cache.stats()
     assert stats.full_runs == len(evaluated) + 1  # and the equal-weight benchmark
     assert cache.verify().ok
+    if location is not None:  # every array went to the bucket, none to a local directory
+        assert all(r.artifact.startswith("artifacts/") for r in cache.index.rows() if r.artifact)
+        assert not (tmp_path / "shared" / "cache" / "packs").exists()
     again = foldwise.load_result("demo", storage=url, cache=cache)
     pd.testing.assert_frame_equal(again.folds[compared], local.folds[compared])
     assert again.runs_rebuilt == 0

@@ -105,7 +105,7 @@ def test_a_fault_in_the_cache_releases_the_trial_and_stops(tmp_path, monkeypatch
     def refuse_the_third(self, key, result):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise PermissionError(errno.EACCES, "Permission denied", str(self.directory))
+            raise PermissionError(errno.EACCES, "Permission denied", str(self.location.where("packs")))
         return real(self, key, result)
 
     monkeypatch.setattr(_artifacts.ArtifactStore, "write", refuse_the_third)

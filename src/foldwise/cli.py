@@ -53,20 +53,39 @@ def _location(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return storage, directory
 
 
+def _configured_cache(args: argparse.Namespace, directory: Any, *, read_only: bool = False
+                      ) -> foldwise.BacktestCache | None:
+    """The cache of ``directory`` with its index on the server of ``--index`` and its
+    arrays at ``--artifacts``, when either is given (None when neither is: the defaults)."""
+    index = getattr(args, "index", None)
+    artifacts = getattr(args, "artifacts", None)
+    if index is None and artifacts is None:
+        return None
+    if index is None:
+        return foldwise.BacktestCache(directory, read_only=read_only,
+                                      artifact_location=artifacts)
+    return foldwise.BacktestCache(directory, backend=PostgresIndex(index, read_only=read_only),
+                                  artifact_location=artifacts)
+
+
+def _cluster_flags(args: argparse.Namespace) -> str:
+    """The --index / --artifacts options given, to repeat in the commands printed."""
+    return "".join(f" --{name} {shlex.quote(value)}" for name in ("index", "artifacts")
+                   if (value := getattr(args, name, None)) is not None)
+
+
 @contextlib.contextmanager
 def _cache_of(args: argparse.Namespace, *, reading: bool = False
               ) -> Iterator[foldwise.BacktestCache | str | None]:
-    """The cache of ``--dir``, with its index on the server of ``--index`` when given (the
-    artifacts stay in the directory), closed at the end. ``reading``: a cache directory
-    that does not exist yet is not created (the index is opened read-only)."""
+    """The cache of ``--dir`` (with ``--index`` / ``--artifacts`` when given), closed at the
+    end. ``reading``: a cache directory that does not exist yet is not created."""
     directory = getattr(args, "dir", None)
-    index = getattr(args, "index", None)
-    if index is None:
+    missing = not (resolve_root(directory) / CACHE_DIR).is_dir()
+    cache = _configured_cache(args, directory, read_only=reading and missing)
+    if cache is None:
         yield directory
         return
-    missing = not (resolve_root(directory) / CACHE_DIR).is_dir()
-    with foldwise.BacktestCache(
-            directory, backend=PostgresIndex(index, read_only=reading and missing)) as cache:
+    with cache:
         yield cache
 
 
@@ -150,9 +169,8 @@ def _where_flags(config: RunConfig) -> str:
 def _run_config(config: RunConfig, args: argparse.Namespace, *, resumed: bool) -> int:
     """Run the optimization ``config`` describes (its file's or the one stored)."""
     arguments = config.optimize_arguments()  # imports the strategy, reads the data
-    if getattr(args, "index", None) is not None:  # the cache's rows on a database server
-        arguments["cache"] = foldwise.BacktestCache(arguments["cache"],
-                                                    backend=PostgresIndex(args.index))
+    # the cache's rows on a database server, its arrays in a shared location
+    arguments["cache"] = _configured_cache(args, arguments["cache"]) or arguments["cache"]
     data, splitter = arguments["data"], arguments["splitter"]
     n_folds = len(splitter.folds(data))
     first, last = data.index[0].date(), data.index[-1].date()
@@ -164,8 +182,7 @@ def _run_config(config: RunConfig, args: argparse.Namespace, *, resumed: bool) -
           f"{config.metric}.\n")
     result = foldwise.optimize(**arguments, show_progress=not args.quiet)
     print(result.text_report())
-    flags = _where_flags(config) + (f" --index {shlex.quote(args.index)}"
-                                    if getattr(args, "index", None) is not None else "")
+    flags = _where_flags(config) + _cluster_flags(args)
     print(f"\nstored in {result.location} (study {result.name!r}, with its config); "
           f"`foldwise show {result.name}{flags}` prints this again, `foldwise report "
           f"{result.name}{flags}` writes the HTML report"
@@ -348,8 +365,10 @@ def _repair(args: argparse.Namespace) -> int:
 # --- foldwise cache ------------------------------------------------------------------------
 
 _INDEX_HELP = ("the cache index on a PostgreSQL server (postgresql+psycopg://user@host/db), as "
-               "a cluster keeps it; the artifacts stay in --dir (default: the SQLite index in "
-               "--dir)")
+               "a cluster keeps it (default: the SQLite index in --dir)")
+_ARTIFACTS_HELP = ("where the cache keeps run arrays: a directory every worker sees, or an "
+                   "object store URL (s3://bucket/prefix?endpoint_override=host:port, gs://...) "
+                   "(default: the cache directory in --dir)")
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
                "g": 1024**3, "gb": 1024**3, "t": 1024**4, "tb": 1024**4}
@@ -374,9 +393,8 @@ def _duration(text: str) -> float:
 
 
 def _open_cache(args: argparse.Namespace) -> foldwise.BacktestCache:
-    index = getattr(args, "index", None)
-    return foldwise.BacktestCache(getattr(args, "dir", None),
-                                  backend=None if index is None else PostgresIndex(index))
+    directory = getattr(args, "dir", None)
+    return _configured_cache(args, directory) or foldwise.BacktestCache(directory)
 
 
 def _read_cache(args: argparse.Namespace) -> foldwise.BacktestCache | None:
@@ -384,9 +402,8 @@ def _read_cache(args: argparse.Namespace) -> foldwise.BacktestCache | None:
     can be read. A ``--dir`` without a cache is an error; the default cache not existing
     yet is said and gives None."""
     directory = getattr(args, "dir", None)
-    index = getattr(args, "index", None)
-    cache = (foldwise.BacktestCache(directory, read_only=True) if index is None else
-             foldwise.BacktestCache(directory, backend=PostgresIndex(index, read_only=True)))
+    cache = (_configured_cache(args, directory, read_only=True)
+             or foldwise.BacktestCache(directory, read_only=True))
     if cache.exists:
         return cache
     if directory is not None:
@@ -485,6 +502,8 @@ def _add_cache_commands(commands: Any) -> None:  # the object add_subparsers ret
                           help="foldwise directory (default: $FOLDWISE_DIR or ./.foldwise)")
     location.add_argument("--index", default=argparse.SUPPRESS, metavar="URL",
                           help=_INDEX_HELP)
+    location.add_argument("--artifacts", default=argparse.SUPPRESS, metavar="URL",
+                          help=_ARTIFACTS_HELP)
     group = commands.add_parser("cache", parents=[location],
                                 help="inspect and maintain the backtest cache")
 
@@ -549,6 +568,7 @@ def _build_parser() -> argparse.ArgumentParser:
     where.add_argument("--storage", help="Optuna storage URL (default: the journal file in "
                                          "--dir), e.g. postgresql+psycopg://user@host/db")
     where.add_argument("--index", metavar="URL", help=_INDEX_HELP)
+    where.add_argument("--artifacts", metavar="URL", help=_ARTIFACTS_HELP)
     demo = commands.add_parser(
         "demo", parents=[where],
         help="walk-forward optimization of an SMA crossover on the bundled GOOG data")

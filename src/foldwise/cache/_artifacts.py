@@ -1,21 +1,31 @@
-"""Artifacts: the arrays of a full run, as Parquet, appended to a pack file of this process.
+"""Artifacts: the arrays of a full run, as Parquet, stored through pyarrow's file systems.
 
-Layout under the cache directory::
+Where they live: the cache directory by default, or any location a
+:class:`pyarrow.fs.FileSystem` reaches — a shared mount, or an object store URL such as
+``s3://bucket/prefix?endpoint_override=host:9000`` (S3, GCS, HDFS and ``file://`` are built
+into pyarrow; anything fsspec reaches works through ``pyarrow.fs.PyFileSystem``). Every byte
+goes through the :class:`pyarrow.fs.FileSystem` API, the local directory included, so a new
+kind of location needs no code here. Layout under the location::
 
-    packs/<32 hex>.pack                                   (written since pack files exist)
-    artifacts/<first 2 hex of key>/<key>-<8 hex>.parquet  (one file per run, read only)
+    packs/<32 hex>.pack                                   (layout "packs")
+    artifacts/<first 2 hex of key>/<key>-<8 hex>.parquet  (layout "files")
 
-A process appends every artifact it writes to its own pack file (a new one per process and
-per :data:`PACK_BYTES`), so storing a run is one ``write`` to an open file instead of the
-creation, write and rename of a new file, which cost more than a fast strategy's whole
-backtest. An artifact is named ``packs/<name>.pack@<offset>``; its length and checksum are
-in the index row. Appends are complete before the index row that names them is inserted
-(so no row names bytes not yet written), and a process killed mid-append leaves bytes no
-row names. Nothing in a pack is ever overwritten: a pack file is deleted whole once no row
-names any of its artifacts and it has not been written for ten minutes (eviction,
-``clear``, ``verify --repair``), so evicting part of a pack frees its space when the rest
-of it goes; runs stored together (one optimization) usually age together. Files of the
-older one-file-per-run layout are read, verified and deleted as before.
+**Packs** (the default on a local file system): a process appends every artifact it writes
+to its own pack file (a new one per process and per :data:`PACK_BYTES`), so storing a run
+is one ``write`` to an open file instead of the creation, write and rename of a new file,
+which cost more than a fast strategy's whole backtest. An artifact is named
+``packs/<name>.pack@<offset>``; its length and checksum are in the index row. Appends are
+complete before the index row that names them is inserted (so no row names bytes not yet
+written), and a process killed mid-append leaves bytes no row names. Nothing in a pack is
+ever overwritten: a pack file is deleted whole once no row names any of its artifacts and it
+has not been written for ten minutes (eviction, ``clear``, ``verify --repair``), so evicting
+part of a pack frees its space when the rest of it goes; runs stored together (one
+optimization) usually age together.
+
+**Files** (the default where appending is not possible, as on object stores): one object
+per run, complete before the index row names it: written under a temporary name and moved
+into place, or, on an object store (S3, GCS, Azure), uploaded under its final name, since
+an object appears only once its upload completes and a move there is a second copy.
 
 One table per run, one row per bar: ``date`` (timestamp, time zone kept), ``returns``,
 ``gross_returns``, ``costs``, ``turnover`` and, when the run has positions, ``positions``
@@ -23,11 +33,11 @@ One table per run, one row per bar: ``date`` (timestamp, time zone kept), ``retu
 JSON in the schema metadata. Trades are not stored: they are the non-zero weight changes,
 which are the differences of consecutive positions, exactly as the backtest computes them.
 
-Appends are not fsynced (see :meth:`ArtifactStore.write`). Two processes storing the same
-key write to their own packs, and the index row (inserted afterwards) names the one that
-won. The row records the artifact's length and xxh3-128 checksum, and its bytes are parsed
-only after they match both: a truncated, replaced or foreign file (or a link, a device) is
-refused before pyarrow sees it.
+Writes are not fsynced (see :meth:`ArtifactStore.write`). Two processes storing the same
+key write their own bytes, and the index row (inserted afterwards) names the one that won.
+The row records the artifact's length and xxh3-128 checksum, and its bytes are parsed only
+after they match both: a truncated, replaced or foreign file (or a link to a device, a
+pipe) is refused before pyarrow's Parquet reader sees it.
 Nothing here unpickles: Parquet is read column by column into numpy arrays.
 """
 
@@ -37,27 +47,28 @@ import contextlib
 import json
 import os
 import re
-import stat
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from foldwise._atomic import TEMP_SUFFIX, atomic_path
+from foldwise._atomic import TEMP_SUFFIX
 from foldwise._hashing import hash_bytes
 from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.cache._readonly import read_only_error
 from foldwise.errors import CacheArgumentError, CacheCorruptedError
 
-__all__ = ["ARTIFACT_DIR", "LAYOUTS", "PACK_BYTES", "PACK_DIR", "ArtifactStore",
-           "DirectoryScan", "file_of"]
+__all__ = ["ARTIFACT_DIR", "LAYOUTS", "PACK_BYTES", "PACK_DIR", "ArtifactLocation",
+           "ArtifactStore", "DirectoryScan", "file_of"]
 
 ARTIFACT_DIR = "artifacts"
 PACK_DIR = "packs"
@@ -71,22 +82,30 @@ def file_of(relpath: str) -> str:
     """The file an artifact lives in: its pack file, or the artifact file itself."""
     match = _PACK_RECORD.match(relpath)
     return match.group(1) if match else relpath
+
+
 _FORMAT = 2  # 2: settings stored as BacktestSettings.to_dict()
 _META_KEY = b"foldwise"
 _SERIES = ("returns", "gross_returns", "costs", "turnover")
 _NAME = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{32})-[0-9a-f]{8}\.parquet$")
+_COMPRESS_ABOVE = 1 << 20  # bytes of a table before compression is worth it
+#: How new artifacts are written: appended to a pack of this process, or one file per run
+#: (object stores, which cannot append; shared file systems where files several hosts read
+#: should not grow). Both are always read.
+LAYOUTS = ("packs", "files")
+#: pyarrow file system types whose uploads are atomic (S3, Google Cloud Storage, Azure).
+_OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})
 
 
 @dataclass
 class DirectoryScan:
-    """The files found under a cache directory, by what they are (relative POSIX paths)."""
+    """The files found under an artifact location, by what they are (relative POSIX paths)."""
 
     artifacts: list[str] = field(default_factory=list)
     temporary: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
-
-
-_COMPRESS_ABOVE = 1 << 20  # bytes of a table before compression is worth it
+    #: Modification time (seconds since the epoch) and size of each file found.
+    found: dict[str, tuple[float, int]] = field(default_factory=dict)
 
 
 def checksum(data: Any) -> str:
@@ -94,46 +113,132 @@ def checksum(data: Any) -> str:
     return hash_bytes(data)
 
 
-#: How new artifacts are written: appended to a pack of this process, or one file per run
-#: (for file systems where appending to a shared file is not wanted; both are always read).
-LAYOUTS = ("packs", "files")
+@dataclass(frozen=True)
+class ArtifactLocation:
+    """Where artifacts live: a pyarrow file system and a base path in it.
+
+    Build one with :meth:`resolve`; ``spec`` is what the user gave (kept so a cache sent to
+    a worker process opens the same location there).
+    """
+
+    filesystem: pafs.FileSystem
+    base: str
+    spec: Any
+    description: str
+
+    @classmethod
+    def resolve(cls, spec: str | os.PathLike[str] | pafs.FileSystem | None,
+                directory: Path) -> ArtifactLocation:
+        """The location ``spec`` names: None for ``directory`` (the cache directory); a
+        local path; a URL pyarrow knows (``s3://bucket/prefix``, ``gs://…``,
+        ``hdfs://…``, ``file:///…``); or a :class:`pyarrow.fs.FileSystem`, whose root is
+        used (wrap it in :class:`pyarrow.fs.SubTreeFileSystem` for a prefix)."""
+        if spec is None:
+            return cls(pafs.LocalFileSystem(), directory.absolute().as_posix(), None,
+                       str(directory))
+        if isinstance(spec, pafs.FileSystem):
+            shown = (f"{spec.base_path.rstrip('/')} ({spec.base_fs.type_name} file system)"
+                     if isinstance(spec, pafs.SubTreeFileSystem)
+                     else f"the root of a {spec.type_name} file system")
+            return cls(spec, "", spec, shown)
+        if not isinstance(spec, (str, os.PathLike)):
+            raise CacheArgumentError(
+                "artifact_location must be a path, a URL (s3://bucket/prefix, file:///path) "
+                f"or a pyarrow.fs.FileSystem; got {type(spec).__name__}.")
+        text = os.fspath(spec)
+        if "://" not in text:
+            path = Path(text).expanduser().absolute()
+            return cls(pafs.LocalFileSystem(), path.as_posix(), text, str(path))
+        parts = urlsplit(text)
+        # never print what the URL may carry after the host: keys in the query, a password
+        shown = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+        try:
+            filesystem, base = pafs.FileSystem.from_uri(text)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            why = str(exc).replace(text, shown)  # pyarrow repeats the URL, secrets and all
+            raise CacheArgumentError(
+                f"cannot open the artifact location {shown}: {why}. Give a local path or a "
+                "URL pyarrow.fs.FileSystem.from_uri reads (s3://bucket/prefix?region=..., "
+                "gs://bucket/prefix, hdfs://host/path, file:///path), or pass a "
+                "pyarrow.fs.FileSystem object.") from None
+        return cls(filesystem, base.rstrip("/"), text, shown)
+
+    @property
+    def local_path(self) -> Path | None:
+        """The directory on this host, when the location is one."""
+        if isinstance(self.filesystem, pafs.LocalFileSystem) and self.base:
+            return Path(self.base)
+        return None
+
+    @property
+    def can_append(self) -> bool:
+        """True where pack files can be used (a local or mounted file system)."""
+        filesystem = self.filesystem
+        while isinstance(filesystem, pafs.SubTreeFileSystem):
+            filesystem = filesystem.base_fs
+        return isinstance(filesystem, pafs.LocalFileSystem)
+
+    @property
+    def atomic_uploads(self) -> bool:
+        """True on object stores, where an object appears whole once its upload completes
+        (never in part): a new artifact is uploaded under its final name, where a move
+        would copy it a second time."""
+        return self.filesystem.type_name in _OBJECT_STORES
+
+    def full(self, relpath: str) -> str:
+        """The file system path of ``relpath`` (relative to the location)."""
+        return f"{self.base}/{relpath}" if self.base else relpath
+
+    def where(self, relpath: str) -> str:
+        """``relpath`` as shown in messages."""
+        return f"{self.description.rstrip('/')}/{relpath}"
 
 
 class ArtifactStore:
-    """Reads and writes the artifacts under one cache directory (owns no index).
+    """Reads and writes the artifacts at one location (owns no index).
 
     Parameters
     ----------
-    directory
-        The cache directory.
+    location
+        Where the artifacts live (:meth:`ArtifactLocation.resolve`).
     layout
-        ``"packs"`` (default) or ``"files"``: how new artifacts are written (both are read).
+        ``"packs"`` or ``"files"``: how new artifacts are written (both are read); None
+        for packs where the file system can append, files elsewhere.
     """
 
-    def __init__(self, directory: Path, layout: str = "packs") -> None:
+    def __init__(self, location: ArtifactLocation, layout: str | None = None) -> None:
+        if layout is None:
+            layout = "packs" if location.can_append else "files"
         if layout not in LAYOUTS:
             raise CacheArgumentError(
                 f"artifacts must be 'packs' (appended to a pack file per process) or 'files' "
                 f"(one file per run), got {layout!r}.")
-        self.directory = directory
+        if layout == "packs" and not location.can_append:
+            raise CacheArgumentError(
+                f"artifacts='packs' appends to files, which {location.description} (a "
+                f"{location.filesystem.type_name} file system) cannot do; use "
+                "artifacts='files' (the default there).")
+        self.location = location
+        self.filesystem = location.filesystem
         self.layout = layout
         self._lock = threading.Lock()
-        self._pack: tuple[str, int, int, int] | None = None  # relpath, fd, size, pid
+        self._pack: tuple[str, Any, int, int] | None = None  # relpath, stream, size, pid
+        self._made: set[str] = set()  # directories created by this object
 
     def __del__(self) -> None:
         pack = getattr(self, "_pack", None)
         if pack is not None and pack[3] == os.getpid():
-            with contextlib.suppress(OSError):
-                os.close(pack[1])
+            with contextlib.suppress(OSError, pa.ArrowException):
+                pack[1].close()
 
     # --- paths ---------------------------------------------------------------------------
 
-    def path(self, relpath: str) -> Path:
-        """Absolute path of the file an artifact lives in (its pack, or its own file),
-        refusing any name this store would not write."""
+    def _checked_name(self, relpath: str) -> str:
+        """The file ``relpath`` lives in (its pack, or its own file), refusing any name
+        this store would not write."""
         record = _PACK_RECORD.match(relpath)
         if record is not None:
-            return self.directory / record.group(1)
+            return record.group(1)
         name = relpath.removeprefix(f"{ARTIFACT_DIR}/")
         match = _NAME.match(name)
         if relpath == name or match is None or match.group(1) != match.group(2)[:2]:
@@ -141,7 +246,19 @@ class ArtifactStore:
                 f"the index names an artifact {relpath!r}, which is not a file name foldwise "
                 "writes; the index was altered. Run `foldwise cache verify --repair` to drop "
                 "such rows.")
-        return self.directory / relpath
+        return relpath
+
+    def exists(self, relpath: str) -> bool:
+        """True when the file an artifact lives in is there (whatever it holds).
+
+        Raises
+        ------
+        CacheCorruptedError
+            ``relpath`` is not a name this store writes.
+        """
+        name = self._checked_name(relpath)
+        info = self.filesystem.get_file_info(self.location.full(name))
+        return bool(info.type != pafs.FileType.NotFound)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -166,100 +283,121 @@ class ArtifactStore:
         # checksum test and the entry is run again, so the index never serves a wrong
         # result.
         with self._lock:
-            relpath, fd, offset = self._open_pack()
+            relpath, stream, offset = self._open_pack()
             try:
-                written = os.write(fd, data)
-                while written < data.size:  # a short write (rare): finish it
-                    written += os.write(fd, memoryview(data)[written:])
+                stream.write(data)
             except OSError as exc:
                 self._close_pack()  # its tail may be partial: the next write starts a pack
-                refused = read_only_error(exc, self.directory)
-                if refused is not None:
-                    raise refused from exc
-                # a write to an open file names no path (a full disk): name the pack
-                raise OSError(exc.errno, exc.strerror, str(self.directory / relpath)) from exc
-            self._pack = (relpath, fd, offset + data.size, os.getpid())
+                raise self._write_error(exc, relpath) from exc
+            self._pack = (relpath, stream, offset + data.size, os.getpid())
         return f"{relpath}@{offset}", checksum(data), data.size
 
-    def _write_file(self, key: str, data: Any) -> tuple[str, str, int]:
-        """Write ``data`` to a file of its own, complete under a temporary name and renamed
-        into place before the index row names it."""
-        relpath = f"{ARTIFACT_DIR}/{key[:2]}/{key}-{uuid.uuid4().hex[:8]}.parquet"
-        target = self.directory / relpath
-        try:
-            with atomic_path(target, durable=False) as temporary, \
-                    open(temporary, "wb") as handle:
-                handle.write(data)
-        except OSError as exc:
-            refused = read_only_error(exc, self.directory)
+    def _write_error(self, exc: OSError, relpath: str) -> Exception:
+        """What a failed write of ``relpath`` raises: a read-only cache's error, or the
+        ``OSError`` naming the file (a write to an open file names none: a full disk)."""
+        local = self.location.local_path
+        if local is not None:
+            refused = read_only_error(exc, local)
             if refused is not None:  # a read-only file system, permission denied
-                raise refused from exc
-            if exc.filename is not None:
+                return refused
+        return OSError(exc.errno, exc.strerror or str(exc), self.location.where(relpath))
+
+    def _make_parent(self, relpath: str) -> None:
+        parent = relpath.rpartition("/")[0]
+        if parent not in self._made:  # one call per directory and process, not per write
+            self.filesystem.create_dir(self.location.full(parent), recursive=True)
+            self._made.add(parent)
+
+    def _write_file(self, key: str, data: Any) -> tuple[str, str, int]:
+        """Write ``data`` to a file of its own, complete before the index row names it:
+        under a temporary name moved into place, or on an object store uploaded under its
+        final name (the object appears when the upload completes)."""
+        relpath = f"{ARTIFACT_DIR}/{key[:2]}/{key}-{uuid.uuid4().hex[:8]}.parquet"
+        folder, _, name = relpath.rpartition("/")
+        direct = self.location.atomic_uploads
+        temporary = relpath if direct else f"{folder}/.{name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        full = self.location.full
+        try:
+            self._make_parent(relpath)
+            try:
+                with self.filesystem.open_output_stream(full(temporary),
+                                                        compression=None) as stream:
+                    stream.write(data)
+                if not direct:
+                    self.filesystem.move(full(temporary), full(relpath))
+            except BaseException:
+                with contextlib.suppress(OSError, pa.ArrowException):
+                    self.filesystem.delete_file(full(temporary))
                 raise
-            # a write to an open file names no path (a full disk): name the artifact's
-            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        except OSError as exc:
+            raise self._write_error(exc, relpath) from exc
         return relpath, checksum(data), data.size
 
-    def _open_pack(self) -> tuple[str, int, int]:
-        """This process's pack (relative path, descriptor, size), a new one when there is
+    def _open_pack(self) -> tuple[str, Any, int]:
+        """This process's pack (relative path, stream, size), a new one when there is
         none, it is full, or the process was forked (caller holds the lock)."""
         pack = self._pack
         if pack is not None and pack[3] == os.getpid() and pack[2] < PACK_BYTES:
             return pack[0], pack[1], pack[2]
         if pack is not None and pack[3] == os.getpid():
             self._close_pack()
-        relpath = f"{PACK_DIR}/{uuid.uuid4().hex}.pack"
-        path = self.directory / relpath
+        relpath = f"{PACK_DIR}/{uuid.uuid4().hex}.pack"  # a new name: never appended to before
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            self._make_parent(relpath)
+            stream = self.filesystem.open_append_stream(self.location.full(relpath),
+                                                        compression=None, buffer_size=0)
         except OSError as exc:
-            refused = read_only_error(exc, self.directory)
-            if refused is not None:
-                raise refused from exc
-            raise
-        self._pack = (relpath, fd, 0, os.getpid())
-        return relpath, fd, 0
+            raise self._write_error(exc, relpath) from exc
+        self._pack = (relpath, stream, 0, os.getpid())
+        return relpath, stream, 0
 
     def _close_pack(self) -> None:
         pack, self._pack = self._pack, None
         if pack is not None and pack[3] == os.getpid():
-            with contextlib.suppress(OSError):
-                os.close(pack[1])
+            with contextlib.suppress(OSError, pa.ArrowException):
+                pack[1].close()
 
     def writing(self) -> str | None:
         """The pack this process is appending to, if any."""
         pack = self._pack
         return pack[0] if pack is not None and pack[3] == os.getpid() else None
 
+    # --- deleting --------------------------------------------------------------------------
+
+    def _delete(self, relpath: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.filesystem.delete_file(self.location.full(relpath))
+
     def remove(self, relpath: str) -> None:
         """Delete an artifact file if it is there. An artifact in a pack is left in place:
         the pack goes whole once no row names it (:meth:`remove_packs`)."""
-        if _PACK_RECORD.match(relpath):
-            self.path(relpath)  # validates the name
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(relpath))
+        name = self._checked_name(relpath)
+        if name == relpath:
+            self._delete(relpath)
 
     def remove_packs(self, named: set[str], grace: float) -> list[str]:
         """Delete the pack files no artifact in ``named`` (artifact names of the index's
         rows) lives in, except this process's current pack and packs written in the last
         ``grace`` seconds (another process may be appending to them). Return them."""
-        directory = self.directory / PACK_DIR
-        if not directory.is_dir():
-            return []
         used = {file_of(name) for name in named}
         current = self.writing()
-        now = time.time()
+        unused = [relpath for relpath in self.scan(set(), under=PACK_DIR).found
+                  if _PACK_FILE.match(relpath) and relpath not in used and relpath != current]
+        return self.sweep(unused, grace)
+
+    def sweep(self, relpaths: list[str], grace: float) -> list[str]:
+        """Delete the given files that were last written more than ``grace`` seconds ago
+        (younger ones may belong to a process writing right now); return those deleted."""
+        if not relpaths:
+            return []
+        cutoff = time.time() - grace
+        infos = self.filesystem.get_file_info([self.location.full(r) for r in relpaths])
         removed = []
-        for entry in os.scandir(directory):
-            relpath = f"{PACK_DIR}/{entry.name}"
-            if not _PACK_FILE.match(relpath) or relpath in used or relpath == current:
+        for relpath, info in zip(relpaths, infos, strict=True):
+            if info.type == pafs.FileType.NotFound or info.type == pafs.FileType.Directory:
                 continue
-            with contextlib.suppress(FileNotFoundError):
-                if now - entry.stat(follow_symlinks=False).st_mtime < grace:
-                    continue
-                os.unlink(entry.path)
+            if info.mtime is None or info.mtime.timestamp() <= cutoff:
+                self._delete(relpath)
                 removed.append(relpath)
         return removed
 
@@ -268,70 +406,47 @@ class ArtifactStore:
     def _read_checked(self, relpath: str, expected: str, n_bytes: int) -> bytes:
         """The artifact's bytes, if they are of the recorded length and checksum (in a pack,
         or a regular file of that size)."""
-        record = _PACK_RECORD.match(relpath)
-        if record is not None:
-            return self._read_packed(self.directory / record.group(1), int(record.group(2)),
-                                     expected, n_bytes)
-        path = self.path(relpath)
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
+        name = self._checked_name(relpath)
+        packed = name != relpath
+        offset = int(relpath.rpartition("@")[2]) if packed else 0
+        what = "pack file" if packed else "artifact file"
+        where = self.location.where(name)
+        gone = CacheCorruptedError(
+            f"the {what} {where} of this entry is gone (deleted by hand or by another "
+            "process's eviction). The entry's metrics are still valid; run `foldwise cache "
+            "verify --repair` to drop it, or just run it again.")
+        # Type and size first, from the directory entry: a truncated file, a link to a
+        # device or a pipe is refused without opening it.
+        info = self.filesystem.get_file_info(self.location.full(name))
+        if info.type == pafs.FileType.NotFound:
+            raise gone
+        fits = info.size is not None and (info.size >= offset + n_bytes if packed
+                                          else info.size == n_bytes)
+        if info.type != pafs.FileType.File or not fits:
+            found = ("not a regular file" if info.type != pafs.FileType.File
+                     else f"{info.size} bytes, expected "
+                     + (f"{n_bytes} at offset {offset}" if packed else f"{n_bytes}"))
             raise CacheCorruptedError(
-                f"the artifact file {path} of this entry is gone (deleted by hand or by "
-                "another process's eviction). The entry's metrics are still valid; run "
-                "`foldwise cache verify --repair` to drop it, or just run it again.") from None
-        # Size first, from the directory entry: a truncated file, a link or a device is
-        # refused without reading it.
-        if not stat.S_ISREG(info.st_mode) or info.st_size != n_bytes:
-            raise CacheCorruptedError(
-                f"the artifact file {path} is not what the index recorded ("
-                f"{'not a regular file' if not stat.S_ISREG(info.st_mode) else f'{info.st_size} bytes, expected {n_bytes}'}"
-                "): it was truncated or replaced. It was not opened. Run `foldwise cache "
-                "verify --repair` to drop the entry.")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:  # deleted between the two calls (an eviction)
-            raise CacheCorruptedError(
-                f"the artifact file {path} of this entry is gone (deleted by hand or by "
-                "another process's eviction). The entry's metrics are still valid; run "
-                "`foldwise cache verify --repair` to drop it, or just run it again.") from None
-        if checksum(data) != expected:
-            raise CacheCorruptedError(
-                f"the artifact file {path} does not match the checksum recorded in the index: "
-                "it is damaged or was replaced. It was not opened. Run `foldwise cache verify "
+                f"the {what} {where} is not what the index recorded ({found}): it was "
+                "truncated or replaced. It was not opened. Run `foldwise cache verify "
                 "--repair` to drop the entry.")
-        return data
-
-    def _read_packed(self, path: Path, offset: int, expected: str, n_bytes: int) -> bytes:
-        """``n_bytes`` at ``offset`` of the pack ``path``, if they match ``expected``."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
+            with self.filesystem.open_input_file(info.path) as handle:
+                data = handle.read_at(n_bytes, offset)
+        except FileNotFoundError:  # deleted between the two calls (an eviction)
+            raise gone from None
+        except (OSError, pa.ArrowException) as exc:
             raise CacheCorruptedError(
-                f"the pack file {path} of this entry is gone (deleted by hand). The entry's "
-                "metrics are still valid; run `foldwise cache verify --repair` to drop it, or "
-                "just run it again.") from None
-        except OSError as exc:  # a link (O_NOFOLLOW) or unreadable
-            raise CacheCorruptedError(
-                f"the pack file {path} cannot be opened ({exc}); it was not read. Run "
-                "`foldwise cache verify --repair` to drop its entries.") from None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size < offset + n_bytes:
-                raise CacheCorruptedError(
-                    f"the pack file {path} is not what the index recorded (it should hold "
-                    f"{n_bytes} bytes at offset {offset}; it has {info.st_size}): it was "
-                    "truncated or replaced. Run `foldwise cache verify --repair` to drop the "
-                    "entry.")
-            data = os.pread(fd, n_bytes, offset)
-        finally:
-            os.close(fd)
+                f"the {what} {where} cannot be read ({exc}). Run `foldwise cache verify "
+                "--repair` to drop its entries.") from None
         if len(data) != n_bytes or checksum(data) != expected:
+            at = f"the artifact at offset {offset} of the pack file" if packed else \
+                "the artifact file"
             raise CacheCorruptedError(
-                f"the artifact at offset {offset} of the pack file {path} does not match the "
-                "checksum recorded in the index: it is damaged. It was not parsed. Run "
-                "`foldwise cache verify --repair` to drop the entry.")
-        return data
+                f"{at} {where} does not match the checksum recorded in the index: it is "
+                "damaged or was replaced. It was not parsed. Run `foldwise cache verify "
+                "--repair` to drop the entry.")
+        return bytes(data)
 
     def check(self, relpath: str, expected: str, n_bytes: int) -> str | None:
         """Why the artifact is unusable (missing, damaged, unreadable), or None if it is fine."""
@@ -365,27 +480,34 @@ class ArtifactStore:
 
     # --- listing ---------------------------------------------------------------------------
 
-    def scan(self, known: set[str]) -> DirectoryScan:
-        """Classify every file under the cache directory without opening any.
-
-        ``known`` holds the relative paths of the cache's own non-artifact files (the index).
-        """
+    def scan(self, known: set[str], under: str = "") -> DirectoryScan:
+        """Classify every file at the location (or in its folder ``under``) without opening
+        any. ``known`` holds the relative paths of the cache's own non-artifact files (the
+        index, when it shares the directory)."""
         scan = DirectoryScan()
-        if not self.directory.is_dir():
-            return scan
-        for root, _dirs, files in os.walk(self.directory):
-            for name in files:
-                relpath = Path(root, name).relative_to(self.directory).as_posix()
-                if relpath in known:
-                    continue
-                if name.startswith(".") and name.endswith(TEMP_SUFFIX):
-                    scan.temporary.append(relpath)
-                elif _PACK_FILE.match(relpath) or (
-                        relpath.startswith(f"{ARTIFACT_DIR}/")
-                        and _NAME.match(relpath.removeprefix(f"{ARTIFACT_DIR}/"))):
-                    scan.artifacts.append(relpath)
-                else:
-                    scan.foreign.append(relpath)
+        location = self.location
+        top = location.full(under) if under else location.base
+        # some file systems answer "/name" for "name" (fsspec's memory one): compare
+        # without leading slashes
+        prefix = f"{location.base}/".lstrip("/") if location.base else ""
+        selector = pafs.FileSelector(top, recursive=True, allow_not_found=True)
+        for info in self.filesystem.get_file_info(selector):
+            if info.type == pafs.FileType.Directory:
+                continue
+            relpath = info.path.lstrip("/").removeprefix(prefix)
+            if relpath in known:
+                continue
+            name = relpath.rpartition("/")[2]
+            scan.found[relpath] = (info.mtime.timestamp() if info.mtime is not None else 0.0,
+                                   info.size or 0)
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                scan.temporary.append(relpath)
+            elif _PACK_FILE.match(relpath) or (
+                    relpath.startswith(f"{ARTIFACT_DIR}/")
+                    and _NAME.match(relpath.removeprefix(f"{ARTIFACT_DIR}/"))):
+                scan.artifacts.append(relpath)
+            else:
+                scan.foreign.append(relpath)
         for found in (scan.artifacts, scan.temporary, scan.foreign):
             found.sort()
         return scan

@@ -28,11 +28,11 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from foldwise._paths import resolve_root
 from foldwise.backtest import BacktestResult, BacktestSettings, Costs, MissingPolicy
-from foldwise.cache._artifacts import ArtifactStore
+from foldwise.cache._artifacts import ArtifactLocation, ArtifactStore
 from foldwise.cache._browse import StoredRuns, digest_of
 from foldwise.cache._costs import ArrayPolicy, KeepArrays
 from foldwise.cache._index import IndexBackend
@@ -48,6 +48,9 @@ from foldwise.cache._writes import WritePath
 from foldwise.data import MarketData
 from foldwise.errors import CacheArgumentError, CacheError
 from foldwise.metrics import METRICS
+
+if TYPE_CHECKING:
+    import pyarrow.fs
 
 __all__ = ["CACHE_DIR", "INDEX_NAME", "RESULTS_BYTES", "BacktestCache", "CacheRecord",
            "CacheStats", "VerifyReport", "set_aside_index"]
@@ -115,11 +118,19 @@ class BacktestCache(StoredRuns):
         whose index file or directory cannot be written (a read-only mount, another
         user's files) is opened so without being asked (see :attr:`read_only`).
     artifacts
-        How arrays are written: ``"packs"`` (default), appended to a pack file of this
-        process (one write to an open file per run); ``"files"``, one Parquet file per
-        run (for a shared file system where processes of several hosts should not append
-        to files others read). Both are always read. See
+        How arrays are written: ``"packs"``, appended to a pack file of this process (one
+        write to an open file per run; the default on a local or mounted file system);
+        ``"files"``, one Parquet file per run (the default on an object store, which
+        cannot append; also for a shared file system where processes of several hosts
+        should not append to files others read). Both are always read. See
         :mod:`foldwise.cache._artifacts`.
+    artifact_location
+        Where the arrays live: default the cache directory; another directory (a shared
+        mount every worker sees); a URL pyarrow's file systems open (``s3://bucket/prefix``
+        with options such as ``?endpoint_override=host:9000&region=...``, ``gs://``,
+        ``hdfs://``, ``file:///``); or a :class:`pyarrow.fs.FileSystem` (its root; wrap it
+        in :class:`pyarrow.fs.SubTreeFileSystem` for a prefix). Every worker of a cluster
+        must reach the same location, and the index (``backend``) must be shared too.
     keep_arrays
         Which runs the cache executes keep their arrays on disk (every run keeps its
         metrics): ``"auto"`` those that cost more to run again than to write and read back,
@@ -157,7 +168,9 @@ class BacktestCache(StoredRuns):
                  backend: IndexBackend | None = None, memo_size: int = 100_000,
                  results_in_memory: int = 256, touch_interval: float = 30.0,
                  read_only: bool = False, keep_arrays: KeepArrays = "auto",
-                 artifacts: str = "packs") -> None:
+                 artifacts: str | None = None,
+                 artifact_location: str | os.PathLike[str] | pyarrow.fs.FileSystem | None = None
+                 ) -> None:
         self.root = resolve_root(path)
         self.directory = self.root / CACHE_DIR
         if backend is not None and read_only:
@@ -167,7 +180,8 @@ class BacktestCache(StoredRuns):
         self.index = backend if backend is not None else SQLiteIndex(
             self.directory / INDEX_NAME, read_only=read_only)
         serve_run_locks(self.directory, self.index)  # an index may keep them (PostgreSQL)
-        self._store = store = ArtifactStore(self.directory, artifacts)
+        self._store = store = ArtifactStore(
+            ArtifactLocation.resolve(artifact_location, self.directory), artifacts)
         self.policy = ArrayPolicy(keep_arrays)
         self._results = ResultsMemory(store, results_in_memory, self._lookup_parent,
                                       self._stale, self.policy)
@@ -222,7 +236,8 @@ class BacktestCache(StoredRuns):
             return (_refuse, (str(self.root), type(self.index).__name__, self.index.describe()))
         options = {"memo_size": self._memo.size, "results_in_memory": self._results.size,
                    "touch_interval": self._memo.touch_interval,
-                   "keep_arrays": self.policy.mode, "artifacts": self._store.layout}
+                   "keep_arrays": self.policy.mode, "artifacts": self._store.layout,
+                   "artifact_location": self._store.location.spec}
         return (_reopen, (str(self.root), self.index, options))
 
     def __repr__(self) -> str:

@@ -5,7 +5,7 @@ Two halves:
 * **Decisions**, pure functions over index rows and directory listings: which entries to
   evict (:func:`eviction_victims`), which artifacts are missing or damaged and which files
   are orphans, unfinished writes or foreign (:func:`inspect`), which leftovers are old
-  enough to sweep (:func:`sweep`).
+  enough to sweep (:meth:`~foldwise.cache._artifacts.ArtifactStore.sweep`).
 * **Their application** to one cache (:class:`Maintenance`). Deletion goes the other way
   from writing: index rows first, then their files, so a crash in between leaves an orphan
   file (reported and swept later), never a row naming a missing file. Deleted entries are
@@ -37,8 +37,7 @@ from foldwise.cache._results import ResultsMemory
 from foldwise.cache._sqlite import DAMAGED_MARK, INDEX_FILES, INDEX_NAME
 from foldwise.errors import CacheArgumentError, CacheCorruptedError
 
-__all__ = ["Maintenance", "directory_bytes", "eviction_victims", "inspect", "parse_seconds",
-           "sweep"]
+__all__ = ["Maintenance", "directory_bytes", "eviction_victims", "inspect", "parse_seconds"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ def inspect(store: ArtifactStore, rows: list[IndexRow], scan: DirectoryScan) -> 
             continue
         referenced.add(file_of(row.artifact))
         try:
-            exists = os.path.lexists(store.path(row.artifact))
+            exists = store.exists(row.artifact)
         except CacheCorruptedError as exc:  # a name foldwise never writes
             report.corrupted.append((row.key, str(exc)))
             continue
@@ -149,17 +148,6 @@ def _row_damage(row: IndexRow) -> str | None:
         except (TypeError, ValueError) as exc:
             return f"the index row's {name} are not readable JSON ({exc})"
     return None
-
-
-def sweep(directory: Path, relpaths: Iterable[str], grace: float) -> None:
-    """Delete the given leftovers that are older than ``grace`` seconds (younger ones may
-    belong to a process writing right now)."""
-    cutoff = time.time() - grace
-    for relpath in relpaths:
-        path = directory / relpath
-        with contextlib.suppress(FileNotFoundError):
-            if path.stat().st_mtime <= cutoff:
-                path.unlink()
 
 
 def directory_bytes(directory: Path) -> int:
@@ -243,10 +231,20 @@ class Maintenance:
         return CacheStats(directory=str(self.directory), runs=len(rows), full_runs=full,
                           slice_runs=len(rows) - full, strategies=strategies,
                           artifact_bytes=sum(row.n_bytes for row in rows),
-                          bytes_on_disk=directory_bytes(self.directory), hits=hits,
+                          bytes_on_disk=self._bytes_stored(), hits=hits,
                           misses=misses, puts=puts,
                           with_arrays=sum(1 for row in rows if row.artifact is not None),
-                          recomputed=self._memo.recomputed)
+                          recomputed=self._memo.recomputed,
+                          artifact_location=self._store.location.description
+                          if self._store.location.spec is not None else None)
+
+    def _bytes_stored(self) -> int:
+        """Bytes of the cache directory, plus those of the artifact location when it is
+        elsewhere (a shared mount, an object store)."""
+        total = directory_bytes(self.directory)
+        if self._store.location.local_path != self.directory.absolute():
+            total += sum(size for _, size in self._store.scan(set()).found.values())
+        return total
 
     def evict(self, older_than: float | _dt.timedelta | str | None,
               max_bytes: int | None, include_pinned: bool = False) -> int:
@@ -263,9 +261,8 @@ class Maintenance:
         named = {file_of(row.artifact) for row in self.index.rows() if row.artifact is not None}
         scan = self._scan()
         current = self._store.writing()
-        sweep(self.directory, scan.temporary + [a for a in scan.artifacts
-                                                if a not in named and a != current],
-              grace=PACK_GRACE)
+        self._store.sweep(scan.temporary + [a for a in scan.artifacts
+                                            if a not in named and a != current], PACK_GRACE)
         self._memo.clear()
         self._results.clear()
         return len(removed)
@@ -301,6 +298,6 @@ class Maintenance:
                            self.directory / path)
         if repair:
             self.drop(report.missing + [key for key, _ in report.corrupted])
-            sweep(self.directory, report.temporary + report.orphans, grace)
+            self._store.sweep(report.temporary + report.orphans, grace)
             report.repaired = True
         return report

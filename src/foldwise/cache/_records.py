@@ -132,9 +132,12 @@ class CacheStats:
     with_arrays: int = 0
     #: Runs without arrays this process ran again because their arrays were asked for.
     recomputed: int = 0
+    #: Where the arrays live when not in the cache directory (a shared path, a URL).
+    artifact_location: str | None = None
 
     def __str__(self) -> str:
         lines = [f"cache        {self.directory}",
+                 *([f"artifacts    {self.artifact_location}"] if self.artifact_location else []),
                  f"runs         {self.runs} ({self.full_runs} full, of which {self.with_arrays} "
                  f"keep their arrays; {self.slice_runs} slices)",
                  f"on disk      {format_size(self.bytes_on_disk)} ({format_size(self.artifact_bytes)} of "
