@@ -69,8 +69,12 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     WorkerDied with an empty message."""
     command = [sys.executable, "-m", "foldwise.cli", "demo", "--quiet", "--trials", "300",
                "--dir", str(tmp_path)]
+    # A shell that starts the tests in the background (`pytest &` in a script) makes them
+    # ignore SIGINT, and the child would inherit that (as nohup intends): give it the
+    # default disposition a terminal gives, under which Python raises KeyboardInterrupt.
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     journal = tmp_path / "studies.journal"
     deadline = time.monotonic() + 120
     while (not journal.exists() or journal.stat().st_size < 50_000) and \
