@@ -135,6 +135,19 @@ def stepm(returns: Any, benchmark: Any = 0.0, *, alpha: float = 0.05,
     >>> stepm(r, n_bootstrap=300, block_length=1.0, seed=0).superior
     [4, 9]
     """
+    data, prepared, counts = _prepared(returns, benchmark, alpha=alpha,
+                                       recentering=recentering, block_length=block_length,
+                                       studentize=studentize, seed=seed,
+                                       n_bootstrap=n_bootstrap)
+    return _stepm(data, prepared, counts, alpha=float(alpha), n_bootstrap=n_bootstrap,
+                  studentize=studentize, recentering=recentering)
+
+
+def _prepared(returns: Any, benchmark: Any, *, alpha: float, recentering: str,
+              block_length: float | str, studentize: bool, seed: SeedLike, n_bootstrap: int
+              ) -> tuple[Differentials, Setup, list[np.ndarray] | None]:
+    """The arguments checked, the loss differentials, their setup and the kept resample
+    counts, shared by :func:`stepm` and :func:`spa_stepm`."""
     if not 0.0 < float(alpha) < 1.0:
         raise SnoopingError(f"alpha must be in (0, 1), got {alpha!r}.")
     if recentering not in ("full", "consistent"):
@@ -144,8 +157,7 @@ def stepm(returns: Any, benchmark: Any = 0.0, *, alpha: float = 0.05,
     prepared = setup(data, block_length=block_length, studentize=studentize, seed=seed,
                      n_bootstrap=n_bootstrap)
     counts = kept_counts(data.n_obs, prepared.block_length, n_bootstrap, prepared.root)
-    return _stepm(data, prepared, counts, alpha=float(alpha), n_bootstrap=n_bootstrap,
-                  studentize=studentize, recentering=recentering)
+    return data, prepared, counts
 
 
 def _stepm(data: Differentials, prepared: Setup, counts: list[np.ndarray] | None, *,
@@ -216,15 +228,10 @@ def spa_stepm(returns: Any, benchmark: Any = 0.0, *, alpha: float = 0.05,
     >>> spa.pvalue < 0.05, found.superior
     (True, [4, 9])
     """
-    if not 0.0 < float(alpha) < 1.0:
-        raise SnoopingError(f"alpha must be in (0, 1), got {alpha!r}.")
-    if recentering not in ("full", "consistent"):
-        raise SnoopingError(
-            f"recentering must be 'full' or 'consistent', got {recentering!r}.")
-    data = prepare(returns, benchmark)
-    prepared = setup(data, block_length=block_length, studentize=studentize, seed=seed,
-                     n_bootstrap=n_bootstrap)
-    counts = kept_counts(data.n_obs, prepared.block_length, n_bootstrap, prepared.root)
+    data, prepared, counts = _prepared(returns, benchmark, alpha=alpha,
+                                       recentering=recentering, block_length=block_length,
+                                       studentize=studentize, seed=seed,
+                                       n_bootstrap=n_bootstrap)
     maxima = bootstrap_maxima(data, block_length=prepared.block_length,
                               n_bootstrap=n_bootstrap, root=prepared.root,
                               scale=prepared.scale, centers=spa_centers(data, prepared),
