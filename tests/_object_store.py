@@ -13,7 +13,6 @@ moto).
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+
+from ._servers import unavailable
 
 #: Set to 1 to fail, not skip, the tests that need the S3 server when it cannot start (CI).
 REQUIRE_ENV = "FOLDWISE_REQUIRE_S3"
@@ -101,25 +102,20 @@ def start_s3() -> S3Server:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """A moto S3 server for the session, with dummy credentials in the environment."""
-    saved = {name: os.environ.get(name) for name in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
-    # joblib's reusable worker processes started earlier in the session would not see the
-    # credentials (the AWS SDK then waits on the EC2 metadata service): start them afresh
-    from joblib.externals.loky import get_reusable_executor
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in CREDENTIALS.items():
+            environment.setenv(name, value)
+        # joblib's reusable worker processes started earlier in the session would not see
+        # the credentials (the AWS SDK then waits on the EC2 metadata service): start them
+        # afresh
+        from joblib.externals.loky import get_reusable_executor
 
-    get_reusable_executor().shutdown(wait=True)
-    try:
-        server = start_s3()
-    except RuntimeError as exc:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"the S3 server cannot start: {exc}")
-        pytest.skip(f"the S3 server cannot start: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        get_reusable_executor().shutdown(wait=True)
+        try:
+            server = start_s3()
+        except RuntimeError as exc:
+            unavailable(REQUIRE_ENV, f"the S3 server cannot start: {exc}")
+        try:
+            yield server
+        finally:
+            server.stop()

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from ._servers import unavailable
+
 #: Set to 1 to fail, not skip, the tests that need a server when none can start (CI).
 REQUIRE_ENV = "FOLDWISE_REQUIRE_POSTGRES"
 USER = "foldwise"
@@ -191,9 +193,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = start_server()
     except ServerUnavailable as exc:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{REQUIRE_ENV}=1 but no PostgreSQL server can start: {exc}")
-        pytest.skip(f"no PostgreSQL server can start here: {exc}")
+        unavailable(REQUIRE_ENV, f"no PostgreSQL server can start here: {exc}")
     try:
         yield server
     finally:
