@@ -265,3 +265,36 @@ def test_optimize_and_the_command_line_with_artifacts_in_an_object_store(
     assert main(["cache", "verify", "--dir", str(tmp_path), "--artifacts", url]) == 0
     assert main(["show", "s3", "--dir", str(tmp_path), "--artifacts", url]) == 0
     assert "walk-forward" in capsys.readouterr().out.lower()
+
+
+def test_a_store_that_cannot_be_read_is_a_fault_of_the_machine_not_damage(tmp_path):
+    """An artifact the store fails to serve (permissions, a network error) raises the
+    OSError: verify does not call the entry damaged, and repair drops nothing."""
+    memory = MemoryFileSystem()
+    memory.store.clear()
+
+    class Unreachable(pafs.FSSpecHandler):
+        failing = False
+
+        def open_input_file(self, path: str) -> Any:
+            if self.failing:
+                raise OSError(errno.EIO, "Input/output error")
+            return super().open_input_file(path)
+
+    handler = Unreachable(memory)
+    filesystem = pafs.PyFileSystem(handler)
+    cache = BacktestCache(tmp_path, artifact_location=filesystem, keep_arrays="always")
+    cache.get_or_run(examples.sma_crossover, SETS[0], DATA)
+    key = cache.key(examples.sma_crossover, SETS[0], DATA)
+    Unreachable.failing = True
+    try:
+        fresh = BacktestCache(tmp_path, artifact_location=filesystem)
+        with pytest.raises(OSError, match="Input/output error") as raised:
+            _ = fresh.get(key).result
+        assert not isinstance(raised.value, CacheCorruptedError)
+        with pytest.raises(OSError, match="Input/output error"):
+            fresh.verify(repair=True)
+        assert fresh.stats().runs == 1  # nothing dropped
+    finally:
+        Unreachable.failing = False
+    assert BacktestCache(tmp_path, artifact_location=filesystem).verify().ok

@@ -396,6 +396,8 @@ class ArtifactStore:
         for relpath, info in zip(relpaths, infos, strict=True):
             if info.type == pafs.FileType.NotFound or info.type == pafs.FileType.Directory:
                 continue
+            if info.mtime is None and grace > 0:
+                continue  # its age is unknown: it may be a write in progress
             if info.mtime is None or info.mtime.timestamp() <= cutoff:
                 self._delete(relpath)
                 removed.append(relpath)
@@ -435,10 +437,8 @@ class ArtifactStore:
                 data = handle.read_at(n_bytes, offset)
         except FileNotFoundError:  # deleted between the two calls (an eviction)
             raise gone from None
-        except (OSError, pa.ArrowException) as exc:
-            raise CacheCorruptedError(
-                f"the {what} {where} cannot be read ({exc}). Run `foldwise cache verify "
-                "--repair` to drop its entries.") from None
+        # any other OSError (permissions, an unreachable store) is a fault of the machine,
+        # not damage: raised as it is, so nothing is dropped or run again for it
         if len(data) != n_bytes or checksum(data) != expected:
             at = f"the artifact at offset {offset} of the pack file" if packed else \
                 "the artifact file"
@@ -452,10 +452,12 @@ class ArtifactStore:
         """Why the artifact is unusable (missing, damaged, unreadable), or None if it is fine."""
         try:
             data = self._read_checked(relpath, expected, n_bytes)
-            pq.read_metadata(pa.BufferReader(data))
         except CacheCorruptedError as exc:
             return str(exc)
-        except (pa.ArrowException, OSError) as exc:
+        # (an OSError reading it is a fault of the machine, raised: not damage)
+        try:
+            pq.read_metadata(pa.BufferReader(data))
+        except (pa.ArrowException, OSError) as exc:  # parsing bytes in memory
             return f"is not a readable Parquet file ({exc})"
         return None
 
