@@ -177,6 +177,48 @@ def test_memoized_keys_equal_freshly_computed_keys(pairs):
     assert len(set(seen.values())) == len(seen)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(scalars, scalars), min_size=1, max_size=3),
+       st.sampled_from([(0, 5), (5, 20), (3, 4)]))
+def test_window_keys_of_a_memoized_set_equal_freshly_computed_keys(pairs, window):
+    """A window of a set whose full run was keyed first reuses its canonical parameters
+    and full key; its digest and its full run are those computed from nothing."""
+    strategy = Strategy(lambda data, lookback=5, gross=1.0: 0.0, version="1")
+    for lookback, gross in pairs:
+        params = {"lookback": lookback, "gross": gross}
+        full = _keys.make_key(strategy, params, DATA)
+        memoized = _keys.make_key(strategy, params, DATA, window=window)
+        _keys._memo.clear()
+        _keys._fulls.clear()
+        fresh = _keys.make_key(strategy, params, DATA, window=window)
+        assert memoized == fresh and memoized.full() == fresh.full() == full
+
+
+def test_a_new_set_is_validated_and_made_canonical_once_for_its_run_and_windows(monkeypatch):
+    """The optimizer keys a new set's full run, then its train and test windows: its
+    parameters are checked and written canonically once, and the slices' full run is not
+    hashed again."""
+    calls = {"validate": 0, "build": 0}
+    validate, build = Strategy.validate_params, _keys._build
+
+    def counting_validate(self, params):
+        calls["validate"] += 1
+        return validate(self, params)
+
+    def counting_build(*args):
+        calls["build"] += 1
+        return build(*args)
+
+    monkeypatch.setattr(Strategy, "validate_params", counting_validate)
+    monkeypatch.setattr(_keys, "_build", counting_build)
+    params = {"lookback": 977, "gross": 0.25}
+    full = _keys.make_key(trend, params, DATA)
+    train = _keys.make_key(trend, params, DATA, window=(0, 10))
+    test = _keys.make_key(trend, params, DATA, window=(10, 20))
+    assert train.full() is full and test.full() is full
+    assert calls == {"validate": 1, "build": 3}
+
+
 def test_the_memo_is_bounded(monkeypatch):
     monkeypatch.setattr(_keys, "_MEMO_LIMIT", 10)
     for i in range(25):

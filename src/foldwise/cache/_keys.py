@@ -294,6 +294,21 @@ def key_of(strategy: Any, params: Mapping[str, Any] | None, data: MarketData,
             key, token = None, None
         if key is not None:
             return key
+    if token is not None and window is not None:
+        # A window of a set seen before (the optimizer asks for the full run's key, then
+        # for its train and test windows): its parameters are validated and canonical
+        # once, and the slice knows its full run without hashing it again.
+        full_token = (*token[:-1], None)
+        full = _memo.get(full_token)
+        if full is None:
+            full = _build(runner.name, fingerprint, canonical_json(runner.validate_params(
+                given)), data_hash, settings_text, None)
+            _remember(_memo, full_token, full)
+        key = _build(runner.name, fingerprint, full.params, data_hash, settings_text,
+                     Window.of(window, data))
+        _remember(_fulls, key.digest, full)
+        _remember(_memo, token, key)
+        return key
     resolved = runner.validate_params(given)
     key = _build(runner.name, fingerprint, canonical_json(resolved), data_hash, settings_text,
                  None if window is None else Window.of(window, data))
