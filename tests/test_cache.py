@@ -755,3 +755,38 @@ def test_verify_reports_a_damaged_index_file(cache):
         raw[start + 8: start + 200] = bytes(range(192))
     path.write_bytes(bytes(raw))
     assert BacktestCache(cache.root).verify().index_problems
+
+
+class _CountingIndex(MemoryIndex):
+    """A memory index that lists the reads it serves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def get(self, key):
+        self.reads.append("get")
+        return super().get(key)
+
+    def get_many(self, keys):
+        self.reads.append("get_many")
+        return super().get_many(keys)
+
+
+def test_a_new_set_reads_the_index_once_before_its_run_lock_and_once_under_it(tmp_path):
+    """A missed set's windows and full run are looked up in one query (they were three),
+    and the full run once more under the run lock (another process may have stored it)."""
+    index = _CountingIndex()
+    cache = BacktestCache(tmp_path, backend=index)
+    windows = [(0, 50), (50, 100)]
+    first = cache.window_metrics(trend, {"lookback": 7}, DATA, windows, names=["sharpe"])
+    assert index.reads == ["get_many", "get"]
+    assert cache.stats().misses == 3 and cache.executed == 1
+    index.reads.clear()
+    again = cache.window_metrics(trend, {"lookback": 7}, DATA, windows, names=["sharpe"])
+    assert again == first and index.reads == []  # remembered: no query
+    assert cache.stats().hits == 2
+    other = BacktestCache(tmp_path, backend=index)  # a new object: one query for all three
+    index.reads.clear()
+    assert other.window_metrics(trend, {"lookback": 7}, DATA, windows, names=["sharpe"]) == first
+    assert index.reads == ["get_many"] and other.stats().hits == 3 and other.executed == 0

@@ -113,7 +113,8 @@ class IndexBackend(abc.ABC):
       reference it could later mutate.
 
     Only :meth:`close`, :attr:`shareable`, :attr:`read_only_reason` and :meth:`run_lock`
-    are optional (a no-op, False, None and None by default).
+    are optional (a no-op, False, None and None by default); :meth:`insert_many` and
+    :meth:`get_many` have defaults built on :meth:`insert` and :meth:`get`.
     """
 
     @property
@@ -125,6 +126,14 @@ class IndexBackend(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> IndexRow | None:
         """The row stored under ``key``, or None. One indexed lookup: this is the hot path."""
+
+    def get_many(self, keys: Collection[str]) -> dict[str, IndexRow]:
+        """The rows stored under ``keys``, by key (absent keys left out).
+
+        The cache looks up a missed parameter set's full run and its windows in one call.
+        Override it to read them in one query (the default calls :meth:`get` per key).
+        """
+        return {key: row for key in dict.fromkeys(keys) if (row := self.get(key)) is not None}
 
     @abc.abstractmethod
     def insert(self, row: IndexRow) -> IndexRow:
@@ -213,6 +222,10 @@ class MemoryIndex(IndexBackend):
 
     def get(self, key: str) -> IndexRow | None:
         return self._rows.get(key)
+
+    def get_many(self, keys: Collection[str]) -> dict[str, IndexRow]:
+        rows = self._rows
+        return {key: row for key in keys if (row := rows.get(key)) is not None}
 
     def insert(self, row: IndexRow) -> IndexRow:
         with self._lock:

@@ -129,6 +129,32 @@ class RecordMemo:
         self.flush()
         return record
 
+    def remembers(self, digests: list[str]) -> bool:
+        """True when every digest's record is remembered (a lookup costs no query)."""
+        records = self._records
+        return all(digest in records for digest in digests)
+
+    def lookup_many(self, digests: list[str], count: bool = False) -> list[CacheRecord | None]:
+        """:meth:`lookup` of each digest, in order, with one index query (``get_many``)
+        for those not remembered: a missed set's windows and full run together."""
+        with self._lock:
+            found = [self._records.get(digest) for digest in digests]
+        if all(entry is not None for entry in found):
+            return [self.lookup(digest, count) for digest in digests]
+        absent = [d for d, entry in zip(digests, found, strict=True) if entry is None]
+        rows = self.index.get_many(absent)
+        for row in rows.values():
+            self.remember(row)
+        out: list[CacheRecord | None] = []
+        for digest, entry in zip(digests, found, strict=True):
+            if entry is None and digest not in rows:
+                with self._lock:
+                    self.misses += count
+                out.append(None)
+            else:
+                out.append(self.lookup(digest, count))  # remembered now: counts the hit
+        return out
+
     def remember(self, row: IndexRow) -> CacheRecord:
         """The record of ``row``, remembered (the oldest remembered one may be dropped)."""
         record = self._make_record(row)

@@ -355,6 +355,15 @@ class PostgresIndex(IndexBackend):
         row = self._run(lambda c: c.execute(f"{_SELECT} WHERE key = %s", (key,)).fetchone())
         return None if row is None else IndexRow(*row)
 
+    def get_many(self, keys: Collection[str]) -> dict[str, IndexRow]:
+        """The rows of ``keys`` in one query."""
+        keys = list(dict.fromkeys(keys))
+        if not self._exists or not keys:
+            return {}
+        rows = self._run(lambda c: c.execute(
+            f"{_SELECT} WHERE key = ANY(%s)", (keys,)).fetchall())
+        return {values[0]: IndexRow(*values) for values in rows}
+
     def insert(self, row: IndexRow) -> IndexRow:
         return self.insert_many([row])[0]
 

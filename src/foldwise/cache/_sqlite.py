@@ -479,6 +479,20 @@ class SQLiteIndex(IndexBackend):
         row = connection.execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
         return None if row is None else IndexRow(*row)
 
+    def get_many(self, keys: Collection[str]) -> dict[str, IndexRow]:
+        """The rows of ``keys`` in one query (per 500 keys)."""
+        keys = list(dict.fromkeys(keys))
+        connection = self._connection()
+        if connection is None or not keys:
+            return {}
+        found: dict[str, IndexRow] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            for values in connection.execute(
+                    f"{_SELECT} WHERE key IN ({', '.join('?' * len(chunk))})", chunk):
+                found[values[0]] = IndexRow(*values)
+        return found
+
     def insert(self, row: IndexRow) -> IndexRow:
         return self.insert_many([row])[0]
 

@@ -65,6 +65,9 @@ __all__ = ["Entry", "WritePath"]
 
 logger = logging.getLogger(__name__)
 
+#: A record not looked up yet.
+_UNREAD = object()
+
 #: What is stored for one key: a full run's result, or a slice's result or metrics.
 Entry = tuple[CacheKey, BacktestResult | None, Mapping[str, float] | None]
 
@@ -161,17 +164,24 @@ class WritePath:
         one of ``names`` (stored for another objective) has them computed from the run,
         not stored again."""
         lookup = self._memo.lookup
-        records = [lookup(key.digest, True) for key in keys]
+        full_key = keys[0].full()
+        digests = [key.digest for key in keys]
+        if self._memo.remembers(digests):  # the optimizer's hot path: memo lookups
+            records = [lookup(digest, True) for digest in digests]
+            full_record: CacheRecord | object | None = _UNREAD
+        else:  # a new set: its windows and its full run read in one query
+            *records, full_record = self._memo.lookup_many([*digests, full_key.digest], True)
         wanted = tuple(METRICS) if names is None else names
-        if None not in records and all(  # the optimizer's hot path: every window stored
+        if None not in records and all(  # every window stored
                 name in record.metrics for record in records if record for name in wanted):
             return [record.metrics for record in records if record is not None]
         missing = list({key.digest: key for key, record in zip(keys, records, strict=True)
                         if record is None}.values())
-        full_key = keys[0].full()
+        if full_record is _UNREAD:
+            full_record = lookup(full_key.digest, True)
+        assert full_record is None or isinstance(full_record, CacheRecord)
         full, stored = self.full_result(full_key, strategy, params, data, settings,
-                                        lookup(full_key.digest, True), slices=missing,
-                                        names=names)
+                                        full_record, slices=missing, names=names)
         found = {record.key: record.metrics for record in stored}
         out: list[Mapping[str, float]] = []
         for key, record in zip(keys, records, strict=True):

@@ -126,6 +126,16 @@ class IndexBackendContract:
         assert backend.insert_many([]) == []
         assert [r.key for r in backend.rows()] == [_key(1), _key(2)]
 
+    def test_get_many_returns_the_stored_rows_by_key(self, backend: IndexBackend) -> None:
+        rows = [make_row(_key(i)) for i in range(1, 4)]
+        backend.insert_many(rows)
+        assert backend.get_many([_key(3), _key(9), _key(1), _key(1)]) == {
+            _key(3): rows[2], _key(1): rows[0]}
+        assert backend.get_many([]) == {} and backend.get_many([_key(9)]) == {}
+        many = [make_row(_key(i)) for i in range(10, 1210)]  # beyond any one query's limit
+        backend.insert_many(many)
+        assert backend.get_many([r.key for r in many] + [_key(5)]) == {r.key: r for r in many}
+
     def test_touch_only_raises_last_used(self, backend: IndexBackend) -> None:
         row = make_row(_key(1), last_used=100.0)
         backend.insert(row)
