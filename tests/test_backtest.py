@@ -183,6 +183,30 @@ def test_islice_gives_the_same_numbers_as_the_window_of_the_full_run(panel):
     np.testing.assert_array_equal(by_date.returns.to_numpy(), part.returns.to_numpy())
 
 
+def test_islice_cuts_its_dates_only_when_they_are_asked_for(panel, monkeypatch):
+    """The optimizer's windows need metrics, not dates: slicing a DatetimeIndex cost more
+    than the metrics of a window."""
+    result = sma_crossover.run(panel, {"fast": 5, "slow": 20}, costs=5)
+    dates = result.returns.index
+    cut = []
+    getitem = pd.DatetimeIndex.__getitem__
+
+    def counting(self, key):
+        cut.append(key)
+        return getitem(self, key)
+
+    monkeypatch.setattr(pd.DatetimeIndex, "__getitem__", counting)
+    part = result.islice(100, 200)
+    inner = part.islice(10, 30)
+    assert len(part) == 100 and len(inner) == 20
+    assert part.metrics(("sharpe",)) and inner.metric("total_return") is not None
+    assert cut == []
+    monkeypatch.undo()
+    assert inner.returns.index.equals(dates[110:130]) and part.returns.index.equals(dates[100:200])
+    assert part.islice(5, 10).returns.index.equals(dates[105:110])  # after its own cut
+    np.testing.assert_array_equal(inner.returns.to_numpy(), result.returns.to_numpy()[110:130])
+
+
 def test_from_returns_and_equity():
     index = pd.date_range("2024-01-01", periods=3)
     result = BacktestResult.from_returns(pd.Series([0.1, -0.1, 0.0], index=index))

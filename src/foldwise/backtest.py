@@ -324,7 +324,8 @@ class BacktestResult:
                  gross: np.ndarray, costs: np.ndarray, turnover: np.ndarray,
                  positions: np.ndarray | None, changes: np.ndarray | None,
                  settings: BacktestSettings | None = None) -> None:
-        self._index = index
+        self._dates: pd.DatetimeIndex | None = index
+        self._dates_of: tuple[pd.DatetimeIndex, slice] | None = None  # see islice
         self._assets = assets
         self._net = net
         self._gross = gross
@@ -336,6 +337,18 @@ class BacktestResult:
         self._values: dict[str, float] = {}  # every metric computed so far
         self._metrics: dict[str, float] | None = None  # all of them, in METRICS order
         self._n_trades: int | None = None
+
+    @property
+    def _index(self) -> pd.DatetimeIndex:
+        """The dates; those of a slice are cut from its parent's on first use (slicing a
+        DatetimeIndex costs more than the metrics of a window, which need no dates)."""
+        dates = self._dates
+        if dates is None:
+            assert self._dates_of is not None
+            parent, part = self._dates_of
+            dates = self._dates = parent[part]
+            self._dates_of = None
+        return dates
 
     @classmethod
     def from_arrays(cls, index: pd.DatetimeIndex, assets: pd.Index, arrays: BacktestArrays,
@@ -560,18 +573,25 @@ class BacktestResult:
         The first bar of the slice keeps its return, which was earned by the position held
         from the previous close, and the cost of the trades made at its own close.
         """
-        begin, end, _ = slice(start, stop).indices(len(self._index))
+        begin, end, _ = slice(start, stop).indices(len(self._net))
         if end <= begin:
             raise BacktestError(
-                f"positions {start}..{stop} select no bar of the {len(self._index)} in this "
+                f"positions {start}..{stop} select no bar of the {len(self._net)} in this "
                 "result.")
         part = slice(begin, end)
-        return BacktestResult(
-            index=self._index[part], assets=self._assets, net=self._net[part],
+        result = BacktestResult(
+            index=None, assets=self._assets, net=self._net[part],  # type: ignore[arg-type]
             gross=self._gross[part], costs=self._costs[part], turnover=self._turnover[part],
             positions=None if self._positions is None else self._positions[part],
             changes=None if self._changes is None else self._changes[part],
             settings=self.settings)
+        if self._dates is not None:
+            result._dates_of = (self._dates, part)
+        else:  # a slice of a slice whose dates were not cut yet: cut from the first parent
+            assert self._dates_of is not None
+            parent, outer = self._dates_of
+            result._dates_of = (parent, slice(outer.start + begin, outer.start + end))
+        return result
 
     def take(self, positions: Any) -> BacktestResult:
         """The result restricted to the bars at ``positions`` (sorted ints; copies).
@@ -584,9 +604,9 @@ class BacktestResult:
             raise BacktestError("take() needs a non-empty 1-D array of bar positions.")
         if rows.size > 1 and np.any(np.diff(rows) <= 0):
             raise BacktestError("take() needs sorted, unique bar positions.")
-        if rows[0] < 0 or rows[-1] >= len(self._index):
+        if rows[0] < 0 or rows[-1] >= len(self._net):
             raise BacktestError(
-                f"positions {rows[0]}..{rows[-1]} fall outside the {len(self._index)} bars.")
+                f"positions {rows[0]}..{rows[-1]} fall outside the {len(self._net)} bars.")
         if rows[-1] - rows[0] + 1 == rows.size:  # contiguous: a view
             return self.islice(int(rows[0]), int(rows[-1]) + 1)
         return BacktestResult(
@@ -604,7 +624,7 @@ class BacktestResult:
         return self.islice(begin, stop)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._net)
 
     def __repr__(self) -> str:
         m = self.metrics()
