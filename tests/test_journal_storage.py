@@ -28,6 +28,10 @@ class CountingBackend(FileJournalBackend):
         self.appends += 1
         super().append_logs(logs)
 
+    def append_logs_read(self, logs, log_number_read):
+        self.appends += 1
+        return super().append_logs_read(logs, log_number_read)
+
 
 @pytest.fixture(autouse=True)
 def _quiet():
@@ -199,3 +203,58 @@ def test_trial_times_are_written_as_the_installed_optuna_writes_them(tmp_path):
         mine, optunas = getattr(ours, field), getattr(theirs, field)
         assert (mine.tzinfo is None) == (optunas.tzinfo is None)
         assert abs((optunas - mine).total_seconds()) < 60
+
+
+class ReadCountingBackend(CountingBackend):
+    def __init__(self, path):
+        super().__init__(path)
+        self.logs_read = 0
+
+    def read_logs(self, log_number_from):
+        logs = list(super().read_logs(log_number_from))
+        self.logs_read += len(logs)
+        return iter(logs)
+
+
+def _comparable(trials):
+    return [(t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs)
+            for t in trials]
+
+
+def test_a_trial_of_the_only_writer_is_not_read_back_and_reads_as_a_reader_decodes_it(tmp_path):
+    path = tmp_path / "s.journal"
+    backend = ReadCountingBackend(path)
+    storage = BatchedJournalStorage(backend, creation_user_attrs=lambda: {WORKER_ATTR: WORKER})
+    study = optuna.create_study(storage=storage, study_name="s")
+    read_before = backend.logs_read
+    for value in (1.0, 2.0):
+        trial = study.ask()
+        trial.suggest_int("k", 1, 9)
+        trial.set_user_attr("pair", (1, 2))  # a tuple here, a JSON list in the file
+        storage.flush(trial_id(trial))
+        study.tell(trial, value)
+    assert backend.logs_read == read_before  # its own lines were never read back
+    assert [t.user_attrs["pair"] for t in study.trials] == [[1, 2], [1, 2]]
+    fresh = optuna.load_study(study_name="s", storage=_plain(path))
+    assert _comparable(study.trials) == _comparable(fresh.trials)
+
+
+def test_a_writer_reads_what_another_process_appended_before_its_own_lines(tmp_path):
+    path = tmp_path / "s.journal"
+    here = BatchedJournalStorage(ReadCountingBackend(path))
+    study = optuna.create_study(storage=here, study_name="s")
+    there = optuna.load_study(study_name="s", storage=BatchedJournalStorage(
+        FileJournalBackend(path)))
+    mine = study.ask()
+    mine.suggest_int("k", 1, 9)
+    theirs = there.ask()  # appended between this process's creation and its end
+    theirs.suggest_int("k", 1, 9)
+    there.tell(theirs, 5.0)
+    study.tell(mine, 1.0)
+    fresh = optuna.load_study(study_name="s", storage=_plain(path))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert _comparable(study.trials) == _comparable(fresh.trials)
+    again = study.ask()  # and the next append, at the end again, is applied as written
+    study.tell(again, 2.0)
+    assert _comparable(study.trials) == _comparable(
+        optuna.load_study(study_name="s", storage=_plain(path)).trials)

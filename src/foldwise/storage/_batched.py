@@ -31,7 +31,7 @@ unwritten updates: the trial stays RUNNING under a dead worker and is failed and
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +51,11 @@ try:  # private to Optuna: where they are missing, Optuna's JournalStorage is us
         JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE:
             JournalStorageReplayResult._apply_set_trial_intermediate_value,
     }
+    # The number of a kept update that reads back from the journal's JSON as it was
+    # applied when it is a plain float or int (the rest of such a log is an id, a name
+    # and a distribution's JSON text).
+    _NUMBER_OF = {JournalOperation.SET_TRIAL_PARAM: "param_value_internal",
+                  JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE: "intermediate_value"}
     SUPPORTED = True
 except (ImportError, AttributeError):  # pragma: no cover - another Optuna layout
     SUPPORTED = False
@@ -68,6 +73,12 @@ def _now() -> str:
     """The current time as the installed Optuna's journal storage writes it."""
     now = datetime.now(tz=UTC) if _UTC_TIMES else datetime.now()
     return now.isoformat(timespec="microseconds")
+
+
+def _same_from_json(log: dict[str, Any]) -> bool:
+    """True when ``log``, applied as it is, leaves the replay as its JSON read back would."""
+    name = _NUMBER_OF.get(log["op_code"])
+    return name is not None and type(log[name]) in (float, int)
 
 
 class BatchedJournalStorage(JournalStorage):
@@ -174,7 +185,10 @@ class BatchedJournalStorage(JournalStorage):
         of kept updates would instead raise once more at each later, unrelated call. So the
         logs are applied one by one and the first error is raised after all of them.
         """
-        logs = self._backend.read_logs(self._replay_result.log_number_read)
+        self._apply(self._backend.read_logs(self._replay_result.log_number_read))
+
+    def _apply(self, logs: Iterable[dict[str, Any]]) -> None:
+        """Apply ``logs`` to the replay one by one; raise the first error after all."""
         error: Exception | None = None
         for log in logs:
             try:
@@ -186,14 +200,50 @@ class BatchedJournalStorage(JournalStorage):
 
     # --- writing ---------------------------------------------------------------------------
 
+    def _append(self, logs: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """Append ``logs`` (caller holds the lock); then :meth:`_catch_up` with the return.
+
+        A backend that tells when nothing else was appended since this process last read
+        (:meth:`FileJournalBackend.append_logs_read`) returns the logs as a reader decodes
+        them, to be applied without reading the file back; None: read it.
+        """
+        append_read = getattr(self._backend, "append_logs_read", None)
+        if append_read is None:
+            self._backend.append_logs(logs)
+            return None
+        return append_read(logs, self._replay_result.log_number_read)
+
+    def _catch_up(self, appended: list[dict[str, Any]] | None,
+                  kept: Sequence[dict[str, Any]] = ()) -> None:
+        """Bring the replay up to date after :meth:`_append`. ``kept``: the logs at the
+        start of ``appended`` as they were kept and applied (:meth:`_buffer`); those that
+        read back from JSON exactly as they were applied (a parameter or intermediate
+        value that is a plain float or int) are only counted read, the others applied
+        again as read back, so the replay holds what any reader decodes (a tuple becomes a
+        list, a numpy float a float)."""
+        if appended is None:
+            self._sync_with_backend()
+            return
+        skip = [number < len(kept) and _same_from_json(kept[number])
+                for number in range(len(appended))]
+        self._replay_result.log_number_read += sum(skip)
+        self._apply(log for log, skipped in zip(appended, skip, strict=True) if not skipped)
+
+    def _write_log(self, op_code: int, extra_fields: dict[str, Any]) -> None:
+        """Optuna's single-log append; the sync that Optuna runs after it finds the log
+        applied already when the backend could tell that nothing else was appended."""
+        self._catch_up(self._append([{"op_code": op_code,
+                                      "worker_id": self._replay_result.worker_id,
+                                      **extra_fields}]))
+
     def flush(self, trial_id: int) -> None:
         """Write the kept updates of a running trial now, in one append."""
         with self._thread_lock:
             pending = self._pending_of(trial_id)
             if pending:
-                self._backend.append_logs(pending)
+                appended = self._append(pending)
                 self._pending[trial_id] = []
-                self._sync_with_backend()
+                self._catch_up(appended, pending)
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
@@ -204,8 +254,8 @@ class BatchedJournalStorage(JournalStorage):
                        "worker_id": self._replay_result.worker_id, "trial_id": trial_id,
                        "state": state, "values": values,
                        "datetime_complete": _now()}
-                self._backend.append_logs([*pending, end])
+                appended = self._append([*pending, end])
                 del self._pending[trial_id]
-                self._sync_with_backend()
+                self._catch_up(appended, pending)
                 return True
         return super().set_trial_state_values(trial_id, state, values)

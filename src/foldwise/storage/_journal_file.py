@@ -218,6 +218,38 @@ class FileJournalBackend(BaseJournalBackend):
                 if self.durable:
                     os.fsync(fd)
 
+    def append_logs_read(self, logs: list[dict[str, Any]], log_number_read: int
+                         ) -> list[dict[str, Any]] | None:
+        """Append ``logs`` as :meth:`append_logs` does; and when this process had read the
+        journal to its end, ``log_number_read`` logs, just before (no other process
+        appended since), count them read and return them as :meth:`read_logs` would:
+        the caller applies them without reading its own lines back. None otherwise (read
+        them with :meth:`read_logs`)."""
+        if self.read_only:
+            self.append_logs(logs)  # raises
+        lines = [encode_line(log) for log in logs]
+        data = "".join(lines).encode("utf-8")
+        with self._lock:
+            fd = self._descriptor()
+            with self._locked(fd):
+                self._repair_tail(fd)
+                known, offset = self._read_upto
+                at_end = known == log_number_read and os.fstat(fd).st_size == offset
+                written = os.write(fd, data)
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                if self.durable:
+                    os.fsync(fd)
+                if not at_end:
+                    return None
+                self._read_upto = (known + len(lines), offset + len(data))
+        decoded = []
+        for line in lines:
+            log = json.loads(line)
+            del log[CHECKSUM_KEY]
+            decoded.append(log)
+        return decoded
+
     def _repair_tail(self, fd: int) -> None:
         """Truncate an unterminated last line left by a writer that died mid-write."""
         size = os.fstat(fd).st_size
