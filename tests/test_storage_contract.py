@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import optuna
 import pytest
@@ -20,6 +21,7 @@ from foldwise.storage import (
     heartbeat_interval,
     record_heartbeat,
     storage_of,
+    tell,
     trial_id,
 )
 
@@ -121,6 +123,29 @@ def test_fail_trial_returns_false_for_a_trial_another_process_finished(tmp_path)
     elsewhere.tell(trial, 1.0)
     assert not fail_trial(here, frozen, {"error": "x"})
     assert here.trials[0].state == TrialState.COMPLETE and "error" not in here.trials[0].user_attrs
+
+
+def test_tell_finishes_trials_as_study_tell_does_without_copying_them(any_storage, monkeypatch):
+    study = optuna.create_study(storage=any_storage)
+
+    def no_copy(value, memo=None):
+        raise AssertionError("the finished trial was copied")
+
+    monkeypatch.setattr(optuna.study.study.copy, "deepcopy", no_copy)  # what Study.tell returns
+    told = [(1.5, None), (None, TrialState.PRUNED), (None, TrialState.FAIL), (float("nan"), None)]
+    for value, state in told:  # a NaN is a FAIL, with Optuna's warning
+        trial = study.ask()
+        trial.set_user_attr("record", {"evaluations": [1, 2, 3]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            tell(study, trial, value, state)
+    monkeypatch.undo()
+    assert [t.state for t in study.trials] == [
+        TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.FAIL]
+    assert study.trials[0].value == 1.5 and study.trials[0].user_attrs["record"] == {
+        "evaluations": [1, 2, 3]}
+    with pytest.raises(ValueError, match="Cannot tell a COMPLETE trial"):  # as Study.tell
+        tell(study, study.trials[0].number, 2.0)
 
 
 def test_storages_without_heartbeats(any_storage):

@@ -71,6 +71,7 @@ from foldwise.storage import (
     is_this_process,
     record_heartbeat,
     storage_of,
+    tell,
     trial_id,
 )
 
@@ -352,7 +353,7 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             record = outcome.record
             if record.infeasible is not None:
                 write_trial_record(trial, record)
-                study.tell(trial, state=TrialState.PRUNED)
+                tell(study, trial, state=TrialState.PRUNED)
                 infeasible_in_a_row += 1
                 if infeasible_in_a_row >= MAX_INFEASIBLE_IN_A_ROW:
                     raise SearchSpaceError(
@@ -364,7 +365,7 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             infeasible_in_a_row = 0
             if outcome.pruned:
                 write_trial_record(trial, record)
-                study.tell(trial, state=TrialState.PRUNED)
+                tell(study, trial, state=TrialState.PRUNED)
             elif record.failure is not None or outcome.value is None \
                     or not math.isfinite(outcome.value):
                 failure = record.failure or Failure(
@@ -375,7 +376,7 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
                                failure.describe())
             else:
                 write_trial_record(trial, record)
-                study.tell(trial, outcome.value)
+                tell(study, trial, outcome.value)
             if on_finished:
                 on_finished()
     trials = study.get_trials(deepcopy=False)
@@ -432,4 +433,4 @@ def _tell_failed(study: optuna.Study, trial: optuna.Trial, failure: Failure,
     base = record or TrialRecord(params=dict(trial.params))
     write_trial_record(trial, TrialRecord(params=base.params, evaluations=base.evaluations,
                                           failure=failure))
-    study.tell(trial, state=TrialState.FAIL)
+    tell(study, trial, state=TrialState.FAIL)

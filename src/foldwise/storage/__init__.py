@@ -48,6 +48,7 @@ from foldwise.storage._optuna import (
     record_heartbeat,
     reseed_sampler,
     storage_of,
+    tell,
     trial_id,
 )
 from foldwise.storage._rdb import GRACE_PERIOD, HEARTBEAT_INTERVAL, fail_stale_trials
@@ -77,5 +78,6 @@ __all__ = [
     "repair_journal",
     "reseed_sampler",
     "storage_of",
+    "tell",
     "trial_id",
 ]
