@@ -131,7 +131,8 @@ class IndexBackendContract:
         backend.insert_many(rows)
         assert backend.get_many([_key(3), _key(9), _key(1), _key(1)]) == {
             _key(3): rows[2], _key(1): rows[0]}
-        assert backend.get_many([]) == {} and backend.get_many([_key(9)]) == {}
+        assert backend.get_many([]) == {}
+        assert backend.get_many([_key(9)]) == {}
         many = [make_row(_key(i)) for i in range(10, 1210)]  # beyond any one query's limit
         backend.insert_many(many)
         assert backend.get_many([r.key for r in many] + [_key(5)]) == {r.key: r for r in many}
