@@ -26,6 +26,7 @@ from foldwise.splits import ranges_to_positions
 
 from ._folds import FoldRecord
 from ._overfitting import fold_dsr
+from ._returns import distinct_full_runs, returns_by_run
 from ._rules import Plateau, TopKMean
 from ._runs import RunLoader
 
@@ -354,20 +355,12 @@ def returns_matrix(trials: Mapping[int | None, Sequence[StoredTrial]], manifest:
                    loader: RunLoader, max_configurations: int | None = None) -> pd.DataFrame:
     """Full-history per-period returns of every distinct parameter set evaluated (causal
     strategies: one column per set, in the order they were first tried), for PBO."""
-    if not manifest.strategy.causal:
-        raise OptimizationError(
-            "PBO needs the full-history returns of each parameter set; a per-fold "
-            "(causal=False) strategy has runs per fold only.")
-    seen: dict[str, str] = {}
-    for fold_trials in trials.values():
-        for trial in _complete(fold_trials):
-            for evaluation in trial.record.evaluations.values():
-                full = evaluation.runs.get("full")
-                if full:
-                    seen.setdefault(canonical_json(trial.params), full)
-                    break
-    items = list(seen.items())[: max_configurations or None]
-    return pd.DataFrame({key: loader.load(digest).returns for key, digest in items})
+    runs = list(distinct_full_runs(trials, manifest).items())[: max_configurations or None]
+    if not runs:
+        return pd.DataFrame()
+    values = returns_by_run(loader, [key for _, key in runs])  # each run read once
+    dates = loader.load(runs[0][1]).returns.index
+    return pd.DataFrame(values.T, index=dates, columns=[params for params, _ in runs])
 
 
 def cpcv_paths(folds: Sequence[FoldRecord], manifest: StudyManifest, loader: RunLoader
