@@ -35,6 +35,7 @@ from foldwise.errors import (
     StorageNotFoundError,
 )
 from foldwise.examples import sma_crossover
+from foldwise.optimizer._snapshots import snapshot_path
 from foldwise.storage import FileJournalBackend, open_storage, parse_storage
 
 DATA = foldwise.datasets.load_goog().slice(None, "2008-12-31")
@@ -208,20 +209,35 @@ def test_a_read_only_index_creates_nothing_and_refuses_writes(tmp_path):
     assert SQLiteIndex(path).get(rows[0].key).last_used == rows[0].last_used
 
 
+def read_models(paths: set[str]) -> set[str]:
+    """The derived files a reader may keep in a writable store: the study's snapshot beside
+    the journal and its computed statistics (content-keyed, deletable at any time)."""
+    return {p for p in paths if p.split("/")[0] in ("statistics", "studies.journal.snapshots")}
+
+
 def test_read_commands_create_nothing_in_a_writable_store(store, capsys):
+    """Reading creates nothing a study or the cache depends on: only its read models (a
+    snapshot of the records, computed statistics), and only once."""
     directory, name = store
     before = listing(directory)
-    for argv in (["studies"], ["show", name], ["cache", "stats"], ["cache", "runs"],
-                 ["cache", "verify"]):
-        assert main([*argv, "--dir", str(directory)]) == 0, argv
-    out = capsys.readouterr().out
-    assert name in out and "were re-created" not in out and "all intact" in out
-    result = foldwise.load_result(name, storage=f"journal:{directory}/studies.journal",
-                                  cache=directory)
-    assert result.runs_rebuilt == 0 and result.oos_returns.size > 0
-    del result
-    collect()  # connections of the caches opened above close
-    assert listing(directory) == before
+    assert read_models(before) == {  # optimize wrote the snapshot, nothing computed yet
+        "studies.journal.snapshots",
+        f"studies.journal.snapshots/{snapshot_path('x', name).name}"}
+    for _ in range(2):
+        for argv in (["studies"], ["show", name], ["cache", "stats"], ["cache", "runs"],
+                     ["cache", "verify"]):
+            assert main([*argv, "--dir", str(directory)]) == 0, argv
+        out = capsys.readouterr().out
+        assert name in out and "were re-created" not in out and "all intact" in out
+        result = foldwise.load_result(name, storage=f"journal:{directory}/studies.journal",
+                                      cache=directory)
+        assert result.runs_rebuilt == 0 and result.oos_returns.size > 0
+        del result
+        collect()  # connections of the caches opened above close
+        after = listing(directory)
+        assert after - read_models(after) == before - read_models(before)
+        assert read_models(after) - read_models(before) == {"statistics", next(
+            p for p in after if p.startswith("statistics/"))}
 
 
 def test_writing_paths_still_create_what_they_need(tmp_path):

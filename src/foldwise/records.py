@@ -35,6 +35,7 @@ says to upgrade.
 
 from __future__ import annotations
 
+import json
 import traceback as _traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from foldwise._hashing import hash_text
 from foldwise._version import __version__
 from foldwise.backtest import BacktestSettings
 from foldwise.errors import OptimizationError
@@ -737,6 +739,9 @@ class StudyRecord:
         Where it was read from (the storage, for messages).
     selections
         Per fold number, the set its selection rule made up (:class:`SelectionRecord`).
+    content_digest
+        The xxh3-128 of :meth:`to_text` when the reader computed it already (a snapshot
+        stores it), else ``""`` (:meth:`digest` computes it).
     """
 
     name: str
@@ -745,3 +750,37 @@ class StudyRecord:
     fold_tests: Mapping[int, Mapping[int, Evaluation]] = field(default_factory=dict)
     location: str = ""
     selections: Mapping[int, SelectionRecord] = field(default_factory=dict)
+    content_digest: str = field(default="", compare=False, repr=False)
+
+    def to_text(self) -> str:
+        """:meth:`to_json` as compact JSON text: what :meth:`digest` hashes."""
+        return json.dumps(self.to_json(), separators=(",", ":"), allow_nan=True)
+
+    def digest(self) -> str:
+        """A content address of the study's records (everything but ``location``): equal
+        for equal records, whichever storage they were read from."""
+        return self.content_digest or hash_text(self.to_text())
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but ``location`` (where it was read from), as JSON."""
+        return {"format": FORMAT, "name": self.name, "manifest": self.manifest.to_json(),
+                "trials": [[number, [t.to_json() for t in trials]]
+                           for number, trials in self.trials.items()],
+                "fold_tests": [[number, {str(k): e.to_json() for k, e in tests.items()}]
+                               for number, tests in self.fold_tests.items()],
+                "selections": [[number, s.to_json()] for number, s in self.selections.items()]}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any], location: str = "",
+                  content_digest: str = "") -> StudyRecord:
+        _check_format(value.get("format"), "study record")
+        return cls(
+            name=str(value["name"]), manifest=StudyManifest.from_json(value["manifest"]),
+            trials={number: tuple(StoredTrial.from_json(t) for t in trials)
+                    for number, trials in value["trials"]},
+            fold_tests={int(number): {int(k): Evaluation.from_json(e) for k, e in tests.items()}
+                        for number, tests in value["fold_tests"]},
+            location=location,
+            selections={int(number): SelectionRecord.from_json(s)
+                        for number, s in value["selections"]},
+            content_digest=content_digest)

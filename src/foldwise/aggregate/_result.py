@@ -31,6 +31,7 @@ from ._runs import RunLoader
 from ._select import select_top
 from ._snooping import SnoopingReport, snooping_report
 from ._stitch import stitch
+from ._stored import StatisticsStore
 
 __all__ = ["WalkForwardResult"]
 
@@ -58,9 +59,11 @@ class WalkForwardResult:
         The storage the study was read from.
     """
 
-    def __init__(self, record: StudyRecord, loader: RunLoader) -> None:
+    def __init__(self, record: StudyRecord, loader: RunLoader,
+                 statistics: StatisticsStore | None = None) -> None:
         self.record = record
         self.loader = loader
+        self.statistics = statistics
         self.name = record.name
         self.manifest: StudyManifest = record.manifest
         self.mode = self.manifest.mode
@@ -287,10 +290,30 @@ class WalkForwardResult:
 
         Reads one returns column per distinct set (see :meth:`returns_matrix`); memory
         beyond those columns stays bounded however many sets there are."""
+        args = {"n_splits": n_splits, "max_configurations": max_configurations or None}
+        kept = self._kept("overfitting", args)
+        if kept is not None:
+            return {str(k): float(v) for k, v in kept.items()}
         matrix = None
         if self.manifest.strategy.causal:
             matrix = self._set_returns(max_configurations or None)[1].T
-        return overfitting_summary(self.oos_result, matrix, n_splits=n_splits)
+        summary = overfitting_summary(self.oos_result, matrix, n_splits=n_splits)
+        self._keep("overfitting", args, summary)
+        return summary
+
+    def _kept(self, name: str, args: dict[str, Any]) -> Any | None:
+        """A statistic computed before, in this object or by an earlier reader of the same
+        study (:attr:`statistics`), or None."""
+        key = (name, repr(sorted(args.items())))
+        kept = self.__dict__.setdefault("_kept_statistics", {})
+        if key not in kept and self.statistics is not None:
+            kept[key] = self.statistics.get(name, args)
+        return kept.get(key)
+
+    def _keep(self, name: str, args: dict[str, Any], value: Any) -> None:
+        self.__dict__.setdefault("_kept_statistics", {})[(name, repr(sorted(args.items())))] = value
+        if self.statistics is not None:
+            self.statistics.put(name, args, value)
 
     def snooping(self, benchmark: Any = "auto", *, n_bootstrap: int = 1000,
                  block_length: float | str = "auto", seed: int = 0, alpha: float = 0.05,

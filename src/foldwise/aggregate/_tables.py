@@ -84,11 +84,21 @@ def _complete(trials: Sequence[StoredTrial]) -> list[StoredTrial]:
 
 
 def _distinct(trials: Sequence[StoredTrial]) -> list[StoredTrial]:
-    """The first trial of every distinct parameter set."""
+    """The first trial of every distinct parameter set (by canonical parameters)."""
     seen: set[str] = set()
     first = []
+    texts: dict[Any, str] = {}
     for trial in trials:
-        key = canonical_json(trial.params)
+        params = trial.params
+        try:  # the same names, types and values in the same order: the same canonical text
+            token: Any = tuple((name, value.__class__, value) for name, value in params.items())
+            key = texts.get(token)
+        except TypeError:  # an unhashable value
+            token, key = None, None
+        if key is None:
+            key = canonical_json(params)
+            if token is not None:
+                texts[token] = key
         if key not in seen:
             seen.add(key)
             first.append(trial)

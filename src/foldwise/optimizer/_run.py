@@ -61,7 +61,7 @@ from ._plan import Plan, Request, make_plan, store_plan, validate
 from ._progress import Progress
 from ._rebuild import study_runs
 from ._samplers import SamplerSpec, make_sampler, reseed, study_seed, trial_seed
-from ._studies import pin_owner, read_study, result_of
+from ._studies import pin_owner, read_study_keeping_snapshot, result_of
 from ._trials import budget_counts, run_trials
 
 __all__ = ["optimize"]
@@ -488,6 +488,6 @@ def optimize(
         opened = open_storage(request.storage)
         plan = store_plan(request, make_plan(request), opened)
         _run(request, plan, opened)
-        record = read_study(request.study, opened, str(request.storage))
+        record = read_study_keeping_snapshot(request.study, request.storage, opened)
         request.cache.pin(pin_owner(record.location, record.name), study_runs(record))
         return result_of(record, request.cache, strategy=request.strategy, data=request.data)

@@ -38,9 +38,16 @@ from foldwise.strategy import Strategy, as_strategy
 
 from ._plan import fold_set_name, fold_study_name
 from ._rebuild import StudyRunLoader
+from ._snapshots import (
+    StatisticsFile,
+    journal_bytes_read,
+    read_snapshot,
+    snapshot_path,
+    write_snapshot_after_read,
+)
 
 __all__ = ["delete_study", "list_studies", "load_result", "pin_owner", "read_study",
-           "result_of"]
+           "read_study_keeping_snapshot", "result_of"]
 
 
 def _manifest_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -91,6 +98,15 @@ def read_study(name: str, storage: optuna.storages.BaseStorage, location: str) -
     return StudyRecord(name, manifest, by_fold, tests, location, selections)
 
 
+def read_study_keeping_snapshot(name: str, spec: StorageSpec,
+                                storage: optuna.storages.BaseStorage) -> StudyRecord:
+    """:func:`read_study`, then keep the record as the study's snapshot when ``storage`` is
+    a journal file (:mod:`._snapshots`: the next reader skips the journal's replay)."""
+    read_from = journal_bytes_read(storage)
+    return write_snapshot_after_read(spec, storage, read_study(name, storage, str(spec)),
+                                     read_from)
+
+
 def _cache(cache: Any) -> BacktestCache:
     return cache if isinstance(cache, BacktestCache) else BacktestCache(cache)
 
@@ -114,7 +130,8 @@ def result_of(record: StudyRecord, cache: BacktestCache, *, strategy: Strategy |
               data: MarketData | None = None) -> WalkForwardResult:
     """The :class:`~foldwise.WalkForwardResult` of ``record``, reading runs from ``cache`` and
     re-creating those it lacks (:class:`~foldwise.optimizer._rebuild.StudyRunLoader`)."""
-    return WalkForwardResult(record, StudyRunLoader(record, cache, strategy=strategy, data=data))
+    return WalkForwardResult(record, StudyRunLoader(record, cache, strategy=strategy, data=data),
+                             StatisticsFile(cache.root, record, writable=not cache.read_only))
 
 
 def load_result(study: str, storage: Any = None, cache: Any = None, *,
@@ -151,7 +168,9 @@ def load_result(study: str, storage: Any = None, cache: Any = None, *,
         foldwise directory; its content hash must be the study's.
     """
     spec = storage if isinstance(storage, StorageSpec) else parse_storage(storage)
-    record = read_study(study, open_storage(spec, read_only=True), str(spec))
+    record = read_snapshot(spec, study)
+    if record is None:
+        record = read_study_keeping_snapshot(study, spec, open_storage(spec, read_only=True))
     given = None if strategy is None else as_strategy(strategy)
     if given is not None and given.fingerprint != record.manifest.strategy.fingerprint:
         raise OptimizationError(
@@ -204,4 +223,6 @@ def delete_study(name: str, storage: Any = None, cache: Any = None) -> int:
              if n == name or n.startswith(name + "/fold-")]
     for study_name in names:
         optuna.delete_study(study_name=study_name, storage=opened)
+    if spec.kind == "journal":  # stale from now on anyway: do not leave it behind
+        snapshot_path(spec.location, name).unlink(missing_ok=True)
     return len(names)

@@ -173,6 +173,12 @@ class FileJournalBackend(BaseJournalBackend):
         self._fd: int | None = None
         self._pid = -1
 
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the journal this process has read and applied so far (whole lines)."""
+        with self._lock:
+            return self._read_upto[1]
+
     def _descriptor(self) -> int:
         """This process's descriptor of the journal (reopened after a fork)."""
         if self._fd is None or self._pid != os.getpid():
