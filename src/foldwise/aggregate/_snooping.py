@@ -34,17 +34,25 @@ first pass over the resamples serve both tests).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
 from optuna.trial import TrialState
 
 from foldwise._canonical import canonical_json
+from foldwise._exact_json import (
+    MalformedJSONError,
+    UnsupportedValueError,
+    encode,
+    fields_from_json,
+)
+from foldwise._version import __version__
 from foldwise.errors import FoldwiseError
 from foldwise.records import StoredTrial
 from foldwise.snooping import (
@@ -83,6 +91,10 @@ OOS = "out of sample"
 
 COLUMNS = ["window", "start", "end", "n_sets", "n_obs", "best", "best_excess",
            "spa_pvalue", "spa_lower", "spa_upper", "superior", "block_length"]
+
+#: The format number :meth:`SnoopingReport.to_json` writes and :meth:`SnoopingReport.from_json`
+#: reads (1: this layout).
+JSON_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,108 @@ class SnoopingReport:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def to_json(self) -> dict[str, Any]:
+        """This report as plain JSON, which :meth:`from_json` reads back exactly: to store a
+        computed report and read it back instead of running the bootstrap again.
+
+        Returns
+        -------
+        dict
+            ``{"format": 1, ...}`` and one entry per field, holding only dicts, lists, str,
+            int, float, bool and None (``json.dumps`` writes it; NaN and infinities as
+            ``NaN`` and ``Infinity``). The table keeps its index, columns, dtypes and
+            values (dates, strings, missing values); ``spa``, ``stepm`` and ``haircut``
+            are their results' :meth:`~foldwise.snooping.SPAResult.to_json`; floats keep
+            their bits.
+
+        Raises
+        ------
+        TypeError
+            A value of a type the format cannot give back exactly (a set label other than
+            None, bool, int, float, str, a tuple of these, a numpy scalar or a pandas
+            Timestamp; see :mod:`foldwise._exact_json`).
+        """
+        out: dict[str, Any] = {"format": JSON_FORMAT}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("spa", "stepm"):
+                out[f.name] = {_window_key(name, f.name): result.to_json()
+                               for name, result in value.items()}
+            elif f.name == "haircut":
+                out[f.name] = None if value is None else value.to_json()
+            else:
+                out[f.name] = encode(value, f"SnoopingReport.{f.name}")
+        return out
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Self:
+        """The report :meth:`to_json` wrote, every value of its type and to the last bit
+        (``summary()`` prints the same text).
+
+        Parameters
+        ----------
+        value
+            :meth:`to_json`'s dict (as ``json.loads`` reads it back).
+
+        Returns
+        -------
+        SnoopingReport
+
+        Raises
+        ------
+        SnoopingError
+            ``value`` has no format number or one this foldwise does not read, or was not
+            written by :meth:`to_json` (a ``ValueError``).
+
+        Examples
+        --------
+        A format this version does not know is refused:
+
+        >>> import json
+        >>> text = json.dumps({"format": 99})
+        >>> SnoopingReport.from_json(json.loads(text))
+        Traceback (most recent call last):
+        ...
+        foldwise.snooping._errors.SnoopingError: the stored data-snooping report has format 99, ...
+        """
+        if not isinstance(value, Mapping):
+            raise SnoopingError(
+                f"a stored data-snooping report must be the dict SnoopingReport.to_json() "
+                f"wrote, got {type(value).__name__}.")
+        found = value.get("format")
+        if isinstance(found, bool) or not isinstance(found, int):
+            raise SnoopingError(
+                f"the stored data-snooping report has no format number ({found!r}); it was "
+                "not written by SnoopingReport.to_json(). Compute the report again with "
+                "result.snooping().")
+        if found != JSON_FORMAT:
+            newer = (" (newer than it: upgrade foldwise, pip install -U foldwise, to read it, "
+                     "or compute the report again with result.snooping())"
+                     if found > JSON_FORMAT else
+                     "; compute the report again with result.snooping()")
+            raise SnoopingError(
+                f"the stored data-snooping report has format {found}, which this foldwise "
+                f"{__version__} does not read: it reads format {JSON_FORMAT}{newer}.")
+        try:
+            kwargs = fields_from_json(cls, {k: v for k, v in value.items() if k != "format"},
+                                      raw=("spa", "stepm", "haircut"))
+            kwargs["spa"] = {name: SPAResult.from_json(v) for name, v in kwargs["spa"].items()}
+            kwargs["stepm"] = {name: StepMResult.from_json(v)
+                               for name, v in kwargs["stepm"].items()}
+            if kwargs["haircut"] is not None:
+                kwargs["haircut"] = HaircutResult.from_json(kwargs["haircut"])
+        except (MalformedJSONError, AttributeError) as exc:
+            raise SnoopingError(f"the stored data-snooping report is malformed: {exc}") from exc
+        return cls(**kwargs)
+
+
+def _window_key(name: Any, field_name: str) -> str:
+    if type(name) is not str:
+        raise UnsupportedValueError(
+            f"cannot write SnoopingReport.{field_name} as exact JSON: its keys must be window "
+            f"names (str), got {type(name).__name__} {name!r}.")
+    return name
 
 
 # --- the benchmark ----------------------------------------------------------------------------
