@@ -316,7 +316,7 @@ def test_the_lists_of_names_match_what_optimize_accepts():
                                                "you mean 'step'? It takes step, log."),
     ('[optimize] metric = "sharp"', '[optimize] metric = "sharp": unknown metric. Did you mean '
                                     "'sharpe'? The metrics are: sharpe,"),
-    ('[optimize] sampler = "tp"', '[optimize] sampler = "tp": must be one of "tpe", "random", '
+    ('[optimize] sampler = "tp"', '[optimize] sampler = "tp": must be one of "tpe", "optuna-tpe", "random", '
                                   '"qmc", "cmaes", "gp", "nsga2". Did you mean \'tpe\'?'),
 ])
 def test_unknown_names_get_did_you_mean(text, expected):

@@ -93,7 +93,7 @@ _SPLITTERS: dict[str, type] = {
     "CombinatorialPurgedKFold": CombinatorialPurgedKFold,
 }
 # the values foldwise.optimize accepts (tests keep them in step with the optimizer)
-SAMPLERS = ("tpe", "random", "qmc", "cmaes", "gp", "nsga2")
+SAMPLERS = ("tpe", "optuna-tpe", "random", "qmc", "cmaes", "gp", "nsga2")
 MODES = ("walk_forward", "cv")
 CV_AGGREGATES = ("mean", "median", "worst")
 _LAYOUTS = ("auto", "wide", "long", "ohlcv")

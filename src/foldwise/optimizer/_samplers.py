@@ -11,12 +11,15 @@ import optuna
 from foldwise.errors import OptimizationError
 from foldwise.storage import reseed_sampler
 
+from ._tpe import VectorizedTPESampler
+
 __all__ = ["SamplerSpec", "make_sampler", "reseed", "study_seed", "trial_seed"]
 
 SamplerSpec = str | optuna.samplers.BaseSampler | Callable[[int | None], optuna.samplers.BaseSampler] | None
 
 _BY_NAME: dict[str, Callable[[int | None], optuna.samplers.BaseSampler]] = {
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+    "tpe": lambda seed: VectorizedTPESampler(seed=seed),
+    "optuna-tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
     "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed),
     "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
@@ -52,14 +55,16 @@ def make_sampler(spec: SamplerSpec, seed: int | None) -> optuna.samplers.BaseSam
     Parameters
     ----------
     spec
-        None (TPE), a name (``"tpe"``, ``"random"``, ``"qmc"``, ``"cmaes"``, ``"gp"``,
-        ``"nsga2"``), a sampler object (copied, so studies never share its state), or a
-        function ``seed -> sampler``.
+        None (TPE), a name (``"tpe"``, ``"optuna-tpe"``, ``"random"``, ``"qmc"``,
+        ``"cmaes"``, ``"gp"``, ``"nsga2"``), a sampler object (copied, so studies never
+        share its state), or a function ``seed -> sampler``. ``"tpe"`` (and None) is
+        :class:`~foldwise.optimizer._tpe.VectorizedTPESampler`: Optuna's TPE with its
+        normal log-CDF computed in C; ``"optuna-tpe"`` is Optuna's own.
     seed
         From :func:`study_seed`; passed to named samplers and to functions.
     """
     if spec is None:
-        return optuna.samplers.TPESampler(seed=seed)
+        return VectorizedTPESampler(seed=seed)
     if isinstance(spec, str):
         try:
             return _BY_NAME[spec.lower()](seed)
@@ -89,6 +94,7 @@ def reseed(sampler: optuna.samplers.BaseSampler, spec: SamplerSpec, seed: int) -
     (:func:`foldwise.storage.reseed_sampler`); ``tests/test_samplers.py`` checks that the
     re-seeded sampler suggests exactly what a new one does.
     """
-    if spec is not None and not (isinstance(spec, str) and spec.lower() in ("tpe", "random")):
+    if spec is not None and not (isinstance(spec, str)
+                                 and spec.lower() in ("tpe", "optuna-tpe", "random")):
         return False
     return reseed_sampler(sampler, seed)

@@ -189,11 +189,14 @@ def reseed_sampler(sampler: optuna.samplers.BaseSampler, seed: int) -> bool:
 
     A TPE sampler's randomness is its own random state and its random sampler's (for the
     startup trials), both seeded with the one seed at construction (Optuna 4.7 - 5.0); the
-    rest of its state is a function of the study's trials. Only these exact classes, not
-    subclasses, are re-seeded.
+    rest of its state is a function of the study's trials. Only these exact classes, and
+    TPE subclasses that declare ``reseeds_like_tpe = True`` (they add no randomness of
+    their own), are re-seeded.
     """
     kind = type(sampler)
-    if kind is optuna.samplers.TPESampler:
+    if kind is optuna.samplers.TPESampler or (
+            isinstance(sampler, optuna.samplers.TPESampler)
+            and kind.__dict__.get("reseeds_like_tpe") is True):
         tpe = cast("optuna.samplers.TPESampler", sampler)
         tpe._rng.rng.seed(seed)
         tpe._random_sampler._rng.rng.seed(seed)

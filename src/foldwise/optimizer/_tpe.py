@@ -1,0 +1,95 @@
+"""foldwise's default sampler: Optuna's TPE, with its normal log-CDF computed in C.
+
+On a short backtest the sampler is most of a trial: measured with py-spy on Optuna 5.0,
+TPE over two integer parameters (5 studies x 230 trials) spent 30 % of its time in
+``optuna.samplers._tpe._truncnorm._log_ndtr``, the log of the normal CDF at the bounds of
+every Parzen kernel, for every candidate. Optuna evaluates it with a scalar Python
+function per element (``np.frompyfunc`` over an ``lru_cache``); ``scipy.special.log_ndtr``
+evaluates the same function in vectorized C, 18 times faster on 2,000 values.
+
+:class:`VectorizedTPESampler` is :class:`optuna.samplers.TPESampler`, unchanged in every
+argument and step, except that while it samples, that one function is
+``scipy.special.log_ndtr``. The two agree to 7e-16 relative where the CDF is below one
+half; above it scipy's is the more accurate one (it computes ``log1p(-ndtr(-x))`` where
+Optuna takes the log of a number close to 1: differences up to 6e-8 relative on values of
+about -1e-9, 5e-17 absolute). What that changes:
+
+* **integer and categorical spaces:** the same suggestions as Optuna's TPE with the same
+  seed, in every study tested (``tests/test_samplers.py``);
+* **continuous parameters:** the same distribution, but a suggestion goes through the
+  inverse CDF, so it may differ from Optuna's in the last bits, and the studies then part.
+
+``sampler="optuna-tpe"`` gives Optuna's own sampler, for a study that must repeat one run
+with stock Optuna.
+
+How: Optuna's TPE looks ``_truncnorm._log_ndtr`` up as a module attribute at each call,
+so the sampler swaps it in for the duration of its own sampling calls (under a lock, with
+a count, so nested and concurrent calls restore Optuna's function once the last one
+ends). A stock TPE sampler sampling in another thread at that very moment computes with
+scipy's function too. Where the module's layout differs (another Optuna), the sampler is
+Optuna's TPE as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import optuna
+from scipy.special import log_ndtr
+
+try:  # private to Optuna: where it is missing, the sampler is Optuna's TPE unchanged
+    from optuna.samplers._tpe import _truncnorm
+except ImportError:  # pragma: no cover - another Optuna layout
+    _truncnorm = None
+
+__all__ = ["VectorizedTPESampler", "vectorized_log_ndtr"]
+
+_OPTUNA_LOG_NDTR = getattr(_truncnorm, "_log_ndtr", None)
+_lock = threading.Lock()
+_depth = 0
+
+
+def vectorized_log_ndtr(a: Any) -> np.ndarray:
+    """``log(Phi(a))`` elementwise, as float64 (``scipy.special.log_ndtr``)."""
+    return np.asarray(log_ndtr(np.asarray(a, dtype=np.float64)), dtype=np.float64)
+
+
+@contextlib.contextmanager
+def _vectorized() -> Iterator[None]:
+    """Optuna's TPE computes with :func:`vectorized_log_ndtr` inside this block."""
+    global _depth
+    if _OPTUNA_LOG_NDTR is None:  # pragma: no cover - another Optuna layout
+        yield
+        return
+    with _lock:
+        _depth += 1
+        _truncnorm._log_ndtr = vectorized_log_ndtr
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                _truncnorm._log_ndtr = _OPTUNA_LOG_NDTR
+
+
+class VectorizedTPESampler(optuna.samplers.TPESampler):
+    """:class:`optuna.samplers.TPESampler` computing the normal log-CDF in C (see the
+    module docstring); takes exactly Optuna's arguments."""
+
+    #: Its randomness is a TPE sampler's (``foldwise.storage.reseed_sampler``).
+    reseeds_like_tpe = True
+
+    def sample_relative(self, study: optuna.Study, trial: Any,
+                        search_space: dict[str, Any]) -> dict[str, Any]:
+        with _vectorized():
+            return super().sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: Any, param_name: str,
+                           param_distribution: Any) -> Any:
+        with _vectorized():
+            return super().sample_independent(study, trial, param_name, param_distribution)
