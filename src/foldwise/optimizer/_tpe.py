@@ -43,12 +43,13 @@ from scipy.special import log_ndtr
 
 try:  # private to Optuna: where it is missing, the sampler is Optuna's TPE unchanged
     from optuna.samplers._tpe import _truncnorm
+
+    _OPTUNA_LOG_NDTR = getattr(_truncnorm, "_log_ndtr", None)
 except ImportError:  # pragma: no cover - another Optuna layout
-    _truncnorm = None
+    _OPTUNA_LOG_NDTR = None
 
 __all__ = ["VectorizedTPESampler", "vectorized_log_ndtr"]
 
-_OPTUNA_LOG_NDTR = getattr(_truncnorm, "_log_ndtr", None)
 _lock = threading.Lock()
 _depth = 0
 
