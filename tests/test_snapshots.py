@@ -224,3 +224,30 @@ def test_damaged_kept_statistics_are_computed_again(study_dir):
     path.write_text("{not json")
     assert json.dumps(load(study_dir).overfitting()) == json.dumps(kept)
     assert json.loads(path.read_text())["entries"]  # replaced by a whole file
+
+
+def test_the_snooping_report_is_computed_once_and_reads_back_whole(study_dir, monkeypatch):
+    from foldwise.aggregate._snooping import summary_lines
+
+    first = load(study_dir).snooping(n_bootstrap=40)
+    monkeypatch.setattr(result_module, "snooping_report",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("computed again")))
+    again = load(study_dir).snooping(n_bootstrap=40)
+    assert summary_lines(again) == summary_lines(first)
+    pd.testing.assert_frame_equal(again.table, first.table, check_exact=True)
+    assert json.dumps(again.to_json()) == json.dumps(first.to_json())
+    with pytest.raises(AssertionError, match="computed again"):
+        load(study_dir).snooping(n_bootstrap=41)
+    with pytest.raises(AssertionError, match="computed again"):  # a Series is never kept
+        load(study_dir).snooping(benchmark=pd.Series(0.0, index=DATA.index))
+
+
+def test_show_reads_what_the_first_show_computed(study_dir, capsys):
+    from foldwise.cli import main
+
+    argv = ["show", "snap", "--dir", str(study_dir)]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "overfitting: PBO" in first
+    assert main(argv) == 0
+    assert capsys.readouterr().out == first

@@ -8,8 +8,10 @@ storage. Each table is computed when first asked for, by the functions of ``_tab
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ from ._stitch import stitch
 from ._stored import StatisticsStore
 
 __all__ = ["WalkForwardResult"]
+
+logger = logging.getLogger(__name__)
 
 
 class WalkForwardResult:
@@ -290,30 +294,36 @@ class WalkForwardResult:
 
         Reads one returns column per distinct set (see :meth:`returns_matrix`); memory
         beyond those columns stays bounded however many sets there are."""
-        args = {"n_splits": n_splits, "max_configurations": max_configurations or None}
-        kept = self._kept("overfitting", args)
-        if kept is not None:
-            return {str(k): float(v) for k, v in kept.items()}
-        matrix = None
-        if self.manifest.strategy.causal:
-            matrix = self._set_returns(max_configurations or None)[1].T
-        summary = overfitting_summary(self.oos_result, matrix, n_splits=n_splits)
-        self._keep("overfitting", args, summary)
-        return summary
+        def compute() -> dict[str, float]:
+            matrix = None
+            if self.manifest.strategy.causal:
+                matrix = self._set_returns(max_configurations or None)[1].T
+            return overfitting_summary(self.oos_result, matrix, n_splits=n_splits)
 
-    def _kept(self, name: str, args: dict[str, Any]) -> Any | None:
-        """A statistic computed before, in this object or by an earlier reader of the same
-        study (:attr:`statistics`), or None."""
+        return self._kept(
+            "overfitting", {"n_splits": n_splits, "max_configurations": max_configurations or None},
+            compute, encode=dict, decode=lambda kept: {str(k): float(v) for k, v in kept.items()})
+
+    def _kept(self, name: str, args: dict[str, Any], compute: Callable[[], Any], *,
+              encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> Any:
+        """``compute()``, or what it returned before: in this object, or for an earlier
+        reader of the same study (:attr:`statistics`, as JSON: ``encode`` / ``decode``)."""
         key = (name, repr(sorted(args.items())))
         kept = self.__dict__.setdefault("_kept_statistics", {})
-        if key not in kept and self.statistics is not None:
-            kept[key] = self.statistics.get(name, args)
-        return kept.get(key)
-
-    def _keep(self, name: str, args: dict[str, Any], value: Any) -> None:
-        self.__dict__.setdefault("_kept_statistics", {})[(name, repr(sorted(args.items())))] = value
+        if key in kept:
+            return kept[key]
+        stored = None if self.statistics is None else self.statistics.get(name, args)
+        if stored is not None:
+            try:
+                kept[key] = decode(stored)
+                return kept[key]
+            except (ValueError, TypeError, KeyError) as exc:  # kept by another version
+                logger.info("kept %s of study %r not used (%s); computed again", name,
+                            self.name, exc)
+        value = kept[key] = compute()
         if self.statistics is not None:
-            self.statistics.put(name, args, value)
+            self.statistics.put(name, args, encode(value))
+        return value
 
     def snooping(self, benchmark: Any = "auto", *, n_bootstrap: int = 1000,
                  block_length: float | str = "auto", seed: int = 0, alpha: float = 0.05,
@@ -348,18 +358,18 @@ class WalkForwardResult:
         SnoopingReport
             ``.table`` (one row per window), ``.summary()``, and the full results.
         """
-        key = None
-        if isinstance(benchmark, str):
-            key = (benchmark, n_bootstrap, block_length, seed, alpha, max_configurations)
-            kept = self.__dict__.setdefault("_snooping_reports", {})
-            if key in kept:
-                return kept[key]
-        report = snooping_report(self, benchmark, n_bootstrap=n_bootstrap,
-                                 block_length=block_length, seed=seed, alpha=alpha,
-                                 max_configurations=max_configurations)
-        if key is not None:
-            self.__dict__["_snooping_reports"][key] = report
-        return report
+        def compute() -> SnoopingReport:
+            return snooping_report(self, benchmark, n_bootstrap=n_bootstrap,
+                                   block_length=block_length, seed=seed, alpha=alpha,
+                                   max_configurations=max_configurations)
+
+        if not isinstance(benchmark, str):  # a Series: not part of the study, not kept
+            return compute()
+        args = {"benchmark": benchmark, "n_bootstrap": n_bootstrap,
+                "block_length": block_length, "seed": seed, "alpha": alpha,
+                "max_configurations": max_configurations}
+        return self._kept("snooping", args, compute, encode=SnoopingReport.to_json,
+                          decode=SnoopingReport.from_json)
 
     def cpcv_paths(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """CPCV studies: metrics of each out-of-sample path, and the path returns."""
