@@ -52,6 +52,9 @@ def test_the_policy_keeps_what_costs_more_to_run_than_to_store():
     assert not ArrayPolicy.keep(policy, "fast", run_seconds=1e-4, n_bytes=10**6)
     # ... a 50 ms run is not
     assert policy.keep("slow", run_seconds=0.05, n_bytes=10**6)
+    # a run that costs about what its store costs is not kept: only clearly dearer ones
+    assert not policy.keep("even", run_seconds=2.2e-3, n_bytes=10**6)
+    assert policy.keep("dearer", run_seconds=2.6e-3, n_bytes=10**6)
     # the median of a strategy's runs decides, not one outlier
     for _ in range(5):
         policy.keep("fast", run_seconds=1e-4, n_bytes=10**6)
