@@ -312,7 +312,11 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             if sampler_for is not None:
                 study.sampler = sampler_for(counts.settled)
             trial = study.ask()
-            if _beyond_budget(study, trial.number, n_trials, tally):
+            # No trial created since the read (the new one is numbered next): the trials
+            # before it are those counted, whose finished + running can only have fallen
+            # since (a trial ends at most once), so it has room without a second read.
+            if trial.number != len(trials) and _beyond_budget(study, trial.number, n_trials,
+                                                              tally):
                 _give_back(study, trial, label)
                 continue  # and wait: the trials before it fill the budget
             running = (study.study_name, trial.number)
