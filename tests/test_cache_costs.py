@@ -19,7 +19,7 @@ import pytest
 
 import foldwise
 from foldwise import BacktestCache
-from foldwise.cache._costs import ArrayPolicy
+from foldwise.cache._costs import AHEAD_AFTER, AHEAD_RATE, ArrayPolicy
 from foldwise.errors import ArraysNotKeptError, CacheArgumentError
 from foldwise.examples import sma_crossover
 from foldwise.optimizer import load_result, optimize
@@ -196,3 +196,98 @@ def test_entries_stored_with_some_metrics_give_the_others_from_their_run(tmp_pat
     assert dict(again.metrics(trend, params, DATA)) == dict(full.metrics(trend, params, DATA))
     with pytest.raises(KeyError, match="Did you mean 'sharpe'"):
         again.window_metrics(trend, params, DATA, windows, names=["sharp"])
+
+
+# --- windows stored ahead ----------------------------------------------------------------------
+
+
+def test_store_ahead_waits_for_evidence_that_it_pays():
+    policy = ArrayPolicy("auto")
+    policy.inserted(seconds=50e-6 * 10, n_rows=10)  # 50 us a row
+    for _ in range(AHEAD_AFTER - 1):
+        policy.keep("s", run_seconds=0.01, n_bytes=10)
+        policy.produced_again("s")
+    assert not policy.store_ahead("s", n_rows=8)  # too few executions to judge
+    policy.keep("s", run_seconds=0.01, n_bytes=10)
+    assert policy.store_ahead("s", n_rows=8)  # returns once per run, 10 ms a run
+    assert policy.store_ahead("s", n_rows=10_000)  # decided: kept for the process
+    # a strategy whose runs rarely come back, or cost less than the rows, does not
+    for name, again in (("rare", 2), ("cheap", AHEAD_AFTER)):
+        for _ in range(AHEAD_AFTER):
+            policy.keep(name, run_seconds=0.01 if name == "rare" else 100e-6, n_bytes=10)
+        for _ in range(again):
+            policy.produced_again(name)
+        assert not policy.store_ahead(name, n_rows=8)
+    assert AHEAD_RATE * 0.01 > 8 * 50e-6  # ("rare" is refused for its rate alone)
+
+
+def test_windows_stored_ahead_equal_the_windows_cut_later(tmp_path):
+    """A run produced again for a window stores the windows asked for ahead; a later
+    request for one of them is a lookup with the metrics of the window cut from the run."""
+
+    def cache(name):  # a new object each time: nothing of the run kept in memory
+        return BacktestCache(tmp_path / name, keep_arrays="never")
+
+    params = {"lookback": 4}
+    later = [(140, 200), (200, 260)]
+    for name in ("lean", "plain"):
+        cache(name).window_metrics(trend, params, DATA, [(20, 80)], costs=2.0,
+                                   names=["sharpe"])
+    # the run comes back for another window: run again, and (lean) the later windows
+    # stored with it
+    lean, plain = cache("lean"), cache("plain")
+    lean.window_metrics(trend, params, DATA, [(80, 140)], costs=2.0, names=["sharpe"],
+                        ahead=later)
+    plain.window_metrics(trend, params, DATA, [(80, 140)], costs=2.0, names=["sharpe"])
+    assert lean.recomputed == plain.recomputed == 1
+    lean, plain = cache("lean"), cache("plain")
+    got = lean.window_metrics(trend, params, DATA, later, costs=2.0, names=["sharpe"])
+    assert lean.recomputed == lean.executed == 0  # lookups only
+    cut = plain.window_metrics(trend, params, DATA, later, costs=2.0, names=["sharpe"])
+    assert plain.recomputed == 1
+    assert got == cut
+    full = trend_run(params)
+    for (lo, hi), metrics in zip(later, got, strict=True):
+        assert metrics["sharpe"] == full.islice(lo, hi).metrics()["sharpe"]
+
+
+def test_a_study_stores_its_later_windows_ahead_with_the_same_results(tmp_path, monkeypatch):
+    """Optimizing with windows stored ahead runs fewer backtests and gives the very same
+    study as without (the metrics of a window are those of the same run)."""
+    from foldwise.cache import _costs
+    from foldwise.optimizer import _objective, _run
+
+    monkeypatch.setattr(_costs, "AHEAD_AFTER", 5)
+
+    class NoAhead(_objective.Evaluator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.ahead = []
+
+    @foldwise.strategy(name="slowish_trend")
+    def slowish_trend(data, lookback=5):
+        time.sleep(0.002)
+        return trend(data, lookback)
+
+    def run(directory, ahead):
+        with monkeypatch.context() as patched:
+            if not ahead:
+                patched.setattr(_run, "Evaluator", NoAhead)
+            cache = BacktestCache(directory, keep_arrays="never", results_in_memory=0)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            result = optimize(slowish_trend, DATA, {"lookback": Int(2, 12)},
+                              WalkForward(train=100, test=40), n_trials=25, seed=2,
+                              study="ahead", storage="memory", cache=cache,
+                              show_progress=False)
+        return result, cache.executed + cache.recomputed
+
+    with_ahead, runs_ahead = run(tmp_path / "a", True)
+    without, runs_without = run(tmp_path / "b", False)
+    assert runs_ahead < runs_without
+    columns = ["fold", "trial", "state", "value", "params", "train", "test"]
+    pd.testing.assert_frame_equal(with_ahead.trials[columns], without.trials[columns])
+    served = [c for c in with_ahead.folds if c in ("cache_hits", "backtests")]
+    assert served  # what differs: trials served by the cache
+    assert (with_ahead.folds["cache_hits"] >= without.folds["cache_hits"]).all()
+    pd.testing.assert_frame_equal(with_ahead.folds.drop(columns=served),
+                                  without.folds.drop(columns=served))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -418,7 +418,8 @@ class BacktestCache(StoredRuns):
                        delay: int | None = None, price_field: str | None = None,
                        missing: MissingPolicy | None = None,
                        periods_per_year: float | None = None,
-                       names: Iterable[str] | None = None) -> list[Mapping[str, float]]:
+                       names: Iterable[str] | None = None,
+                       ahead: Sequence[_WindowArg] = ()) -> list[Mapping[str, float]]:
         """Metrics of several windows of one run (a fold's train and test windows).
 
         What the optimizer does per trial: every window is a memo lookup on a hit. On a
@@ -434,6 +435,14 @@ class BacktestCache(StoredRuns):
             The metrics wanted (None: every metric). New entries store these only: the
             optimizer asks for its objective (and the Sharpe ratio), so that a trial
             computes nothing it does not use; the rest are computed on demand.
+        ahead
+            Windows of the same run the caller will ask for later (the optimizer: every
+            fold's windows). They are stored with the run when it has to be produced again
+            (run again because its arrays were not kept, or read back) and, once this
+            process has seen the strategy's runs come back often enough for that to pay,
+            with every new run (:meth:`ArrayPolicy.store_ahead
+            <foldwise.cache._costs.ArrayPolicy.store_ahead>`): a later fold's trial of the
+            set is then a lookup, not a run.
         strategy, params, data, settings, costs, delay, price_field, missing, periods_per_year
             As for :meth:`key`.
 
@@ -451,7 +460,10 @@ class BacktestCache(StoredRuns):
                     "window_metrics() takes windows of bars; for the whole run use "
                     "metrics(...) without window.")
             keys.append(key_of(strategy, params, data, window, coerced))
-        return self._writes.windows(keys, strategy, params, data, coerced, metric_names(names))
+        later = None if not ahead else (
+            lambda: [key_of(strategy, params, data, w, coerced) for w in ahead])
+        return self._writes.windows(keys, strategy, params, data, coerced, metric_names(names),
+                                    later)
 
     # --- upkeep ------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from typing import Literal
 
 from foldwise.errors import CacheArgumentError
 
-__all__ = ["KEEP_ARRAYS", "KEEP_MARGIN", "ArrayPolicy", "KeepArrays"]
+__all__ = ["AHEAD_AFTER", "AHEAD_RATE", "KEEP_ARRAYS", "KEEP_MARGIN", "ArrayPolicy", "KeepArrays"]
 
 KeepArrays = Literal["auto", "always", "never"]
 KEEP_ARRAYS: tuple[str, ...] = ("auto", "always", "never")
@@ -51,6 +51,10 @@ KEEP_ARRAYS: tuple[str, ...] = ("auto", "always", "never")
 _SAMPLES = 31  # measurements kept per quantity (medians of the recent ones)
 #: Running again must cost this many times the store before arrays are kept.
 KEEP_MARGIN = 1.25
+#: :meth:`ArrayPolicy.store_ahead`: stored runs produced again per new run executed, and
+#: the executions observed before deciding.
+AHEAD_RATE = 0.25
+AHEAD_AFTER = 20
 #: Writes measured before the rule applies: the first write of a process pays for imports
 #: and a new directory, and alone would make storing look dear.
 _FIRST_WRITES = 3
@@ -92,6 +96,10 @@ class ArrayPolicy:
         self._write = _Recent()  # seconds per byte
         self._read = _Recent()
         self._writes = 0
+        self._executed: dict[str, int] = {}  # runs of a strategy executed here
+        self._again: dict[str, int] = {}  # ... and stored runs of it produced again
+        self._ahead: set[str] = set()
+        self._row = _Recent()  # seconds per index row
 
     def keep(self, strategy: str, run_seconds: float, n_bytes: int) -> bool:
         """Whether a run of ``strategy`` that took ``run_seconds`` and holds ``n_bytes`` of
@@ -99,6 +107,7 @@ class ArrayPolicy:
         with self._lock:
             runs = self._run_seconds.setdefault(strategy, _Recent())
             runs.add(run_seconds)
+            self._executed[strategy] = self._executed.get(strategy, 0) + 1
             if self.mode != "auto":
                 return self.mode == "always"
             write = self._write.median()
@@ -107,6 +116,43 @@ class ArrayPolicy:
             read = self._read.median()
             store = n_bytes * (write + (write if read is None else read))
             return (runs.median() or 0.0) > KEEP_MARGIN * store
+
+    def produced_again(self, strategy: str) -> None:
+        """Record that a stored run of ``strategy`` had to be produced again (run again, or
+        read back) for windows it lacked."""
+        with self._lock:
+            self._again[strategy] = self._again.get(strategy, 0) + 1
+
+    def store_ahead(self, strategy: str, n_rows: int) -> bool:
+        """Whether a new run of ``strategy`` stores the metrics of the ``n_rows`` windows
+        its caller will ask for later (a study's other folds) with it, not only the windows
+        asked for now.
+
+        A walk-forward study comes back to its sets in later folds; each return produces
+        the set's run again (runs it, or reads its arrays) for that fold's windows. So: yes
+        once, after :data:`AHEAD_AFTER` executions of the strategy in this process, its
+        stored runs were produced again at least :data:`AHEAD_RATE` times per execution,
+        and that rate times its median run time exceeds what the extra rows cost (the
+        median insert time of a row here); then for the rest of the process."""
+        with self._lock:
+            if strategy in self._ahead:
+                return True
+            executed = self._executed.get(strategy, 0)
+            if executed < AHEAD_AFTER:
+                return False
+            rate = self._again.get(strategy, 0) / executed
+            run = self._run_seconds[strategy].median() or 0.0
+            row = self._row.median()
+            if rate >= AHEAD_RATE and row is not None and rate * run > n_rows * row:
+                self._ahead.add(strategy)
+                return True
+            return False
+
+    def inserted(self, seconds: float, n_rows: int) -> None:
+        """Record an index transaction of ``n_rows`` rows that took ``seconds``."""
+        if n_rows > 0:
+            with self._lock:
+                self._row.add(seconds / n_rows)
 
     def wrote(self, seconds: float, n_bytes: int) -> None:
         """Record an artifact write of ``n_bytes`` that took ``seconds``."""

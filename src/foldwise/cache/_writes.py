@@ -135,7 +135,9 @@ class WritePath:
                     row = dataclasses.replace(row, artifact=artifact, checksum=digest,
                                               n_bytes=n_bytes)
                 rows.append(row)
+            started = time.perf_counter()
             stored = self.index.insert_many(rows)
+            self.policy.inserted(time.perf_counter() - started, len(rows))
         finally:
             release_run_lock(lock_fd)
         for row, kept in zip(rows, stored, strict=True):
@@ -156,13 +158,16 @@ class WritePath:
     # --- running a miss ------------------------------------------------------------------
 
     def windows(self, keys: list[CacheKey], strategy: Any, params: Mapping[str, Any] | None,
-                data: MarketData, settings: BacktestSettings, names: Names = None
+                data: MarketData, settings: BacktestSettings, names: Names = None,
+                ahead: Callable[[], list[CacheKey]] | None = None
                 ) -> list[Mapping[str, float]]:
         """The metrics ``names`` (None: all) of the slice keys ``keys`` (windows of one
         run), in order: looked up, and the missing ones cut from the full run (reused, or
         run once) and stored with it in one transaction. A stored window whose row lacks
         one of ``names`` (stored for another objective) has them computed from the run,
-        not stored again."""
+        not stored again. ``ahead``: the slice keys of the windows the caller will ask for
+        later (a study's other folds), stored too when the run has to be produced again,
+        or is new and :meth:`ArrayPolicy.store_ahead` says so."""
         lookup = self._memo.lookup
         full_key = keys[0].full()
         digests = [key.digest for key in keys]
@@ -181,7 +186,7 @@ class WritePath:
             full_record = lookup(full_key.digest, True)
         assert full_record is None or isinstance(full_record, CacheRecord)
         full, stored = self.full_result(full_key, strategy, params, data, settings,
-                                        full_record, slices=missing, names=names)
+                                        full_record, slices=missing, names=names, ahead=ahead)
         found = {record.key: record.metrics for record in stored}
         out: list[Mapping[str, float]] = []
         for key, record in zip(keys, records, strict=True):
@@ -196,14 +201,18 @@ class WritePath:
 
     def full_result(self, key: CacheKey, strategy: Any, params: Mapping[str, Any] | None,
                     data: MarketData, settings: BacktestSettings, record: CacheRecord | None,
-                    slices: list[CacheKey] | None = None, names: Names = None
+                    slices: list[CacheKey] | None = None, names: Names = None,
+                    ahead: Callable[[], list[CacheKey]] | None = None
                     ) -> tuple[BacktestResult, list[CacheRecord]]:
         """The result of ``record`` (looked up under ``key``), or run it on a miss; and
         the records of the slice entries ``slices`` (missing windows of it), stored with
         the run when it was run (one index transaction). New rows hold the metrics
-        ``names`` (None: all)."""
+        ``names`` (None: all). ``ahead``: see :meth:`windows`."""
         slices = slices or []
         if record is not None:
+            if ahead is not None and slices:  # a stored run produced again for windows
+                self.policy.produced_again(key.strategy)
+                slices = _with_ahead(slices, ahead)
             try:
                 result = self._results.load(record)
             except ArraysNotKeptError:  # cheaper to run again than to store: run it
@@ -250,6 +259,10 @@ class WritePath:
             self._memo.count_executed()
             result, seconds = self._run(strategy, params, data, settings)
             keep = self.policy.keep(key.strategy, seconds, arrays_nbytes(result))
+            if ahead is not None:
+                more = _with_ahead(slices, ahead)
+                if self.policy.store_ahead(key.strategy, len(more) - len(slices)):
+                    slices = more
             fd, lock_fd = lock_fd, None
             # stores the run and its slices, then releases the lock
             stored = self.store([(key, result, None), *slice_entries(result, slices, names)],
@@ -272,6 +285,17 @@ class WritePath:
             mark_raised_by_strategy(exc)
             raise
         return result, time.perf_counter() - started
+
+
+def _with_ahead(slices: list[CacheKey], ahead: Callable[[], list[CacheKey]]) -> list[CacheKey]:
+    """``slices`` and the keys of ``ahead()`` not among them."""
+    seen = {key.digest for key in slices}
+    out = list(slices)
+    for key in ahead():
+        if key.digest not in seen:
+            seen.add(key.digest)
+            out.append(key)
+    return out
 
 
 def slice_entries(full: BacktestResult, keys: list[CacheKey], names: Names = None

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,12 +86,21 @@ class Evaluator:
         The metrics each evaluation computes (None: all of them). The trial loop asks for
         :func:`trial_metrics` only; a fold's chosen sets get the rest when a table shows
         them.
+    folds
+        The study's folds (causal strategies): their windows are the ``ahead`` windows of
+        :meth:`BacktestCache.window_metrics <foldwise.BacktestCache.window_metrics>`.
     """
 
     def __init__(self, strategy: Strategy, data: MarketData, cache: BacktestCache,
                  settings: BacktestSettings, warmup: int | None = None,
-                 names: tuple[str, ...] | None = None) -> None:
+                 names: tuple[str, ...] | None = None, folds: Sequence[Fold] = ()) -> None:
         self.names = names
+        # every fold's contiguous windows: stored with a set's full run when that pays
+        # (BacktestCache.window_metrics(ahead=...)), so a later fold's trial of the set
+        # is a lookup
+        self.ahead = [(int(r[0, 0]), int(r[0, 1])) for fold in folds
+                      for r in (positions_to_ranges(fold.train), positions_to_ranges(fold.test))
+                      if len(r) == 1]
         self.strategy = strategy
         self.data = data
         self.cache = cache
@@ -152,7 +161,7 @@ class Evaluator:
         found = self.cache.window_metrics(
             self.strategy, params, self.data,
             [(int(ranges[i][0, 0]), int(ranges[i][0, 1])) for i in simple],
-            settings=self.settings, names=self.names) if simple else []
+            settings=self.settings, names=self.names, ahead=self.ahead) if simple else []
         metrics: list[dict[str, float]] = [{}] * len(windows)
         for i, values in zip(simple, found, strict=True):
             metrics[i] = dict(values)

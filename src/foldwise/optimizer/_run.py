@@ -119,7 +119,8 @@ def _work_quietly(task: _Task, storage: optuna.storages.BaseStorage | None,
     request = task.request
     opened = storage if storage is not None else _worker_storage(request.storage)
     evaluator = Evaluator(request.strategy, request.data, request.cache, request.settings,
-                          request.warmup, names=trial_metrics(request.metric))
+                          request.warmup, names=trial_metrics(request.metric),
+                          folds=task.plan.folds)
     deadline = (None if task.deadline is None
                 else time.monotonic() + (task.deadline - time.time()))
     try:
