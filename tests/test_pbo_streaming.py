@@ -103,19 +103,22 @@ def test_streamed_pbo_equals_plain_cscv(seed, n_splits):
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 5_000])
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_chunks_and_layout_change_nothing(chunk, order):
+@pytest.mark.parametrize("n_splits", [8, 6, 10])
+def test_chunks_and_layout_change_nothing(chunk, order, n_splits):
     # Every number of a column depends on that column alone, in one order of operations:
-    # the same bits whatever the chunk sizes and the memory layout.
+    # the same bits whatever the chunk sizes (how many combinations share a chunk's
+    # merged prefixes) and the memory layout. 6 and 10 blocks: halves of an odd number
+    # of blocks (a last single block after the pairs).
     matrix, _ = awkward_matrix(5)
     matrix = np.asarray(matrix, order=order)
-    rows = _cscv.kept_rows(matrix, 8, chunk)
-    small = _cscv.cscv_sharpe_selection(matrix, 8, rows=rows, chunk_elements=chunk,
+    rows = _cscv.kept_rows(matrix, n_splits, chunk)
+    small = _cscv.cscv_sharpe_selection(matrix, n_splits, rows=rows, chunk_elements=chunk,
                                         block_elements=chunk)
-    whole = _cscv.cscv_sharpe_selection(np.ascontiguousarray(matrix), 8,
-                                        rows=_cscv.kept_rows(matrix, 8))
+    whole = _cscv.cscv_sharpe_selection(np.ascontiguousarray(matrix), n_splits,
+                                        rows=_cscv.kept_rows(matrix, n_splits))
     for name in ("usable", "best", "rank", "in_sample", "out_of_sample"):
         np.testing.assert_array_equal(getattr(small, name), getattr(whole, name))
-    expected = reference_cscv(matrix, 8)
+    expected = reference_cscv(matrix, n_splits)
     omega = small.rank[small.usable] / (matrix.shape[1] + 1)
     np.testing.assert_array_equal(np.log(omega / (1 - omega)), expected["logits"])
 
