@@ -35,6 +35,7 @@ first pass over the resamples serve both tests).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from collections.abc import Hashable, Mapping, Sequence
@@ -386,6 +387,9 @@ def _fold_windows(result: WalkForwardResult, bench: pd.Series | None,
     trials_by_key: Mapping[int | None, Sequence[StoredTrial]] = result.record.trials
     column_of = _full_columns(result, full)
     values = None if full is None else full.to_numpy()
+    # the labels as a list: indexing the frame's Index once per set of every fold cost
+    # 0.1 s for 20 folds of ~480 sets (an Arrow-backed string Index)
+    names = [] if full is None else list(full.columns)
     for record in result.fold_records:
         trials = trials_by_key.get(None if result.mode == "cv" else record.number, ())
         positions = ranges_to_positions(np.asarray(record.train))
@@ -397,7 +401,7 @@ def _fold_windows(result: WalkForwardResult, bench: pd.Series | None,
                 continue
             matrix = values[np.ix_(positions, np.asarray(columns, dtype=np.intp))]
             window_dates = dates[positions]
-            keys = [full.columns[c] for c in columns]
+            keys = [names[c] for c in columns]
         else:
             sets = _distinct_complete(trials, record.number)
             if not sets:
@@ -496,19 +500,50 @@ def snooping_report(result: WalkForwardResult, benchmark: Any = "auto", *,
         notes=tuple(notes))
 
 
+#: Columns of the returns matrix whose moments are taken at once (a C-order copy of
+#: ``T x 64`` values: 1 MB for 2,000 bars).
+_MOMENT_COLUMNS = 64
+
+
+def _complete_moments(values: np.ndarray, min_rows: int = 3
+                      ) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """The rows of ``values`` without a NaN: their number, and each column's mean and
+    standard deviation (``ddof=1``) over them (None for fewer than ``min_rows``).
+
+    The numbers of ``values[complete].mean(axis=0)`` and ``.std(axis=0, ddof=1)``, bit for
+    bit, without copying the whole matrix into C order (0.4 s for 2,148 x 4,824 column-
+    major returns): a block of columns at a time is copied into C order, where numpy sums
+    each column row after row as it does in the whole copy. Blocks are at least two
+    columns wide (a lone column is contiguous, and numpy would sum it pairwise)."""
+    n_rows, n_columns = values.shape
+    bad = np.zeros(n_rows, dtype=bool)
+    for lo in range(0, n_columns, 16 * _MOMENT_COLUMNS):
+        bad |= np.isnan(values[:, lo:lo + 16 * _MOMENT_COLUMNS]).any(axis=1)
+    n_obs = n_rows - int(bad.sum())
+    if n_obs < min_rows:
+        return n_obs, None, None
+    keep = ~bad if n_obs < n_rows else None
+    mean, std = np.empty(n_columns), np.empty(n_columns)
+    n_blocks = max(1, n_columns // _MOMENT_COLUMNS)
+    edges = [n_columns * i // n_blocks for i in range(n_blocks + 1)]
+    for lo, hi in itertools.pairwise(edges):
+        block = values[:, lo:hi]
+        block = np.ascontiguousarray(block) if keep is None else block[keep]
+        mean[lo:hi] = block.mean(axis=0)
+        std[lo:hi] = block.std(axis=0, ddof=1)
+    return n_obs, mean, std
+
+
 def _haircut(full: pd.DataFrame | None, periods_per_year: float, notes: list[str]
              ) -> tuple[HaircutResult | None, float, float, float, int]:
     """Haircut Sharpe ratio and minimum backtest length of the best full-history set."""
     if full is None or full.shape[1] == 0:
         return None, math.nan, math.nan, math.nan, 0
-    values = full.to_numpy()
-    values = values[~np.isnan(values).any(axis=1)]
-    n_obs, n_sets = values.shape
+    n_obs, mean, std = _complete_moments(full.to_numpy())
+    n_sets = full.shape[1]
     years = n_obs / periods_per_year
-    if n_obs < 3:
+    if mean is None or std is None:  # fewer than 3 complete rows
         return None, math.nan, math.nan, years, n_sets
-    mean = values.mean(axis=0)
-    std = values.std(axis=0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         sharpes = np.where(std > 1e-14, mean / std, np.nan) * math.sqrt(periods_per_year)
     usable = np.isfinite(sharpes)
