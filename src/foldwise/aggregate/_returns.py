@@ -22,7 +22,7 @@ from foldwise.records import StoredTrial, StudyManifest
 
 from ._runs import RunLoader, net_returns
 
-__all__ = ["distinct_full_runs", "returns_by_run"]
+__all__ = ["distinct_full_runs", "first_full_runs", "returns_by_run"]
 
 
 def distinct_full_runs(trials: Mapping[int | None, Sequence[StoredTrial]],
@@ -37,6 +37,18 @@ def distinct_full_runs(trials: Mapping[int | None, Sequence[StoredTrial]],
         raise OptimizationError(
             "PBO needs the full-history returns of each parameter set; a per-fold "
             "(causal=False) strategy has runs per fold only.")
+    runs: dict[str, str] = {}
+    for key, trial in first_full_runs(trials).items():
+        runs.setdefault(canonical_json(trial.params), key)
+    return runs
+
+
+def first_full_runs(trials: Mapping[int | None, Sequence[StoredTrial]]
+                    ) -> dict[str, StoredTrial]:
+    """Cache key of every full-history run of a completed trial -> the first trial that
+    ran it, in the order :func:`distinct_full_runs` walks them (nothing serialized). When
+    no two keys have the same canonical parameters (as many keys as distinct sets), the
+    ``i``-th key is the run of :func:`distinct_full_runs`'s ``i``-th set."""
     first: dict[str, StoredTrial] = {}
     for fold_trials in trials.values():
         for trial in fold_trials:
@@ -47,10 +59,7 @@ def distinct_full_runs(trials: Mapping[int | None, Sequence[StoredTrial]],
                 if full:
                     first.setdefault(full, trial)
                     break
-    runs: dict[str, str] = {}
-    for key, trial in first.items():
-        runs.setdefault(canonical_json(trial.params), key)
-    return runs
+    return first
 
 
 def returns_by_run(loader: RunLoader, keys: Sequence[str]) -> np.ndarray:

@@ -68,7 +68,7 @@ from foldwise.snooping import (
 )
 from foldwise.splits import ranges_to_positions
 
-from ._returns import distinct_full_runs
+from ._returns import distinct_full_runs, first_full_runs
 
 if TYPE_CHECKING:
     from ._result import WalkForwardResult
@@ -357,6 +357,12 @@ def _full_columns(result: WalkForwardResult, full: pd.DataFrame | None) -> dict[
     """The full-history run key of each set of ``full`` -> its column."""
     if full is None or full.shape[1] == 0:
         return {}
+    keys = first_full_runs(result.record.trials)
+    if len(keys) == full.shape[1]:
+        # as many runs as columns: no two runs share a set (distinct_full_runs keeps one
+        # run per set) and every set has its column, in the order of the runs; the sets'
+        # parameters need not be serialized again to match them (0.06 s for 4,824 sets)
+        return {key: column for column, key in enumerate(keys)}
     position = {name: i for i, name in enumerate(full.columns)}
     runs = distinct_full_runs(result.record.trials, result.manifest)
     return {key: position[name] for name, key in runs.items() if name in position}
