@@ -221,9 +221,10 @@ def test_store_ahead_waits_for_evidence_that_it_pays():
     assert AHEAD_RATE * 0.01 > 8 * 50e-6  # ("rare" is refused for its rate alone)
 
 
-def test_windows_stored_ahead_equal_the_windows_cut_later(tmp_path):
-    """A run produced again for a window stores the windows asked for ahead; a later
-    request for one of them is a lookup with the metrics of the window cut from the run."""
+def test_windows_stored_ahead_equal_the_windows_cut_later(tmp_path, monkeypatch):
+    """A run produced again for a window stores the windows asked for ahead (when the
+    policy says it pays: here, always); a later request for one of them is a lookup with
+    the metrics of the window cut from the run."""
 
     def cache(name):  # a new object each time: nothing of the run kept in memory
         return BacktestCache(tmp_path / name, keep_arrays="never")
@@ -236,6 +237,7 @@ def test_windows_stored_ahead_equal_the_windows_cut_later(tmp_path):
     # the run comes back for another window: run again, and (lean) the later windows
     # stored with it
     lean, plain = cache("lean"), cache("plain")
+    monkeypatch.setattr(lean.policy, "store_ahead", lambda strategy, n_rows: True)
     lean.window_metrics(trend, params, DATA, [(80, 140)], costs=2.0, names=["sharpe"],
                         ahead=later)
     plain.window_metrics(trend, params, DATA, [(80, 140)], costs=2.0, names=["sharpe"])

@@ -55,6 +55,7 @@ KEEP_MARGIN = 1.25
 #: the executions observed before deciding.
 AHEAD_RATE = 0.25
 AHEAD_AFTER = 20
+
 #: Writes measured before the rule applies: the first write of a process pays for imports
 #: and a new directory, and alone would make storing look dear.
 _FIRST_WRITES = 3
@@ -132,8 +133,13 @@ class ArrayPolicy:
         the set's run again (runs it, or reads its arrays) for that fold's windows. So: yes
         once, after :data:`AHEAD_AFTER` executions of the strategy in this process, its
         stored runs were produced again at least :data:`AHEAD_RATE` times per execution,
-        and that rate times its median run time exceeds what the extra rows cost (the
-        median insert time of a row here); then for the rest of the process."""
+        and that rate times its median run time exceeds what the extra rows cost; then
+        for the rest of the process. A row's cost is the median time per row of this
+        process's index transactions, which holds each transaction's commit and so
+        overstates a row added to one: the rule errs on the side of fewer rows (each also
+        costs about 770 bytes of index). Measured: the 9 ms mean reversion (5 folds,
+        1.1 returns per execution) stores ahead; the 0.4 ms SMA crossover of a 20-fold
+        study (38 more windows a set) does not."""
         with self._lock:
             if strategy in self._ahead:
                 return True

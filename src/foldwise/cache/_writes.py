@@ -166,8 +166,8 @@ class WritePath:
         run once) and stored with it in one transaction. A stored window whose row lacks
         one of ``names`` (stored for another objective) has them computed from the run,
         not stored again. ``ahead``: the slice keys of the windows the caller will ask for
-        later (a study's other folds), stored too when the run has to be produced again,
-        or is new and :meth:`ArrayPolicy.store_ahead` says so."""
+        later (a study's other folds), stored too with a run that is new or produced again
+        when :meth:`ArrayPolicy.store_ahead` says so."""
         lookup = self._memo.lookup
         full_key = keys[0].full()
         digests = [key.digest for key in keys]
@@ -212,7 +212,9 @@ class WritePath:
         if record is not None:
             if ahead is not None and slices:  # a stored run produced again for windows
                 self.policy.produced_again(key.strategy)
-                slices = _with_ahead(slices, ahead)
+                more = _with_ahead(slices, ahead)
+                if self.policy.store_ahead(key.strategy, len(more) - len(slices)):
+                    slices = more
             try:
                 result = self._results.load(record)
             except ArraysNotKeptError:  # cheaper to run again than to store: run it
