@@ -44,7 +44,7 @@ from foldwise.cache._pins import Pins
 from foldwise.cache._records import CacheRecord, CacheStats, VerifyReport
 from foldwise.cache._results import RESULTS_BYTES, ResultsMemory
 from foldwise.cache._sqlite import INDEX_NAME, SQLiteIndex, set_aside
-from foldwise.cache._writes import WritePath
+from foldwise.cache._writes import Ahead, WritePath
 from foldwise.data import MarketData
 from foldwise.errors import CacheArgumentError, CacheError
 from foldwise.metrics import METRICS
@@ -460,8 +460,8 @@ class BacktestCache(StoredRuns):
                     "window_metrics() takes windows of bars; for the whole run use "
                     "metrics(...) without window.")
             keys.append(key_of(strategy, params, data, window, coerced))
-        later = None if not ahead else (
-            lambda: [key_of(strategy, params, data, w, coerced) for w in ahead])
+        later = None if not ahead else Ahead(
+            len(ahead), lambda: [key_of(strategy, params, data, w, coerced) for w in ahead])
         return self._writes.windows(keys, strategy, params, data, coerced, metric_names(names),
                                     later)
 

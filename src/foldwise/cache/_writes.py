@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.cache._artifacts import ArtifactStore
@@ -159,8 +159,7 @@ class WritePath:
 
     def windows(self, keys: list[CacheKey], strategy: Any, params: Mapping[str, Any] | None,
                 data: MarketData, settings: BacktestSettings, names: Names = None,
-                ahead: Callable[[], list[CacheKey]] | None = None
-                ) -> list[Mapping[str, float]]:
+                ahead: Ahead | None = None) -> list[Mapping[str, float]]:
         """The metrics ``names`` (None: all) of the slice keys ``keys`` (windows of one
         run), in order: looked up, and the missing ones cut from the full run (reused, or
         run once) and stored with it in one transaction. A stored window whose row lacks
@@ -202,8 +201,7 @@ class WritePath:
     def full_result(self, key: CacheKey, strategy: Any, params: Mapping[str, Any] | None,
                     data: MarketData, settings: BacktestSettings, record: CacheRecord | None,
                     slices: list[CacheKey] | None = None, names: Names = None,
-                    ahead: Callable[[], list[CacheKey]] | None = None
-                    ) -> tuple[BacktestResult, list[CacheRecord]]:
+                    ahead: Ahead | None = None) -> tuple[BacktestResult, list[CacheRecord]]:
         """The result of ``record`` (looked up under ``key``), or run it on a miss; and
         the records of the slice entries ``slices`` (missing windows of it), stored with
         the run when it was run (one index transaction). New rows hold the metrics
@@ -212,9 +210,8 @@ class WritePath:
         if record is not None:
             if ahead is not None and slices:  # a stored run produced again for windows
                 self.policy.produced_again(key.strategy)
-                more = _with_ahead(slices, ahead)
-                if self.policy.store_ahead(key.strategy, len(more) - len(slices)):
-                    slices = more
+                if self.policy.store_ahead(key.strategy, ahead.n_windows):
+                    slices = _with_ahead(slices, ahead)
             try:
                 result = self._results.load(record)
             except ArraysNotKeptError:  # cheaper to run again than to store: run it
@@ -261,10 +258,8 @@ class WritePath:
             self._memo.count_executed()
             result, seconds = self._run(strategy, params, data, settings)
             keep = self.policy.keep(key.strategy, seconds, arrays_nbytes(result))
-            if ahead is not None:
-                more = _with_ahead(slices, ahead)
-                if self.policy.store_ahead(key.strategy, len(more) - len(slices)):
-                    slices = more
+            if ahead is not None and self.policy.store_ahead(key.strategy, ahead.n_windows):
+                slices = _with_ahead(slices, ahead)
             fd, lock_fd = lock_fd, None
             # stores the run and its slices, then releases the lock
             stored = self.store([(key, result, None), *slice_entries(result, slices, names)],
@@ -289,11 +284,19 @@ class WritePath:
         return result, time.perf_counter() - started
 
 
-def _with_ahead(slices: list[CacheKey], ahead: Callable[[], list[CacheKey]]) -> list[CacheKey]:
-    """``slices`` and the keys of ``ahead()`` not among them."""
+class Ahead(NamedTuple):
+    """The windows a caller will ask for later: how many, and their keys (computed only
+    when they are stored)."""
+
+    n_windows: int
+    make_keys: Callable[[], list[CacheKey]]
+
+
+def _with_ahead(slices: list[CacheKey], ahead: Ahead) -> list[CacheKey]:
+    """``slices`` and the keys of ``ahead`` not among them."""
     seen = {key.digest for key in slices}
     out = list(slices)
-    for key in ahead():
+    for key in ahead.make_keys():
         if key.digest not in seen:
             seen.add(key.digest)
             out.append(key)
