@@ -38,15 +38,15 @@ simulated tests plus the one at hand).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special as _special  # not scipy.stats: a second of import time
 
-from foldwise._exact_json import fields_from_json, fields_to_json
+from foldwise._exact_json import ExactJSONFields
 
 from ._bootstrap import SeedLike, resolve_seed
 from ._errors import SnoopingError
@@ -73,7 +73,7 @@ _SIM_CHUNK = 250
 
 
 @dataclass(frozen=True)
-class HaircutResult:
+class HaircutResult(ExactJSONFields):
     """A Sharpe ratio haircut for multiple testing.
 
     Attributes
@@ -135,53 +135,6 @@ class HaircutResult:
     def __str__(self) -> str:
         return self.summary()
 
-    def to_json(self) -> dict[str, Any]:
-        """This result as plain JSON, which :meth:`from_json` reads back exactly.
-
-        Returns
-        -------
-        dict
-            One entry per field, holding only dicts, lists, str, int, float, bool and None
-            (``json.dumps`` writes it; NaN and infinities as ``NaN`` and ``Infinity``).
-            Floats keep their bits (NaN included), the per-method dicts their order, the
-            seed its type (an int of any size, a sequence of ints).
-
-        Raises
-        ------
-        TypeError
-            The seed is of a type the format cannot give back exactly. Supported: None,
-            bool, int, float, str, tuples of these, numpy scalars and pandas Timestamps
-            (:mod:`foldwise._exact_json` lists every type).
-
-        Examples
-        --------
-        >>> import json
-        >>> r = haircut_sharpe_ratio(1.0, 120, 100, periods_per_year=12, seed=0)
-        >>> HaircutResult.from_json(json.loads(json.dumps(r.to_json()))) == r
-        True
-        """
-        return fields_to_json(self)
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> Self:
-        """The result :meth:`to_json` wrote, every value of its type and to the last bit.
-
-        Parameters
-        ----------
-        value
-            :meth:`to_json`'s dict (as ``json.loads`` reads it back).
-
-        Returns
-        -------
-        HaircutResult
-
-        Raises
-        ------
-        ValueError
-            ``value`` was not written by :meth:`to_json` (a missing or unknown field, an
-            unknown tag).
-        """
-        return cls(**fields_from_json(cls, value))
 
 
 def _t_sf(x: Any, df: float) -> Any:

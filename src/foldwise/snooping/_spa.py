@@ -27,14 +27,14 @@ consistent p-value is the one to read; lower and upper bound it.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from foldwise._exact_json import fields_from_json, fields_to_json
+from foldwise._exact_json import ExactJSONFields
 
 from ._bootstrap import SeedLike
 from ._engine import bootstrap_maxima
@@ -51,7 +51,7 @@ def _seed_text(seed: Any) -> str:
 
 
 @dataclass(frozen=True)
-class SPAResult:
+class SPAResult(ExactJSONFields):
     """Hansen's test for Superior Predictive Ability.
 
     Attributes
@@ -129,57 +129,6 @@ class SPAResult:
     def __str__(self) -> str:
         return self.summary()
 
-    def to_json(self) -> dict[str, Any]:
-        """This result as plain JSON, which :meth:`from_json` reads back exactly.
-
-        Returns
-        -------
-        dict
-            One entry per field, holding only dicts, lists, str, int, float, bool and None
-            (``json.dumps`` writes it; NaN and infinities as ``NaN`` and ``Infinity``).
-            Labels (``best``) keep their type, floats their bits (NaN included),
-            ``bootstrap_statistics`` its dtype and shape, the seed its type (an int of any
-            size, a sequence of ints).
-
-        Raises
-        ------
-        TypeError
-            A label or the seed is of a type the format cannot give back exactly. Supported: None,
-            bool, int, float, str, tuples of these, numpy scalars and pandas Timestamps
-            (:mod:`foldwise._exact_json` lists every type).
-
-        Examples
-        --------
-        >>> import json
-        >>> r = np.random.default_rng(0).normal(0.0, 0.01, size=(300, 5))
-        >>> result = spa_test(r, n_bootstrap=100, seed=0)
-        >>> back = SPAResult.from_json(json.loads(json.dumps(result.to_json())))
-        >>> back == result, np.array_equal(back.bootstrap_statistics,
-        ...                                result.bootstrap_statistics)
-        (True, True)
-        """
-        return fields_to_json(self)
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> Self:
-        """The result :meth:`to_json` wrote, every value of its type and to the last bit.
-
-        Parameters
-        ----------
-        value
-            :meth:`to_json`'s dict (as ``json.loads`` reads it back).
-
-        Returns
-        -------
-        SPAResult
-
-        Raises
-        ------
-        ValueError
-            ``value`` was not written by :meth:`to_json` (a missing or unknown field, an
-            unknown tag).
-        """
-        return cls(**fields_from_json(cls, value))
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,14 @@ declared superior.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from foldwise._exact_json import fields_from_json, fields_to_json
+from foldwise._exact_json import ExactJSONFields
 
 from ._bootstrap import SeedLike
 from ._engine import bootstrap_maxima, kept_counts
@@ -42,7 +42,7 @@ __all__ = ["StepMResult", "spa_stepm", "stepm"]
 
 
 @dataclass(frozen=True)
-class StepMResult:
+class StepMResult(ExactJSONFields):
     """The sets found to beat the benchmark by Romano & Wolf's StepM.
 
     Attributes
@@ -99,55 +99,6 @@ class StepMResult:
     def __str__(self) -> str:
         return self.summary()
 
-    def to_json(self) -> dict[str, Any]:
-        """This result as plain JSON, which :meth:`from_json` reads back exactly.
-
-        Returns
-        -------
-        dict
-            One entry per field, holding only dicts, lists, str, int, float, bool and None
-            (``json.dumps`` writes it; NaN and infinities as ``NaN`` and ``Infinity``).
-            Labels (``superior``, the table's index) keep their type, floats their bits
-            (NaN included), the table its index, columns and dtypes, the seed its type.
-
-        Raises
-        ------
-        TypeError
-            A label or the seed is of a type the format cannot give back exactly. Supported: None,
-            bool, int, float, str, tuples of these, numpy scalars and pandas Timestamps
-            (:mod:`foldwise._exact_json` lists every type).
-
-        Examples
-        --------
-        >>> import json
-        >>> r = np.random.default_rng(0).normal(0.0, 0.01, size=(300, 5))
-        >>> found = stepm(r, n_bootstrap=100, seed=0)
-        >>> back = StepMResult.from_json(json.loads(json.dumps(found.to_json())))
-        >>> back == found, back.table.equals(found.table)
-        (True, True)
-        """
-        return fields_to_json(self)
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> Self:
-        """The result :meth:`to_json` wrote, every value of its type and to the last bit.
-
-        Parameters
-        ----------
-        value
-            :meth:`to_json`'s dict (as ``json.loads`` reads it back).
-
-        Returns
-        -------
-        StepMResult
-
-        Raises
-        ------
-        ValueError
-            ``value`` was not written by :meth:`to_json` (a missing or unknown field, an
-            unknown tag).
-        """
-        return cls(**fields_from_json(cls, value))
 
 
 def stepm(returns: Any, benchmark: Any = 0.0, *, alpha: float = 0.05,
