@@ -219,6 +219,10 @@ def test_store_ahead_waits_for_evidence_that_it_pays():
             policy.produced_again(name)
         assert not policy.store_ahead(name, n_rows=8)
     assert AHEAD_RATE * 0.01 > 8 * 50e-6  # ("rare" is refused for its rate alone)
+    # a run produced again stores them when one more return costs more than the rows
+    assert policy.store_ahead("rare", n_rows=8, again=True)  # 10 ms > 8 x 50 us
+    assert not policy.store_ahead("cheap", n_rows=8, again=True)  # 0.1 ms < 0.4 ms
+    assert not ArrayPolicy("auto").store_ahead("new", n_rows=1, again=True)  # no row timed
 
 
 def test_windows_stored_ahead_equal_the_windows_cut_later(tmp_path, monkeypatch):
@@ -237,7 +241,7 @@ def test_windows_stored_ahead_equal_the_windows_cut_later(tmp_path, monkeypatch)
     # the run comes back for another window: run again, and (lean) the later windows
     # stored with it
     lean, plain = cache("lean"), cache("plain")
-    monkeypatch.setattr(lean.policy, "store_ahead", lambda strategy, n_rows: True)
+    monkeypatch.setattr(lean.policy, "store_ahead", lambda strategy, n_rows, again=False: True)
     lean.window_metrics(trend, params, DATA, [(80, 140)], costs=2.0, names=["sharpe"],
                         ahead=later)
     plain.window_metrics(trend, params, DATA, [(80, 140)], costs=2.0, names=["sharpe"])

@@ -124,32 +124,43 @@ class ArrayPolicy:
         with self._lock:
             self._again[strategy] = self._again.get(strategy, 0) + 1
 
-    def store_ahead(self, strategy: str, n_rows: int) -> bool:
-        """Whether a new run of ``strategy`` stores the metrics of the ``n_rows`` windows
-        its caller will ask for later (a study's other folds) with it, not only the windows
-        asked for now.
+    def store_ahead(self, strategy: str, n_rows: int, again: bool = False) -> bool:
+        """Whether a run of ``strategy`` stores the metrics of the ``n_rows`` windows its
+        caller will ask for later (a study's other folds) with it, not only the windows
+        asked for now; ``again``: a stored run produced again for a window it lacked.
 
         A walk-forward study comes back to its sets in later folds; each return produces
-        the set's run again (runs it, or reads its arrays) for that fold's windows. So: yes
-        once, after :data:`AHEAD_AFTER` executions of the strategy in this process, its
-        stored runs were produced again at least :data:`AHEAD_RATE` times per execution,
-        and that rate times its median run time exceeds what the extra rows cost; then
-        for the rest of the process. A row's cost is the median time per row of this
-        process's index transactions, which holds each transaction's commit and so
-        overstates a row added to one: the rule errs on the side of fewer rows (each also
-        costs about 770 bytes of index). Measured: the 9 ms mean reversion (5 folds,
-        1.1 returns per execution) stores ahead; the 0.4 ms SMA crossover of a 20-fold
-        study (38 more windows a set) does not."""
+        the set's run again (runs it, or reads its arrays) for that fold's windows.
+
+        * A run produced **again** stores them when one more return would cost more than
+          the rows (its median run time against ``n_rows`` times the median row time): the
+          set came back once and is likely to again.
+        * A **new** run stores them once, after :data:`AHEAD_AFTER` executions of the
+          strategy in this process, its stored runs were produced again at least
+          :data:`AHEAD_RATE` times per execution and that rate times its median run time
+          exceeds what the rows cost; then for the rest of the process.
+
+        A row's cost is the median time per row of this process's index transactions,
+        which holds each transaction's commit and so overstates a row added to one: the
+        rule errs on the side of fewer rows (each also costs about 770 bytes of index).
+        Measured: the 9 ms mean reversion (5 folds, 1.1 returns per execution) stores
+        ahead; the 0.4 ms SMA crossover of a 20-fold study (38 more windows a set) does
+        not."""
         with self._lock:
             if strategy in self._ahead:
                 return True
+            row = self._row.median()
+            runs = self._run_seconds.get(strategy)
+            run = (runs.median() if runs is not None else None) or 0.0
+            if row is None:
+                return False
+            if again:
+                return run > n_rows * row
             executed = self._executed.get(strategy, 0)
             if executed < AHEAD_AFTER:
                 return False
             rate = self._again.get(strategy, 0) / executed
-            run = self._run_seconds[strategy].median() or 0.0
-            row = self._row.median()
-            if rate >= AHEAD_RATE and row is not None and rate * run > n_rows * row:
+            if rate >= AHEAD_RATE and rate * run > n_rows * row:
                 self._ahead.add(strategy)
                 return True
             return False

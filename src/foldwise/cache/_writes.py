@@ -210,7 +210,7 @@ class WritePath:
         if record is not None:
             if ahead is not None and slices:  # a stored run produced again for windows
                 self.policy.produced_again(key.strategy)
-                if self.policy.store_ahead(key.strategy, ahead.n_windows):
+                if self.policy.store_ahead(key.strategy, ahead.n_windows, again=True):
                     slices = _with_ahead(slices, ahead)
             try:
                 result = self._results.load(record)
