@@ -32,6 +32,22 @@ class TestBatchedJournalStorage(StorageTestCase):
         return BatchedJournalStorage(FileJournalBackend(tmp_path / "studies.journal"))
 
 
+class _CompactingEagerly(BatchedJournalStorage):
+    """Compacts every study but the one it creates a trial in, at every creation: every read
+    of another study then replays the journal again."""
+
+    def create_new_trial(self, study_id, template_trial=None):
+        self.keep_full({study_id})
+        return super().create_new_trial(study_id, template_trial)
+
+
+class TestBatchedJournalStorageCompacting(StorageTestCase):
+    @pytest.fixture
+    def storage(self, tmp_path):
+        return _CompactingEagerly(FileJournalBackend(tmp_path / "studies.journal"),
+                                  compact_above=0)
+
+
 class TestJournalStorageOnFoldwiseFile(StorageTestCase):
     @pytest.fixture
     def storage(self, tmp_path):

@@ -51,7 +51,7 @@ from foldwise.records import (
 )
 from foldwise.space import Constraint
 from foldwise.splits import Fold
-from foldwise.storage import StorageSpec, current_worker, open_storage
+from foldwise.storage import StorageSpec, current_worker, focus_replay, open_storage
 from foldwise.strategy import Strategy
 
 from ._faults import stopping_on_machine_faults
@@ -149,6 +149,7 @@ def _run_studies(task: _Task, storage: optuna.storages.BaseStorage, evaluator: E
             study_name=plan.study_names[number], storage=storage, pruner=request.pruner,
             sampler=make_sampler(request.sampler,
                                  study_seed(request.seed, fold.number, task.worker)))
+        focus_replay(study)  # the other folds' finished trials: number and state only
         objective = partial(evaluate_walk_forward, space=request.space, evaluator=evaluator,
                             fold=fold, metric=request.metric)
         status = run_trials(study, request.n_trials, objective, label=f"fold {fold.number}",

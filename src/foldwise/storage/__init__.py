@@ -18,6 +18,7 @@ What lives here:
 * :data:`WORKER_ATTR`, :func:`current_worker`, :func:`is_dead`, :func:`is_this_process` — which process runs a
   trial, and whether it is gone.
 * :func:`trial_id`, :func:`storage_of`, :func:`flush_trial`, :func:`fail_trial`,
+  :func:`focus_replay`,
   :func:`heartbeat_interval`, :func:`record_heartbeat`, :func:`fail_stale_trials` — every
   Optuna internal the rest of foldwise needs, behind typed functions.
 
@@ -44,6 +45,7 @@ from foldwise.storage._liveness import WORKER_ATTR, current_worker, is_dead, is_
 from foldwise.storage._optuna import (
     fail_trial,
     flush_trial,
+    focus_replay,
     heartbeat_interval,
     record_heartbeat,
     reseed_sampler,
@@ -69,6 +71,7 @@ __all__ = [
     "fail_stale_trials",
     "fail_trial",
     "flush_trial",
+    "focus_replay",
     "heartbeat_interval",
     "is_dead",
     "is_this_process",

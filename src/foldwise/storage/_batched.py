@@ -30,15 +30,19 @@ unwritten updates: the trial stays RUNNING under a dead worker and is failed and
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+import threading
+import uuid
+from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
+from optuna.exceptions import OptunaError
 from optuna.storages.journal import BaseJournalBackend, JournalStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 try:  # private to Optuna: where they are missing, Optuna's JournalStorage is used as is
     from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
@@ -56,6 +60,9 @@ try:  # private to Optuna: where they are missing, Optuna's JournalStorage is us
     # and a distribution's JSON text).
     _NUMBER_OF = {JournalOperation.SET_TRIAL_PARAM: "param_value_internal",
                   JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE: "intermediate_value"}
+    from foldwise.storage import _replay
+    from foldwise.storage._replay import CompactReplay
+
     SUPPORTED = True
 except (ImportError, AttributeError):  # pragma: no cover - another Optuna layout
     SUPPORTED = False
@@ -93,13 +100,29 @@ class BatchedJournalStorage(JournalStorage):
     creation_user_attrs
         Called for every trial this process creates; the user attributes written with its
         creation (foldwise: the worker running it).
+    compact_above
+        The replay compacts the finished trials of studies outside :meth:`keep_full` only
+        while it holds at least this many trials; None:
+        :data:`foldwise.storage._replay.COMPACT_ABOVE`, read when the storage is made.
     """
 
+    _replay_result: CompactReplay
+
     def __init__(self, backend: BaseJournalBackend, *,
-                 creation_user_attrs: Callable[[], dict[str, Any]] | None = None) -> None:
-        super().__init__(backend)
+                 creation_user_attrs: Callable[[], dict[str, Any]] | None = None,
+                 compact_above: int | None = None) -> None:
+        # Optuna's JournalStorage.__init__, with foldwise's replay (it has no snapshot to
+        # restore: FileJournalBackend is not a BaseJournalSnapshot)
+        self._worker_id_prefix = str(uuid.uuid4()) + "-"
+        self._backend = backend
+        self._thread_lock = threading.Lock()
+        self._compact_above = _replay.COMPACT_ABOVE if compact_above is None else compact_above
+        self._replay_result = CompactReplay(self._worker_id_prefix,
+                                            compact_above=self._compact_above)
         self._creation_user_attrs = creation_user_attrs
         self._init_buffers()
+        with self._thread_lock:
+            self._sync_with_backend()
 
     def _init_buffers(self) -> None:
         # Trials this process created and has not finished, with their unwritten logs.
@@ -108,6 +131,8 @@ class BatchedJournalStorage(JournalStorage):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._replay_result = CompactReplay(self._worker_id_prefix,
+                                            compact_above=self._compact_above)
         self._init_buffers()  # a copy in another process owns no trial
 
     # --- creation: one append, with the worker ----------------------------------------------
@@ -175,6 +200,56 @@ class BatchedJournalStorage(JournalStorage):
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
 
     # --- reading --------------------------------------------------------------------------
+
+    def keep_full(self, study_ids: Collection[int] | None) -> None:
+        """Hold in memory only the trials of ``study_ids`` in full (None: every study).
+
+        The finished trials of the other studies are compacted to their number and state
+        (:class:`foldwise.storage._replay.Settled`) once the replay holds
+        ``compact_above`` trials; reading such a study later replays the journal again
+        (about a second per 100,000 journal lines), so a process keeps in full what it
+        reads repeatedly: the trial loop, the study it runs.
+        """
+        with self._thread_lock:
+            self._sync_with_backend()
+            replay = self._replay_result
+            if study_ids is None or any(not replay.holds_in_full(s) for s in study_ids):
+                self._replay_again(study_ids)
+            else:
+                replay.compact(study_ids)
+
+    def _replay_again(self, keep_full: Collection[int] | None) -> None:
+        """Replay the whole journal into a new replay that keeps ``keep_full`` in full;
+        the kept updates of this process's running trials are applied again (caller holds
+        the lock). Errors Optuna raised for a log when it was first applied are not
+        raised again (:meth:`CompactReplay.replay_quietly`)."""
+        replay = CompactReplay(self._worker_id_prefix, keep_full,
+                               compact_above=self._compact_above)
+        replay.replay_quietly(self._backend.read_logs(0))
+        for log in (log for logs in self._pending.values() for log in logs):
+            with contextlib.suppress(KeyError, ValueError, OptunaError):
+                _APPLY[log["op_code"]](replay, log)
+        self._replay_result = replay
+
+    def _hold_in_full(self, study_id: int | None = None, trial_id: int | None = None) -> None:
+        """Bring the replay up to date; replay the journal again if the trials of
+        ``study_id`` (or of the study of ``trial_id``) are compacted."""
+        with self._thread_lock:
+            self._sync_with_backend()
+            replay = self._replay_result
+            if trial_id is not None:
+                study_id = replay._trial_id_to_study_id.get(trial_id)
+            if study_id is not None and not replay.holds_in_full(study_id):
+                self._replay_again(None)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        self._hold_in_full(study_id=study_id)
+        return super().get_all_trials(study_id, deepcopy, states)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        self._hold_in_full(trial_id=trial_id)
+        return super().get_trial(trial_id)
 
     def _sync_with_backend(self) -> None:
         """Replay what was appended since the last sync, every log of it.

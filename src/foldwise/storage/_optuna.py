@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "fail_trial",
     "flush_trial",
+    "focus_replay",
     "heartbeat_interval",
     "record_heartbeat",
     "reseed_sampler",
@@ -90,6 +91,19 @@ def flush_trial(trial: optuna.Trial) -> None:
     storage = trial.storage
     if isinstance(storage, BatchedJournalStorage):
         storage.flush(trial._trial_id)
+
+
+def focus_replay(study: optuna.Study) -> None:
+    """Hold in this process's memory the trials of ``study`` in full, and of other studies
+    of its journal only what the replay needs (:meth:`BatchedJournalStorage.keep_full`);
+    a no-op on other storages.
+
+    For a loop that reads one study over and over (a fold's trial loop): the memory of the
+    other folds' finished trials is freed. Reading another study later replays the journal.
+    """
+    storage = study._storage
+    if isinstance(storage, BatchedJournalStorage):
+        storage.keep_full({study._study_id})
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None,
