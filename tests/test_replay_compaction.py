@@ -250,3 +250,21 @@ def test_a_study_optimized_with_the_replay_compacted_is_the_same(tmp_path, monke
     pd.testing.assert_frame_equal(compacted.trials[columns], full.trials[columns])
     pd.testing.assert_frame_equal(compacted.folds, full.folds)
     pd.testing.assert_series_equal(compacted.oos_equity, full.oos_equity)
+
+
+def test_a_new_parameter_is_checked_against_a_compacted_trials_distribution(tmp_path):
+    """Optuna refuses a parameter whose distribution is incompatible with the one an earlier
+    trial of the study has; compacted, that earlier trial still refuses it."""
+    storage = BatchedJournalStorage(FileJournalBackend(tmp_path / "j"), compact_above=0)
+    a, b = (optuna.create_study(study_name=n, storage=storage) for n in ("a", "b"))
+    _run_trial(a, 1, "complete")
+    _run_trial(a, 2, "complete")
+    focus_replay(b)
+    assert _settled(storage) == 2
+    settled = storage._replay_result._trials[0]
+    assert settled.distributions is storage._replay_result._trials[1].distributions  # shared
+    other = BatchedJournalStorage(FileJournalBackend(tmp_path / "j"))  # another worker
+    late = other.create_new_trial(a._study_id)
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):
+        storage.set_trial_param(late, "x", 0, optuna.distributions.CategoricalDistribution(
+            ["u", "v"]))

@@ -207,7 +207,7 @@ class BatchedJournalStorage(JournalStorage):
         The finished trials of the other studies are compacted to their number and state
         (:class:`foldwise.storage._replay.Settled`) once the replay holds
         ``compact_above`` trials; reading such a study later replays the journal again
-        (about a second per 100,000 journal lines), so a process keeps in full what it
+        (3-4 s per 100,000 journal lines on a 2-core machine), so a process keeps in full what it
         reads repeatedly: the trial loop, the study it runs.
         """
         with self._thread_lock:
