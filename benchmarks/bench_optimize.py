@@ -370,8 +370,13 @@ def scale_case(n_folds: int, n_trials: int) -> None:
     x = np.arange(len(ends), dtype=float)
     rss = np.array([e[3] for e in ends], dtype=float)
     slope = float(np.polyfit(x, rss, 1)[0]) if len(ends) > 2 else math.nan
-    print(f"    RSS {clock.ends[0][3] / 2**20:.0f} -> {clock.ends[-1][3] / 2**20:.0f} MiB; growth "
-          f"{slope / 1024:.2f} KB per trial   target <= 1 KB per trial")
+    first, last = clock.ends[0][3], clock.ends[-1][3]
+    print(f"    RSS {first / 2**20:.0f} -> {last / 2**20:.0f} MiB; growth "
+          f"{slope / 1024:.2f} KB per trial (slope after the first 5 %), "
+          f"{(last - first) / max(1, trials - 1) / 1024:.2f} KB per trial (first to last "
+          "trial)   target <= 1 KB per trial")
+    marks = [clock.ends[min(trials - 1, trials * k // 10)][3] / 2**20 for k in range(11)]
+    print("    RSS at each tenth of the trial loop (MiB): " + " ".join(f"{m:.0f}" for m in marks))
     # foldwise's own cost per trial, by decile of the trial's place in its fold
     by_study: dict[int, list[tuple[int, float]]] = {}
     for study, number, at, _ in clock.ends:

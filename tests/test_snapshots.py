@@ -251,3 +251,62 @@ def test_show_reads_what_the_first_show_computed(study_dir, capsys):
     assert "overfitting: PBO" in first
     assert main(argv) == 0
     assert capsys.readouterr().out == first
+
+
+# --- optimize keeps the report's statistics (keep_statistics) --------------------------------
+
+
+def _computing_fails(monkeypatch) -> None:
+    def fail(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(result_module, "overfitting_summary", fail)
+    monkeypatch.setattr(result_module, "snooping_report", fail)
+
+
+def _keeping(directory: Path, n_trials: int, **kwargs) -> foldwise.WalkForwardResult:
+    return foldwise.optimize(sma_crossover, DATA, SPACE, SPLITTER, n_trials=n_trials, seed=3,
+                             study="snap", storage=journal_of(directory),
+                             cache=BacktestCache(directory), show_progress=False, **kwargs)
+
+
+def test_optimize_keeps_what_show_shows_when_asked(study_dir, monkeypatch, capsys):
+    """keep_statistics=True: optimize computes the overfitting statistics and the snooping
+    section once; show then computes neither, and prints what a show computing them does."""
+    from foldwise.cli import main
+
+    shutil.rmtree(study_dir / STATISTICS_DIR, ignore_errors=True)
+    kept = _keeping(study_dir, 8, keep_statistics=True)
+    entries = json.loads(next((study_dir / STATISTICS_DIR).iterdir()).read_text())["entries"]
+    assert len(entries) == 2  # overfitting() and snooping(n_bootstrap=REPORT_BOOTSTRAP)
+    overfitting = kept.overfitting()
+    computed = study_dir.parent / "computed"
+    shutil.copytree(study_dir, computed)
+    shutil.rmtree(computed / STATISTICS_DIR)
+    argv = ["show", "snap", "--dir"]
+    assert main([*argv, str(computed)]) == 0  # computes them
+    expected = capsys.readouterr().out
+    _computing_fails(monkeypatch)
+    assert main([*argv, str(study_dir)]) == 0  # reads what optimize kept
+    assert capsys.readouterr().out == expected
+    assert json.dumps(load(study_dir).overfitting()) == json.dumps(overfitting)
+
+
+@pytest.mark.parametrize(("keep", "after", "kept"), [
+    (False, 0.0, False),  # never, however long the call
+    (None, 0.0, True),  # automatic, a call longer than the threshold
+    (None, 1e9, False),  # automatic, a shorter call
+])
+def test_optimize_keeps_statistics_after_a_long_call_only(study_dir, monkeypatch, keep, after,
+                                                          kept):
+    from foldwise.optimizer import _run
+
+    shutil.rmtree(study_dir / STATISTICS_DIR, ignore_errors=True)
+    monkeypatch.setattr(_run, "KEEP_STATISTICS_AFTER", after)
+    _keeping(study_dir, 8, keep_statistics=keep)
+    assert (study_dir / STATISTICS_DIR).exists() == kept
+
+
+def test_optimize_refuses_a_keep_statistics_that_is_not_a_bool(study_dir):
+    with pytest.raises(TypeError, match="keep_statistics must be None, True or False"):
+        _keeping(study_dir, 6, keep_statistics="yes")

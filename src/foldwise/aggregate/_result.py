@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from foldwise.backtest import BacktestResult
-from foldwise.errors import OptimizationError
+from foldwise.errors import FoldwiseError, OptimizationError
 from foldwise.records import StudyManifest, StudyRecord
 
 from . import _tables as tables
@@ -31,7 +31,7 @@ from ._overfitting import overfitting_summary
 from ._returns import distinct_full_runs, returns_by_run
 from ._runs import RunLoader
 from ._select import select_top
-from ._snooping import SnoopingReport, snooping_report
+from ._snooping import REPORT_BOOTSTRAP, SnoopingReport, snooping_report
 from ._stitch import stitch
 from ._stored import StatisticsStore
 
@@ -370,6 +370,23 @@ class WalkForwardResult:
                 "max_configurations": max_configurations}
         return self._kept("snooping", args, compute, encode=SnoopingReport.to_json,
                           decode=SnoopingReport.from_json)
+
+    def keep_report_statistics(self) -> None:
+        """Compute now the statistics every report of the study shows — :meth:`overfitting`
+        and the data-snooping section (:meth:`snooping` with
+        :data:`~foldwise.aggregate._snooping.REPORT_BOOTSTRAP` replications) — and keep them
+        with the study (:attr:`statistics`), so that the next ``foldwise show`` or
+        :meth:`report` of it reads them instead. :func:`foldwise.optimize` calls this at the
+        end of a long optimization (its ``keep_statistics``).
+
+        A study whose snooping section is unavailable (the reports say why) keeps only its
+        overfitting statistics.
+        """
+        self.overfitting()
+        try:
+            self.snooping(n_bootstrap=REPORT_BOOTSTRAP)
+        except FoldwiseError as exc:
+            logger.info("study %r: data snooping not kept (%s)", self.name, exc)
 
     def cpcv_paths(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """CPCV studies: metrics of each out-of-sample path, and the path returns."""
