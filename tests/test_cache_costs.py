@@ -19,7 +19,7 @@ import pytest
 
 import foldwise
 from foldwise import BacktestCache
-from foldwise.cache._costs import AHEAD_AFTER, AHEAD_RATE, ArrayPolicy
+from foldwise.cache._costs import AHEAD_AFTER, AHEAD_PRIOR_RUNS, AHEAD_RATE, ArrayPolicy
 from foldwise.errors import ArraysNotKeptError, CacheArgumentError
 from foldwise.examples import sma_crossover
 from foldwise.optimizer import load_result, optimize
@@ -201,13 +201,33 @@ def test_entries_stored_with_some_metrics_give_the_others_from_their_run(tmp_pat
 # --- windows stored ahead ----------------------------------------------------------------------
 
 
-def test_store_ahead_waits_for_evidence_that_it_pays():
+def test_store_ahead_on_the_prior_until_there_is_evidence():
+    """A new run stores ahead on the prior (AHEAD_RATE returns per run) while the process
+    has no evidence, for at most AHEAD_PRIOR_RUNS runs; then the strategy's own rate of
+    returns decides."""
+    policy = ArrayPolicy("auto")
+    policy.keep("s", run_seconds=0.01, n_bytes=10)
+    assert not policy.store_ahead("s", n_rows=8)  # no row timed yet: nothing to weigh
+    policy.inserted(seconds=50e-6 * 10, n_rows=10)  # 50 us a row
+    assert AHEAD_RATE * 0.01 > 8 * 50e-6 > AHEAD_RATE * 100e-6
+    assert policy.store_ahead("s", n_rows=8)  # 10 ms runs: the prior pays
+    assert not policy.store_ahead("s", n_rows=1000)  # ... not for 1,000 rows
+    policy.keep("cheap", run_seconds=100e-6, n_bytes=10)
+    assert not policy.store_ahead("cheap", n_rows=8)  # 0.1 ms runs: the rows cost more
+    for _ in range(AHEAD_PRIOR_RUNS):
+        policy.keep("s", run_seconds=0.01, n_bytes=10)
+        policy.store_ahead("s", n_rows=8)
+    policy.keep("s", run_seconds=0.01, n_bytes=10)
+    assert not policy.store_ahead("s", n_rows=8)  # the prior's runs are spent: evidence
+
+
+def test_store_ahead_with_evidence_follows_the_strategys_returns():
     policy = ArrayPolicy("auto")
     policy.inserted(seconds=50e-6 * 10, n_rows=10)  # 50 us a row
     for _ in range(AHEAD_AFTER - 1):
         policy.keep("s", run_seconds=0.01, n_bytes=10)
         policy.produced_again("s")
-    assert not policy.store_ahead("s", n_rows=8)  # too few executions to judge
+        policy.store_ahead("s", n_rows=10_000)  # too many rows for the prior: evidence
     policy.keep("s", run_seconds=0.01, n_bytes=10)
     assert policy.store_ahead("s", n_rows=8)  # returns once per run, 10 ms a run
     assert policy.store_ahead("s", n_rows=10_000)  # decided: kept for the process
@@ -215,6 +235,7 @@ def test_store_ahead_waits_for_evidence_that_it_pays():
     for name, again in (("rare", 2), ("cheap", AHEAD_AFTER)):
         for _ in range(AHEAD_AFTER):
             policy.keep(name, run_seconds=0.01 if name == "rare" else 100e-6, n_bytes=10)
+            policy.store_ahead(name, n_rows=10_000)
         for _ in range(again):
             policy.produced_again(name)
         assert not policy.store_ahead(name, n_rows=8)

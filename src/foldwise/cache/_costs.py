@@ -43,7 +43,7 @@ from typing import Literal
 
 from foldwise.errors import CacheArgumentError
 
-__all__ = ["AHEAD_AFTER", "AHEAD_RATE", "KEEP_ARRAYS", "KEEP_MARGIN", "ArrayPolicy", "KeepArrays"]
+__all__ = ["AHEAD_AFTER", "AHEAD_PRIOR_RUNS", "AHEAD_RATE", "KEEP_ARRAYS", "KEEP_MARGIN", "ArrayPolicy", "KeepArrays"]
 
 KeepArrays = Literal["auto", "always", "never"]
 KEEP_ARRAYS: tuple[str, ...] = ("auto", "always", "never")
@@ -55,6 +55,10 @@ KEEP_MARGIN = 1.25
 #: the executions observed before deciding.
 AHEAD_RATE = 0.25
 AHEAD_AFTER = 20
+#: New runs of a strategy that store ahead on the prior (:data:`AHEAD_RATE` returns per
+#: execution) before this process has evidence of its own: at most this many, which bounds
+#: the rows a strategy whose sets never come back can cost.
+AHEAD_PRIOR_RUNS = 100
 
 #: Writes measured before the rule applies: the first write of a process pays for imports
 #: and a new directory, and alone would make storing look dear.
@@ -100,6 +104,7 @@ class ArrayPolicy:
         self._executed: dict[str, int] = {}  # runs of a strategy executed here
         self._again: dict[str, int] = {}  # ... and stored runs of it produced again
         self._ahead: set[str] = set()
+        self._ahead_on_prior: dict[str, int] = {}  # new runs that stored ahead on the prior
         self._row = _Recent()  # seconds per index row
 
     def keep(self, strategy: str, run_seconds: float, n_bytes: int) -> bool:
@@ -135,10 +140,16 @@ class ArrayPolicy:
         * A run produced **again** stores them when one more return would cost more than
           the rows (its median run time against ``n_rows`` times the median row time): the
           set came back once and is likely to again.
-        * A **new** run stores them once, after :data:`AHEAD_AFTER` executions of the
-          strategy in this process, its stored runs were produced again at least
-          :data:`AHEAD_RATE` times per execution and that rate times its median run time
-          exceeds what the rows cost; then for the rest of the process.
+        * A **new** run, while this process lacks evidence (fewer than :data:`AHEAD_AFTER`
+          executions that did not store ahead), stores them on the prior that its sets
+          come back :data:`AHEAD_RATE` times per execution, when that rate times its median
+          run time exceeds what the rows cost — for at most :data:`AHEAD_PRIOR_RUNS` runs.
+          The first fold of a study is where this pays: no set has come back yet, and
+          every set it runs may return in each later fold.
+        * With evidence, a new run stores them once its stored runs were produced again at
+          least :data:`AHEAD_RATE` times per execution (those that did not store ahead)
+          and that rate times its median run time exceeds what the rows cost; then for the
+          rest of the process.
 
         A row's cost is the median time per row of this process's index transactions,
         which holds each transaction's commit and so overstates a row added to one: the
@@ -156,10 +167,14 @@ class ArrayPolicy:
                 return False
             if again:
                 return run > n_rows * row
-            executed = self._executed.get(strategy, 0)
-            if executed < AHEAD_AFTER:
+            on_prior = self._ahead_on_prior.get(strategy, 0)
+            observed = self._executed.get(strategy, 0) - on_prior  # runs that can come back
+            if observed < AHEAD_AFTER:
+                if on_prior < AHEAD_PRIOR_RUNS and AHEAD_RATE * run > n_rows * row:
+                    self._ahead_on_prior[strategy] = on_prior + 1
+                    return True
                 return False
-            rate = self._again.get(strategy, 0) / executed
+            rate = self._again.get(strategy, 0) / observed
             if rate >= AHEAD_RATE and rate * run > n_rows * row:
                 self._ahead.add(strategy)
                 return True
