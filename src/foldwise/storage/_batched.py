@@ -61,7 +61,7 @@ try:  # private to Optuna: where they are missing, Optuna's JournalStorage is us
     _NUMBER_OF = {JournalOperation.SET_TRIAL_PARAM: "param_value_internal",
                   JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE: "intermediate_value"}
     from foldwise.storage import _replay
-    from foldwise.storage._replay import CompactReplay
+    from foldwise.storage._replay import CompactedStudyError, CompactReplay
 
     SUPPORTED = True
 except (ImportError, AttributeError):  # pragma: no cover - another Optuna layout
@@ -207,13 +207,14 @@ class BatchedJournalStorage(JournalStorage):
         The finished trials of the other studies are compacted to their number and state
         (:class:`foldwise.storage._replay.Settled`) once the replay holds
         ``compact_above`` trials; reading such a study later replays the journal again
-        (3-4 s per 100,000 journal lines on a 2-core machine), so a process keeps in full what it
-        reads repeatedly: the trial loop, the study it runs.
+        (3-4 s per 100,000 journal lines on a 2-core machine), so a process keeps in full
+        what it reads repeatedly: the trial loop, the study it runs.
         """
         with self._thread_lock:
             self._sync_with_backend()
             replay = self._replay_result
-            if study_ids is None or any(not replay.holds_in_full(s) for s in study_ids):
+            wanted = replay.compacted if study_ids is None else set(study_ids)
+            if any(not replay.holds_in_full(s) for s in wanted):
                 self._replay_again(study_ids)
             else:
                 replay.compact(study_ids)
@@ -231,25 +232,20 @@ class BatchedJournalStorage(JournalStorage):
                 _APPLY[log["op_code"]](replay, log)
         self._replay_result = replay
 
-    def _hold_in_full(self, study_id: int | None = None, trial_id: int | None = None) -> None:
-        """Bring the replay up to date; replay the journal again if the trials of
-        ``study_id`` (or of the study of ``trial_id``) are compacted."""
-        with self._thread_lock:
-            self._sync_with_backend()
-            replay = self._replay_result
-            if trial_id is not None:
-                study_id = replay._trial_id_to_study_id.get(trial_id)
-            if study_id is not None and not replay.holds_in_full(study_id):
-                self._replay_again(None)
-
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        self._hold_in_full(study_id=study_id)
-        return super().get_all_trials(study_id, deepcopy, states)
+        try:
+            return super().get_all_trials(study_id, deepcopy, states)
+        except CompactedStudyError:  # read in full once the journal is replayed again
+            self.keep_full(None)
+            return super().get_all_trials(study_id, deepcopy, states)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        self._hold_in_full(trial_id=trial_id)
-        return super().get_trial(trial_id)
+        try:
+            return super().get_trial(trial_id)
+        except CompactedStudyError:
+            self.keep_full(None)
+            return super().get_trial(trial_id)
 
     def _sync_with_backend(self) -> None:
         """Replay what was appended since the last sync, every log of it.

@@ -28,11 +28,16 @@ from optuna.exceptions import OptunaError
 from optuna.storages.journal._storage import JournalStorageReplayResult
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["COMPACT_ABOVE", "CompactReplay", "Settled"]
+__all__ = ["COMPACT_ABOVE", "CompactReplay", "CompactedStudyError", "Settled"]
 
 #: Trials the replay holds before it compacts any: below this a study's memory is a few
 #: MB, and compacting would only cost replays of the journal when other studies are read.
 COMPACT_ABOVE = 2000
+
+
+class CompactedStudyError(RuntimeError):
+    """A read of a study whose trials this replay compacted (the storage replays the
+    journal again and reads it then)."""
 
 
 class Settled:
@@ -104,9 +109,9 @@ class CompactReplay(JournalStorageReplayResult):
                 trial.number, trial.state, shared)
             self.compacted.add(study_id)
 
-    def compact(self, keep_full: Collection[int]) -> None:
+    def compact(self, keep_full: Collection[int] | None) -> None:
         """Keep in full only the studies ``keep_full`` (and their new trials) from now on;
-        compact the finished trials of the others.
+        compact the finished trials of the others. None: compact nothing more.
 
         Raises
         ------
@@ -114,6 +119,9 @@ class CompactReplay(JournalStorageReplayResult):
             If a study of ``keep_full`` is compacted already: only a new replay of the
             journal gives its trials back (the storage does that).
         """
+        if keep_full is None:
+            self.keep_full = None
+            return
         keep = frozenset(keep_full)
         if keep & self.compacted:
             raise ValueError(f"studies {sorted(keep & self.compacted)} are compacted; replay "
@@ -156,8 +164,8 @@ class CompactReplay(JournalStorageReplayResult):
 
     def _check_full(self, study_id: int) -> None:
         if study_id in self.compacted:
-            raise RuntimeError(f"study {study_id} is compacted in this replay; the storage "
-                               "replays the journal again before reading it")
+            raise CompactedStudyError(f"study {study_id} is compacted in this replay; the "
+                                      "storage replays the journal again to read it")
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         if trial_id in self._trial_id_to_study_id:
