@@ -204,8 +204,8 @@ class BatchedJournalStorage(JournalStorage):
     def keep_full(self, study_ids: Collection[int] | None) -> None:
         """Hold in memory only the trials of ``study_ids`` in full (None: every study).
 
-        The finished trials of the other studies are compacted to their number and state
-        (:class:`foldwise.storage._replay.Settled`) once the replay holds
+        The finished trials of the other studies are compacted to their number, state and
+        distributions (:class:`foldwise.storage._replay.Settled`) once the replay holds
         ``compact_above`` trials; reading such a study later replays the journal again
         (3-4 s per 100,000 journal lines on a 2-core machine), so a process keeps in full
         what it reads repeatedly: the trial loop, the study it runs.

@@ -11,10 +11,11 @@ never read while it runs.
 :attr:`CompactReplay.keep_full`, only what the replay itself reads of it: its number and
 state and the distributions of its parameters (a :class:`Settled`: an update of a finished
 trial is refused on its state, a new parameter of its study is checked against its
-distributions, and the trial still counts towards the ids of later trials). A storage that reads such a study
-replays the journal again first (:meth:`foldwise.storage.BatchedJournalStorage.keep_full`
-decides what to keep, and its reads restore what they need), so no reader ever sees a
-compacted trial: the journal stays the one source of every trial, as before.
+distributions, and the trial still counts towards the ids of later trials). A read of such
+a study raises :class:`CompactedStudyError` inside the storage, which replays the journal
+again and reads then (:meth:`foldwise.storage.BatchedJournalStorage.keep_full` decides what
+to keep), so no reader ever sees a compacted trial: the journal stays the one source of
+every trial, as before.
 """
 
 from __future__ import annotations
