@@ -310,3 +310,5 @@ def test_optimize_keeps_statistics_after_a_long_call_only(study_dir, monkeypatch
 def test_optimize_refuses_a_keep_statistics_that_is_not_a_bool(study_dir):
     with pytest.raises(TypeError, match="keep_statistics must be None, True or False"):
         _keeping(study_dir, 6, keep_statistics="yes")
+    with pytest.raises(TypeError, match="not 1"):
+        _keeping(study_dir, 6, keep_statistics=1)

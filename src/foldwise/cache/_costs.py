@@ -43,7 +43,8 @@ from typing import Literal
 
 from foldwise.errors import CacheArgumentError
 
-__all__ = ["AHEAD_AFTER", "AHEAD_PRIOR_RUNS", "AHEAD_RATE", "KEEP_ARRAYS", "KEEP_MARGIN", "ArrayPolicy", "KeepArrays"]
+__all__ = ["AHEAD_AFTER", "AHEAD_PRIOR_RUNS", "AHEAD_RATE", "KEEP_ARRAYS", "KEEP_MARGIN",
+           "ArrayPolicy", "KeepArrays"]
 
 KeepArrays = Literal["auto", "always", "never"]
 KEEP_ARRAYS: tuple[str, ...] = ("auto", "always", "never")

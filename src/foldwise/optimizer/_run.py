@@ -149,7 +149,7 @@ def _run_studies(task: _Task, storage: optuna.storages.BaseStorage, evaluator: E
             study_name=plan.study_names[number], storage=storage, pruner=request.pruner,
             sampler=make_sampler(request.sampler,
                                  study_seed(request.seed, fold.number, task.worker)))
-        focus_replay(study)  # the other folds' finished trials: number and state only
+        focus_replay(study)  # of the other folds' finished trials, what the replay needs
         objective = partial(evaluate_walk_forward, space=request.space, evaluator=evaluator,
                             fold=fold, metric=request.metric)
         status = run_trials(study, request.n_trials, objective, label=f"fold {fold.number}",
@@ -305,7 +305,6 @@ def _evaluate_selection(request: Request, evaluator: Evaluator, fold: Fold,
 #: (seconds). They cost about 1 ms per distinct parameter set plus a backtest of each set
 #: whose returns the cache did not keep: a few percent of a call this long or longer.
 KEEP_STATISTICS_AFTER = 30.0
-
 
 
 def optimize(
@@ -495,7 +494,7 @@ def optimize(
         fix. No trial was counted; the same call resumes once the fault is fixed.
     """
     started = time.monotonic()
-    if keep_statistics not in (None, True, False):
+    if keep_statistics is not None and not isinstance(keep_statistics, bool):
         raise TypeError(f"keep_statistics must be None, True or False, not {keep_statistics!r}")
     with stopping_on_machine_faults(f"study {study!r}"), optuna_quiet():
         request = validate(
