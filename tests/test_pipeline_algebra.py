@@ -486,3 +486,98 @@ def test_compiled_cross_sections_match_the_numpy_ones(monkeypatch):
             np.testing.assert_array_equal(rank_rows(values, valid, "ordinal", False), down)
             np.testing.assert_allclose(zscore_rows(values, valid), z, rtol=1e-13, atol=1e-13)
             np.testing.assert_allclose(demean_rows(values, valid), d, rtol=1e-13, atol=1e-15)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_matrices(), st.integers(1, 12), st.booleans(), st.booleans())
+def test_compiled_top_matches_scipy_ordinal_ranks(matrices, n, ascending, ties):
+    """The compiled heap pass picks the cells scipy's ordinal ranks put at n or better
+    (ties by column, NaN and invalid cells never), whatever n."""
+    from foldwise.pipeline import _compiled
+
+    values, valid, _ = matrices
+    if ties:
+        values = np.round(values / 3)
+    got = _compiled.top_cells(values, valid, n, ascending)
+    for row in range(values.shape[0]):
+        cells = valid[row] & ~np.isnan(values[row])
+        expected = np.zeros(values.shape[1], dtype=bool)
+        if cells.any():
+            x = values[row][cells]
+            expected[cells] = stats.rankdata(x if ascending else -x, method="ordinal") <= n
+        np.testing.assert_array_equal(got[row], expected)
+
+
+def test_compiled_top_on_rows_in_order_and_signed_zeros(monkeypatch):
+    """Rows already sorted (every cell enters the heap) or reversed, -0.0 tied with 0.0:
+    top_rows takes the compiled pass on large arrays and picks what numpy's selection
+    picks."""
+    from foldwise.pipeline import _crosssection
+
+    rng = np.random.default_rng(4)
+    values = np.sort(rng.normal(size=(30, 50)), axis=1)
+    values[10:20] = values[10:20, ::-1]
+    values[20:] = np.round(values[20:])
+    values[25, :6] = [0.0, -0.0, 0.0, -0.0, np.inf, -np.inf]
+    valid = rng.random(values.shape) < 0.9
+    expected = {(n, up): top_rows(values, valid, n, up) for n in (1, 3, 10) for up in (1, 0)}
+    monkeypatch.setattr(_crosssection, "COMPILED_MIN_CELLS", 0)
+    for (n, up), picked in expected.items():
+        np.testing.assert_array_equal(top_rows(values, valid, n, bool(up)), picked)
+
+
+def _column_order_zscore(values: np.ndarray, valid: np.ndarray, scale: bool) -> np.ndarray:
+    """The reference: each row's usable cells summed one by one in column order."""
+    out = np.full(values.shape, np.nan)
+    for row in range(values.shape[0]):
+        usable = [col for col in range(values.shape[1])
+                  if valid[row, col] and not math.isnan(values[row, col])]
+        total = 0.0
+        for col in usable:
+            total += float(values[row, col])
+        mean = total / len(usable) if usable else math.nan
+        squares = 0.0
+        for col in usable:
+            squares += (float(values[row, col]) - mean) ** 2
+        divisor = math.sqrt(squares / len(usable)) if usable else math.nan
+        for col in usable:
+            deviation = float(values[row, col]) - mean
+            out[row, col] = (deviation / divisor if divisor else
+                             math.copysign(math.inf, deviation) if deviation else math.nan
+                             ) if scale else deviation
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 11), st.integers(1, 9), st.integers(0, 2**32 - 1), st.booleans())
+def test_compiled_zscore_sums_each_row_in_column_order(n_rows, n_cols, seed, holes):
+    """The compiled zscore/demean (four rows at a time when they are complete) equals,
+    bit for bit, the row sums taken cell by cell in column order."""
+    from foldwise.pipeline import _compiled
+
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(n_rows, n_cols)) * 10.0 ** rng.integers(-3, 4, size=(n_rows, 1))
+    valid = np.ones(values.shape, dtype=bool)
+    if holes:
+        values[rng.random(values.shape) < 0.15] = np.nan
+        valid = rng.random(values.shape) < 0.85
+    with np.errstate(all="ignore"):
+        for scale in (True, False):
+            got = _compiled.normalize_rows(values, valid, scale)
+            assert np.array_equal(got, _column_order_zscore(values, valid, scale),
+                                  equal_nan=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_matrices(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_ordinal_ranks_at_cells_equal_the_whole_ranks(matrices, ascending, seed):
+    """Ranks counted at chosen cells (a screened run's outputs) are the whole rows' ordinal
+    ranks there: ties by column, NaN for NaN and invalid cells."""
+    from foldwise.pipeline import _compiled
+
+    values, valid, _ = matrices
+    whole = rank_rows(values, valid, "ordinal", ascending)
+    keep = np.random.default_rng(seed).random(values.size) < 0.5
+    rows, cols = np.divmod(np.flatnonzero(keep), values.shape[1])
+    got = _compiled.ordinal_rank_cells(values, valid, ascending, rows, cols)
+    np.testing.assert_array_equal(got, whole[rows, cols])

@@ -42,6 +42,7 @@ from foldwise.pipeline.factors import (
     BollingerBands,
     LinearWeightedMovingAverage,
     MaxDrawdown,
+    PercentChange,
     Returns,
     RollingLinearRegressionOfReturns,
     SimpleMovingAverage,
@@ -283,6 +284,119 @@ def test_intermediates_are_freed_once_consumed():
     pipe = Pipeline({"product": intermediate, "later": Later().rank()})
     run_pipeline(pipe, data)
     assert alive["at_later"] is False
+
+
+# --- a screened run: what only the outputs need, computed at the kept cells -------------------
+
+
+def _sparse_panel(n_dates: int = 160, n_assets: int = 40, seed: int = 3) -> MarketData:
+    """Many assets (a top(2) screen keeps one cell in twenty) and holes in the closes."""
+    data = make_panel(n_dates, n_assets, seed)
+    fields = {name: data.array(name).copy() for name in data.fields}
+    rng = np.random.default_rng(seed)
+    fields["close"][rng.random(fields["close"].shape) < 0.03] = np.nan
+    fields["close"][:40, 5] = np.nan
+    return MarketData(fields, data.index, data.assets)
+
+
+def _late_pipeline() -> tuple[Pipeline, set, set]:
+    """A screened pipeline, the terms it should compute at the kept cells, and some that
+    it cannot (needed by the screen, or not computable cell by cell)."""
+    momentum = Returns(window_length=5)
+    sma = SimpleMovingAverage(inputs=[close], window_length=7)
+    score = momentum.zscore() - sma.zscore()
+    liquid = EquityPricing.volume.latest > 150_000.0
+    long = Returns(window_length=30)
+    fast, slow = (SimpleMovingAverage(inputs=[close], window_length=n) for n in (10, 12))
+    trend = fast / slow - 1
+    masked = SimpleMovingAverage(inputs=[close], window_length=9, mask=liquid)
+    late = {fast, slow, fast / slow, trend, masked, -long, abs(long), long.sqrt(), long * 2.0,
+            momentum.rank(), long.rank(ascending=False, mask=liquid), long - momentum["A1"],
+            PercentChange(inputs=[close], window_length=4)}
+    # long: also an input a rank needs whole; ** and log: not exact cell by cell.
+    whole = {momentum, sma, score, score.top(2), momentum.rank(method="average"), long,
+             long ** 2, Reversion(window_length=10), liquid, long.log()}
+    columns = {f"c{i}": term for i, term in enumerate(sorted(late | whole, key=repr))}
+    columns["again"] = long  # one term in two columns
+    columns["screen"] = score.top(2)
+    return Pipeline(columns, screen=score.top(2)), late, whole
+
+
+def test_a_screened_run_knows_what_only_the_outputs_need():
+    pipe, late, whole = _late_pipeline()
+    plan = engine.Plan.build(pipe.columns, pipe.screen)
+    assert plan.late_terms() == late
+    assert not plan.late_terms() & whole
+    assert plan.screen_terms().isdisjoint(late)
+    assert engine.Plan.build(pipe.columns, None).late_terms() == set()
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_screened_run_equals_the_full_run_at_the_kept_cells(compiled, monkeypatch):
+    """Terms computed at the kept cells alone give the bits the whole computation gives
+    there: with the compiled cell kernels (forced on a small panel) and without them (the
+    terms then decline and are computed whole)."""
+    from foldwise.pipeline import _compiled, _crosssection, _kernels
+
+    calls = []
+    if compiled:
+        monkeypatch.setattr(_kernels, "COMPILED_MIN_CELLS", 0)
+        monkeypatch.setattr(_crosssection, "COMPILED_MIN_CELLS", 0)
+        for name in ("window_nanmean_cells", "ordinal_rank_cells"):
+            original = getattr(_compiled, name)
+            monkeypatch.setattr(_compiled, name, lambda *a, _f=original, _n=name: (
+                calls.append(_n), _f(*a))[1])
+    data = _sparse_panel()
+    pipe, _, _ = _late_pipeline()
+    screened = run_pipeline(pipe, data, data.index[40])
+    full = run_pipeline(Pipeline(pipe.columns), data, data.index[40])
+    assert len(screened) == 2 * (data.n_dates - 40)
+    pd.testing.assert_frame_equal(screened, full.loc[screened.index], check_exact=True)
+    assert screened["screen"].all()
+    assert set(calls) == ({"window_nanmean_cells", "ordinal_rank_cells"} if compiled else set())
+
+
+def test_a_screened_run_frees_whole_outputs_once_cut_to_the_cells():
+    """An output the screen needs is cut to the kept cells once nothing needs it whole:
+    its whole array is not held to the end of the run."""
+    data = make_panel()
+    alive = {}
+
+    class Level(CustomFactor):
+        inputs = [close]
+        window_length = 2
+
+        def compute(self, today, assets, out, closes):
+            alive.setdefault("level", weakref.ref(out.base))
+            out[:] = closes[-1]
+
+    class Later(CustomFactor):
+        inputs = [close]
+        window_length = 3
+
+        def compute(self, today, assets, out, closes):
+            if "at_later" not in alive:
+                gc.collect()
+                alive["at_later"] = alive["level"]() is not None
+            out[:] = closes[0]
+
+    level = Level()
+    run_pipeline(Pipeline({"level": level, "later": Later()}, screen=level.top(2)), data)
+    assert alive["at_later"] is False
+
+
+def test_a_screened_frame_owns_its_columns():
+    data = _sparse_panel()
+    long = Returns(window_length=30)
+    pipe = Pipeline({"a": long, "b": long, "c": -long, "m": Returns(window_length=5)},
+                    screen=Returns(window_length=5).top(2))
+    out = run_pipeline(pipe, data, data.index[40])
+    expected = out.copy()
+    for name in out.columns:
+        out.loc[:, name] = -1.0
+        later = list(out.columns)[list(out.columns).index(name) + 1:]
+        pd.testing.assert_frame_equal(out[later], expected[later])
+    pd.testing.assert_frame_equal(run_pipeline(pipe, data, data.index[40]), expected)
 
 
 # --- masks, custom filters and classifiers, datasets -----------------------------------------

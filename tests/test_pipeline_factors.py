@@ -416,6 +416,27 @@ def test_compiled_kernels_equal_the_numpy_kernels_bit_for_bit():
             assert _compiled.window_nanmoments(values, window, lead, False)[1].size == 0
 
 
+def test_compiled_window_means_at_cells_equal_the_whole_kernel_bit_for_bit():
+    """The mean of the windows starting at chosen cells (a screened run's outputs; four
+    cells of a row at a time) makes the whole kernel's additions in the same order."""
+    from foldwise.pipeline import _compiled
+
+    rng = np.random.default_rng(9)
+    wide = [(np.hstack([values] * 3), window, origin)  # rows of up to 12 cells
+            for values, window, origin in _kernel_cases(seed=2, n=100)]
+    for values, window, origin in [*_kernel_cases(seed=1, n=300), *wide]:
+        lead = origin % window
+        with np.errstate(all="ignore"):
+            whole = _compiled.window_nanmean(values, window, lead)
+        keep = rng.random(whole.size) < rng.choice([0.2, 0.7, 1.0])
+        rows, cols = np.divmod(np.flatnonzero(keep), whole.shape[1])
+        with np.errstate(all="ignore"):
+            got = _compiled.window_nanmean_cells(values, window, lead, rows, cols)
+        expected = whole[rows, cols]
+        assert np.array_equal(got, expected, equal_nan=True)
+        assert np.array_equal(np.signbit(got), np.signbit(expected))
+
+
 def test_large_panels_take_the_compiled_kernels_and_match_pandas(monkeypatch):
     """A panel of 250 000 cells or more goes to the compiled kernels (numba); their SMA,
     volatility and Bollinger bands match pandas as the numpy kernels do."""

@@ -11,10 +11,14 @@ read from the input twice and each result written once, with the running sums of
 held in a ``(window, assets)`` buffer that stays in the processor's cache.
 
 The cross-sectional kernels build the integer sort keys of the ordinal ranks and read the
-ranks back from the sorted keys (the sort itself stays numpy's), and compute each row's
-``zscore``/``demean`` in one pass for the sum, one for the squares and one for the
-output; their sums run in column order (as bottleneck's, which Zipline uses) rather than
-numpy's pairwise order, so they agree with the numpy kernels to rounding, not bit for bit.
+ranks back from the sorted keys (the sort itself stays numpy's), pick the ``top``/``bottom``
+cells of each row in one pass, and compute each row's ``zscore``/``demean`` in one pass
+for the sum, one for the squares and one for the output (four rows at a time); their sums
+run in column order (as bottleneck's, which Zipline uses) rather than numpy's pairwise
+order, so they agree with the numpy kernels to rounding, not bit for bit.
+
+The ``*_cells`` kernels give a whole kernel's values at chosen cells alone (the outputs a
+screened ``run_pipeline`` keeps), with the same arithmetic in the same order.
 
 The functions are compiled on first use (numba's ``cache=True`` keeps the machine code
 beside this file, or in numba's user cache directory, for the next process) and are
@@ -27,8 +31,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["normalize_rows", "ordinal_codes", "ranks_from_codes", "window_nanmean",
-           "window_nanmoments"]
+__all__ = ["normalize_rows", "ordinal_codes", "ordinal_rank_cells", "ranks_from_codes",
+           "top_cells", "window_nanmean", "window_nanmean_cells", "window_nanmoments"]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -190,6 +194,81 @@ def window_nanmoments(values: np.ndarray, window: int, lead: int, want_mean: boo
     return count, mean, var
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def window_nanmean_cells(values: np.ndarray, window: int, lead: int, rows: np.ndarray,
+                         cols: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """:func:`window_nanmean` at the windows starting on ``rows[i]`` of column ``cols[i]``
+    alone (cells in row-major order, as a screen keeps them).
+
+    Each is the same sum as there: the suffix of the window's first block, from the
+    block's last row back to the window's first (a missing value adds 0.0), plus the
+    prefix of the next block, added in the same order — the same bits. The cells of one
+    row share their block, so they are taken four at a time, their sums interleaved.
+    """
+    n = len(rows)
+    out = np.empty(n)
+    i = 0
+    while i < n:
+        row = rows[i]
+        end = i
+        while end < n and rows[end] == row:
+            end += 1
+        position = (lead + row) % window
+        last = row - position + window - 1  # the last row of the window's first block
+        while i + 4 <= end:
+            c0, c1, c2, c3 = cols[i], cols[i + 1], cols[i + 2], cols[i + 3]
+            s0, n0 = _present(values[last, c0])
+            s1, n1 = _present(values[last, c1])
+            s2, n2 = _present(values[last, c2])
+            s3, n3 = _present(values[last, c3])
+            for r in range(last - 1, row - 1, -1):
+                v0, p0 = _present(values[r, c0])
+                v1, p1 = _present(values[r, c1])
+                v2, p2 = _present(values[r, c2])
+                v3, p3 = _present(values[r, c3])
+                s0, s1, s2, s3 = s0 + v0, s1 + v1, s2 + v2, s3 + v3
+                n0, n1, n2, n3 = n0 + p0, n1 + p1, n2 + p2, n3 + p3
+            if position == 0:
+                out[i], out[i + 1] = s0 / n0, s1 / n1
+                out[i + 2], out[i + 3] = s2 / n2, s3 / n3
+            else:
+                h0, m0 = _present(values[last + 1, c0])
+                h1, m1 = _present(values[last + 1, c1])
+                h2, m2 = _present(values[last + 1, c2])
+                h3, m3 = _present(values[last + 1, c3])
+                for r in range(last + 2, last + 1 + position):
+                    v0, p0 = _present(values[r, c0])
+                    v1, p1 = _present(values[r, c1])
+                    v2, p2 = _present(values[r, c2])
+                    v3, p3 = _present(values[r, c3])
+                    h0, h1, h2, h3 = h0 + v0, h1 + v1, h2 + v2, h3 + v3
+                    m0, m1, m2, m3 = m0 + p0, m1 + p1, m2 + p2, m3 + p3
+                out[i], out[i + 1] = (s0 + h0) / (n0 + m0), (s1 + h1) / (n1 + m1)
+                out[i + 2], out[i + 3] = (s2 + h2) / (n2 + m2), (s3 + h3) / (n3 + m3)
+            i += 4
+        while i < end:
+            col = cols[i]
+            total, count = _present(values[last, col])
+            for r in range(last - 1, row - 1, -1):
+                value, present = _present(values[r, col])
+                total, count = total + value, count + present
+            if position > 0:
+                head, head_count = _present(values[last + 1, col])
+                for r in range(last + 2, last + 1 + position):
+                    value, present = _present(values[r, col])
+                    head, head_count = head + value, head_count + present
+                total, count = total + head, count + head_count
+            out[i] = total / count
+            i += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _present(x: float) -> tuple[float, int]:  # pragma: no cover - compiled
+    """``(x, 1)``, or ``(0.0, 0)`` for a missing (NaN) value."""
+    return (x, 1) if x == x else (0.0, 0)
+
+
 # --- cross-sectional kernels -------------------------------------------------------------------
 
 #: Bits of a positive quiet NaN (numpy's ``np.nan``).
@@ -253,31 +332,221 @@ def ranks_from_codes(codes: np.ndarray, bits: int, ranks: np.ndarray,
 def normalize_rows(values: np.ndarray, valid: np.ndarray, scale: bool,
                    ) -> np.ndarray:  # pragma: no cover - compiled
     """Per row: ``x - mean`` (``scale``: divided by the population std) over the valid,
-    non-NaN cells, summed in column order; NaN elsewhere and in rows without data."""
+    non-NaN cells, summed in column order; NaN elsewhere and in rows without data.
+
+    A row's sum is one chain of dependent additions (column order is the contract), so a
+    row alone waits on the latency of each addition. Rows are therefore taken four at a
+    time, their four sums interleaved in one loop over the columns; when the four rows
+    turn out to have every cell usable (all valid, and sums that are not NaN, so no NaN
+    was added) their squares and outputs follow the same way, else each of the four rows
+    is done again alone, skipping its unusable cells. Either way each row's additions are
+    the same, in the same order: the results of one row at a time, bit for bit.
+    """
     n_rows, n_cols = values.shape
     out = np.empty((n_rows, n_cols))
+    row = 0
+    while row + 4 <= n_rows:
+        t0 = t1 = t2 = t3 = 0.0
+        for col in range(n_cols):
+            t0 += values[row, col]
+            t1 += values[row + 1, col]
+            t2 += values[row + 2, col]
+            t3 += values[row + 3, col]
+        usable = not (t0 != t0 or t1 != t1 or t2 != t2 or t3 != t3)
+        if usable:
+            for r in range(row, row + 4):
+                for col in range(n_cols):
+                    usable &= valid[r, col]
+        if usable:
+            _finish_four(values, scale, out, row, t0, t1, t2, t3)
+        else:
+            for r in range(row, row + 4):
+                _normalize_one(values, valid, scale, out, r)
+        row += 4
+    while row < n_rows:
+        _normalize_one(values, valid, scale, out, row)
+        row += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _normalize_one(values: np.ndarray, valid: np.ndarray, scale: bool, out: np.ndarray,
+                   row: int) -> None:  # pragma: no cover - compiled
+    """Row ``row`` of :func:`normalize_rows`, any cell possibly unusable."""
+    n_cols = values.shape[1]
+    total = 0.0
+    count = 0
+    for col in range(n_cols):
+        x = values[row, col]
+        if valid[row, col] and x == x:
+            total += x
+            count += 1
+    mean = total / count
+    divisor = 1.0
+    if scale:
+        squares = 0.0
+        for col in range(n_cols):
+            x = values[row, col]
+            if valid[row, col] and x == x:
+                d = x - mean
+                squares += d * d
+        divisor = np.sqrt(squares / count)
+    for col in range(n_cols):
+        x = values[row, col]
+        if valid[row, col] and x == x:
+            out[row, col] = (x - mean) / divisor if scale else x - mean
+        else:
+            out[row, col] = np.nan
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _finish_four(values: np.ndarray, scale: bool, out: np.ndarray, row: int, t0: float,
+                 t1: float, t2: float, t3: float) -> None:  # pragma: no cover - compiled
+    """Rows ``row .. row + 3`` of :func:`normalize_rows` from their sums ``t0 .. t3``,
+    every cell usable: the four rows' squares interleaved, each in column order."""
+    n_cols = values.shape[1]
+    m0, m1, m2, m3 = t0 / n_cols, t1 / n_cols, t2 / n_cols, t3 / n_cols
+    if not scale:
+        for col in range(n_cols):
+            out[row, col] = values[row, col] - m0
+            out[row + 1, col] = values[row + 1, col] - m1
+            out[row + 2, col] = values[row + 2, col] - m2
+            out[row + 3, col] = values[row + 3, col] - m3
+        return
+    q0 = q1 = q2 = q3 = 0.0
+    for col in range(n_cols):
+        d0 = values[row, col] - m0
+        d1 = values[row + 1, col] - m1
+        d2 = values[row + 2, col] - m2
+        d3 = values[row + 3, col] - m3
+        q0 += d0 * d0
+        q1 += d1 * d1
+        q2 += d2 * d2
+        q3 += d3 * d3
+    s0, s1 = np.sqrt(q0 / n_cols), np.sqrt(q1 / n_cols)
+    s2, s3 = np.sqrt(q2 / n_cols), np.sqrt(q3 / n_cols)
+    for col in range(n_cols):
+        out[row, col] = (values[row, col] - m0) / s0
+        out[row + 1, col] = (values[row + 1, col] - m1) / s1
+        out[row + 2, col] = (values[row + 2, col] - m2) / s2
+        out[row + 3, col] = (values[row + 3, col] - m3) / s3
+
+
+@numba.njit(cache=True, nogil=True)
+def top_cells(values: np.ndarray, valid: np.ndarray, n: int,
+              ascending: bool) -> np.ndarray:  # pragma: no cover - compiled
+    """True for the ``n`` highest (``ascending``: lowest) valid, non-NaN values of each
+    row, ties going to the leftmost columns (ordinal ranks ``<= n``).
+
+    One pass over each row keeps the ``n`` best cells seen so far in a heap whose root is
+    the worst of them; columns arrive in order, so a value equal to the root's comes from
+    a later column and loses the tie: once the heap is full, a cell enters only if
+    strictly better than the root. (Bottom values are found as the top of the negated
+    values, which order the same way; -0.0 and 0.0 stay equal.)
+    """
+    n_rows, n_cols = values.shape
+    picked = np.zeros((n_rows, n_cols), dtype=np.bool_)
+    kept_value = np.empty(n)
+    kept_col = np.empty(n, dtype=np.int64)
+    sign = -1.0 if ascending else 1.0
     for row in range(n_rows):
-        total = 0.0
-        count = 0
-        for col in range(n_cols):
-            x = values[row, col]
-            if valid[row, col] and x == x:
-                total += x
-                count += 1
-        mean = total / count
-        divisor = 1.0
-        if scale:
-            squares = 0.0
-            for col in range(n_cols):
-                x = values[row, col]
-                if valid[row, col] and x == x:
-                    d = x - mean
-                    squares += d * d
-            divisor = np.sqrt(squares / count)
-        for col in range(n_cols):
-            x = values[row, col]
-            if valid[row, col] and x == x:
-                out[row, col] = (x - mean) / divisor if scale else x - mean
-            else:
-                out[row, col] = np.nan
+        kept = 0
+        filled = 0  # columns read while filling the heap with the first usable cells
+        while kept < n and filled < n_cols:
+            x = values[row, filled] * sign
+            if valid[row, filled] and x == x:
+                _heap_push(kept_value, kept_col, kept, x, filled)
+                kept += 1
+            filled += 1
+        root = kept_value[0]  # not read unless the heap is full
+        for col in range(filled, n_cols):
+            x = values[row, col] * sign
+            if x > root and valid[row, col]:  # False for NaN
+                _heap_replace_root(kept_value, kept_col, n, x, col)
+                root = kept_value[0]
+        for k in range(kept):
+            picked[row, kept_col[k]] = True
+    return picked
+
+
+@numba.njit(cache=True, nogil=True)
+def _heap_push(kept_value: np.ndarray, kept_col: np.ndarray, size: int, x: float,
+               col: int) -> None:  # pragma: no cover - compiled
+    """Add ``(x, col)`` to the heap of ``size`` cells (root: the worst; lower values, then
+    later columns, are worse)."""
+    node = size
+    while node > 0:
+        parent = (node - 1) // 2
+        if not _worse(x, col, kept_value[parent], kept_col[parent]):
+            break
+        kept_value[node] = kept_value[parent]
+        kept_col[node] = kept_col[parent]
+        node = parent
+    kept_value[node] = x
+    kept_col[node] = col
+
+
+@numba.njit(cache=True, nogil=True)
+def _heap_replace_root(kept_value: np.ndarray, kept_col: np.ndarray, size: int, x: float,
+                       col: int) -> None:  # pragma: no cover - compiled
+    """Put ``(x, col)`` in place of the root of the full heap and restore its order."""
+    node = 0
+    while True:
+        child = 2 * node + 1
+        if child >= size:
+            break
+        if child + 1 < size and _worse(kept_value[child + 1], kept_col[child + 1],
+                                       kept_value[child], kept_col[child]):
+            child += 1
+        if not _worse(kept_value[child], kept_col[child], x, col):
+            break
+        kept_value[node] = kept_value[child]
+        kept_col[node] = kept_col[child]
+        node = child
+    kept_value[node] = x
+    kept_col[node] = col
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _worse(value: float, col: int, other: float, other_col: int,
+           ) -> bool:  # pragma: no cover - compiled
+    """Whether ``(value, col)`` ranks after ``(other, other_col)``: a lower value, or an
+    equal one in a later column."""
+    if value == other:
+        return col > other_col
+    return value < other
+
+
+@numba.njit(cache=True, nogil=True)
+def ordinal_rank_cells(values: np.ndarray, valid: np.ndarray, ascending: bool, rows: np.ndarray,
+                       cols: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Ordinal ranks (ties in column order, as ``scipy.stats.rankdata``) of the cells
+    ``(rows[i], cols[i])`` among their row's valid, non-NaN values; NaN for a cell that is
+    not one of them.
+
+    Each rank is counted: one plus the row's cells ranked before it (lower, or equal and
+    to the left; NaN compares False). The row is first copied into a buffer of keys
+    (negated when descending, NaN where not valid), once for the cells of a row that
+    follow each other, so that the count is a plain loop the compiler vectorises.
+    """
+    n_cols = values.shape[1]
+    out = np.empty(len(rows))
+    keys = np.empty(n_cols)
+    sign = 1.0 if ascending else -1.0
+    current = -1
+    for i in range(len(rows)):
+        row, col = rows[i], cols[i]
+        if row != current:
+            for other in range(n_cols):
+                keys[other] = values[row, other] * sign if valid[row, other] else np.nan
+            current = row
+        x = keys[col]
+        if x != x:
+            out[i] = np.nan
+            continue
+        before = 0
+        for other in range(n_cols):
+            y = keys[other]
+            before += (y < x) | ((y == x) & (other < col))
+        out[i] = before + 1.0
     return out

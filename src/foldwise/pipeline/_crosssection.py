@@ -27,6 +27,7 @@ from foldwise.pipeline._kernels import COMPILED_MIN_CELLS
 
 __all__ = [
     "demean_rows",
+    "ordinal_rank_cells",
     "percentile_between_rows",
     "quantile_labels",
     "rank_rows",
@@ -36,6 +37,11 @@ __all__ = [
 ]
 
 RANK_METHODS = ("ordinal", "min", "max", "dense", "average")
+
+#: ``top``/``bottom`` of at most this many cells per row go to the compiled heap pass on
+#: large arrays; a heap of more cells is replaced more often (and each time deeper) than
+#: a partition of the row costs.
+TOP_COMPILED_MAX_N = 10
 
 
 class _SortedRows:
@@ -128,6 +134,30 @@ def rank_rows(values: np.ndarray, valid: np.ndarray, method: str = "ordinal",
     return rows.scatter(ranks)
 
 
+def ordinal_rank_cells(values: np.ndarray, valid: np.ndarray, ascending: bool,
+                       rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+    """``rank_rows(values, valid, "ordinal", ascending)`` at the cells ``(rows, cols)``
+    alone (cells in row-major order), each rank counted over its row; None where ranking
+    whole rows is the cheaper (more than one cell in twelve kept) or the array is too
+    small for the compiled kernels.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(1000, 300))
+    >>> valid = np.ones(x.shape, dtype=bool)
+    >>> rows, cols = np.array([0, 0, 7]), np.array([3, 9, 0])
+    >>> np.array_equal(ordinal_rank_cells(x, valid, False, rows, cols),
+    ...                rank_rows(x, valid, "ordinal", False)[rows, cols])
+    True
+    """
+    if values.size < COMPILED_MIN_CELLS or len(rows) * 12 > values.size:
+        return None
+    from foldwise.pipeline import _compiled
+
+    return _compiled.ordinal_rank_cells(np.ascontiguousarray(values, dtype=np.float64),
+                                        np.ascontiguousarray(valid), ascending, rows, cols)
+
+
 def _masked_keys(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """``keys`` with the invalid cells NaN (``keys`` itself when every cell is valid)."""
     return keys if valid.all() else np.where(valid, keys, np.nan)
@@ -200,8 +230,11 @@ def top_rows(values: np.ndarray, valid: np.ndarray, n: int, ascending: bool = Fa
 
     The same cells as ``rank_rows(values, valid, "ordinal", not ascending...) <= n``
     would pick — ties at the boundary go to the leftmost columns — found by selection
-    (``numpy.partition``) rather than by ranking whole rows. NaN and invalid cells are
-    never picked.
+    rather than by ranking whole rows: ``numpy.partition``, or, for large arrays and
+    ``n <= 10``, one compiled pass per row keeping the best ``n`` cells in a heap
+    (:func:`foldwise.pipeline._compiled.top_cells`; a few times faster on typical rows
+    and no slower on rows already in order, where every cell enters the heap). NaN and
+    invalid cells are never picked.
 
     Examples
     --------
@@ -211,8 +244,13 @@ def top_rows(values: np.ndarray, valid: np.ndarray, n: int, ascending: bool = Fa
     >>> top_rows(x, np.ones_like(x, dtype=bool), 2, ascending=True)
     array([[False,  True, False, False,  True]])
     """
-    valid = valid & ~np.isnan(values)
     n_cols = values.shape[1]
+    if n < n_cols and n <= TOP_COMPILED_MAX_N and values.size >= COMPILED_MIN_CELLS:
+        from foldwise.pipeline import _compiled
+
+        return _compiled.top_cells(np.ascontiguousarray(values, dtype=np.float64),
+                                   np.ascontiguousarray(valid), n, ascending)
+    valid = valid & ~np.isnan(values)
     if n >= n_cols:
         return valid
     masked = _masked_keys(values if ascending else -values, valid)

@@ -57,7 +57,7 @@ from foldwise.pipeline._term import (
 )
 
 if TYPE_CHECKING:
-    from foldwise.pipeline._engine import Context
+    from foldwise.pipeline._engine import Cells, Context
 
 __all__ = ["CustomClassifier", "CustomFactor", "CustomFilter", "Latest"]
 
@@ -175,6 +175,11 @@ class _CustomTerm(Term):
         # checker only: whether a class defines it decides how the term is computed.
         def _compute_all(self, inputs: list[np.ndarray], ctx: Context) -> Any: ...
 
+        # An optional kernel giving the whole kernel's values at chosen cells alone (None
+        # to decline), for a screened run_pipeline; declared for the type checker only.
+        def _cells_all(self, inputs: list[np.ndarray], ctx: Context,
+                       cells: Cells) -> np.ndarray | None: ...
+
     def compute(self, today: Any, assets: np.ndarray, out: np.ndarray, *inputs: Any) -> None:
         """Write this term's values for ``today`` into ``out`` (override in a subclass)."""
         raise PipelineDefinitionError(
@@ -187,12 +192,36 @@ class _CustomTerm(Term):
         return (kernel_owner is not None and compute_owner is not None
                 and issubclass(kernel_owner, compute_owner))
 
+    def _uses_cell_kernel(self) -> bool:
+        """True if a ``_cells_all`` stands for the whole kernel this class computes with
+        (defined on the class of that kernel or below it, so that overriding
+        ``_compute_all`` or ``compute`` also turns off the cell kernel above it)."""
+        cell_owner = _defining_class(type(self), "_cells_all")
+        kernel_owner = _defining_class(type(self), "_compute_all")
+        return (cell_owner is not None and kernel_owner is not None
+                and issubclass(cell_owner, kernel_owner) and self._uses_kernel())
+
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> Any:
         if self._uses_kernel():
             with self.ctx:
                 result = self._compute_all(inputs, ctx)
             return _apply_mask(result, mask, self.missing_value)
         return self._compute_by_date(inputs, mask, ctx)
+
+    def _cell_inputs(self) -> tuple[bool, ...] | None:
+        if self.outputs is not None or not self._uses_cell_kernel():
+            return None
+        return (False,) * len(self.inputs)  # windows: each input arrives whole
+
+    def _compute_cells(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context,
+                       cells: Cells) -> np.ndarray | None:
+        if any(array.shape[1] != len(ctx.assets) for array in inputs):
+            return None  # a single-column input: computed whole, as the kernel expects
+        with self.ctx:
+            values = self._cells_all(inputs, ctx, cells)
+        if values is None or mask is None:
+            return values
+        return np.where(cells.take(mask), values, self.missing_value)
 
     def _allocate(self, shape: tuple[int, int]) -> np.ndarray:
         if self.outputs is None:

@@ -42,8 +42,14 @@ The algorithm:
    inside a stored one takes a view of it instead of computing. The cache is bounded in
    bytes (least recently used entries go first).
 
-6. **Assemble the output.** ``run_pipeline`` keeps the rows passing the screen and
-   returns a DataFrame indexed by ``(date, asset)``; strategies read the wide arrays.
+6. **Assemble the output.** Without a screen, ``run_pipeline`` returns every cell as a
+   DataFrame indexed by ``(date, asset)``; strategies read the wide arrays. With a screen
+   (:func:`execute_screened`) the screen and the terms it needs are computed first, over
+   every asset; the cells it keeps are then known, and a term that only the output
+   columns need is computed at those cells alone when it can be (``Plan.late_terms``:
+   returns, moving averages, ordinal ranks, exact arithmetic — each giving there the bits
+   its whole computation gives), while every other output is cut down to the kept cells
+   as soon as no term needs it whole.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ import logging
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -129,6 +135,36 @@ class Context:
         return int(position)
 
 
+@dataclass(frozen=True)
+class Cells:
+    """The (date, asset) cells a screen keeps, in row-major order (date, then asset).
+
+    Attributes
+    ----------
+    rows
+        The row of each cell in the array it indexes (0: that array's first row).
+    cols
+        The column (asset position) of each cell.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def shifted(self, offset: int) -> Cells:
+        """The same cells in an array whose first row comes ``offset`` rows earlier."""
+        return self if offset == 0 else Cells(self.rows + offset, self.cols)
+
+    def take(self, whole: np.ndarray) -> np.ndarray:
+        """The values of a ``(rows, assets)`` array at the cells (a single-column array
+        gives each cell its row's value)."""
+        if whole.shape[1] == 1:
+            return whole[self.rows, 0]
+        return whole[self.rows, self.cols]
+
+
 # --- the plan ----------------------------------------------------------------------------------
 
 
@@ -186,6 +222,43 @@ class Plan:
     def roots(self) -> list[Term]:
         return [*self.outputs.values(), *([self.screen] if self.screen is not None else [])]
 
+    def screen_terms(self) -> set[Term]:
+        """The screen and every term it is computed from (empty without a screen)."""
+        if self.screen is None:
+            return set()
+        found = {self.screen}
+        stack = [self.screen]
+        while stack:
+            for dep in stack.pop().dependencies:
+                if dep not in found:
+                    found.add(dep)
+                    stack.append(dep)
+        return found
+
+    def late_terms(self) -> set[Term]:
+        """The terms a screened run computes at the screen's cells alone.
+
+        A term qualifies if the screen does not need it, it can be computed cell by cell
+        (``Term._cell_inputs``), and every term using it qualifies too and takes it at
+        cells (not as a mask, nor as a window or a cross-section): what only the output
+        columns need, and only where the screen keeps them.
+        """
+        needed = self.screen_terms()
+        if not needed:
+            return set()
+        users: dict[Term, list[Term]] = {t: [] for t in self.order}
+        for term in self.order:
+            for dep in set(term.dependencies):
+                users[dep].append(term)
+        late: set[Term] = set()
+        for term in reversed(self.order):  # every user of a term comes before it
+            if (term in needed or isinstance(term, BoundColumn) or term.ndim != 2
+                    or term._cell_inputs() is None):
+                continue
+            if all(user in late and _takes_cells(user, term) for user in users[term]):
+                late.add(term)
+        return late
+
     @property
     def first_position(self) -> int:
         """Position (in the data's dates) of the first date every output can be computed for."""
@@ -218,6 +291,13 @@ class Plan:
             f"before each date (windows are cumulated along the chain), but {asked}; {where}. "
             f"Start later, shorten the window, or pass data that begins before "
             f"{data.index[0].date()}.")
+
+
+def _takes_cells(user: Term, term: Term) -> bool:
+    """Whether ``user`` takes ``term`` at cells wherever it uses it."""
+    accepts = user._cell_inputs()
+    return (accepts is not None and term is not user.mask
+            and all(ok for dep, ok in zip(user.inputs, accepts, strict=True) if dep is term))
 
 
 # --- the cache ---------------------------------------------------------------------------------
@@ -336,6 +416,16 @@ def _checked(label: str, dtype: np.dtype, array: Any, shape: tuple[int, int]) ->
     return array
 
 
+def _checked_cells(label: str, dtype: np.dtype, array: Any, n_cells: int) -> np.ndarray:
+    """A term's values at ``n_cells`` cells, checked (one per cell, the term's dtype)."""
+    array = np.asarray(array)
+    if array.shape != (n_cells,) or array.dtype != dtype:
+        raise PipelineOutputError(
+            f"{label} produced an array of shape {array.shape} and dtype {array.dtype} at "
+            f"{n_cells} cells; expected shape ({n_cells},) and dtype {dtype}.")
+    return array
+
+
 def _check_result(term: Term, value: Any, shape: tuple[int, int]) -> Any:
     """``value`` with its shape and dtype checked, made read-only (it may be shared)."""
     if isinstance(value, dict):
@@ -360,6 +450,84 @@ def _timestamps(index: pd.DatetimeIndex) -> list[pd.Timestamp]:
     return stamps
 
 
+class _Run:
+    """One execution of a plan: each term's first row, the live results, and how many
+    terms still need each of them (a result nobody needs any more is dropped)."""
+
+    def __init__(self, plan: Plan, data: MarketData, first_position: int, last_position: int,
+                 from_depth: bool) -> None:
+        self.plan = plan
+        self.data = data
+        self.first_bar = first_position - 1
+        self.last_bar = last_position - 1
+        self.start = {t: plan.depth[t] if from_depth else self.first_bar - plan.extra[t]
+                      for t in plan.order}
+        self.assets = data.assets.to_numpy(dtype=object)
+        self.remaining = dict(plan.uses)
+        self.workspace: dict[Term, Any] = {}
+        #: Terms whose result holds their values at a screen's cells (1-D), not whole.
+        self.at_cells: set[Term] = set()
+
+    def arguments(self, term: Term) -> tuple[list[Any], np.ndarray | None, Context]:
+        """``term``'s inputs cut to the rows it needs, its mask and its context."""
+        first = self.start[term]
+        below = first - term.extra_rows
+        inputs = [self.workspace[dep] if dep in self.at_cells
+                  else _rows(self.workspace[dep], below - self.start[dep])
+                  for dep in term.inputs]
+        mask = (None if term.mask is None
+                else _rows(self.workspace[term.mask], first - self.start[term.mask]))
+        ctx = Context(self.data.index[first + 1:self.last_bar + 2], self.assets, below,
+                      self.data.assets, self.data.index, first + 1)
+        return inputs, mask, ctx
+
+    def shape(self, term: Term) -> tuple[int, int]:
+        return (self.last_bar - self.start[term] + 1,
+                1 if term.ndim == 1 else len(self.assets))
+
+    def compute_whole(self, term: Term) -> Any:
+        """``term`` over all its rows and assets (a dataset column: a view of the data)."""
+        if isinstance(term, BoundColumn):
+            return term.load(self.data, self.start[term], self.last_bar)
+        began = time.perf_counter()
+        inputs, mask, ctx = self.arguments(term)
+        shape = self.shape(term)
+        value = _check_result(term, term._compute(inputs, mask, ctx), shape)
+        logger.debug("computed %r over %d rows in %.4fs", term, shape[0],
+                     time.perf_counter() - began)
+        return value
+
+    def compute_cells(self, term: Term, cells: Cells) -> np.ndarray:
+        """``term``'s values at ``cells`` alone, or, if the term declines, whole and then
+        taken at ``cells``."""
+        began = time.perf_counter()
+        inputs, mask, ctx = self.arguments(term)
+        value = term._compute_cells(inputs, mask, ctx, cells)
+        if value is None:
+            if any(dep in self.at_cells for dep in term.inputs):  # pragma: no cover - a bug
+                raise PipelineError(f"{term!r} took inputs at cells, then declined them.")
+            value = cells.take(_check_result(term, term._compute(inputs, mask, ctx),
+                                             self.shape(term)))
+        else:
+            value = _checked_cells(repr(term), term.dtype, value, len(cells))
+        self.at_cells.add(term)
+        logger.debug("computed %r at %d cells in %.4fs", term, len(cells),
+                     time.perf_counter() - began)
+        return value
+
+    def release(self, term: Term) -> list[Term]:
+        """Count ``term``'s use of its dependencies; drop those nobody needs any more and
+        return the others."""
+        alive = []
+        for dep in term.dependencies:
+            self.remaining[dep] -= 1
+            if self.remaining[dep] == 0:
+                del self.workspace[dep]
+            else:
+                alive.append(dep)
+        return alive
+
+
 def execute(plan: Plan, data: MarketData, first_position: int, last_position: int, *,
             from_depth: bool = False, cache: TermCache | None = None) -> dict[Term, Any]:
     """Compute the plan's roots for the dates at positions ``first .. last`` (inclusive).
@@ -367,40 +535,68 @@ def execute(plan: Plan, data: MarketData, first_position: int, last_position: in
     Returns each root's rows for those dates. ``from_depth`` computes every term from its
     own first computable bar (see step 3 of the module docstring).
     """
-    last_bar = last_position - 1
-    first_bar = first_position - 1
-    start = {t: plan.depth[t] if from_depth else first_bar - plan.extra[t] for t in plan.order}
-    assets = data.assets.to_numpy(dtype=object)
-    remaining = dict(plan.uses)
-    workspace: dict[Term, Any] = {}
+    run = _Run(plan, data, first_position, last_position, from_depth)
     data_key = data.content_hash if cache is not None else ""
     for term in plan.order:
-        first = start[term]
-        value: Any  # an array, or a dict of arrays for a term with several outputs
-        if isinstance(term, BoundColumn):
-            value = term.load(data, first, last_bar)
+        if cache is None or isinstance(term, BoundColumn):
+            value = run.compute_whole(term)
         else:
-            value = None if cache is None else cache.get((data_key, term), first, last_bar)
+            value = cache.get((data_key, term), run.start[term], run.last_bar)
             if value is None:
-                began = time.perf_counter()
-                below = first - term.extra_rows
-                inputs = [_rows(workspace[dep], below - start[dep]) for dep in term.inputs]
-                mask = (None if term.mask is None
-                        else _rows(workspace[term.mask], first - start[term.mask]))
-                ctx = Context(data.index[first + 1:last_bar + 2], assets, below, data.assets,
-                              data.index, first + 1)
-                shape = (last_bar - first + 1, 1 if term.ndim == 1 else len(assets))
-                value = _check_result(term, term._compute(inputs, mask, ctx), shape)
-                if cache is not None:
-                    cache.put((data_key, term), first, last_bar, value)
-                logger.debug("computed %r over %d rows in %.4fs", term, shape[0],
-                             time.perf_counter() - began)
-        workspace[term] = value
-        for dep in term.dependencies:
-            remaining[dep] -= 1
-            if remaining[dep] == 0:
-                del workspace[dep]
-    return {t: _rows(workspace[t], first_bar - start[t]) for t in plan.roots}
+                value = run.compute_whole(term)
+                cache.put((data_key, term), run.start[term], run.last_bar, value)
+        run.workspace[term] = value
+        run.release(term)
+    return {t: _rows(run.workspace[t], run.first_bar - run.start[t]) for t in plan.roots}
+
+
+def execute_screened(plan: Plan, data: MarketData, first_position: int,
+                     last_position: int) -> tuple[Cells, dict[Term, np.ndarray]]:
+    """Compute a screened plan's roots at the cells its screen keeps (step 6).
+
+    The screen and the terms it needs are computed first, over every asset; then the
+    terms only the output columns need are computed at the kept cells alone where they
+    can be (``Plan.late_terms``), and every other root is cut down to those cells as soon
+    as no term needs it whole, which frees its whole array early. Returns the cells and
+    each root's values at them (1-D, one per cell).
+    """
+    if plan.screen is None:  # pragma: no cover - run_pipeline checks
+        raise PipelineError("execute_screened needs a pipeline with a screen.")
+    run = _Run(plan, data, first_position, last_position, from_depth=False)
+    needed = plan.screen_terms()
+    late = plan.late_terms()
+    order = [t for t in plan.order if t in needed] + [t for t in plan.order if t not in needed]
+    root_uses = Counter(plan.roots)
+    n_dates, n_assets = last_position - first_position + 1, data.n_assets
+    cells: Cells | None = None
+
+    def settle(term: Term) -> None:
+        # A root that only the output needs any more keeps its cells alone.
+        if (cells is not None and term in root_uses and term not in run.at_cells
+                and run.remaining[term] == root_uses[term]):
+            offset = run.first_bar - run.start[term]
+            run.workspace[term] = cells.shifted(offset).take(run.workspace[term])
+            run.at_cells.add(term)
+
+    for term in order:
+        if term in late:
+            assert cells is not None  # the screen comes first
+            run.workspace[term] = run.compute_cells(
+                term, cells.shifted(run.first_bar - run.start[term]))
+        else:
+            run.workspace[term] = run.compute_whole(term)
+        if term is plan.screen:
+            kept = _rows(run.workspace[term], run.first_bar - run.start[term])
+            rows, cols = np.divmod(np.flatnonzero(np.broadcast_to(kept, (n_dates, n_assets))),
+                                   n_assets)
+            cells = Cells(rows, cols)
+            for done in list(run.workspace):
+                settle(done)
+        settle(term)
+        for dep in run.release(term):
+            settle(dep)
+    assert cells is not None
+    return cells, {t: run.workspace[t] for t in plan.roots}
 
 
 def _position(data: MarketData, when: Any, side: Literal["left", "right"]) -> int:
@@ -482,6 +678,9 @@ def run_pipeline(pipeline: Pipeline, data: MarketData, start: Any = None,
             "foldwise.MarketData.from_frame(df).")
     plan = Plan.build(pipeline.columns, pipeline.screen)
     first, last = resolve_range(plan, data, start, end)
+    if plan.screen is not None:
+        cells, values = execute_screened(plan, data, first, last)
+        return cells_frame(plan, cells, values, data, first, last)
     results = execute(plan, data, first, last)
     return to_frame(plan, results, data, first, last)
 
@@ -527,43 +726,59 @@ def _codes(positions: np.ndarray, n_labels: int) -> np.ndarray:
     return positions.astype(np.int64, copy=False)
 
 
-def to_frame(plan: Plan, results: dict[Term, Any], data: MarketData, first: int,
-             last: int) -> pd.DataFrame:
-    """The long ``(date, asset)`` DataFrame of the rows passing the screen.
-
-    Cells are picked by their flat position in the ``(dates, assets)`` arrays, each column
-    copied out once into an array the frame owns (no fancy 2-D indexing, no block
-    consolidation); without a screen, an array the run computed and nobody else holds is
-    handed to the frame as it is. Only ``run_pipeline`` calls this, on results that no
-    cache keeps.
-    """
-    n_dates, n_assets = last - first + 1, data.n_assets
-    picked: np.ndarray | None = None
-    if plan.screen is None:
-        rows = np.repeat(_codes(np.arange(n_dates), n_dates), n_assets)
-        cols = np.tile(_codes(np.arange(n_assets), n_assets), n_dates)
-    else:
-        picked = np.flatnonzero(np.asarray(results[plan.screen]))
-        rows, cols = np.divmod(picked, n_assets)
-        rows, cols = _codes(rows, n_dates), _codes(cols, n_assets)
+def _frame(plan: Plan, columns: dict[str, np.ndarray], data: MarketData, first: int, last: int,
+           rows: np.ndarray, cols: np.ndarray) -> pd.DataFrame:
+    """The long DataFrame of ``columns`` (1-D, one value per cell) at the cells
+    ``(rows, cols)`` of the dates ``first .. last``."""
+    n_dates = last - first + 1
     # pandas accepts Index levels and integer-array codes (its documented use); the stubs
     # type them as plain sequences.
     index = pd.MultiIndex(levels=[data.index[first:last + 1], data.assets],  # type: ignore[list-item]
-                          codes=[rows, cols],  # type: ignore[list-item]
+                          codes=[_codes(rows, n_dates), _codes(cols, data.n_assets)],  # type: ignore[list-item]
                           names=["date", "asset"], verify_integrity=False)
-    frame = {}
+    return pd.DataFrame(columns, index=index, copy=False)
+
+
+def cells_frame(plan: Plan, cells: Cells, values: dict[Term, np.ndarray], data: MarketData,
+                first: int, last: int) -> pd.DataFrame:
+    """The long ``(date, asset)`` DataFrame of a screened run (:func:`execute_screened`).
+
+    Each column takes its root's array of values at the cells as it is, unless another
+    column already did or it is read-only (then a copy): the frame owns what it holds.
+    """
+    columns = {}
+    handed: set[int] = set()
+    for name, term in plan.outputs.items():
+        value = values[term]
+        if value.flags.writeable and id(value) not in handed:
+            handed.add(id(value))
+            columns[name] = value
+        else:
+            columns[name] = value.copy()
+    return _frame(plan, columns, data, first, last, cells.rows, cells.cols)
+
+
+def to_frame(plan: Plan, results: dict[Term, Any], data: MarketData, first: int,
+             last: int) -> pd.DataFrame:
+    """The long ``(date, asset)`` DataFrame of an unscreened run: every cell.
+
+    An array the run computed and nothing else holds (not a view of the data, not already
+    another column's) is handed to the frame as it is, other columns are copied out once
+    (no block consolidation). Only ``run_pipeline`` calls this, on results that no cache
+    keeps.
+    """
+    n_dates, n_assets = last - first + 1, data.n_assets
+    rows = np.repeat(_codes(np.arange(n_dates), n_dates), n_assets)
+    cols = np.tile(_codes(np.arange(n_assets), n_assets), n_dates)
+    columns = {}
     handed: set[int] = set()
     for name, term in plan.outputs.items():
         value = np.asarray(results[term])
-        if picked is not None:
-            frame[name] = np.broadcast_to(value, (n_dates, n_assets)).reshape(-1)[picked]
-        elif (value.shape == (n_dates, n_assets) and value.base is None
-              and value.flags.owndata and id(value) not in handed):
-            # An array this run computed and nothing else holds (not a view of the data,
-            # not already another column's): the frame takes it instead of a copy.
+        if (value.shape == (n_dates, n_assets) and value.base is None
+                and value.flags.owndata and id(value) not in handed):
             handed.add(id(value))
             value.flags.writeable = True
-            frame[name] = value.reshape(-1)
+            columns[name] = value.reshape(-1)
         else:
-            frame[name] = np.broadcast_to(value, (n_dates, n_assets)).reshape(-1).copy()
-    return pd.DataFrame(frame, index=index, copy=False)
+            columns[name] = np.broadcast_to(value, (n_dates, n_assets)).reshape(-1).copy()
+    return _frame(plan, columns, data, first, last, rows, cols)

@@ -22,6 +22,7 @@ from foldwise.pipeline._crosssection import (
     check_fraction_bounds,
     check_rank_method,
     demean_rows,
+    ordinal_rank_cells,
     rank_rows,
     top_rows,
     winsorize_rows,
@@ -31,7 +32,7 @@ from foldwise.pipeline._filter import Comparison, Filter, IsNull, PercentileFilt
 from foldwise.pipeline._term import FLOAT64, Term, check_groupby, check_mask
 
 if TYPE_CHECKING:
-    from foldwise.pipeline._engine import Context
+    from foldwise.pipeline._engine import Cells, Context
 
 __all__ = ["Factor", "Rank", "Top"]
 
@@ -49,6 +50,20 @@ _MATH_FUNCTIONS = {
     )
 }
 _MATH_FUNCTIONS["abs"] = np.abs
+
+# The operations whose result on a value never depends on how numpy loops over the array
+# (IEEE-exact: correctly rounded, or no rounding at all), so that computing them at a few
+# cells gives the bits computing them over the whole array gives there. (``**``, ``%``
+# and the transcendental functions may take vectorised code paths that differ in the last
+# bit from the scalar ones.)
+_EXACT_BINARY_OPS = frozenset({"+", "-", "*", "/"})
+_EXACT_FUNCTIONS = frozenset({"negative", "abs", "sqrt"})
+
+
+def _at_cells(value: np.ndarray, cells: Cells) -> np.ndarray:
+    """An input's values at ``cells``: as given if it arrived at cells (1-D), else taken
+    from the whole array."""
+    return value if value.ndim == 1 else cells.take(value)
 
 
 def _both_masks(first: Filter | None, second: Filter | None) -> Filter | None:
@@ -396,6 +411,13 @@ class BinaryOperation(Factor):
         with np.errstate(all="ignore"):
             return _BINARY_OPS[self.op](left, right)
 
+    def _cell_inputs(self) -> tuple[bool, ...] | None:
+        return (True,) * len(self.inputs) if self.op in _EXACT_BINARY_OPS else None
+
+    def _compute_cells(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context,
+                       cells: Cells) -> np.ndarray:
+        return self._compute([_at_cells(value, cells) for value in inputs], mask, ctx)
+
     def __repr__(self) -> str:
         terms = iter(self.inputs)
         left, right = (repr(next(terms)) if c is None else f"{c:g}" for c in self.constants)
@@ -417,6 +439,13 @@ class MathFunction(Factor):
         function = np.negative if self.function == "negative" else _MATH_FUNCTIONS[self.function]
         with np.errstate(all="ignore"):
             return function(inputs[0])
+
+    def _cell_inputs(self) -> tuple[bool, ...] | None:
+        return (True,) if self.function in _EXACT_FUNCTIONS else None
+
+    def _compute_cells(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context,
+                       cells: Cells) -> np.ndarray:
+        return self._compute([_at_cells(inputs[0], cells)], mask, ctx)
 
     def __repr__(self) -> str:
         if self.function == "negative":
@@ -507,6 +536,18 @@ class Rank(Factor):
         missing = self.inputs[1].missing_value if labels is not None else -1
         valid = _group_valid(mask, labels, missing, inputs[0].shape)
         return rank_rows(inputs[0], valid, self.method, self.ascending, labels)
+
+    def _cell_inputs(self) -> tuple[bool, ...] | None:
+        # Ordinal ranks over the whole row (no groups) are counted cell by cell.
+        return (False,) if self.method == "ordinal" and len(self.inputs) == 1 else None
+
+    def _compute_cells(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context,
+                       cells: Cells) -> np.ndarray | None:
+        values = inputs[0]
+        if values.shape[1] != len(ctx.assets):  # not a cross-section: computed whole
+            return None
+        valid = np.ones(values.shape, dtype=bool) if mask is None else mask
+        return ordinal_rank_cells(values, valid, self.ascending, cells.rows, cells.cols)
 
     def __repr__(self) -> str:
         extra = "" if self.ascending else ", ascending=False"

@@ -42,6 +42,7 @@ __all__ = [
     "window_max_drawdown",
     "window_moments",
     "window_nanmean",
+    "window_nanmean_cells",
     "window_sum",
     "window_variance",
 ]
@@ -237,6 +238,29 @@ def window_nanmean(values: np.ndarray, window: int, origin: int = 0) -> np.ndarr
     if compiled is not None:
         return compiled.window_nanmean(_float_rows(values), window, origin % window)
     return _nanmean_numpy(values, window, origin)
+
+
+def window_nanmean_cells(values: np.ndarray, window: int, origin: int, rows: np.ndarray,
+                         cols: np.ndarray) -> np.ndarray | None:
+    """:func:`window_nanmean` of the windows starting on ``rows`` in columns ``cols`` alone
+    (cells in row-major order), bit for bit; None where the whole kernel is the cheaper
+    (or the smaller) one: a window costs one scattered read per row, so cells pay only
+    while they are few next to the array (fewer than one per ``window`` cells), and
+    inputs too small for the compiled kernels are computed whole anyway.
+
+    Examples
+    --------
+    >>> x = np.arange(600_000.0).reshape(-1, 2)
+    >>> rows, cols = np.array([5, 9]), np.array([1, 0])
+    >>> np.array_equal(window_nanmean_cells(x, 3, 0, rows, cols),
+    ...                window_nanmean(x, 3)[rows, cols])
+    True
+    """
+    compiled = _compiled(values)
+    if compiled is None or len(rows) * window > values.size:
+        return None
+    return compiled.window_nanmean_cells(_float_rows(values), window, origin % window,
+                                         rows, cols)
 
 
 def _nanmean_numpy(values: np.ndarray, window: int, origin: int) -> np.ndarray:

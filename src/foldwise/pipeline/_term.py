@@ -41,7 +41,7 @@ from foldwise._hashing import hash_json
 from foldwise.errors import NonWindowSafeInputError, ParameterError, PipelineDefinitionError
 
 if TYPE_CHECKING:
-    from foldwise.pipeline._engine import Context
+    from foldwise.pipeline._engine import Cells, Context
     from foldwise.pipeline._filter import Filter
 
 __all__ = ["NotSpecified", "Term"]
@@ -258,6 +258,26 @@ class Term:
         raise PipelineDefinitionError(
             f"{type(self).__name__} defines no computation; subclass CustomFactor (or a "
             "built-in term) and give it a compute() method.")
+
+    def _cell_inputs(self) -> tuple[bool, ...] | None:
+        """Whether this term can be computed at chosen cells alone (see ``_compute_cells``).
+
+        None (the default): only whole. Otherwise one flag per input: True where the input
+        may arrive as its values at the cells, False where it must arrive whole (a window,
+        a cross-section).
+        """
+        return None
+
+    def _compute_cells(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context,
+                       cells: Cells) -> np.ndarray | None:
+        """This term's values at ``cells`` alone, equal to those ``_compute`` gives there.
+
+        ``inputs`` are as for ``_compute``, except that an input this term takes at cells
+        (``_cell_inputs``) may arrive as a 1-D array of its values at ``cells``; ``mask``
+        arrives whole. Returning None declines (the engine then computes the term whole
+        and takes its cells), which a term may do only when every input arrived whole.
+        """
+        return None
 
     # --- identity ------------------------------------------------------------------------
 

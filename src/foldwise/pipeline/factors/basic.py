@@ -25,12 +25,13 @@ from foldwise.pipeline._kernels import (
     window_linear_sum,
     window_max_drawdown,
     window_nanmean,
+    window_nanmean_cells,
     window_sum,
     window_variance,
 )
 
 if TYPE_CHECKING:
-    from foldwise.pipeline._engine import Context
+    from foldwise.pipeline._engine import Cells, Context
 
 __all__ = [
     "EWMA",
@@ -77,6 +78,14 @@ def _change(values: np.ndarray, window: int, absolute: bool) -> np.ndarray:
     return np.divide(change, np.abs(old) if absolute else old, out=change)
 
 
+def _change_cells(values: np.ndarray, window: int, absolute: bool, cells: Cells) -> np.ndarray:
+    """:func:`_change` at ``cells`` alone (the same two exact operations on each)."""
+    old = cells.take(values)
+    new = cells.shifted(window - 1).take(values)
+    change = np.subtract(new, old)
+    return np.divide(change, np.abs(old) if absolute else old, out=change)
+
+
 class Returns(_BuiltIn):
     """Percent change of the close over the window: ``(close[-1] - close[0]) / close[0]``.
 
@@ -98,6 +107,9 @@ class Returns(_BuiltIn):
 
     def _compute_all(self, inputs: list[np.ndarray], ctx: Context) -> np.ndarray:
         return _change(inputs[0], self.window_length, absolute=False)
+
+    def _cells_all(self, inputs: list[np.ndarray], ctx: Context, cells: Cells) -> np.ndarray:
+        return _change_cells(inputs[0], self.window_length, False, cells)
 
 
 class DailyReturns(Returns):
@@ -124,6 +136,9 @@ class PercentChange(_BuiltIn):
     def _compute_all(self, inputs: list[np.ndarray], ctx: Context) -> np.ndarray:
         return _change(inputs[0], self.window_length, absolute=True)
 
+    def _cells_all(self, inputs: list[np.ndarray], ctx: Context, cells: Cells) -> np.ndarray:
+        return _change_cells(inputs[0], self.window_length, True, cells)
+
 
 class SimpleMovingAverage(_BuiltIn):
     """Mean of the input over the window, NaN skipped (NaN if the window has no data)."""
@@ -137,6 +152,11 @@ class SimpleMovingAverage(_BuiltIn):
 
     def _compute_all(self, inputs: list[np.ndarray], ctx: Context) -> np.ndarray:
         return window_nanmean(inputs[0], self.window_length, ctx.origin)
+
+    def _cells_all(self, inputs: list[np.ndarray], ctx: Context,
+                   cells: Cells) -> np.ndarray | None:
+        return window_nanmean_cells(inputs[0], self.window_length, ctx.origin, cells.rows,
+                                    cells.cols)
 
 
 class VWAP(_BuiltIn):
