@@ -399,6 +399,50 @@ def test_a_screened_frame_owns_its_columns():
     pd.testing.assert_frame_equal(run_pipeline(pipe, data, data.index[40]), expected)
 
 
+def test_elementwise_terms_overwrite_only_what_nothing_else_needs(monkeypatch):
+    """An arithmetic term may write into an intermediate array it alone still needs (one
+    allocation fewer); never into a root, data, a cached result, an array used twice or
+    one a view (a slice by asset) still holds: every column stays what numpy gives."""
+    from foldwise.pipeline import _factor
+
+    reused = []
+    original = _factor._reusable
+
+    def spy(inputs, ctx, shape):
+        out = original(inputs, ctx, shape)
+        reused.append(out is not None)
+        return out
+
+    monkeypatch.setattr(_factor, "_reusable", spy)
+    data = make_panel(n_assets=8)
+    momentum, level = Returns(window_length=5), close.latest
+    doubled = momentum * 2.0  # needed by `chain` alone: may be overwritten
+    twice = momentum * 3.0  # used twice by one term
+    sliced = momentum * 4.0  # a view of it (a one-asset slice) is read later
+    pipe = Pipeline({"chain": -(doubled + 1.0), "twice": twice * twice,
+                     "sliced": (sliced - 1.0) + sliced["A2"], "root": momentum + 0.0,
+                     "momentum": momentum, "level": level * 1.0, "data": level + 0.0})
+    out = run_pipeline(pipe, data, data.index[10])
+    m = run_pipeline(Pipeline({"m": momentum}), data, data.index[10])["m"].unstack()
+    prices = data.frame("close").shift(1).loc[m.index]
+    expect = {"chain": -(m * 2.0 + 1.0), "twice": (m * 3.0) * (m * 3.0),
+              "sliced": (m * 4.0 - 1.0).add(m["A2"] * 4.0, axis=0), "root": m + 0.0,
+              "momentum": m, "level": prices * 1.0, "data": prices + 0.0}
+    for name, table in expect.items():
+        np.testing.assert_array_equal(out[name].unstack().to_numpy(), table.to_numpy())
+    assert any(reused)
+    np.testing.assert_array_equal(data.frame("close").to_numpy(), make_panel(n_assets=8)
+                                  .frame("close").to_numpy())
+    cache = TermCache()
+    reused.clear()
+    first = engine.compute_wide(pipe, data, cache=cache)
+    assert reused and not any(reused)  # results a cache keeps are never overwritten
+    kept = {name: values.copy() for name, values in first.columns.items()}
+    again = engine.compute_wide(pipe, data, cache=cache)
+    for name, values in again.columns.items():
+        np.testing.assert_array_equal(values, kept[name])
+
+
 # --- masks, custom filters and classifiers, datasets -----------------------------------------
 
 

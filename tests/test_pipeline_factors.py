@@ -416,6 +416,34 @@ def test_compiled_kernels_equal_the_numpy_kernels_bit_for_bit():
             assert _compiled.window_nanmoments(values, window, lead, False)[1].size == 0
 
 
+def test_compiled_std_of_complete_windows_equals_the_general_kernel_bit_for_bit():
+    """Without NaN, the standard deviation takes one pass that skips the counts of values
+    present and folds in the root and the scale: the same bits as the general kernel's
+    variance, rooted and scaled, and NaN inputs still take the general kernel."""
+    from foldwise.pipeline import _compiled, _kernels
+
+    cases = [(values, window, origin) for values, window, origin in _kernel_cases(seed=3)
+             if not np.isnan(values).any()]
+    spiked = cases[0][0].copy()
+    spiked[0, 0] = np.inf
+    cases.append((spiked, cases[0][1], 4))
+    assert len(cases) > 100
+    for values, window, origin in cases:
+        with np.errstate(all="ignore"):
+            variance = _compiled.window_nanmoments(values, window, origin % window, False)[2]
+            expected = np.sqrt(variance) * 15.87
+            got = _compiled.window_std_complete(values, window, origin % window, 15.87)
+        assert np.array_equal(got, expected, equal_nan=True)
+    assert _compiled.has_nan(np.array([[1.0, 2.0], [3.0, np.nan]]))
+    assert not _compiled.has_nan(np.array([[1.0, np.inf], [3.0, 4.0]]))
+    big = np.random.default_rng(0).normal(size=(600, 500))
+    big[5, 7] = np.nan
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(
+            _kernels.window_std(big, 20, 3, 2.0),
+            np.sqrt(_compiled.window_nanmoments(big, 20, 3, False)[2]) * 2.0)
+
+
 def test_compiled_window_means_at_cells_equal_the_whole_kernel_bit_for_bit():
     """The mean of the windows starting at chosen cells (a screened run's outputs; four
     cells of a row at a time) makes the whole kernel's additions in the same order."""

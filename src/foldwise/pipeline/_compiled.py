@@ -31,8 +31,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["normalize_rows", "ordinal_codes", "ordinal_rank_cells", "ranks_from_codes",
-           "top_cells", "window_nanmean", "window_nanmean_cells", "window_nanmoments"]
+__all__ = ["has_nan", "normalize_rows", "ordinal_codes", "ordinal_rank_cells", "ranks_from_codes",
+           "top_cells", "window_nanmean", "window_nanmean_cells", "window_nanmoments",
+           "window_std_complete"]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -192,6 +193,83 @@ def window_nanmoments(values: np.ndarray, window: int, lead: int, want_mean: boo
                     mean[start, col] = shift[col] + m1
                     count[start, col] = n
     return count, mean, var
+
+
+@numba.njit(cache=True, nogil=True)
+def has_nan(values: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """Whether any value of the 2-D ``values`` is NaN (stops after the first row with one;
+    a row is scanned whole, a loop the compiler vectorises)."""
+    for row in range(values.shape[0]):
+        found = False
+        for col in range(values.shape[1]):
+            found |= values[row, col] != values[row, col]
+        if found:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def window_std_complete(values: np.ndarray, window: int, lead: int,
+                        scale: float) -> np.ndarray:  # pragma: no cover - compiled
+    """``sqrt(var) * scale`` of each window of ``values`` holding no NaN: the variance of
+    :func:`window_nanmoments` (the same shifts, the same additions in the same order, the
+    same bits), without the counts of values present — every window has ``window`` of
+    them — nor a separate pass for the root and the scale."""
+    n_rows, n_cols = values.shape
+    n_out = n_rows - window + 1
+    n_blocks = (lead + n_rows + window - 1) // window
+    out = np.empty((n_out, n_cols))
+    first = np.empty((window, n_cols))
+    second = np.empty((window, n_cols))
+    shift = np.empty(n_cols)
+    next_first = np.empty(n_cols)
+    next_second = np.empty(n_cols)
+    for block in range(n_blocks):
+        base = block * window - lead
+        if base >= n_out:
+            break
+        end_row = min(base + window - 1, n_rows - 1)
+        for col in range(n_cols):
+            shift[col] = values[end_row, col]
+        for position in range(window - 1, -1, -1):
+            row = base + position
+            present = 0 <= row < n_rows  # padding rows add 0.0
+            for col in range(n_cols):
+                d = values[row, col] - shift[col] if present else 0.0
+                if position == window - 1:
+                    first[position, col] = d
+                    second[position, col] = d * d
+                else:
+                    first[position, col] = first[position + 1, col] + d
+                    second[position, col] = second[position + 1, col] + d * d
+        for position in range(window):
+            start = base + position
+            if position > 0:
+                row = base + window + position - 1
+                present = row < n_rows
+                for col in range(n_cols):
+                    d = values[row, col] - shift[col] if present else 0.0
+                    if position == 1:
+                        next_first[col] = d
+                        next_second[col] = d * d
+                    else:
+                        next_first[col] = next_first[col] + d
+                        next_second[col] = next_second[col] + d * d
+            if start < 0 or start >= n_out:
+                continue
+            for col in range(n_cols):
+                if position == 0:
+                    s1 = first[0, col]
+                    s2 = second[0, col]
+                else:
+                    s1 = first[position, col] + next_first[col]
+                    s2 = second[position, col] + next_second[col]
+                m1 = s1 / window
+                v = s2 / window - m1 * m1
+                if v < 0.0:
+                    v = 0.0
+                out[start, col] = np.sqrt(v) * scale
+    return out
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

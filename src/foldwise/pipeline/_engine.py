@@ -55,6 +55,7 @@ The algorithm:
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -104,6 +105,10 @@ class Context:
     panel_dates, offset
         The data's whole index and the position of ``dates[0]`` in it, if known (see
         :attr:`timestamps`).
+    disposable
+        Positions of the inputs whose array the term may overwrite (an intermediate result
+        this run computed, that nothing else holds or needs): an elementwise term can
+        write its result there instead of into a new array.
     """
 
     dates: pd.DatetimeIndex
@@ -112,6 +117,7 @@ class Context:
     asset_index: pd.Index
     panel_dates: pd.DatetimeIndex | None = None
     offset: int = 0
+    disposable: frozenset[int] = frozenset()
 
     @property
     def timestamps(self) -> Sequence[pd.Timestamp]:
@@ -455,8 +461,9 @@ class _Run:
     terms still need each of them (a result nobody needs any more is dropped)."""
 
     def __init__(self, plan: Plan, data: MarketData, first_position: int, last_position: int,
-                 from_depth: bool) -> None:
+                 from_depth: bool, reuse: bool = True) -> None:
         self.plan = plan
+        self.reuse = reuse  # whether a term may overwrite an intermediate it alone needs
         self.data = data
         self.first_bar = first_position - 1
         self.last_bar = last_position - 1
@@ -472,14 +479,35 @@ class _Run:
         """``term``'s inputs cut to the rows it needs, its mask and its context."""
         first = self.start[term]
         below = first - term.extra_rows
+        disposable = frozenset(i for i, dep in enumerate(term.inputs)
+                               if self._disposable(term, dep, below))
         inputs = [self.workspace[dep] if dep in self.at_cells
                   else _rows(self.workspace[dep], below - self.start[dep])
                   for dep in term.inputs]
         mask = (None if term.mask is None
                 else _rows(self.workspace[term.mask], first - self.start[term.mask]))
         ctx = Context(self.data.index[first + 1:self.last_bar + 2], self.assets, below,
-                      self.data.assets, self.data.index, first + 1)
+                      self.data.assets, self.data.index, first + 1, disposable)
         return inputs, mask, ctx
+
+    def _disposable(self, term: Term, dep: Term, below: int) -> bool:
+        """Whether ``term`` may overwrite ``dep``'s whole array: ``term`` is its last user
+        (and uses it once), this run computed it (no data, no cache), ``term`` gets it as
+        it is (not a slice of its rows), and nothing else holds it — not even a view (a
+        view keeps a reference to it, which ``sys.getrefcount`` counts) — nor its memory:
+        the array owns it, or its owner is no array (numba's arrays have one) and nothing
+        else holds that owner."""
+        if (not self.reuse or self.remaining[dep] != 1 or dep in self.at_cells
+                or isinstance(dep, BoundColumn) or below != self.start[dep]
+                or term.dependencies.count(dep) != 1):
+            return False
+        value = self.workspace[dep]
+        if not isinstance(value, np.ndarray) or isinstance(value.base, np.ndarray):
+            return False
+        # References to the array: the workspace's, this local's and getrefcount's
+        # argument; to its owner: the array's and the argument.
+        return sys.getrefcount(value) == 3 and (value.base is None
+                                                or sys.getrefcount(value.base) == 2)
 
     def shape(self, term: Term) -> tuple[int, int]:
         return (self.last_bar - self.start[term] + 1,
@@ -535,7 +563,8 @@ def execute(plan: Plan, data: MarketData, first_position: int, last_position: in
     Returns each root's rows for those dates. ``from_depth`` computes every term from its
     own first computable bar (see step 3 of the module docstring).
     """
-    run = _Run(plan, data, first_position, last_position, from_depth)
+    # A cached result may be served again: no term overwrites one.
+    run = _Run(plan, data, first_position, last_position, from_depth, reuse=cache is None)
     data_key = data.content_hash if cache is not None else ""
     for term in plan.order:
         if cache is None or isinstance(term, BoundColumn):

@@ -60,6 +60,18 @@ _EXACT_BINARY_OPS = frozenset({"+", "-", "*", "/"})
 _EXACT_FUNCTIONS = frozenset({"negative", "abs", "sqrt"})
 
 
+def _reusable(inputs: list[Any], ctx: Context, shape: tuple[int, ...]) -> np.ndarray | None:
+    """An input array the engine lets this term overwrite (``ctx.disposable``) that can
+    hold a float result of ``shape``, made writeable; None to allocate a new one. An
+    elementwise ufunc writing into one of its inputs gives the same values."""
+    for position in sorted(ctx.disposable):
+        array = inputs[position]
+        if array.shape == shape and array.dtype == np.float64:
+            array.flags.writeable = True
+            return array
+    return None
+
+
 def _at_cells(value: np.ndarray, cells: Cells) -> np.ndarray:
     """An input's values at ``cells``: as given if it arrived at cells (1-D), else taken
     from the whole array."""
@@ -408,8 +420,9 @@ class BinaryOperation(Factor):
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
         arrays = iter(inputs)
         left, right = (next(arrays) if c is None else c for c in self.constants)
+        out = _reusable(inputs, ctx, np.broadcast_shapes(np.shape(left), np.shape(right)))
         with np.errstate(all="ignore"):
-            return _BINARY_OPS[self.op](left, right)
+            return _BINARY_OPS[self.op](left, right, out=out)
 
     def _cell_inputs(self) -> tuple[bool, ...] | None:
         return (True,) * len(self.inputs) if self.op in _EXACT_BINARY_OPS else None
@@ -437,8 +450,9 @@ class MathFunction(Factor):
 
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
         function = np.negative if self.function == "negative" else _MATH_FUNCTIONS[self.function]
+        out = _reusable(inputs, ctx, np.shape(inputs[0]))
         with np.errstate(all="ignore"):
-            return function(inputs[0])
+            return function(inputs[0], out=out)
 
     def _cell_inputs(self) -> tuple[bool, ...] | None:
         return (True,) if self.function in _EXACT_FUNCTIONS else None

@@ -43,6 +43,7 @@ __all__ = [
     "window_moments",
     "window_nanmean",
     "window_nanmean_cells",
+    "window_std",
     "window_sum",
     "window_variance",
 ]
@@ -318,6 +319,27 @@ def window_variance(values: np.ndarray, window: int, origin: int = 0) -> np.ndar
         return compiled.window_nanmoments(_float_rows(values), window, origin % window,
                                           False)[2]
     return _moments_numpy(values, window, origin)[3]
+
+
+def window_std(values: np.ndarray, window: int, origin: int = 0,
+               scale: float = 1.0) -> np.ndarray:
+    """``sqrt(window_variance(...)) * scale``: the population standard deviation of each
+    window, scaled. A large input holding no NaN takes one compiled pass that gives the
+    same bits (no counts of values present, no separate root and product).
+
+    Examples
+    --------
+    >>> window_std(np.array([[1.0], [3.0], [np.nan], [4.0]]), 2, scale=2.0)[:, 0]
+    array([2., 0., 0.])
+    """
+    compiled = _compiled(values)
+    if compiled is not None:
+        rows = _float_rows(values)
+        if not compiled.has_nan(rows):
+            return compiled.window_std_complete(rows, window, origin % window, float(scale))
+    variance = window_variance(values, window, origin)
+    std = np.sqrt(variance, out=variance)
+    return np.multiply(std, scale, out=std)
 
 
 def _moments_numpy(values: np.ndarray, window: int, origin: int,

@@ -26,8 +26,8 @@ from foldwise.pipeline._kernels import (
     window_max_drawdown,
     window_nanmean,
     window_nanmean_cells,
+    window_std,
     window_sum,
-    window_variance,
 )
 
 if TYPE_CHECKING:
@@ -335,9 +335,8 @@ class AnnualizedVolatility(_BuiltIn):
         out[:] = np.nanstd(returns, axis=0) * (annualization_factor ** 0.5)
 
     def _compute_all(self, inputs: list[np.ndarray], ctx: Context) -> np.ndarray:
-        variance = window_variance(inputs[0], self.window_length, ctx.origin)
-        std = np.sqrt(variance, out=variance)
-        return np.multiply(std, self.params["annualization_factor"] ** 0.5, out=std)
+        return window_std(inputs[0], self.window_length, ctx.origin,
+                          self.params["annualization_factor"] ** 0.5)
 
 
 # Zipline's short names.
