@@ -19,6 +19,12 @@ same values (the largest absolute difference is printed). Each engine then runs
 ``--repeat`` times per case, alternating; the medians of wall-clock and of CPU time and
 their ratios (zipline / foldwise) are printed (a target is met when both ratios meet it).
 
+Case (b) also times, in the same alternation, the factor's own ``compute`` called once per
+date over the same 60-row windows (views of the closes) into a preallocated output, with
+no engine around it: what any engine running this factor must spend, since both run
+``compute`` once per date. Zipline's time over it bounds the ratio any engine could reach
+on (b), and foldwise's time over it is foldwise's overhead.
+
 zipline-reloaded is not a dependency of foldwise: it pins its own versions of pandas and
 other packages and needs compiled extensions. Run this script in a separate virtual
 environment holding both::
@@ -87,20 +93,40 @@ def synthetic_closes(n_dates: int, n_assets: int, seed: int = 0
     return pd.bdate_range("2010-01-04", periods=n_dates), closes
 
 
-def paired_medians(ours: Callable[[], Any], theirs: Callable[[], Any], repeat: int,
-                   ) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Median wall-clock and CPU seconds of each, ``(ours, theirs)``; the two run in turn so
-    that both see the same machine load. (CPU time, the process's own, is the steadier
+def paired_medians(funcs: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
+    """Median wall-clock and CPU seconds of each function; the functions run in turn so
+    that all see the same machine load. (CPU time, the process's own, is the steadier
     figure on a machine shared with other work.)"""
-    samples: list[list[tuple[float, float]]] = [[], []]
+    samples: list[list[tuple[float, float]]] = [[] for _ in funcs]
     for _ in range(repeat):
-        for func, times in zip((ours, theirs), samples, strict=True):
+        for func, times in zip(funcs, samples, strict=True):
             wall, cpu = time.perf_counter(), time.process_time()
             func()
             times.append((time.perf_counter() - wall, time.process_time() - cpu))
-    walls = tuple(statistics.median(t[0] for t in times) for times in samples)
-    cpus = tuple(statistics.median(t[1] for t in times) for times in samples)
-    return (walls[0], walls[1]), (cpus[0], cpus[1])
+    return [(statistics.median(t[0] for t in times), statistics.median(t[1] for t in times))
+            for times in samples]
+
+
+def compute_alone(term: Any, closes: np.ndarray, index: pd.DatetimeIndex, first: int,
+                  last: int) -> Callable[[], np.ndarray]:
+    """The term's ``compute`` called once per date ``first .. last`` (positions) over its
+    windows of the closes (views, oldest row first, ending with the bar before each
+    date) into a preallocated NaN-filled output: the factor's own work, no engine."""
+    window = term.window_length
+    windows = np.lib.stride_tricks.sliding_window_view(closes[first - window:last], window,
+                                                       axis=0)
+    windows = np.moveaxis(windows, -1, 1)
+    assert windows.shape == (last - first + 1, window, closes.shape[1])
+    days = list(index[first:last + 1])
+    assets = np.array([f"S{i:03d}" for i in range(closes.shape[1])], dtype=object)
+
+    def run() -> np.ndarray:
+        out = np.full((len(days), closes.shape[1]), np.nan)
+        for today, row, prices in zip(days, out, windows, strict=True):
+            term.compute(today, assets, row, prices)
+        return out
+
+    return run
 
 
 # --- foldwise ----------------------------------------------------------------------------------
@@ -241,7 +267,8 @@ def main() -> int:
     data, ours = foldwise_side(index, closes)
     engine, theirs = zipline_side(index, closes)
     # A start that leaves both engines the history every window needs (61 bars).
-    start, end = index[100], index[-1]
+    first_position = 100
+    start, end = index[first_position], index[-1]
     print(f"panel: {args.dates} dates x {args.assets} assets (seed 0), {start.date()} .. "
           f"{end.date()} computed, zipline-reloaded {zipline.__version__}, median of "
           f"{args.repeat} runs")
@@ -251,9 +278,15 @@ def main() -> int:
         frame = run_pipeline(ours[key], data, start, end)
         absolute, relative = max_difference(
             frame, engine.run_pipeline(theirs[key], start, end), args.assets)
-        (ours_wall, theirs_wall), (ours_cpu, theirs_cpu) = paired_medians(
-            lambda k=key: run_pipeline(ours[k], data, start, end),
-            lambda k=key: engine.run_pipeline(theirs[k], start, end), args.repeat)
+        funcs = [lambda k=key: run_pipeline(ours[k], data, start, end),
+                 lambda k=key: engine.run_pipeline(theirs[k], start, end)]
+        if key == "reversion":
+            alone = compute_alone(ours[key].columns["reversion"], closes, index,
+                                  first_position, len(index) - 1)
+            np.testing.assert_array_equal(alone().reshape(-1), frame["reversion"].to_numpy())
+            funcs.append(alone)
+        timings = paired_medians(funcs, args.repeat)
+        (ours_wall, ours_cpu), (theirs_wall, theirs_cpu) = timings[:2]
         ratio, cpu_ratio = theirs_wall / ours_wall, theirs_cpu / ours_cpu
         verdict = "meets" if min(ratio, cpu_ratio) >= target else "BELOW"
         print(f"{label:<34} foldwise {ours_wall * 1e3:7.1f} ms   zipline "
@@ -263,6 +296,13 @@ def main() -> int:
               f"{theirs_cpu * 1e3:7.1f} ms   {cpu_ratio:5.1f}x")
         print(f"{'':<34} {len(frame)} rows equal; max |diff| {absolute:.1e}, relative to "
               f"max(1, |value|) {relative:.1e}")
+        if len(timings) > 2:
+            alone_wall, alone_cpu = timings[2]
+            print(f"{'':<34} compute() alone, no engine: {alone_wall * 1e3:.1f} ms (CPU "
+                  f"{alone_cpu * 1e3:.1f} ms); zipline / it {theirs_wall / alone_wall:.1f}x "
+                  f"(CPU {theirs_cpu / alone_cpu:.1f}x),")
+            print(f"{'':<34} the most any engine could gain; foldwise / it "
+                  f"{ours_wall / alone_wall:.2f} (CPU {ours_cpu / alone_cpu:.2f})")
     return 0
 
 
