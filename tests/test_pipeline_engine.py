@@ -356,6 +356,38 @@ def test_a_screened_run_equals_the_full_run_at_the_kept_cells(compiled, monkeypa
     assert set(calls) == ({"window_nanmean_cells", "ordinal_rank_cells"} if compiled else set())
 
 
+def test_a_subclass_with_its_own_kernel_or_compute_is_not_computed_at_cells(monkeypatch):
+    """A built-in's cell kernel stands only for its own whole kernel: a subclass that
+    overrides ``_compute_all`` or ``compute`` is computed its own way (whole), and a screen
+    keeping no cell gives an empty frame."""
+    from foldwise.pipeline import _crosssection, _kernels
+
+    monkeypatch.setattr(_kernels, "COMPILED_MIN_CELLS", 0)
+    monkeypatch.setattr(_crosssection, "COMPILED_MIN_CELLS", 0)
+
+    class Doubled(SimpleMovingAverage):
+        def _compute_all(self, inputs, ctx):
+            return 2.0 * super()._compute_all(inputs, ctx)
+
+    class Direct(SimpleMovingAverage):
+        def compute(self, today, assets, out, data):
+            out[:] = np.nanmean(data, axis=0) + 1.0
+
+    data = _sparse_panel()
+    plain = SimpleMovingAverage(inputs=[close], window_length=9)
+    doubled = Doubled(inputs=[close], window_length=9)
+    direct = Direct(inputs=[close], window_length=9)
+    momentum = Returns(window_length=5)
+    pipe = Pipeline({"plain": plain, "doubled": doubled, "direct": direct},
+                    screen=momentum.top(2))
+    assert engine.Plan.build(pipe.columns, pipe.screen).late_terms() == {plain}
+    out = run_pipeline(pipe, data, data.index[40])
+    np.testing.assert_array_equal(out["doubled"], 2.0 * out["plain"])
+    np.testing.assert_allclose(out["direct"], out["plain"] + 1.0, rtol=1e-13)
+    empty = run_pipeline(Pipeline(pipe.columns, screen=momentum > 1e9), data, data.index[40])
+    assert empty.empty and list(empty.columns) == ["plain", "doubled", "direct"]
+
+
 def test_a_screened_run_frees_whole_outputs_once_cut_to_the_cells():
     """An output the screen needs is cut to the kept cells once nothing needs it whole:
     its whole array is not held to the end of the run."""

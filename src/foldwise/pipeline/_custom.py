@@ -26,6 +26,10 @@ For each date the engine calls ``compute(today, assets, out, *inputs, **params)`
 Built-in factors subclass :class:`CustomFactor` too and keep a per-date ``compute`` (the
 reference definition), but also define ``_compute_all``, a whole-array kernel the engine
 uses instead — unless a subclass overrides ``compute``, in which case its ``compute`` runs.
+Some also define ``_cells_all``, the same kernel's values at chosen cells alone, which a
+screened ``run_pipeline`` uses for a column only the output needs (see
+:func:`foldwise.pipeline._engine.execute_screened`); overriding ``_compute_all`` or
+``compute`` turns it off.
 """
 
 from __future__ import annotations
