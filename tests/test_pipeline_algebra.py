@@ -370,6 +370,18 @@ def test_quantile_kernel_matches_qcut_without_repeated_edges(matrices, bins):
         np.testing.assert_array_equal(got[row], expected)
 
 
+def _ordinal_top(values, valid, n, ascending):
+    """The cells scipy's ordinal ranks put at ``n`` or better, row by row (NaN and invalid
+    cells never)."""
+    expected = np.zeros(values.shape, dtype=bool)
+    for row in range(values.shape[0]):
+        cells = valid[row] & ~np.isnan(values[row])
+        if cells.any():
+            x = values[row][cells]
+            expected[row, cells] = stats.rankdata(x if ascending else -x, method="ordinal") <= n
+    return expected
+
+
 @pytest.mark.slow  # seconds: 150 generated cases (quick loop: -m 'not slow')
 @settings(max_examples=150, deadline=None)
 @given(_matrices(), st.integers(1, 10), st.booleans())
@@ -378,13 +390,7 @@ def test_top_kernel_matches_scipy_ordinal_ranks(matrices, n, ascending):
     ties at the boundary go to the leftmost columns; NaN and invalid cells never."""
     values, valid, _ = matrices
     got = top_rows(values, valid, n, ascending)
-    for row in range(values.shape[0]):
-        cells = valid[row] & ~np.isnan(values[row])
-        expected = np.zeros(values.shape[1], dtype=bool)
-        if cells.any():
-            x = values[row][cells]
-            expected[cells] = stats.rankdata(x if ascending else -x, method="ordinal") <= n
-        np.testing.assert_array_equal(got[row], expected)
+    np.testing.assert_array_equal(got, _ordinal_top(values, valid, n, ascending))
 
 
 @settings(max_examples=40, deadline=None)
@@ -499,13 +505,7 @@ def test_compiled_top_matches_scipy_ordinal_ranks(matrices, n, ascending, ties):
     if ties:
         values = np.round(values / 3)
     got = _compiled.top_cells(values, valid, n, ascending)
-    for row in range(values.shape[0]):
-        cells = valid[row] & ~np.isnan(values[row])
-        expected = np.zeros(values.shape[1], dtype=bool)
-        if cells.any():
-            x = values[row][cells]
-            expected[cells] = stats.rankdata(x if ascending else -x, method="ordinal") <= n
-        np.testing.assert_array_equal(got[row], expected)
+    np.testing.assert_array_equal(got, _ordinal_top(values, valid, n, ascending))
 
 
 def test_compiled_top_on_rows_in_order_and_signed_zeros(monkeypatch):

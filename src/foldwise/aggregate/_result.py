@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from foldwise.backtest import BacktestResult
-from foldwise.errors import FoldwiseError, OptimizationError
+from foldwise.errors import OptimizationError
 from foldwise.records import StudyManifest, StudyRecord
+from foldwise.snooping import SnoopingError
 
 from . import _tables as tables
 from ._complete import with_every_metric
@@ -385,7 +386,7 @@ class WalkForwardResult:
         self.overfitting()
         try:
             self.snooping(n_bootstrap=REPORT_BOOTSTRAP)
-        except FoldwiseError as exc:
+        except SnoopingError as exc:  # only "unavailable": a fault of the machine propagates
             logger.info("study %r: data snooping not kept (%s)", self.name, exc)
 
     def cpcv_paths(self) -> tuple[pd.DataFrame, pd.DataFrame]:
