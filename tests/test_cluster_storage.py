@@ -93,7 +93,7 @@ def own_server():
 @pytest.mark.slow
 def test_a_database_restart_stops_the_run_as_a_fault_and_the_same_call_resumes(
         own_server: PostgresServer, tmp_path, monkeypatch):
-    url = own_server.create_database("restart")
+    url = own_server.create_database("restart", durable=True)  # its commits survive
     monkeypatch.setenv(SLEEP_ENV, "0.3")  # the study lasts long enough to be interrupted
     data = foldwise.datasets.load_goog()
     splitter = foldwise.WalkForward(train="3Y", test="2Y")

@@ -113,6 +113,20 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> Non
         time.sleep(0.05)
 
 
+def wait_for_executions(path: str, process: subprocess.Popen, more: int,
+                        timeout: float = 180) -> bool:
+    """Wait until ``process`` has executed ``more`` backtests beyond those already recorded;
+    False if it finished first."""
+    target = len(executions(path)) + more
+    deadline = time.monotonic() + timeout
+    while len(executions(path)) < target:
+        if process.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, "the run executed no new backtest"
+        time.sleep(0.01)
+    return True
+
+
 def test_sigkill_mid_trial_then_resume_loses_nothing_and_runs_each_set_once(env):
     tmp_path, script, variables = env
     home = tmp_path / "home"
@@ -165,9 +179,11 @@ def test_random_kills_then_resume_completes_the_same_study(env):
     preserved: dict = {}
     for _ in range(3):
         process = start(script, variables)
-        time.sleep(rng.uniform(2.0, 5.0))
-        if process.poll() is not None:
+        # Killed after a random number of new executions, then a random fraction of one:
+        # a kill lands mid-study however fast the machine runs (a fixed delay did not).
+        if not wait_for_executions(variables[COUNT_ENV], process, rng.randint(1, 8)):
             break
+        time.sleep(rng.uniform(0.0, 0.03))
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
