@@ -60,6 +60,13 @@ def expected_backtest(weights: np.ndarray, close: np.ndarray,
             "positions": weights}
 
 
+def object_in_worker(cache: BacktestCache, lookback: int) -> tuple[int, int, int]:
+    """In a worker process: run ``trend`` through the cache it was sent; return the pid,
+    the identity of the cache object and the backtests that object has run so far."""
+    cache.get_or_run(trend, {"lookback": lookback}, make_data())
+    return os.getpid(), id(cache), cache.executed
+
+
 def run_in_worker(cache: BacktestCache, lookback: int) -> int:
     """In a worker process: run ``trend`` through the cache it was sent; return the pid."""
     cache.get_or_run(trend, {"lookback": lookback}, make_data())

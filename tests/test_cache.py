@@ -29,6 +29,7 @@ from tests._cache_support import (
     expected_backtest,
     flat_returns,
     make_data,
+    object_in_worker,
     run_in_worker,
     trend,
 )
@@ -570,6 +571,52 @@ def test_unpickling_a_process_local_cache_names_the_fix(tmp_path):
     payload = pickle.dumps(BacktestCache(tmp_path, backend=MemoryIndex()))  # sending works
     with pytest.raises(CacheError, match=r"one process.*BacktestCache\(path\)"):
         pickle.loads(payload)  # a worker's copy would write elsewhere: refused
+
+
+def _as_if_sent_from_another_process(cache: BacktestCache) -> tuple:
+    func, args = cache.__reduce__()
+    _, name = args[3].split(":", 1)
+    return func, (*args[:3], f"{os.getpid() + 1}:{name}")
+
+
+def test_copies_of_one_cache_are_one_object_in_another_process(tmp_path):
+    """Every copy of one cache that reaches another process (each task of an optimization
+    sent to a worker) is the same object there, so its records, kept results and array
+    evidence serve every task; a copy of another cache replaces it, and the replaced
+    object's memory is released at once. In the sending process a copy is a new object."""
+    from foldwise.cache import _cache
+
+    cache = BacktestCache(tmp_path)
+    payload = pickle.dumps(cache)
+    assert pickle.loads(payload) is not pickle.loads(payload)
+    func, args = _as_if_sent_from_another_process(cache)
+    try:
+        first = func(*args)
+        assert func(*args) is first
+        first.get_or_run(trend, {}, DATA)
+        assert len(first._results) == 1 and first.executed == 1
+        func, other = _as_if_sent_from_another_process(BacktestCache(tmp_path))
+        second = func(*other)
+        assert second is not first and second.executed == 0
+        assert len(first._results) == 0 and len(first._memo._records) == 0
+        assert first.get(cache.key(trend, {}, DATA)) is not None  # released, still usable
+    finally:
+        _cache._reopened.clear()
+
+
+@pytest.mark.slow
+def test_tasks_sent_to_one_worker_share_one_cache_object(tmp_path):
+    joblib = pytest.importorskip("joblib")
+    cache = BacktestCache(tmp_path)
+    seen = joblib.Parallel(n_jobs=2, backend="loky")(
+        joblib.delayed(object_in_worker)(cache, lookback) for lookback in range(3, 11))
+    by_pid: dict[int, list[tuple[int, int]]] = {}
+    for pid, identity, executed in seen:
+        by_pid.setdefault(pid, []).append((identity, executed))
+    assert os.getpid() not in by_pid
+    for tasks in by_pid.values():
+        assert len({identity for identity, _ in tasks}) == 1
+        assert sorted(executed for _, executed in tasks) == list(range(1, len(tasks) + 1))
 
 
 @pytest.mark.slow
