@@ -582,8 +582,9 @@ def _as_if_sent_from_another_process(cache: BacktestCache) -> tuple:
 def test_copies_of_one_cache_are_one_object_in_another_process(tmp_path):
     """Every copy of one cache that reaches another process (each task of an optimization
     sent to a worker) is the same object there, so its records, kept results and array
-    evidence serve every task; a copy of another cache replaces it, and the replaced
-    object's memory is released at once. In the sending process a copy is a new object."""
+    evidence serve every task. Copies of two caches are kept side by side; a third
+    releases the least recently sent (its memory at once). In the sending process a copy
+    is a new object."""
     from foldwise.cache import _cache
 
     cache = BacktestCache(tmp_path)
@@ -598,8 +599,17 @@ def test_copies_of_one_cache_are_one_object_in_another_process(tmp_path):
         func, other = _as_if_sent_from_another_process(BacktestCache(tmp_path))
         second = func(*other)
         assert second is not first and second.executed == 0
-        assert len(first._results) == 0 and len(first._memo._records) == 0
-        assert first.get(cache.key(trend, {}, DATA)) is not None  # released, still usable
+        second.get_or_run(trend, {}, DATA)
+        assert func(*args) is first and len(first._results) == 1  # two are kept
+        func, third = _as_if_sent_from_another_process(BacktestCache(tmp_path))
+        func(*third)  # releases the least recently sent: the second
+        assert len(second._results) == 0 and len(second._memo._records) == 0
+        assert func(*args) is first and len(first._results) == 1
+        func(*_as_if_sent_from_another_process(BacktestCache(tmp_path))[1])
+        func(*_as_if_sent_from_another_process(BacktestCache(tmp_path))[1])
+        assert len(first._results) == 0 and len(first._memo._records) == 0  # released
+        assert first.get(cache.key(trend, {}, DATA)) is not None  # and still usable
+        assert func(*args) is not first
     finally:
         _cache._reopened.clear()
 

@@ -27,6 +27,7 @@ import datetime as _dt
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -82,15 +83,19 @@ def set_aside_index(path: str | os.PathLike[str] | None = None) -> Path | None:
     return set_aside(resolve_root(path) / CACHE_DIR / INDEX_NAME)
 
 
-#: The cache object this process opened for the cache object it was last sent from another
-#: process (keyed by this process and the sender's identity, see
-#: :meth:`BacktestCache.__reduce__`). Every task of one optimization that reaches the same
-#: worker then shares one object — its records, the results it keeps in memory, the
-#: array policy's evidence, its index connection — instead of starting cold for each task
-#: (measured: with a cold object per fold, an ``n_jobs=2`` study stored 2.5x the window
-#: rows and 15x the arrays of the same study run in one process, and its index writes
-#: took twice as long). Only the most recent is kept, as the worker's journal storage is.
-_reopened: dict[tuple[int, str], BacktestCache] = {}
+#: The cache objects this process opened for cache objects sent to it from another process
+#: (keyed by this process and the sender's identity, see :meth:`BacktestCache.__reduce__`).
+#: Every task of one optimization that reaches the same worker then shares one object —
+#: its records, the results it keeps in memory, the array policy's evidence, its index
+#: connection — instead of starting cold for each task. Measured on an ``n_jobs=2`` study
+#: of 6 folds with a cold object per task: 2.5x the window rows and 15x the arrays of the
+#: same study in one process, and each worker grew by 230 MB (the objects of finished
+#: tasks waiting for the cyclic garbage collector), so that loky restarted it mid-study.
+#: At most :data:`_REOPENED_KEPT` are kept (two calls interleaving in one worker, e.g.
+#: threads of a Dask worker); the least recently sent is released (connections closed,
+#: memory dropped at once) when another arrives.
+_REOPENED_KEPT = 2
+_reopened: OrderedDict[tuple[int, str], BacktestCache] = OrderedDict()
 _reopened_lock = threading.Lock()
 
 
@@ -103,13 +108,17 @@ def _reopen(root: str, backend: IndexBackend, options: dict[str, Any],
     key = (os.getpid(), sender)
     with _reopened_lock:
         cache = _reopened.get(key)
-        if cache is None:
-            for previous in _reopened.values():
-                previous.close()  # a finished call's object: its memory goes now, not at
-                previous._results.clear()  # the next cyclic garbage collection
-                previous._memo.clear()
-            _reopened.clear()
-            cache = _reopened[key] = BacktestCache(root, backend=backend, **options)
+        if cache is not None:
+            _reopened.move_to_end(key)
+            return cache
+        for forked in [k for k in _reopened if k[0] != key[0]]:
+            del _reopened[forked]  # a forked parent's objects: not this process's to close
+        while len(_reopened) >= _REOPENED_KEPT:
+            _, released = _reopened.popitem(last=False)
+            released.close()
+            released._results.clear()
+            released._memo.clear()
+        cache = _reopened[key] = BacktestCache(root, backend=backend, **options)
         return cache
 
 
