@@ -110,14 +110,12 @@ def _reopen(root: str, backend: IndexBackend, options: dict[str, Any],
         cache = _reopened.get(key)
         if cache is not None:
             _reopened.move_to_end(key)
+            cache.touch_interval = options["touch_interval"]  # the one option that can change
             return cache
         for forked in [k for k in _reopened if k[0] != key[0]]:
             del _reopened[forked]  # a forked parent's objects: not this process's to close
         while len(_reopened) >= _REOPENED_KEPT:
-            _, released = _reopened.popitem(last=False)
-            released.close()
-            released._results.clear()
-            released._memo.clear()
+            _reopened.popitem(last=False)[1]._release()
         cache = _reopened[key] = BacktestCache(root, backend=backend, **options)
         return cache
 
@@ -365,6 +363,13 @@ class BacktestCache(StoredRuns):
         """
         self.flush()
         self.index.close()
+
+    def _release(self) -> None:
+        """:meth:`close`, and forget the records and results kept in memory now rather than
+        when the cyclic garbage collector frees the object."""
+        self.close()
+        self._results.clear()
+        self._memo.clear()
 
     # --- storing -----------------------------------------------------------------------
 
