@@ -129,6 +129,33 @@ def test_screen_drops_rows_without_changing_values():
     pd.testing.assert_frame_equal(screened, full.loc[screened.index])
 
 
+def test_a_filter_of_one_asset_screens_whole_dates_when_combined_with_the_assets():
+    """``momentum["A0"] > 0`` has one value per date: alone it is refused as a screen (a
+    message, not a shape error at run time); combined with a filter of the assets it keeps
+    every asset on the dates where it holds, in a whole and in a screened-cells run."""
+    data = make_panel()
+    momentum = Returns(window_length=5)
+    up = momentum["A0"] > 0
+    with pytest.raises(PipelineError, match="one value per date, not one per asset"):
+        Pipeline({"m": momentum}, screen=up)
+    with pytest.raises(PipelineError, match="one value per date, not one per asset"):
+        Pipeline({"up": ~up | momentum["A1"].isnull()})
+    full = run_pipeline(Pipeline({"m": momentum, "z": momentum.zscore()}), data)
+    m = full["m"].unstack()
+    days = m.index[m["A0"] > 0]
+    assert 0 < len(days) < len(m)
+    whole = run_pipeline(Pipeline({"m": momentum, "z": momentum.zscore()},
+                                  screen=momentum.notnull() & up), data)
+    expected = full.loc[full["m"].notna() & full.index.get_level_values("date").isin(days)]
+    pd.testing.assert_frame_equal(whole, expected)
+    top = run_pipeline(Pipeline({"m": momentum, "z": momentum.zscore()},
+                                screen=up & momentum.top(2)), data)
+    ranks = m.rank(axis=1, ascending=False, method="first").stack()
+    kept = ranks.index[(ranks <= 2).to_numpy()
+                       & ranks.index.get_level_values(0).isin(days)]
+    pd.testing.assert_frame_equal(top, full.loc[full.index.intersection(kept)])
+
+
 def test_start_and_end_select_dates_inclusively():
     data = make_panel()
     out = run_pipeline(Pipeline({"m": Returns(window_length=5)}), data,

@@ -75,6 +75,13 @@ def _as_filter(op: str, other: Any) -> Filter:
         "(e.g. factor > 0).")
 
 
+def _elementwise_ndim(*terms: Term) -> int:
+    """1 when every input has one value per date (an asset's slice): so has the result,
+    which a pipeline then refuses as a column or screen with a message instead of a shape
+    error at run time; else 2 (a one-column input broadcasts over the assets)."""
+    return 1 if all(term.ndim == 1 for term in terms) else 2
+
+
 class _Combine(Filter):
     """Elementwise logical combination of two filters."""
 
@@ -83,7 +90,7 @@ class _Combine(Filter):
 
     @classmethod
     def _spec(cls, left: Filter, right: Filter) -> dict[str, Any]:
-        return {"inputs": (left, right)}
+        return {"inputs": (left, right), "ndim": _elementwise_ndim(left, right)}
 
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
         return self._op(inputs[0], inputs[1])
@@ -112,7 +119,7 @@ class Not(Filter):
 
     @classmethod
     def _spec(cls, term: Filter) -> dict[str, Any]:
-        return {"inputs": (term,)}
+        return {"inputs": (term,), "ndim": term.ndim}
 
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
         return ~inputs[0]
@@ -145,13 +152,14 @@ class Comparison(Filter):
                 raise PipelineDefinitionError(
                     f"cannot compare {left!r} with {right!r}: both sides must be factors (or "
                     "both classifiers), or one side a number.")
-            return {"op": op, "inputs": (left, right), "constant": None}
+            return {"op": op, "inputs": (left, right), "constant": None,
+                    "ndim": _elementwise_ndim(left, right)}
         if isinstance(right, bool) or not isinstance(right, (int, float, np.integer, np.floating)):
             raise PipelineDefinitionError(
                 f"cannot compare {left!r} with {right!r} ({type(right).__name__}): compare "
                 "with a number or another factor.")
         constant = int(right) if left.kind == "classifier" else float(right)
-        return {"op": op, "inputs": (left,), "constant": constant}
+        return {"op": op, "inputs": (left,), "constant": constant, "ndim": left.ndim}
 
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
         right = inputs[1] if len(inputs) == 2 else self.constant
@@ -173,7 +181,7 @@ class IsNull(Filter):
 
     @classmethod
     def _spec(cls, term: Term, negate: bool = False) -> dict[str, Any]:
-        return {"inputs": (term,), "negate": bool(negate)}
+        return {"inputs": (term,), "negate": bool(negate), "ndim": term.ndim}
 
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
         term = self.inputs[0]

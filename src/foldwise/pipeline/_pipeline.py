@@ -38,6 +38,11 @@ def _check_screen(screen: Any) -> Term | None:
     if not (isinstance(screen, Term) and screen.kind == "filter"):
         raise PipelineDefinitionError(
             f"a pipeline screen must be a Filter (e.g. factor.top(10)), got {screen!r}.")
+    if screen.ndim != 2:
+        raise PipelineDefinitionError(
+            f"the pipeline screen {screen!r} has one value per date, not one per asset. To "
+            "keep every asset on the dates where it holds, combine it with a filter of the "
+            f"assets, e.g. factor.notnull() & {screen!r}.")
     return screen
 
 
