@@ -29,7 +29,13 @@ from foldwise.pipeline._crosssection import (
     zscore_rows,
 )
 from foldwise.pipeline._filter import Comparison, Filter, IsNull, PercentileFilter
-from foldwise.pipeline._term import FLOAT64, Term, check_groupby, check_mask
+from foldwise.pipeline._term import (
+    FLOAT64,
+    Term,
+    check_groupby,
+    check_mask,
+    elementwise_ndim,
+)
 
 if TYPE_CHECKING:
     from foldwise.pipeline._engine import Cells, Context
@@ -415,7 +421,7 @@ class BinaryOperation(Factor):
                     "numbers.")
         return {"op": op, "inputs": tuple(terms), "constants": tuple(constants),
                 "window_safe": all(t.window_safe for t in terms),
-                "ndim": 1 if all(t.ndim == 1 for t in terms) else 2}
+                "ndim": elementwise_ndim(*terms)}
 
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
         arrays = iter(inputs)

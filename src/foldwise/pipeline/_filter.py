@@ -16,7 +16,7 @@ import numpy as np
 
 from foldwise.errors import PipelineDefinitionError, UnknownAssetError
 from foldwise.pipeline._crosssection import check_fraction_bounds, percentile_between_rows
-from foldwise.pipeline._term import BOOL, Term, check_mask
+from foldwise.pipeline._term import BOOL, Term, check_mask, elementwise_ndim
 
 if TYPE_CHECKING:
     from foldwise.pipeline._engine import Context
@@ -75,13 +75,6 @@ def _as_filter(op: str, other: Any) -> Filter:
         "(e.g. factor > 0).")
 
 
-def _elementwise_ndim(*terms: Term) -> int:
-    """1 when every input has one value per date (an asset's slice): so has the result,
-    which a pipeline then refuses as a column or screen with a message instead of a shape
-    error at run time; else 2 (a one-column input broadcasts over the assets)."""
-    return 1 if all(term.ndim == 1 for term in terms) else 2
-
-
 class _Combine(Filter):
     """Elementwise logical combination of two filters."""
 
@@ -90,7 +83,7 @@ class _Combine(Filter):
 
     @classmethod
     def _spec(cls, left: Filter, right: Filter) -> dict[str, Any]:
-        return {"inputs": (left, right), "ndim": _elementwise_ndim(left, right)}
+        return {"inputs": (left, right), "ndim": elementwise_ndim(left, right)}
 
     def _compute(self, inputs: list[Any], mask: np.ndarray | None, ctx: Context) -> np.ndarray:
         return self._op(inputs[0], inputs[1])
@@ -153,7 +146,7 @@ class Comparison(Filter):
                     f"cannot compare {left!r} with {right!r}: both sides must be factors (or "
                     "both classifiers), or one side a number.")
             return {"op": op, "inputs": (left, right), "constant": None,
-                    "ndim": _elementwise_ndim(left, right)}
+                    "ndim": elementwise_ndim(left, right)}
         if isinstance(right, bool) or not isinstance(right, (int, float, np.integer, np.floating)):
             raise PipelineDefinitionError(
                 f"cannot compare {left!r} with {right!r} ({type(right).__name__}): compare "

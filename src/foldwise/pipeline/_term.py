@@ -317,6 +317,14 @@ class Term:
 # --- argument checks shared by the term classes ----------------------------------------------
 
 
+def elementwise_ndim(*terms: Term) -> int:
+    """The ``ndim`` of an elementwise operation of ``terms``: 1 when every input has one
+    value per date (an asset's slice), so a pipeline refuses the result as a column or
+    screen with a message rather than a shape error at run time; else 2 (a one-column
+    input broadcasts over the assets)."""
+    return 1 if all(term.ndim == 1 for term in terms) else 2
+
+
 def check_window_length(owner: str, value: Any) -> int:
     """``value`` as an int >= 1, or a PipelineDefinitionError naming ``owner``."""
     if value is NotSpecified or value is None:
