@@ -680,6 +680,32 @@ def test_an_index_from_a_newer_version_is_refused(cache):
         BacktestCache(cache.root)
 
 
+def test_an_index_written_with_secondary_indexes_drops_them_and_keeps_its_rows(cache):
+    # Files written before kept two secondary indexes that every insert paid for.
+    stored = [cache.put(cache.key(trend, {"lookback": n}, DATA),
+                        Strategy(trend).run(DATA, {"lookback": n})).key for n in (3, 4)]
+    other = BacktestCache(cache.root / "other")
+    other.put(other.key(flat_returns, {}, DATA), Strategy(flat_returns).run(DATA, {}))
+    connection = cache.index._connection()
+    connection.execute("CREATE INDEX runs_strategy ON runs (strategy, kind)")
+    connection.execute("CREATE INDEX runs_last_used ON runs (last_used)")
+    cache.close()
+
+    def indexes(path):
+        with sqlite3.connect(path) as db:
+            return {name for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+
+    assert indexes(cache.index.path) == {"runs_strategy", "runs_last_used"}
+    reopened = reopen(cache)
+    assert indexes(cache.index.path) == set()
+    assert [row.key for row in reopened.index.rows(kind="full")] == stored
+    strategy = reopened.get(stored[0]).strategy
+    assert [row.key for row in reopened.index.rows(strategy=strategy)] == stored
+    assert reopened.verify().ok
+    assert indexes(other.index.path) == set()  # a new file never had them
+
+
 # --- the decorator --------------------------------------------------------------------------
 
 

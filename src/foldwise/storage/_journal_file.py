@@ -68,13 +68,17 @@ logger = logging.getLogger(__name__)
 CHECKSUM_KEY = "fw_crc"
 
 
+#: ``json.dumps(log, separators=(",", ":"))`` without building an encoder per call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode_line(log: dict[str, Any]) -> str:
     """One journal line: the log's JSON with the CRC-32 of that JSON added as its last key.
 
     The same text as ``json.dumps({**log, "fw_crc": crc})``, made from one encoding of
     the log: its JSON without the closing brace, then the checksum's key and value.
     """
-    text = json.dumps(log, separators=(",", ":"))
+    text = _compact(log)
     crc = f"{zlib.crc32(text.encode()):08x}"
     if text == "{}":  # pragma: no cover - every Optuna log has an op_code
         return f'{{"{CHECKSUM_KEY}":"{crc}"}}\n'
@@ -238,9 +242,11 @@ class FileJournalBackend(BaseJournalBackend):
         with self._lock:
             fd = self._descriptor()
             with self._locked(fd):
-                self._repair_tail(fd)
                 known, offset = self._read_upto
+                # Read to its end (whole lines): the file cannot end in a torn line.
                 at_end = known == log_number_read and os.fstat(fd).st_size == offset
+                if not at_end:
+                    self._repair_tail(fd)
                 written = os.write(fd, data)
                 while written < len(data):
                     written += os.write(fd, data[written:])
@@ -249,11 +255,9 @@ class FileJournalBackend(BaseJournalBackend):
                 if not at_end:
                     return None
                 self._read_upto = (known + len(lines), offset + len(data))
-        decoded = []
-        for line in lines:
-            log = json.loads(line)
+        decoded = json.loads(f"[{','.join(line[:-1] for line in lines)}]")
+        for log in decoded:
             del log[CHECKSUM_KEY]
-            decoded.append(log)
         return decoded
 
     def _repair_tail(self, fd: int) -> None:
