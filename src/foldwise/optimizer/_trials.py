@@ -64,6 +64,7 @@ from foldwise.records import (
 from foldwise.storage import (
     WORKER_ATTR,
     current_worker,
+    ends_written_late,
     fail_stale_trials,
     fail_trial,
     heartbeat_interval,
@@ -296,7 +297,10 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
     worker = current_worker()
     infeasible_in_a_row = 0
     tally = BudgetTally()
-    with _Heartbeat(storage_of(study)) as heartbeat, DelayedFlush() as early:
+    # A trial's end is written with the next trial's creation: one append per trial
+    # (left last, the context writes what is left)
+    with ends_written_late(study), _Heartbeat(storage_of(study)) as heartbeat, \
+            DelayedFlush() as early:
         while True:
             trials = study.get_trials(deepcopy=False)
             counts = tally.counts(trials)

@@ -43,6 +43,7 @@ from foldwise.storage._journal_report import (
 )
 from foldwise.storage._liveness import WORKER_ATTR, current_worker, is_dead, is_this_process
 from foldwise.storage._optuna import (
+    ends_written_late,
     fail_trial,
     flush_trial,
     focus_replay,
@@ -68,6 +69,7 @@ __all__ = [
     "LostTrial",
     "StorageSpec",
     "current_worker",
+    "ends_written_late",
     "fail_stale_trials",
     "fail_trial",
     "flush_trial",

@@ -11,6 +11,7 @@ attribute of an Optuna object.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, cast
 
 import optuna
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "ends_written_late",
     "fail_trial",
     "flush_trial",
     "focus_replay",
@@ -91,6 +93,16 @@ def flush_trial(trial: optuna.Trial) -> None:
     storage = trial.storage
     if isinstance(storage, BatchedJournalStorage):
         storage.flush(trial._trial_id)
+
+
+def ends_written_late(study: optuna.Study) -> contextlib.AbstractContextManager[None]:
+    """A context in which this process's trials of ``study`` end with its next append
+    (:meth:`BatchedJournalStorage.ends_written_late`): a trial loop then appends once
+    per trial. A no-op context on other storages."""
+    storage = study._storage
+    if isinstance(storage, BatchedJournalStorage):
+        return storage.ends_written_late()
+    return contextlib.nullcontext()
 
 
 def focus_replay(study: optuna.Study) -> None:
