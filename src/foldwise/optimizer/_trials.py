@@ -74,6 +74,7 @@ from foldwise.storage import (
     storage_of,
     tell,
     trial_id,
+    write_late_ends,
 )
 
 from ._faults import machine_fault
@@ -311,7 +312,10 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             if deadline is not None and time.monotonic() >= deadline:
                 return "timeout"
             if counts.finished + counts.running >= n_trials:
-                time.sleep(_POLL_SECONDS)  # the others' running trials fill the budget
+                # the others' running trials fill the budget; they may be waiting for this
+                # process's ended trials to be written (ends_written_late)
+                write_late_ends(study)
+                time.sleep(_POLL_SECONDS)
                 continue
             if sampler_for is not None:
                 study.sampler = sampler_for(counts.settled)

@@ -53,6 +53,7 @@ from foldwise.storage._optuna import (
     storage_of,
     tell,
     trial_id,
+    write_late_ends,
 )
 from foldwise.storage._rdb import GRACE_PERIOD, HEARTBEAT_INTERVAL, fail_stale_trials
 from foldwise.storage._spec import StorageSpec, open_storage, parse_storage
@@ -85,4 +86,5 @@ __all__ = [
     "storage_of",
     "tell",
     "trial_id",
+    "write_late_ends",
 ]

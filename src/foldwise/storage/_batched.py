@@ -361,7 +361,8 @@ class BatchedJournalStorage(JournalStorage):
         and written with this process's next append (the next trial's creation), so a
         trial loop appends once per trial, not twice; leaving it writes what is left.
 
-        Until then other processes see the trial running under this (live) worker. A
+        Until then other processes see the trial running under this (live) worker, so a
+        loop that waits for other processes' trials first calls :meth:`write_late_ends`. A
         process killed in between leaves it so: the trial is failed as a dead worker's
         and run again (its backtest is in the cache), as a trial killed mid-run is.
         """
@@ -375,6 +376,12 @@ class BatchedJournalStorage(JournalStorage):
             with self._thread_lock:
                 self._late_ends = max(0, self._late_ends - late)
                 self._write_late_ends()
+
+    def write_late_ends(self) -> None:
+        """Write the late ends now (:meth:`ends_written_late`): before this process waits
+        for other processes' trials, which may be waiting for its own."""
+        with self._thread_lock:
+            self._write_late_ends()
 
     def _write_late_ends(self) -> None:
         """Write the late ends now, if any (caller holds the lock)."""

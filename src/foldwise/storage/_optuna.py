@@ -41,6 +41,7 @@ __all__ = [
     "storage_of",
     "tell",
     "trial_id",
+    "write_late_ends",
 ]
 
 
@@ -103,6 +104,14 @@ def ends_written_late(study: optuna.Study) -> contextlib.AbstractContextManager[
     if isinstance(storage, BatchedJournalStorage):
         return storage.ends_written_late()
     return contextlib.nullcontext()
+
+
+def write_late_ends(study: optuna.Study) -> None:
+    """Write now the ends :func:`ends_written_late` holds back (a no-op elsewhere): before
+    this process waits for other processes' trials, which may be waiting for its own."""
+    storage = study._storage
+    if isinstance(storage, BatchedJournalStorage):
+        storage.write_late_ends()
 
 
 def focus_replay(study: optuna.Study) -> None:
