@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import optuna
 import pytest
 from optuna.storages import JournalStorage
@@ -33,9 +28,9 @@ class CountingBackend(FileJournalBackend):
         self.appends += 1
         super().append_logs(logs)
 
-    def append_lines_read(self, lines, log_number_read):
+    def append_logs_read(self, logs, log_number_read):
         self.appends += 1
-        return super().append_lines_read(lines, log_number_read)
+        return super().append_logs_read(logs, log_number_read)
 
 
 @pytest.fixture(autouse=True)
@@ -263,113 +258,3 @@ def test_a_writer_reads_what_another_process_appended_before_its_own_lines(tmp_p
     study.tell(again, 2.0)
     assert _comparable(study.trials) == _comparable(
         optuna.load_study(study_name="s", storage=_plain(path)).trials)
-
-
-# --- a trial's end written with the next append (ends_written_late) ----------------------
-
-
-def _lines_of(path, op_code, trial):
-    logs = [json.loads(line) for line in path.read_text().splitlines()]
-    return [log for log in logs if log["op_code"] == op_code and log.get("trial_id") == trial]
-
-
-def test_a_trial_loop_appends_once_per_trial_and_writes_the_last_end_when_it_leaves(tmp_path):
-    path = tmp_path / "s.journal"
-    storage, backend = _batched(path)
-    study = optuna.create_study(storage=storage, study_name="s")
-    before = backend.appends
-    with storage.ends_written_late():
-        for number in range(4):
-            trial = study.ask()
-            trial.suggest_int("k", 1, 9)
-            trial.set_user_attr("pair", (number, 2))  # a tuple here, a JSON list in the file
-            study.tell(trial, float(number))
-            assert study.trials[-1].state == TrialState.COMPLETE  # seen ended here at once
-            elsewhere = optuna.load_study(study_name="s", storage=_plain(path)).trials
-            assert elsewhere[-1].state == TrialState.RUNNING  # ... and when the next is made
-            assert [t.state for t in elsewhere[:-1]] == [TrialState.COMPLETE] * number
-        assert backend.appends - before == 4  # each creation carried the previous end
-    assert backend.appends - before == 5  # the last end, on leaving
-    fresh = optuna.load_study(study_name="s", storage=_plain(path))
-    assert [t.user_attrs["pair"] for t in study.trials] == [[n, 2] for n in range(4)]
-    assert _comparable(study.trials) == _comparable(fresh.trials)
-
-
-def test_late_ends_are_read_once_when_another_process_appended_before_them(tmp_path):
-    path = tmp_path / "s.journal"
-    here = BatchedJournalStorage(ReadCountingBackend(path))
-    study = optuna.create_study(storage=here, study_name="s")
-    there = optuna.load_study(study_name="s", storage=BatchedJournalStorage(
-        FileJournalBackend(path)))
-    with here.ends_written_late():
-        mine = study.ask()
-        mine.suggest_int("k", 1, 9)
-        mine.set_user_attr("pair", (1, 2))
-        study.tell(mine, 1.0)  # applied here, not written
-        theirs = there.ask()  # appended before this process's end
-        theirs.suggest_int("k", 1, 9)
-        there.tell(theirs, 5.0)
-        again = study.ask()  # writes the end, then reads their lines and its own
-        assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE,
-                                                   TrialState.RUNNING]
-        study.tell(again, 2.0)
-    fresh = optuna.load_study(study_name="s", storage=_plain(path))
-    assert _comparable(study.trials) == _comparable(fresh.trials)
-    assert [len(_lines_of(path, 6, trial_id(t))) for t in fresh.trials] == [1, 1, 1]
-
-
-def test_a_process_that_dies_before_writing_a_late_end_leaves_its_trial_running(tmp_path):
-    path = tmp_path / "s.journal"
-    script = f"""
-import os, optuna
-from foldwise.storage import BatchedJournalStorage, FileJournalBackend, WORKER_ATTR
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-storage = BatchedJournalStorage(FileJournalBackend({str(path)!r}),
-                                creation_user_attrs=lambda: {{WORKER_ATTR: {WORKER!r}}})
-study = optuna.create_study(storage=storage, study_name="s")
-with storage.ends_written_late():
-    for value in (1.0, 2.0):
-        trial = study.ask()
-        trial.suggest_int("k", 1, 9)
-        study.tell(trial, value)
-    os._exit(0)  # killed before the last end is written
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    first, second = optuna.load_study(study_name="s", storage=_plain(path)).trials
-    assert first.state == TrialState.COMPLETE and first.value == 1.0
-    assert second.state == TrialState.RUNNING and second.params == {}
-    assert second.user_attrs == {WORKER_ATTR: WORKER}  # failed as a dead worker's trial
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_never_writes_its_parents_late_ends(tmp_path):
-    path = tmp_path / "s.journal"
-    storage, _ = _batched(path)
-    study = optuna.create_study(storage=storage, study_name="s")
-    with storage.ends_written_late():
-        trial = study.ask()
-        study.tell(trial, 1.0)
-        child = os.fork()
-        if child == 0:  # the child appends a trial of its own
-            try:
-                optuna.load_study(study_name="s", storage=storage).tell(study.ask(), 3.0)
-            finally:
-                os._exit(0)
-        os.waitpid(child, 0)
-    fresh = optuna.load_study(study_name="s", storage=_plain(path))
-    assert [len(_lines_of(path, 6, trial_id(t))) for t in fresh.trials] == [1, 1]
-    assert sorted(t.value for t in fresh.trials) == [1.0, 3.0]
-
-
-def test_reading_a_compacted_study_writes_the_late_ends_first(tmp_path):
-    path = tmp_path / "s.journal"
-    storage, _ = _batched(path)
-    study = optuna.create_study(storage=storage, study_name="s")
-    with storage.ends_written_late():
-        trial = study.ask()
-        study.tell(trial, 1.0)
-        storage.keep_full(None)  # a new replay of the file
-        assert [t.state for t in study.trials] == [TrialState.COMPLETE]
-        assert _read_one(path).state == TrialState.COMPLETE

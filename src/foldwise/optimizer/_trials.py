@@ -64,7 +64,6 @@ from foldwise.records import (
 from foldwise.storage import (
     WORKER_ATTR,
     current_worker,
-    ends_written_late,
     fail_stale_trials,
     fail_trial,
     heartbeat_interval,
@@ -74,7 +73,6 @@ from foldwise.storage import (
     storage_of,
     tell,
     trial_id,
-    write_late_ends,
 )
 
 from ._faults import machine_fault
@@ -298,10 +296,7 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
     worker = current_worker()
     infeasible_in_a_row = 0
     tally = BudgetTally()
-    # A trial's end is written with the next trial's creation: one append per trial
-    # (left last, the context writes what is left)
-    with ends_written_late(study), _Heartbeat(storage_of(study)) as heartbeat, \
-            DelayedFlush() as early:
+    with _Heartbeat(storage_of(study)) as heartbeat, DelayedFlush() as early:
         while True:
             trials = study.get_trials(deepcopy=False)
             counts = tally.counts(trials)
@@ -312,10 +307,7 @@ def run_trials(study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Tr
             if deadline is not None and time.monotonic() >= deadline:
                 return "timeout"
             if counts.finished + counts.running >= n_trials:
-                # the others' running trials fill the budget; they may be waiting for this
-                # process's ended trials to be written (ends_written_late)
-                write_late_ends(study)
-                time.sleep(_POLL_SECONDS)
+                time.sleep(_POLL_SECONDS)  # the others' running trials fill the budget
                 continue
             if sampler_for is not None:
                 study.sampler = sampler_for(counts.settled)

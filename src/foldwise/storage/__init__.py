@@ -43,7 +43,6 @@ from foldwise.storage._journal_report import (
 )
 from foldwise.storage._liveness import WORKER_ATTR, current_worker, is_dead, is_this_process
 from foldwise.storage._optuna import (
-    ends_written_late,
     fail_trial,
     flush_trial,
     focus_replay,
@@ -53,7 +52,6 @@ from foldwise.storage._optuna import (
     storage_of,
     tell,
     trial_id,
-    write_late_ends,
 )
 from foldwise.storage._rdb import GRACE_PERIOD, HEARTBEAT_INTERVAL, fail_stale_trials
 from foldwise.storage._spec import StorageSpec, open_storage, parse_storage
@@ -70,7 +68,6 @@ __all__ = [
     "LostTrial",
     "StorageSpec",
     "current_worker",
-    "ends_written_late",
     "fail_stale_trials",
     "fail_trial",
     "flush_trial",
@@ -86,5 +83,4 @@ __all__ = [
     "storage_of",
     "tell",
     "trial_id",
-    "write_late_ends",
 ]

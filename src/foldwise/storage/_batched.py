@@ -34,7 +34,7 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,7 +61,6 @@ try:  # private to Optuna: where they are missing, Optuna's JournalStorage is us
     _NUMBER_OF = {JournalOperation.SET_TRIAL_PARAM: "param_value_internal",
                   JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE: "intermediate_value"}
     from foldwise.storage import _replay
-    from foldwise.storage._journal_file import decode_own_lines, encode_line
     from foldwise.storage._replay import CompactedStudyError, CompactReplay
 
     SUPPORTED = True
@@ -128,12 +127,6 @@ class BatchedJournalStorage(JournalStorage):
     def _init_buffers(self) -> None:
         # Trials this process created and has not finished, with their unwritten logs.
         self._pending: dict[int, list[dict[str, Any]]] = {}
-        # Ends of trials applied to the replay and not written yet (:meth:`ends_written_late`):
-        # their lines, and per trial how many of its lines the next read of the journal
-        # finds applied already.
-        self._unwritten: list[str] = []
-        self._ahead: dict[int, int] = {}
-        self._late_ends = 0  # open ends_written_late() contexts
         self._pid = os.getpid()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -163,12 +156,9 @@ class BatchedJournalStorage(JournalStorage):
 
     def _pending_of(self, trial_id: int) -> list[dict[str, Any]] | None:
         """The kept logs of a running trial of this process, or None (caller holds the lock)."""
-        self._forget_if_forked()
-        return self._pending.get(trial_id)
-
-    def _forget_if_forked(self) -> None:
         if os.getpid() != self._pid:
             self._init_buffers()  # forked: the parent's trials are not this process's
+        return self._pending.get(trial_id)
 
     # --- updates of a running trial: kept, applied to the replay --------------------------
 
@@ -221,7 +211,6 @@ class BatchedJournalStorage(JournalStorage):
         what it reads repeatedly: the trial loop, the study it runs.
         """
         with self._thread_lock:
-            self._write_late_ends()  # a new replay reads them from the file
             self._sync_with_backend()
             replay = self._replay_result
             wanted = replay.compacted if study_ids is None else set(study_ids)
@@ -270,23 +259,11 @@ class BatchedJournalStorage(JournalStorage):
         self._apply(self._backend.read_logs(self._replay_result.log_number_read))
 
     def _apply(self, logs: Iterable[dict[str, Any]]) -> None:
-        """Apply ``logs`` to the replay one by one; raise the first error after all.
-
-        This process's lines of a trial whose end it applied ahead of writing it
-        (:meth:`_end_late`) are counted read, not applied again."""
+        """Apply ``logs`` to the replay one by one; raise the first error after all."""
         error: Exception | None = None
-        replay = self._replay_result
         for log in logs:
-            ahead = self._ahead.get(log.get("trial_id", -1), 0)
-            if ahead and str(log.get("worker_id", "")).startswith(self._worker_id_prefix):
-                replay.log_number_read += 1
-                if ahead == 1:
-                    del self._ahead[log["trial_id"]]
-                else:
-                    self._ahead[log["trial_id"]] = ahead - 1
-                continue
             try:
-                replay.apply_logs([log])  # counts the log read, then applies it
+                self._replay_result.apply_logs([log])  # counts the log read, then applies it
             except Exception as exc:  # Optuna's own errors of the log (KeyError, ...)
                 error = error or exc
         if error is not None:
@@ -295,28 +272,17 @@ class BatchedJournalStorage(JournalStorage):
     # --- writing ---------------------------------------------------------------------------
 
     def _append(self, logs: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        """Append the late ends (:meth:`ends_written_late`), then ``logs`` (caller holds
-        the lock); then :meth:`_catch_up` with the return.
+        """Append ``logs`` (caller holds the lock); then :meth:`_catch_up` with the return.
 
         A backend that tells when nothing else was appended since this process last read
-        (:meth:`FileJournalBackend.append_lines_read`) returns ``logs`` as a reader decodes
-        them, to be applied without reading the file back (the late ends, applied
-        already, are counted read); None: read it.
+        (:meth:`FileJournalBackend.append_logs_read`) returns the logs as a reader decodes
+        them, to be applied without reading the file back; None: read it.
         """
-        self._forget_if_forked()
-        append_read = getattr(self._backend, "append_lines_read", None)
+        append_read = getattr(self._backend, "append_logs_read", None)
         if append_read is None:
             self._backend.append_logs(logs)
             return None
-        late = len(self._unwritten)
-        lines = [*self._unwritten, *map(encode_line, logs)]
-        appended = append_read(lines, self._replay_result.log_number_read)
-        self._unwritten = []
-        if appended is None:
-            return None  # the read finds the late ends in self._ahead
-        self._replay_result.log_number_read += late
-        self._ahead.clear()
-        return appended[late:]
+        return append_read(logs, self._replay_result.log_number_read)
 
     def _catch_up(self, appended: list[dict[str, Any]] | None,
                   kept: Sequence[dict[str, Any]] = ()) -> None:
@@ -342,74 +308,13 @@ class BatchedJournalStorage(JournalStorage):
                                       **extra_fields}]))
 
     def flush(self, trial_id: int) -> None:
-        """Write the kept updates of a running trial now, in one append (with the late
-        ends, :meth:`ends_written_late`)."""
+        """Write the kept updates of a running trial now, in one append."""
         with self._thread_lock:
             pending = self._pending_of(trial_id)
             if pending:
                 appended = self._append(pending)
                 self._pending[trial_id] = []
                 self._catch_up(appended, pending)
-            else:
-                self._write_late_ends()
-
-    # --- a trial's end written with the next append ---------------------------------------
-
-    @contextlib.contextmanager
-    def ends_written_late(self) -> Iterator[None]:
-        """Within this context, the end of a trial of this process is applied here at once
-        and written with this process's next append (the next trial's creation), so a
-        trial loop appends once per trial, not twice; leaving it writes what is left.
-
-        Until then other processes see the trial running under this (live) worker, so a
-        loop that waits for other processes' trials first calls :meth:`write_late_ends`. A
-        process killed in between leaves it so: the trial is failed as a dead worker's
-        and run again (its backtest is in the cache), as a trial killed mid-run is.
-        """
-        late = getattr(self._backend, "append_lines_read", None) is not None
-        with self._thread_lock:
-            self._forget_if_forked()
-            self._late_ends += late
-        try:
-            yield
-        finally:
-            with self._thread_lock:
-                self._late_ends = max(0, self._late_ends - late)
-                self._write_late_ends()
-
-    def write_late_ends(self) -> None:
-        """Write the late ends now (:meth:`ends_written_late`): before this process waits
-        for other processes' trials, which may be waiting for its own."""
-        with self._thread_lock:
-            self._write_late_ends()
-
-    def _write_late_ends(self) -> None:
-        """Write the late ends now, if any (caller holds the lock)."""
-        self._forget_if_forked()
-        if self._unwritten:
-            self._catch_up(self._append([]))
-
-    def _end_late(self, trial_id: int, logs: list[dict[str, Any]],
-                  kept: Sequence[dict[str, Any]]) -> None:
-        """Apply the end ``logs`` of ``trial_id`` (its ``kept`` updates, then its final
-        state) as a reader of the journal will, and keep their lines to write with the
-        next append (caller holds the lock)."""
-        lines = [encode_line(log) for log in logs]
-        replay = self._replay_result
-        error: Exception | None = None
-        for number, log in enumerate(decode_own_lines(lines)):
-            if number < len(kept) and _same_from_json(kept[number]):
-                continue  # applied as kept, and reads back the same
-            try:
-                replay.apply_logs([log])
-            except Exception as exc:  # as _apply: the first error, after all of them
-                error = error or exc
-            finally:
-                replay.log_number_read -= 1  # applied, not read: the file lacks it yet
-        self._unwritten.extend(lines)
-        self._ahead[trial_id] = self._ahead.get(trial_id, 0) + len(lines)
-        if error is not None:
-            raise error
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
@@ -420,10 +325,6 @@ class BatchedJournalStorage(JournalStorage):
                        "worker_id": self._replay_result.worker_id, "trial_id": trial_id,
                        "state": state, "values": values,
                        "datetime_complete": _now()}
-                if self._late_ends:
-                    del self._pending[trial_id]
-                    self._end_late(trial_id, [*pending, end], pending)
-                    return True
                 appended = self._append([*pending, end])
                 del self._pending[trial_id]
                 self._catch_up(appended, pending)

@@ -60,8 +60,7 @@ try:  # POSIX; elsewhere the backend refuses to open (an OSError, see _spec.py)
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CHECKSUM_KEY", "FileJournalBackend", "decode_line", "decode_own_lines", "encode_line",
-           "split_lines"]
+__all__ = ["CHECKSUM_KEY", "FileJournalBackend", "decode_line", "encode_line", "split_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +83,6 @@ def encode_line(log: dict[str, Any]) -> str:
     if text == "{}":  # pragma: no cover - every Optuna log has an op_code
         return f'{{"{CHECKSUM_KEY}":"{crc}"}}\n'
     return f'{text[:-1]},"{CHECKSUM_KEY}":"{crc}"}}\n'
-
-
-def decode_own_lines(lines: list[str]) -> list[dict[str, Any]]:
-    """The logs of lines :func:`encode_line` made in this process, as :meth:`read_logs`
-    returns them (their checksum not checked: they never left memory)."""
-    decoded = json.loads(f"[{','.join(line[:-1] for line in lines)}]")
-    for log in decoded:
-        del log[CHECKSUM_KEY]
-    return decoded
 
 
 # The end of a line written by ``encode_line``: the checksum's key and value (8 hex
@@ -245,15 +235,9 @@ class FileJournalBackend(BaseJournalBackend):
         appended since), count them read and return them as :meth:`read_logs` would:
         the caller applies them without reading its own lines back. None otherwise (read
         them with :meth:`read_logs`)."""
-        return self.append_lines_read([encode_line(log) for log in logs], log_number_read)
-
-    def append_lines_read(self, lines: list[str], log_number_read: int
-                          ) -> list[dict[str, Any]] | None:
-        """:meth:`append_logs_read` of lines :func:`encode_line` made (some of them
-        earlier: :class:`~foldwise.storage.BatchedJournalStorage` writes a trial's end with
-        its next append)."""
         if self.read_only:
-            self.append_logs([])  # raises
+            self.append_logs(logs)  # raises
+        lines = [encode_line(log) for log in logs]
         data = "".join(lines).encode("utf-8")
         with self._lock:
             fd = self._descriptor()
@@ -271,7 +255,10 @@ class FileJournalBackend(BaseJournalBackend):
                 if not at_end:
                     return None
                 self._read_upto = (known + len(lines), offset + len(data))
-        return decode_own_lines(lines)
+        decoded = json.loads(f"[{','.join(line[:-1] for line in lines)}]")
+        for log in decoded:
+            del log[CHECKSUM_KEY]
+        return decoded
 
     def _repair_tail(self, fd: int) -> None:
         """Truncate an unterminated last line left by a writer that died mid-write."""

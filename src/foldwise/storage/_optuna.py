@@ -11,7 +11,6 @@ attribute of an Optuna object.
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any, cast
 
 import optuna
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
-    "ends_written_late",
     "fail_trial",
     "flush_trial",
     "focus_replay",
@@ -41,7 +39,6 @@ __all__ = [
     "storage_of",
     "tell",
     "trial_id",
-    "write_late_ends",
 ]
 
 
@@ -94,24 +91,6 @@ def flush_trial(trial: optuna.Trial) -> None:
     storage = trial.storage
     if isinstance(storage, BatchedJournalStorage):
         storage.flush(trial._trial_id)
-
-
-def ends_written_late(study: optuna.Study) -> contextlib.AbstractContextManager[None]:
-    """A context in which this process's trials of ``study`` end with its next append
-    (:meth:`BatchedJournalStorage.ends_written_late`): a trial loop then appends once
-    per trial. A no-op context on other storages."""
-    storage = study._storage
-    if isinstance(storage, BatchedJournalStorage):
-        return storage.ends_written_late()
-    return contextlib.nullcontext()
-
-
-def write_late_ends(study: optuna.Study) -> None:
-    """Write now the ends :func:`ends_written_late` holds back (a no-op elsewhere): before
-    this process waits for other processes' trials, which may be waiting for its own."""
-    storage = study._storage
-    if isinstance(storage, BatchedJournalStorage):
-        storage.write_late_ends()
 
 
 def focus_replay(study: optuna.Study) -> None:
