@@ -26,6 +26,14 @@ was running, and samplers that read other workers' running trials (TPE's
 ``constant_liar``) see them. A worker killed mid-trial loses only its trial's later,
 unwritten updates: the trial stays RUNNING under a dead worker and is failed and re-run
 (:mod:`foldwise.optimizer._trials`).
+
+Measured and not kept: writing a trial's end with the next trial's creation, one append per
+trial. In a 1,000-trial study the journal's share did not move (0.69, 0.51, 0.49 s against
+0.70, 0.50, 0.58 s, runs alternated with the code without it), while a loop waiting for
+other processes' trials had to write its held ends first or wait on theirs. A warm
+micro-benchmark puts the append's own file work (lock, write, tail check) at a tenth of a
+trial's journal cost; the rest is encoding the lines and Optuna's replay of them (each
+update copies the trial, each parameter decodes its distribution's JSON).
 """
 
 from __future__ import annotations
