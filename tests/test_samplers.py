@@ -10,13 +10,14 @@ import optuna
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from optuna.samplers._tpe import _truncnorm
+from optuna.samplers._tpe import _truncnorm, probability_distributions
 from scipy import special
 
 from foldwise.optimizer import _tpe
 from foldwise.optimizer._samplers import make_sampler, reseed, trial_seed
 from foldwise.optimizer._tpe import (
     VectorizedTPESampler,
+    direct_log_gauss_mass,
     vectorized_log_gauss_mass,
     vectorized_log_ndtr,
 )
@@ -133,6 +134,22 @@ def test_the_log_mass_keeps_shapes_and_cases_apart():
                                          np.array([-1.0, 2.0, 0.0])).tolist() == [-np.inf] * 3
 
 
+def test_the_direct_log_mass_equals_optunas_over_unique_pairs():
+    """Every element computed equals Optuna's mass of the distinct pairs scattered back,
+    to the bit: a (candidates x kernels) matrix with repeated candidates and kernels."""
+    rng = np.random.default_rng(0)
+    candidates = rng.integers(5, 50, size=24).astype(float)  # integer steps repeat
+    mus = rng.choice([10.0, 20.0, 30.5, 44.0], size=40)
+    sigmas = rng.choice([3.0, 7.5], size=40)
+    lower = (candidates[:, None] - 0.5 - mus) / sigmas
+    upper = (candidates[:, None] + 0.5 - mus) / sigmas
+    with _tpe._vectorized():
+        unique_first = _tpe._OPTUNA_LOG_GAUSS_MASS_UNIQUE(lower, upper)
+    direct = direct_log_gauss_mass(lower, upper)
+    assert direct.shape == lower.shape
+    np.testing.assert_array_equal(direct, unique_first)
+
+
 def _study_params(sampler, floats: bool, n_trials: int = 60) -> list[tuple]:
     study = optuna.create_study(direction="maximize", sampler=sampler)
 
@@ -172,31 +189,37 @@ def test_continuous_spaces_are_sampled_from_the_same_model():
     assert ours[10][2] == stock[10][2]
 
 
+def _optunas_functions() -> tuple:
+    return (_truncnorm._log_ndtr, _truncnorm._log_gauss_mass,
+            probability_distributions._log_gauss_mass_unique)
+
+
 def test_optunas_function_is_restored_after_sampling_even_on_errors():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    original = _truncnorm._log_ndtr, _truncnorm._log_gauss_mass
+    original = _optunas_functions()
     _study_params(VectorizedTPESampler(seed=0), floats=True, n_trials=15)
-    assert (_truncnorm._log_ndtr, _truncnorm._log_gauss_mass) == original
+    assert _optunas_functions() == original
     def fail_inside() -> None:
         with _tpe._vectorized():
             assert _truncnorm._log_ndtr is vectorized_log_ndtr
             assert _truncnorm._log_gauss_mass is vectorized_log_gauss_mass
+            assert probability_distributions._log_gauss_mass_unique is direct_log_gauss_mass
             raise RuntimeError
 
     with pytest.raises(RuntimeError):
         fail_inside()
-    assert (_truncnorm._log_ndtr, _truncnorm._log_gauss_mass) == original
+    assert _optunas_functions() == original
     assert _tpe._depth == 0
 
 
 def test_concurrent_samplers_leave_optunas_function_in_place():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    original = _truncnorm._log_ndtr, _truncnorm._log_gauss_mass
+    original = _optunas_functions()
     threads = [threading.Thread(target=_study_params, args=(VectorizedTPESampler(seed=s), True, 25))
                for s in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert (_truncnorm._log_ndtr, _truncnorm._log_gauss_mass) == original
+    assert _optunas_functions() == original
     assert _tpe._depth == 0

@@ -26,11 +26,21 @@ against the mass computed with 50 digits in ``tests/test_samplers.py``). What th
 * **continuous parameters:** the same distribution, but a suggestion goes through the
   inverse CDF, so it may differ from Optuna's in the last bits, and the studies then part.
 
+A third function goes with them: ``probability_distributions._log_gauss_mass_unique``
+finds the distinct (lower, upper) pairs of a candidates x kernels matrix (two argsorts and
+a cumulative sum) so that Optuna's slow mass runs once per pair. With the mass in C that
+search cost more than the duplicates it saved (few: each candidate meets each kernel
+once), so :func:`direct_log_gauss_mass` computes every element: the same function of
+each pair, so the same values and suggestions. Measured on the 5 x 200-trial SMA study of
+``bench_optimize.py`` (1): the sampler's time went from 2.34 s to 2.23 s, with the same
+trials.
+
 ``sampler="optuna-tpe"`` gives Optuna's own sampler, for a study that must repeat one run
 with stock Optuna.
 
 How: Optuna's TPE looks both functions up as attributes of ``_truncnorm`` at each call,
-so the sampler swaps them in for the duration of its own sampling calls (under a lock,
+(and ``probability_distributions`` the third), so the sampler swaps them in for the
+duration of its own sampling calls (under a lock,
 with a count, so nested and concurrent calls restore Optuna's functions once the last one
 ends). A stock TPE sampler sampling in another thread at that very moment computes with
 scipy's functions too. Where the module's layout differs (another Optuna), the sampler is
@@ -49,14 +59,17 @@ import optuna
 from scipy.special import log_ndtr, ndtr
 
 try:  # private to Optuna: where it is missing, the sampler is Optuna's TPE unchanged
-    from optuna.samplers._tpe import _truncnorm
+    from optuna.samplers._tpe import _truncnorm, probability_distributions
 
     _OPTUNA_LOG_NDTR = getattr(_truncnorm, "_log_ndtr", None)
     _OPTUNA_LOG_GAUSS_MASS = getattr(_truncnorm, "_log_gauss_mass", None)
+    _OPTUNA_LOG_GAUSS_MASS_UNIQUE = getattr(probability_distributions,
+                                            "_log_gauss_mass_unique", None)
 except ImportError:  # pragma: no cover - another Optuna layout
-    _OPTUNA_LOG_NDTR = _OPTUNA_LOG_GAUSS_MASS = None
+    _OPTUNA_LOG_NDTR = _OPTUNA_LOG_GAUSS_MASS = _OPTUNA_LOG_GAUSS_MASS_UNIQUE = None
 
-__all__ = ["VectorizedTPESampler", "vectorized_log_gauss_mass", "vectorized_log_ndtr"]
+__all__ = ["VectorizedTPESampler", "direct_log_gauss_mass", "vectorized_log_gauss_mass",
+           "vectorized_log_ndtr"]
 
 _lock = threading.Lock()
 _depth = 0
@@ -94,6 +107,12 @@ def vectorized_log_gauss_mass(a: Any, b: Any) -> np.ndarray:
     return out
 
 
+def direct_log_gauss_mass(a: Any, b: Any) -> np.ndarray:
+    """Optuna's ``_log_gauss_mass_unique`` (the log mass of each pair of same-shaped
+    ``a`` and ``b``) computed on every element, without looking for duplicate pairs."""
+    return vectorized_log_gauss_mass(a, b)
+
+
 @contextlib.contextmanager
 def _vectorized() -> Iterator[None]:
     """Optuna's TPE computes with :func:`vectorized_log_ndtr` and
@@ -106,6 +125,8 @@ def _vectorized() -> Iterator[None]:
         _depth += 1
         _truncnorm._log_ndtr = vectorized_log_ndtr
         _truncnorm._log_gauss_mass = vectorized_log_gauss_mass
+        if _OPTUNA_LOG_GAUSS_MASS_UNIQUE is not None:
+            probability_distributions._log_gauss_mass_unique = direct_log_gauss_mass
     try:
         yield
     finally:
@@ -114,6 +135,9 @@ def _vectorized() -> Iterator[None]:
             if _depth == 0:
                 _truncnorm._log_ndtr = _OPTUNA_LOG_NDTR
                 _truncnorm._log_gauss_mass = _OPTUNA_LOG_GAUSS_MASS
+                if _OPTUNA_LOG_GAUSS_MASS_UNIQUE is not None:
+                    probability_distributions._log_gauss_mass_unique = (
+                        _OPTUNA_LOG_GAUSS_MASS_UNIQUE)
 
 
 class VectorizedTPESampler(optuna.samplers.TPESampler):
