@@ -20,6 +20,7 @@ from foldwise.optimizer._tpe import (
     direct_log_gauss_mass,
     vectorized_log_gauss_mass,
     vectorized_log_ndtr,
+    vectorized_ndtri_exp,
 )
 
 
@@ -134,6 +135,18 @@ def test_the_log_mass_keeps_shapes_and_cases_apart():
                                          np.array([-1.0, 2.0, 0.0])).tolist() == [-np.inf] * 3
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=-700.0, max_value=-1e-300, allow_nan=False))
+def test_the_inverse_log_cdf_is_optunas_function(y):
+    """scipy's ``ndtri_exp`` against Optuna's Newton iterations and against the log-CDF it
+    inverts: the ``x`` whose ``log_ndtr`` is ``y``."""
+    ours = float(vectorized_ndtri_exp(np.array([y]))[0])
+    optunas = float(_truncnorm._ndtri_exp(np.array([y]))[0])
+    assert abs(ours - optunas) <= 4e-15 * max(1.0, abs(optunas))
+    back = float(special.log_ndtr(ours))
+    assert abs(back - y) <= 1e-12 * max(1.0, abs(y))
+
+
 def test_the_direct_log_mass_equals_optunas_over_unique_pairs():
     """Every element computed equals Optuna's mass of the distinct pairs scattered back,
     to the bit: a (candidates x kernels) matrix with repeated candidates and kernels."""
@@ -190,7 +203,7 @@ def test_continuous_spaces_are_sampled_from_the_same_model():
 
 
 def _optunas_functions() -> tuple:
-    return (_truncnorm._log_ndtr, _truncnorm._log_gauss_mass,
+    return (_truncnorm._log_ndtr, _truncnorm._log_gauss_mass, _truncnorm._ndtri_exp,
             probability_distributions._log_gauss_mass_unique)
 
 
@@ -204,6 +217,7 @@ def test_optunas_function_is_restored_after_sampling_even_on_errors():
             assert _truncnorm._log_ndtr is vectorized_log_ndtr
             assert _truncnorm._log_gauss_mass is vectorized_log_gauss_mass
             assert probability_distributions._log_gauss_mass_unique is direct_log_gauss_mass
+            assert _truncnorm._ndtri_exp is vectorized_ndtri_exp
             raise RuntimeError
 
     with pytest.raises(RuntimeError):

@@ -26,7 +26,13 @@ against the mass computed with 50 digits in ``tests/test_samplers.py``). What th
 * **continuous parameters:** the same distribution, but a suggestion goes through the
   inverse CDF, so it may differ from Optuna's in the last bits, and the studies then part.
 
-A third function goes with them: ``probability_distributions._log_gauss_mass_unique``
+The inverse, ``_truncnorm._ndtri_exp`` (the ``x`` whose log-CDF is ``y``, which turns a
+uniform draw into a kernel's sample), is Newton's method in numpy in Optuna, 60 times
+slower than ``scipy.special.ndtri_exp`` on a batch of 48 draws, with which it agrees to
+1.4e-15 relative (:func:`vectorized_ndtri_exp`). An integer suggestion rounds that sample
+to its step, so it changes only if the sample lies within about 1e-15 of half a step.
+
+A fourth function goes with them: ``probability_distributions._log_gauss_mass_unique``
 finds the distinct (lower, upper) pairs of a candidates x kernels matrix (two argsorts and
 a cumulative sum) so that Optuna's slow mass runs once per pair. With the mass in C that
 search cost more than the duplicates it saved (few: each candidate meets each kernel
@@ -56,20 +62,22 @@ from typing import Any
 
 import numpy as np
 import optuna
-from scipy.special import log_ndtr, ndtr
+from scipy.special import log_ndtr, ndtr, ndtri_exp
 
 try:  # private to Optuna: where it is missing, the sampler is Optuna's TPE unchanged
     from optuna.samplers._tpe import _truncnorm, probability_distributions
 
     _OPTUNA_LOG_NDTR = getattr(_truncnorm, "_log_ndtr", None)
     _OPTUNA_LOG_GAUSS_MASS = getattr(_truncnorm, "_log_gauss_mass", None)
+    _OPTUNA_NDTRI_EXP = getattr(_truncnorm, "_ndtri_exp", None)
     _OPTUNA_LOG_GAUSS_MASS_UNIQUE = getattr(probability_distributions,
                                             "_log_gauss_mass_unique", None)
 except ImportError:  # pragma: no cover - another Optuna layout
-    _OPTUNA_LOG_NDTR = _OPTUNA_LOG_GAUSS_MASS = _OPTUNA_LOG_GAUSS_MASS_UNIQUE = None
+    _OPTUNA_LOG_NDTR = _OPTUNA_LOG_GAUSS_MASS = _OPTUNA_NDTRI_EXP = None
+    _OPTUNA_LOG_GAUSS_MASS_UNIQUE = None
 
 __all__ = ["VectorizedTPESampler", "direct_log_gauss_mass", "vectorized_log_gauss_mass",
-           "vectorized_log_ndtr"]
+           "vectorized_log_ndtr", "vectorized_ndtri_exp"]
 
 _lock = threading.Lock()
 _depth = 0
@@ -78,6 +86,12 @@ _depth = 0
 def vectorized_log_ndtr(a: Any) -> np.ndarray:
     """``log(Phi(a))`` elementwise, as float64 (``scipy.special.log_ndtr``)."""
     return np.asarray(log_ndtr(np.asarray(a, dtype=np.float64)), dtype=np.float64)
+
+
+def vectorized_ndtri_exp(y: Any) -> np.ndarray:
+    """The ``x`` with ``log(Phi(x)) == y`` elementwise, as float64
+    (``scipy.special.ndtri_exp``)."""
+    return np.asarray(ndtri_exp(np.asarray(y, dtype=np.float64)), dtype=np.float64)
 
 
 def _log_mass_left(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,8 +105,10 @@ def vectorized_log_gauss_mass(a: Any, b: Any) -> np.ndarray:
     """``log(Phi(b) - Phi(a))`` elementwise for ``a <= b``, as float64: Optuna's
     ``_truncnorm._log_gauss_mass`` case by case (the left tail directly, the right tail
     by symmetry, a central interval as ``log1p`` of the two tails), with scipy's kernels."""
-    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64),
-                               np.asarray(b, dtype=np.float64))
+    if not (type(a) is type(b) is np.ndarray and a.dtype == b.dtype == np.float64
+            and a.shape == b.shape):  # Optuna's own calls pass such arrays: no copies
+        a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64),
+                                   np.asarray(b, dtype=np.float64))
     out = np.empty(a.shape, dtype=np.float64)
     left = b <= 0
     right = a > 0
@@ -125,6 +141,8 @@ def _vectorized() -> Iterator[None]:
         _depth += 1
         _truncnorm._log_ndtr = vectorized_log_ndtr
         _truncnorm._log_gauss_mass = vectorized_log_gauss_mass
+        if _OPTUNA_NDTRI_EXP is not None:
+            _truncnorm._ndtri_exp = vectorized_ndtri_exp
         if _OPTUNA_LOG_GAUSS_MASS_UNIQUE is not None:
             probability_distributions._log_gauss_mass_unique = direct_log_gauss_mass
     try:
@@ -135,6 +153,8 @@ def _vectorized() -> Iterator[None]:
             if _depth == 0:
                 _truncnorm._log_ndtr = _OPTUNA_LOG_NDTR
                 _truncnorm._log_gauss_mass = _OPTUNA_LOG_GAUSS_MASS
+                if _OPTUNA_NDTRI_EXP is not None:
+                    _truncnorm._ndtri_exp = _OPTUNA_NDTRI_EXP
                 if _OPTUNA_LOG_GAUSS_MASS_UNIQUE is not None:
                     probability_distributions._log_gauss_mass_unique = (
                         _OPTUNA_LOG_GAUSS_MASS_UNIQUE)
