@@ -36,19 +36,18 @@ A fourth function goes with them: ``probability_distributions._log_gauss_mass_un
 finds the distinct (lower, upper) pairs of a candidates x kernels matrix (two argsorts and
 a cumulative sum) so that Optuna's slow mass runs once per pair. With the mass in C that
 search cost more than the duplicates it saved (few: each candidate meets each kernel
-once), so :func:`direct_log_gauss_mass` computes every element: the same function of
-each pair, so the same values and suggestions. Measured on the 5 x 200-trial SMA study of
+once), so :func:`vectorized_log_gauss_mass` stands for it and computes every element: the
+same function of each pair, so the same values and suggestions. Measured on the 5 x 200-trial SMA study of
 ``bench_optimize.py`` (1): the sampler's time went from 2.34 s to 2.23 s, with the same
 trials.
 
 ``sampler="optuna-tpe"`` gives Optuna's own sampler, for a study that must repeat one run
 with stock Optuna.
 
-How: Optuna's TPE looks both functions up as attributes of ``_truncnorm`` at each call,
-(and ``probability_distributions`` the third), so the sampler swaps them in for the
-duration of its own sampling calls (under a lock,
-with a count, so nested and concurrent calls restore Optuna's functions once the last one
-ends). A stock TPE sampler sampling in another thread at that very moment computes with
+How: Optuna's TPE looks these functions up as attributes of ``_truncnorm`` and
+``probability_distributions`` at each call, so the sampler swaps them in for the duration
+of its own sampling calls (under a lock, with a count, so nested and concurrent calls
+restore Optuna's functions once the last one ends). A stock TPE sampler sampling in another thread at that very moment computes with
 scipy's functions too. Where the module's layout differs (another Optuna), the sampler is
 Optuna's TPE as it is.
 """
@@ -76,8 +75,8 @@ except ImportError:  # pragma: no cover - another Optuna layout
     _OPTUNA_LOG_NDTR = _OPTUNA_LOG_GAUSS_MASS = _OPTUNA_NDTRI_EXP = None
     _OPTUNA_LOG_GAUSS_MASS_UNIQUE = None
 
-__all__ = ["VectorizedTPESampler", "direct_log_gauss_mass", "vectorized_log_gauss_mass",
-           "vectorized_log_ndtr", "vectorized_ndtri_exp"]
+__all__ = ["VectorizedTPESampler", "vectorized_log_gauss_mass", "vectorized_log_ndtr",
+           "vectorized_ndtri_exp"]
 
 _lock = threading.Lock()
 _depth = 0
@@ -123,41 +122,40 @@ def vectorized_log_gauss_mass(a: Any, b: Any) -> np.ndarray:
     return out
 
 
-def direct_log_gauss_mass(a: Any, b: Any) -> np.ndarray:
-    """Optuna's ``_log_gauss_mass_unique`` (the log mass of each pair of same-shaped
-    ``a`` and ``b``) computed on every element, without looking for duplicate pairs."""
-    return vectorized_log_gauss_mass(a, b)
+def _swaps() -> list[tuple[Any, str, Any, Any]]:
+    """(module, name, foldwise's function, Optuna's) for each function swapped while the
+    sampler samples; empty in another Optuna layout (Optuna's TPE as it is)."""
+    if _OPTUNA_LOG_NDTR is None or _OPTUNA_LOG_GAUSS_MASS is None:  # pragma: no cover
+        return []
+    swaps = [(_truncnorm, "_log_ndtr", vectorized_log_ndtr, _OPTUNA_LOG_NDTR),
+             (_truncnorm, "_log_gauss_mass", vectorized_log_gauss_mass, _OPTUNA_LOG_GAUSS_MASS)]
+    if _OPTUNA_NDTRI_EXP is not None:
+        swaps.append((_truncnorm, "_ndtri_exp", vectorized_ndtri_exp, _OPTUNA_NDTRI_EXP))
+    if _OPTUNA_LOG_GAUSS_MASS_UNIQUE is not None:  # every pair computed: see the docstring
+        swaps.append((probability_distributions, "_log_gauss_mass_unique",
+                      vectorized_log_gauss_mass, _OPTUNA_LOG_GAUSS_MASS_UNIQUE))
+    return swaps
+
+
+_SWAPS = _swaps()
 
 
 @contextlib.contextmanager
 def _vectorized() -> Iterator[None]:
-    """Optuna's TPE computes with :func:`vectorized_log_ndtr` and
-    :func:`vectorized_log_gauss_mass` inside this block."""
+    """Optuna's TPE computes with foldwise's functions (:data:`_SWAPS`) inside this block."""
     global _depth
-    if _OPTUNA_LOG_NDTR is None or _OPTUNA_LOG_GAUSS_MASS is None:  # pragma: no cover
-        yield  # another Optuna layout
-        return
     with _lock:
         _depth += 1
-        _truncnorm._log_ndtr = vectorized_log_ndtr
-        _truncnorm._log_gauss_mass = vectorized_log_gauss_mass
-        if _OPTUNA_NDTRI_EXP is not None:
-            _truncnorm._ndtri_exp = vectorized_ndtri_exp
-        if _OPTUNA_LOG_GAUSS_MASS_UNIQUE is not None:
-            probability_distributions._log_gauss_mass_unique = direct_log_gauss_mass
+        for module, name, ours, _ in _SWAPS:
+            setattr(module, name, ours)
     try:
         yield
     finally:
         with _lock:
             _depth -= 1
             if _depth == 0:
-                _truncnorm._log_ndtr = _OPTUNA_LOG_NDTR
-                _truncnorm._log_gauss_mass = _OPTUNA_LOG_GAUSS_MASS
-                if _OPTUNA_NDTRI_EXP is not None:
-                    _truncnorm._ndtri_exp = _OPTUNA_NDTRI_EXP
-                if _OPTUNA_LOG_GAUSS_MASS_UNIQUE is not None:
-                    probability_distributions._log_gauss_mass_unique = (
-                        _OPTUNA_LOG_GAUSS_MASS_UNIQUE)
+                for module, name, _, optunas in _SWAPS:
+                    setattr(module, name, optunas)
 
 
 class VectorizedTPESampler(optuna.samplers.TPESampler):
