@@ -37,9 +37,9 @@ finds the distinct (lower, upper) pairs of a candidates x kernels matrix (two ar
 a cumulative sum) so that Optuna's slow mass runs once per pair. With the mass in C that
 search cost more than the duplicates it saved (few: each candidate meets each kernel
 once), so :func:`vectorized_log_gauss_mass` stands for it and computes every element: the
-same function of each pair, so the same values and suggestions. Measured on the 5 x 200-trial SMA study of
-``bench_optimize.py`` (1): the sampler's time went from 2.34 s to 2.23 s, with the same
-trials.
+same function of each pair, so the same values and suggestions. Measured on the 5 x
+200-trial SMA study of ``bench_optimize.py`` (1): the sampler's time went from 2.34 s to
+2.23 s, with the same trials.
 
 ``sampler="optuna-tpe"`` gives Optuna's own sampler, for a study that must repeat one run
 with stock Optuna.
@@ -47,9 +47,9 @@ with stock Optuna.
 How: Optuna's TPE looks these functions up as attributes of ``_truncnorm`` and
 ``probability_distributions`` at each call, so the sampler swaps them in for the duration
 of its own sampling calls (under a lock, with a count, so nested and concurrent calls
-restore Optuna's functions once the last one ends). A stock TPE sampler sampling in another thread at that very moment computes with
-scipy's functions too. Where the module's layout differs (another Optuna), the sampler is
-Optuna's TPE as it is.
+restore Optuna's functions once the last one ends). A stock TPE sampler sampling in
+another thread at that very moment computes with scipy's functions too. Where the module's
+layout differs (another Optuna), the sampler is Optuna's TPE as it is.
 """
 
 from __future__ import annotations

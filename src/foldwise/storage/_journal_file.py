@@ -117,7 +117,7 @@ def decode_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
             and line[cut + len(_TAIL_START):-3] == stored.encode()
             and stored == f"{zlib.crc32(b'}', zlib.crc32(memoryview(line)[:cut])):08x}"):
         return log, ""
-    if f"{zlib.crc32(json.dumps(log, separators=(',', ':')).encode()):08x}" != stored:
+    if f"{zlib.crc32(_compact(log).encode()):08x}" != stored:
         return None, "its checksum does not match its content (a changed byte)"
     return log, ""
 
