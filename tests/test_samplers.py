@@ -162,6 +162,123 @@ def test_the_direct_log_mass_equals_optunas_over_unique_pairs():
     np.testing.assert_array_equal(direct, unique_first)
 
 
+def _mixture(rng: np.random.Generator, n_kernels: int, repeated: bool):
+    """An Optuna Parzen mixture over a categorical, a stepped, a stepped log-scale, a
+    continuous and a continuous log-scale dimension (kernels repeated where asked)."""
+    pd = probability_distributions
+
+    def kernels(low: float, high: float, log: bool = False):
+        lo, hi = (np.log(low), np.log(high)) if log else (low, high)
+        mu = rng.uniform(lo, hi, n_kernels)
+        sigma = rng.uniform(0.02, 1.0, n_kernels) * (hi - lo)
+        if repeated:  # the kernels of one repeated parameter set: same location and scale
+            mu[1::3], sigma[1::3] = mu[0], sigma[0]
+        return mu, sigma
+
+    weights = rng.dirichlet(np.ones(n_kernels))
+    categories = rng.dirichlet(np.ones(4), size=n_kernels)
+    return pd._MixtureOfProductDistribution(weights=weights, distributions=[
+        pd._BatchedCategoricalDistributions(categories),
+        pd._BatchedDiscreteTruncNormDistributions(*kernels(4.5, 50.5), low=5, high=50, step=1),
+        pd._BatchedDiscreteTruncLogNormDistributions(*kernels(19.0, 201.0, log=True), low=20,
+                                                     high=200, step=2),
+        pd._BatchedTruncNormDistributions(*kernels(-3.0, 3.0), low=-3.0, high=3.0),
+        pd._BatchedTruncLogNormDistributions(*kernels(1e-3, 10.0, log=True), low=1e-3, high=10.0),
+    ])
+
+
+def _candidates(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.column_stack([rng.integers(0, 4, n), rng.integers(5, 51, n),
+                            20 + 2 * rng.integers(0, 91, n), rng.uniform(-3, 3, n),
+                            np.exp(rng.uniform(np.log(1e-3), np.log(10.0), n))]).astype(float)
+
+
+@pytest.mark.parametrize("repeated", [False, True])
+@pytest.mark.parametrize("n_kernels", [1, 7, 150])
+def test_the_compiled_mixture_log_pdf_is_optunas(n_kernels, repeated):
+    """The compiled pass over candidates x kernels against Optuna's ``log_pdf``: to 1e-13
+    against it computing with foldwise's kernels (the same formulas), and to 1e-9 against
+    stock Optuna (its ``erf`` is the less accurate one)."""
+    from foldwise.optimizer._tpe_compiled import mixture_log_pdf
+
+    rng = np.random.default_rng(n_kernels + repeated)
+    for _ in range(5):
+        mixture = _mixture(rng, n_kernels, repeated)
+        x = _candidates(rng, 24)
+        x[1] = x[0]  # a repeated candidate
+        compiled = mixture_log_pdf(x, *_tpe._packed(mixture))
+        stock = _tpe._OPTUNA_LOG_PDF(mixture, x)
+        with _tpe._vectorized():
+            swapped = _tpe._OPTUNA_LOG_PDF(mixture, x)
+        np.testing.assert_allclose(compiled, swapped, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(compiled, stock, rtol=1e-9, atol=1e-9)
+        assert compiled[0] == compiled[1]
+
+
+def test_the_compiled_log_pdf_keeps_optunas_edge_values():
+    """A candidate outside a continuous range has density 0 (-inf); an empty range gives
+    NaN; a kernel of weight 0 adds nothing; a row without mass anywhere is -inf."""
+    from foldwise.optimizer._tpe_compiled import mixture_log_pdf
+
+    pd = probability_distributions
+    mixture = pd._MixtureOfProductDistribution(weights=np.array([0.0, 0.4, 0.6]), distributions=[
+        pd._BatchedTruncNormDistributions(np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.5, 0.1]),
+                                          low=-1.0, high=3.0)])
+    x = np.array([[0.5], [3.5], [2.0]])
+    with np.errstate(divide="ignore"):
+        compiled = mixture_log_pdf(x, *_tpe._packed(mixture))
+        stock = _tpe._OPTUNA_LOG_PDF(mixture, x)
+    np.testing.assert_allclose(compiled, stock, rtol=1e-12)
+    assert compiled[1] == -np.inf
+    empty = pd._MixtureOfProductDistribution(weights=np.array([1.0]), distributions=[
+        pd._BatchedTruncNormDistributions(np.array([1.0]), np.array([0.5]), low=1.0, high=1.0)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert np.isnan(mixture_log_pdf(np.array([[1.0]]), *_tpe._packed(empty))).all()
+        assert np.isnan(_tpe._OPTUNA_LOG_PDF(empty, np.array([[1.0]]))).all()
+
+
+@pytest.fixture(params=["numpy", "compiled"])
+def log_pdf_pass(request, monkeypatch):
+    """Optuna's log_pdf (the numpy pass) or the compiled one, whatever this process has
+    spent before (the switch depends on it)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(_tpe, "_kernel", None)
+        monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", float("inf"))
+        monkeypatch.delitem(__import__("sys").modules, "foldwise.pipeline._compiled",
+                            raising=False)
+    else:
+        monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", 0.0)
+    yield request.param
+    assert (_tpe._kernel is not None) == (request.param == "compiled")
+
+
+def test_the_compiled_pass_is_loaded_once_the_numpy_pass_has_cost_as_much(monkeypatch):
+    """The rent-or-buy switch: Optuna's pass until COMPILE_AFTER_SECONDS of it were spent
+    in the process, then the compiled one."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    monkeypatch.setattr(_tpe, "_kernel", None)
+    monkeypatch.setattr(_tpe, "_numpy_seconds", 0.0)
+    monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", 0.05)
+    monkeypatch.delitem(__import__("sys").modules, "foldwise.pipeline._compiled", raising=False)
+    calls = {"numpy": 0}
+    optunas = _tpe._OPTUNA_LOG_PDF
+
+    def counted(mixture, x):
+        calls["numpy"] += 1
+        return optunas(mixture, x)
+
+    monkeypatch.setattr(_tpe, "_OPTUNA_LOG_PDF", counted)
+    _study_params(VectorizedTPESampler(seed=0), floats=False, n_trials=12)
+    assert calls["numpy"] > 0 and _tpe._kernel is None  # a short study: numpy only
+    spent = _tpe._numpy_seconds
+    assert 0 < spent < 0.05
+    monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", spent)  # as if it had cost that much
+    before = calls["numpy"]
+    _study_params(VectorizedTPESampler(seed=1), floats=False, n_trials=20)
+    assert _tpe._kernel is not None
+    assert calls["numpy"] == before  # compiled from then on
+
+
 def _study_params(sampler, floats: bool, n_trials: int = 60) -> list[tuple]:
     study = optuna.create_study(direction="maximize", sampler=sampler)
 
@@ -182,7 +299,7 @@ def _study_params(sampler, floats: bool, n_trials: int = 60) -> list[tuple]:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_integer_spaces_get_optunas_suggestions(seed):
+def test_integer_spaces_get_optunas_suggestions(seed, log_pdf_pass):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stock = _study_params(optuna.samplers.TPESampler(seed=seed), floats=False)
     ours = _study_params(VectorizedTPESampler(seed=seed), floats=False)
@@ -190,7 +307,7 @@ def test_integer_spaces_get_optunas_suggestions(seed):
     assert len(set(stock)) > 30
 
 
-def test_continuous_spaces_are_sampled_from_the_same_model():
+def test_continuous_spaces_are_sampled_from_the_same_model(log_pdf_pass):
     """Suggestions can part from Optuna's in the last bits; the first TPE suggestions
     (after the random startup trials) agree to 1e-9."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -203,7 +320,8 @@ def test_continuous_spaces_are_sampled_from_the_same_model():
 
 def _optunas_functions() -> tuple:
     return (_truncnorm._log_ndtr, _truncnorm._log_gauss_mass, _truncnorm._ndtri_exp,
-            probability_distributions._log_gauss_mass_unique)
+            probability_distributions._log_gauss_mass_unique,
+            probability_distributions._MixtureOfProductDistribution.log_pdf)
 
 
 def test_optunas_function_is_restored_after_sampling_even_on_errors():
@@ -217,6 +335,8 @@ def test_optunas_function_is_restored_after_sampling_even_on_errors():
             assert _truncnorm._log_gauss_mass is vectorized_log_gauss_mass
             assert probability_distributions._log_gauss_mass_unique is vectorized_log_gauss_mass
             assert _truncnorm._ndtri_exp is vectorized_ndtri_exp
+            assert probability_distributions._MixtureOfProductDistribution.log_pdf \
+                is _tpe.parzen_log_pdf
             raise RuntimeError
 
     with pytest.raises(RuntimeError):
