@@ -252,6 +252,31 @@ def log_pdf_pass(request, monkeypatch):
     assert (_tpe._kernel is not None) == (request.param == "compiled")
 
 
+def test_a_process_expecting_many_trials_loads_the_compiled_pass_before_them(monkeypatch,
+                                                                             tmp_path):
+    """optimize tells foldwise's TPE how many trials the process will run: from
+    COMPILE_FOR_TRIALS on, the compiled pass is loaded before the first one; below, or
+    for another sampler, it is not."""
+    import foldwise
+    from foldwise.examples import sma_crossover
+    from foldwise.space import Int
+    from foldwise.splits import WalkForward
+
+    monkeypatch.setattr(_tpe, "_kernel", None)
+    monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", float("inf"))
+    monkeypatch.delitem(__import__("sys").modules, "foldwise.pipeline._compiled", raising=False)
+    _tpe.expect_trials(optuna.samplers.TPESampler(), 10**6)  # Optuna's own: nothing to load
+    _tpe.expect_trials(VectorizedTPESampler(), _tpe.COMPILE_FOR_TRIALS - 1)
+    assert _tpe._kernel is None
+    monkeypatch.setattr(_tpe, "COMPILE_FOR_TRIALS", 10)  # 5 folds x 2 trials
+    data = foldwise.datasets.load_goog()
+    foldwise.optimize(sma_crossover, data, {"fast": Int(5, 20), "slow": Int(30, 60)},
+                      WalkForward(train=750, test=250), n_trials=2, seed=0,
+                      storage="memory", cache=tmp_path / "cache", show_progress=False,
+                      keep_statistics=False)
+    assert _tpe._kernel is not None
+
+
 def test_the_compiled_pass_is_loaded_once_the_numpy_pass_has_cost_as_much(monkeypatch):
     """The rent-or-buy switch: Optuna's pass until COMPILE_AFTER_SECONDS of it were spent
     in the process, then the compiled one."""

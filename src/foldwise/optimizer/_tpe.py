@@ -170,31 +170,60 @@ def _packed(mixture: Any) -> tuple[np.ndarray, ...] | None:
 
 
 #: Seconds a process spends in Optuna's (numpy) ``log_pdf`` before it loads the compiled
-#: one (the rent-or-buy rule). Loading costs a process 0.43-0.55 s once (numba's first
-#: call: its registries, then the cached machine code), and the compiled pass takes about
-#: half the numpy one's time (measured on the estimators of ``bench_optimize.py`` (1)):
-#: once the numpy pass has cost 0.8 s, the compiled one would have saved about what the
-#: load costs, so no process pays more than twice what knowing its future would have cost, a short
-#: study never loads numba, and a long-lived one (a notebook, a worker, a large study)
-#: gets the compiled pass for the rest of its life. A process whose pipeline already
-#: loaded numba (:mod:`foldwise.pipeline._compiled`) loads the kernel at once.
+#: one (the rent-or-buy rule). Loading costs a process 0.43-0.55 s and about 110 MB of
+#: memory once (numba's first call: its registries, LLVM, then the cached machine code),
+#: and the compiled pass takes about half the numpy one's time (measured on the
+#: estimators of ``bench_optimize.py`` (1)): once the numpy pass has cost 0.8 s, the
+#: compiled one would have saved about what the load costs, so no process pays more than
+#: twice what knowing its future would have cost, a short study never loads numba, and a
+#: long-lived process (a notebook, a worker) gets the compiled pass for the rest of its
+#: life. A process whose pipeline already loaded numba (:mod:`foldwise.pipeline._compiled`)
+#: loads the kernel at once.
 COMPILE_AFTER_SECONDS = 0.8
+
+#: Trials of foldwise's TPE a process expects to run (:func:`expect_trials`) from which it
+#: loads the compiled pass before the first one: the load pays for itself within about
+#: 1,500 trials (the 5 x 200-trial study of ``bench_optimize.py`` (1) saves 0.25 s, a
+#: 1,000-trial fold 0.35 s), and loaded before the trial loop its memory is a step at the
+#: start rather than growth during the loop.
+COMPILE_FOR_TRIALS = 2000
 
 _numpy_seconds = 0.0
 _kernel: Any = None
 _kernel_lock = threading.Lock()
 
 
-def _compiled_kernel() -> Any:
-    """The compiled ``mixture_log_pdf`` once this process has earned it, else None."""
+def _load_kernel() -> Any:
+    """Load the compiled pass and call it once on a one-kernel mixture of each kind of
+    dimension (numba loads the machine code at the first call of a signature)."""
     global _kernel
-    if _kernel is None and (_numpy_seconds >= COMPILE_AFTER_SECONDS
-                            or "foldwise.pipeline._compiled" in sys.modules):
-        with _kernel_lock:
+    with _kernel_lock:
+        if _kernel is None:
             from foldwise.optimizer._tpe_compiled import mixture_log_pdf
 
+            one = np.ones((1, 1))
+            mixture_log_pdf(np.ones((1, 3)), np.array([0, 1, 2], dtype=np.int8),
+                            np.ones((3, 1)), np.ones((3, 1)), np.zeros(3), np.full(3, 2.0),
+                            np.array([0.0, 1.0, 0.0]), np.zeros(3, dtype=np.bool_),
+                            np.zeros((3, 1, 2)), np.log(one[0]))
             _kernel = mixture_log_pdf
     return _kernel
+
+
+def _compiled_kernel() -> Any:
+    """The compiled ``mixture_log_pdf`` once this process has earned it, else None."""
+    if _kernel is None and (_numpy_seconds >= COMPILE_AFTER_SECONDS
+                            or "foldwise.pipeline._compiled" in sys.modules):
+        return _load_kernel()
+    return _kernel
+
+
+def expect_trials(sampler: optuna.samplers.BaseSampler, n_trials: int) -> None:
+    """Tell foldwise's TPE that this process is about to run ``n_trials`` trials with
+    ``sampler``: from :data:`COMPILE_FOR_TRIALS` on, its compiled pass is loaded now."""
+    if isinstance(sampler, VectorizedTPESampler) and n_trials >= COMPILE_FOR_TRIALS \
+            and _kernel is None and _SWAPS and _SWAPS[-1][1] == "log_pdf":
+        _load_kernel()
 
 
 def parzen_log_pdf(mixture: Any, x: np.ndarray) -> np.ndarray:
@@ -209,7 +238,7 @@ def parzen_log_pdf(mixture: Any, x: np.ndarray) -> np.ndarray:
         out = _OPTUNA_LOG_PDF(mixture, x)
         _numpy_seconds += time.perf_counter() - started  # a race only shifts the switch
         return np.asarray(out)
-    return np.asarray(kernel(np.asarray(x, dtype=np.float64), *packed))
+    return np.asarray(kernel(np.ascontiguousarray(x, dtype=np.float64), *packed))
 
 
 def _swaps() -> list[tuple[Any, str, Any, Any]]:
