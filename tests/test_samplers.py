@@ -252,39 +252,52 @@ def log_pdf_pass(request, monkeypatch):
     assert (_tpe._kernel is not None) == (request.param == "compiled")
 
 
-def test_a_process_expecting_many_trials_loads_the_compiled_pass_before_them(monkeypatch,
-                                                                             tmp_path):
+def _no_kernel_yet(monkeypatch, after_seconds: float = float("inf")) -> None:
+    monkeypatch.setattr(_tpe, "_kernel", None)
+    monkeypatch.setattr(_tpe, "_numpy_seconds", 0.0)
+    monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", after_seconds)
+    monkeypatch.delitem(__import__("sys").modules, "foldwise.pipeline._compiled", raising=False)
+
+
+def test_a_call_planning_many_trials_loads_the_compiled_pass_before_them(monkeypatch,
+                                                                        tmp_path):
     """optimize tells foldwise's TPE how many trials the process will run: from
     COMPILE_FOR_TRIALS on, the compiled pass is loaded before the first one; below, or
     for another sampler, it is not."""
     import foldwise
     from foldwise.examples import sma_crossover
+    from foldwise.optimizer._samplers import builds_vectorized_tpe
     from foldwise.space import Int
     from foldwise.splits import WalkForward
 
-    monkeypatch.setattr(_tpe, "_kernel", None)
-    monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", float("inf"))
-    monkeypatch.delitem(__import__("sys").modules, "foldwise.pipeline._compiled", raising=False)
-    _tpe.expect_trials(optuna.samplers.TPESampler(), 10**6)  # Optuna's own: nothing to load
-    _tpe.expect_trials(VectorizedTPESampler(), _tpe.COMPILE_FOR_TRIALS - 1)
+    _no_kernel_yet(monkeypatch)
+    with _tpe.planned_trials(_tpe.COMPILE_FOR_TRIALS - 1):
+        pass
     assert _tpe._kernel is None
+    assert [builds_vectorized_tpe(s) for s in (None, "tpe", "TPE", VectorizedTPESampler(),
+                                               "optuna-tpe", optuna.samplers.TPESampler())] \
+        == [True, True, True, True, False, False]
     monkeypatch.setattr(_tpe, "COMPILE_FOR_TRIALS", 10)  # 5 folds x 2 trials
     data = foldwise.datasets.load_goog()
-    foldwise.optimize(sma_crossover, data, {"fast": Int(5, 20), "slow": Int(30, 60)},
-                      WalkForward(train=750, test=250), n_trials=2, seed=0,
-                      storage="memory", cache=tmp_path / "cache", show_progress=False,
-                      keep_statistics=False)
+
+    def run(sampler: str) -> None:
+        foldwise.optimize(sma_crossover, data, {"fast": Int(5, 20), "slow": Int(30, 60)},
+                          WalkForward(train=750, test=250), n_trials=2, seed=0,
+                          sampler=sampler, storage="memory", cache=tmp_path / sampler,
+                          show_progress=False, keep_statistics=False)
+
+    run("optuna-tpe")
+    assert _tpe._kernel is None
+    run("tpe")
     assert _tpe._kernel is not None
 
 
 def test_the_compiled_pass_is_loaded_once_the_numpy_pass_has_cost_as_much(monkeypatch):
     """The rent-or-buy switch: Optuna's pass until COMPILE_AFTER_SECONDS of it were spent
-    in the process, then the compiled one."""
+    in the process, then the compiled one; within a planned block (an optimize call), only
+    at the start of the next block."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    monkeypatch.setattr(_tpe, "_kernel", None)
-    monkeypatch.setattr(_tpe, "_numpy_seconds", 0.0)
-    monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", 0.05)
-    monkeypatch.delitem(__import__("sys").modules, "foldwise.pipeline._compiled", raising=False)
+    _no_kernel_yet(monkeypatch, after_seconds=0.05)
     calls = {"numpy": 0}
     optunas = _tpe._OPTUNA_LOG_PDF
 
@@ -298,10 +311,17 @@ def test_the_compiled_pass_is_loaded_once_the_numpy_pass_has_cost_as_much(monkey
     spent = _tpe._numpy_seconds
     assert 0 < spent < 0.05
     monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", spent)  # as if it had cost that much
-    before = calls["numpy"]
-    _study_params(VectorizedTPESampler(seed=1), floats=False, n_trials=20)
-    assert _tpe._kernel is not None
+    with _tpe.planned_trials(0):  # inside a call that started before: no load mid-call
+        _study_params(VectorizedTPESampler(seed=1), floats=False, n_trials=12)
+    assert _tpe._kernel is None
+    with _tpe.planned_trials(12):  # the next call's start loads it
+        assert _tpe._kernel is not None
+        before = calls["numpy"]
+        _study_params(VectorizedTPESampler(seed=1), floats=False, n_trials=20)
     assert calls["numpy"] == before  # compiled from then on
+    monkeypatch.setattr(_tpe, "_kernel", None)
+    _study_params(VectorizedTPESampler(seed=2), floats=False, n_trials=12)  # outside a call
+    assert _tpe._kernel is not None  # loaded at the first log_pdf once earned
 
 
 def _study_params(sampler, floats: bool, n_trials: int = 60) -> list[tuple]:

@@ -60,9 +60,16 @@ from ._orphans import stop_with_caller
 from ._plan import Plan, Request, make_plan, store_plan, validate
 from ._progress import Progress
 from ._rebuild import study_runs
-from ._samplers import SamplerSpec, make_sampler, reseed, study_seed, trial_seed
+from ._samplers import (
+    SamplerSpec,
+    builds_vectorized_tpe,
+    make_sampler,
+    reseed,
+    study_seed,
+    trial_seed,
+)
 from ._studies import pin_owner, read_study_keeping_snapshot, result_of
-from ._tpe import expect_trials
+from ._tpe import planned_trials
 from ._trials import budget_counts, run_trials
 
 __all__ = ["optimize"]
@@ -133,33 +140,35 @@ def _work_quietly(task: _Task, storage: optuna.storages.BaseStorage | None,
 def _run_studies(task: _Task, storage: optuna.storages.BaseStorage, evaluator: Evaluator,
                  deadline: float | None, on_finished: Callable[[], None] | None) -> str:
     request, plan = task.request, task.plan
-    if request.mode == "cv":
-        sampler = make_sampler(request.sampler, study_seed(request.seed, 0, task.worker))
-        expect_trials(sampler, request.n_trials)
-        study = optuna.load_study(study_name=request.study, storage=storage,
-                                  pruner=request.pruner, sampler=sampler)
-        sampler_for = _sampler_for(request, 0, task.worker)
-        objective = partial(evaluate_cv, space=request.space, evaluator=evaluator,
-                            folds=list(plan.folds), metric=request.metric,
-                            direction=request.direction, aggregate=request.cv_aggregate)
-        return run_trials(study, request.n_trials, objective, label=f"study {request.study!r}",
-                          deadline=deadline, on_finished=on_finished, sampler_for=sampler_for)
     numbers = task.fold_numbers if task.fold_numbers is not None else range(len(plan.folds))
-    for place, number in enumerate(numbers):
-        fold = plan.folds[number]
-        sampler = make_sampler(request.sampler, study_seed(request.seed, fold.number, task.worker))
-        if place == 0:
-            expect_trials(sampler, request.n_trials * len(numbers))
-        study = optuna.load_study(study_name=plan.study_names[number], storage=storage,
-                                  pruner=request.pruner, sampler=sampler)
-        focus_replay(study)  # of the other folds' finished trials, what the replay needs
-        objective = partial(evaluate_walk_forward, space=request.space, evaluator=evaluator,
-                            fold=fold, metric=request.metric)
-        status = run_trials(study, request.n_trials, objective, label=f"fold {fold.number}",
-                            deadline=deadline, on_finished=on_finished,
-                            sampler_for=_sampler_for(request, fold.number, task.worker))
-        if status == "timeout":
-            return status
+    studies = 1 if request.mode == "cv" else len(numbers)
+    with planned_trials(request.n_trials * studies if builds_vectorized_tpe(request.sampler)
+                        else 0):
+        if request.mode == "cv":
+            study = optuna.load_study(
+                study_name=request.study, storage=storage, pruner=request.pruner,
+                sampler=make_sampler(request.sampler, study_seed(request.seed, 0, task.worker)))
+            sampler_for = _sampler_for(request, 0, task.worker)
+            objective = partial(evaluate_cv, space=request.space, evaluator=evaluator,
+                                folds=list(plan.folds), metric=request.metric,
+                                direction=request.direction, aggregate=request.cv_aggregate)
+            return run_trials(study, request.n_trials, objective,
+                              label=f"study {request.study!r}", deadline=deadline,
+                              on_finished=on_finished, sampler_for=sampler_for)
+        for number in numbers:
+            fold = plan.folds[number]
+            study = optuna.load_study(
+                study_name=plan.study_names[number], storage=storage, pruner=request.pruner,
+                sampler=make_sampler(request.sampler,
+                                     study_seed(request.seed, fold.number, task.worker)))
+            focus_replay(study)  # of the other folds' finished trials, what the replay needs
+            objective = partial(evaluate_walk_forward, space=request.space, evaluator=evaluator,
+                                fold=fold, metric=request.metric)
+            status = run_trials(study, request.n_trials, objective, label=f"fold {fold.number}",
+                                deadline=deadline, on_finished=on_finished,
+                                sampler_for=_sampler_for(request, fold.number, task.worker))
+            if status == "timeout":
+                return status
     return "done"
 
 

@@ -49,6 +49,14 @@ def trial_seed(study: int, settled: int) -> int:
     return int.from_bytes(digest, "big")
 
 
+def builds_vectorized_tpe(spec: SamplerSpec) -> bool:
+    """Whether :func:`make_sampler` gives foldwise's TPE for ``spec`` (None, ``"tpe"`` or
+    such an object)."""
+    if spec is None or isinstance(spec, VectorizedTPESampler):
+        return True
+    return isinstance(spec, str) and spec.lower() == "tpe"
+
+
 def make_sampler(spec: SamplerSpec, seed: int | None) -> optuna.samplers.BaseSampler:
     """Build the sampler of one study.
 

@@ -170,18 +170,19 @@ def _packed(mixture: Any) -> tuple[np.ndarray, ...] | None:
 
 
 #: Seconds a process spends in Optuna's (numpy) ``log_pdf`` before it loads the compiled
-#: one (the rent-or-buy rule). Loading costs a process 0.43-0.55 s and about 110 MB of
+#: one (the rent-or-buy rule). Loading costs a process 0.3-0.55 s and about 110 MB of
 #: memory once (numba's first call: its registries, LLVM, then the cached machine code),
 #: and the compiled pass takes about half the numpy one's time (measured on the
 #: estimators of ``bench_optimize.py`` (1)): once the numpy pass has cost 0.8 s, the
 #: compiled one would have saved about what the load costs, so no process pays more than
 #: twice what knowing its future would have cost, a short study never loads numba, and a
 #: long-lived process (a notebook, a worker) gets the compiled pass for the rest of its
-#: life. A process whose pipeline already loaded numba (:mod:`foldwise.pipeline._compiled`)
-#: loads the kernel at once.
+#: life. Within :func:`planned_trials` (an ``optimize`` call) the rule is applied at the
+#: start only, so a call's trials never stop for the load. A process whose pipeline
+#: already loaded numba (:mod:`foldwise.pipeline._compiled`) loads the kernel at once.
 COMPILE_AFTER_SECONDS = 0.8
 
-#: Trials of foldwise's TPE a process expects to run (:func:`expect_trials`) from which it
+#: Trials of foldwise's TPE a call plans (:func:`planned_trials`) from which the process
 #: loads the compiled pass before the first one: the load pays for itself within about
 #: 1,500 trials (the 5 x 200-trial study of ``bench_optimize.py`` (1) saves 0.25 s, a
 #: 1,000-trial fold 0.35 s), and loaded before the trial loop its memory is a step at the
@@ -191,6 +192,7 @@ COMPILE_FOR_TRIALS = 2000
 _numpy_seconds = 0.0
 _kernel: Any = None
 _kernel_lock = threading.Lock()
+_planned = 0  # planned_trials blocks open in this process
 
 
 def _load_kernel() -> Any:
@@ -210,20 +212,37 @@ def _load_kernel() -> Any:
     return _kernel
 
 
+def _earned() -> bool:
+    """Whether the rent-or-buy rule says to load the compiled pass now."""
+    return (_numpy_seconds >= COMPILE_AFTER_SECONDS
+            or "foldwise.pipeline._compiled" in sys.modules)
+
+
 def _compiled_kernel() -> Any:
-    """The compiled ``mixture_log_pdf`` once this process has earned it, else None."""
-    if _kernel is None and (_numpy_seconds >= COMPILE_AFTER_SECONDS
-                            or "foldwise.pipeline._compiled" in sys.modules):
+    """The compiled ``mixture_log_pdf`` once this process has earned it, else None (outside
+    :func:`planned_trials`: inside, only its start loads it)."""
+    if _kernel is None and _planned == 0 and _earned():
         return _load_kernel()
     return _kernel
 
 
-def expect_trials(sampler: optuna.samplers.BaseSampler, n_trials: int) -> None:
-    """Tell foldwise's TPE that this process is about to run ``n_trials`` trials with
-    ``sampler``: from :data:`COMPILE_FOR_TRIALS` on, its compiled pass is loaded now."""
-    if isinstance(sampler, VectorizedTPESampler) and n_trials >= COMPILE_FOR_TRIALS \
-            and _kernel is None and _SWAPS and _SWAPS[-1][1] == "log_pdf":
+@contextlib.contextmanager
+def planned_trials(n_trials: int) -> Iterator[None]:
+    """A block of this process about to run ``n_trials`` trials of foldwise's TPE (an
+    ``optimize`` call; 0 for another sampler). Its start loads the compiled pass when the
+    block plans :data:`COMPILE_FOR_TRIALS` trials or more, or the rent-or-buy rule says so;
+    inside it, no trial waits for the load."""
+    global _planned
+    if n_trials > 0 and _kernel is None and _SWAPS and _SWAPS[-1][1] == "log_pdf" \
+            and (n_trials >= COMPILE_FOR_TRIALS or _earned()):
         _load_kernel()
+    with _kernel_lock:
+        _planned += 1
+    try:
+        yield
+    finally:
+        with _kernel_lock:
+            _planned -= 1
 
 
 def parzen_log_pdf(mixture: Any, x: np.ndarray) -> np.ndarray:
