@@ -46,8 +46,9 @@ the candidates under the two Parzen estimators), was then the sampler's largest 
 forty numpy calls per estimator on matrices of a few hundred cells, 0.5 s of the 1.8 s
 in-memory run of that study. :func:`parzen_log_pdf` computes it in one compiled pass
 (:mod:`foldwise.optimizer._tpe_compiled`, numba: the same formulas, the masses of repeated
-kernels computed once), in about half the time of the numpy pass. Loading numba costs a process
-about half a second, so a process switches to it only after the numpy pass has cost
+kernels computed once), in about half the time of the numpy pass. Loading numba costs a
+process about half a second, so a process loads it before an ``optimize`` call planning
+:data:`COMPILE_FOR_TRIALS` trials, or once the numpy pass has cost it
 :data:`COMPILE_AFTER_SECONDS` (see there): a short study never loads it, a long-lived
 process or a large study runs compiled. Values agree with the numpy pass to about 1e-14
 (``exp``/``log1p`` from libm, the final sum over kernels in sequence), and integer spaces
@@ -154,6 +155,7 @@ def _packed(mixture: Any) -> tuple[np.ndarray, ...] | None:
     categorical = [d for d in distributions if isinstance(d, _CATEGORICAL)]
     width = max((d.weights.shape[1] for d in categorical), default=1)
     category_log_weights = np.zeros((n_dims, n_kernels if categorical else 1, width))
+    # kinds[i]: _tpe_compiled's CATEGORICAL (0), DISCRETE (1) or CONTINUOUS (2)
     for i, dist in enumerate(distributions):
         if isinstance(dist, _CATEGORICAL):
             kinds[i] = 0

@@ -29,8 +29,10 @@ relative: ``tests/test_samplers.py`` compares the values with Optuna's and check
 integer spaces still get Optuna's suggestions.
 
 Compiled on first use with ``cache=True`` (the machine code is kept beside this file, or in
-numba's user cache directory, for the next process); imported by the sampler only when a
-Parzen estimator is first scored, so ``import foldwise`` does not load numba.
+numba's user cache directory, for the next process); imported by the sampler only when the
+process has use for it (:data:`foldwise.optimizer._tpe.COMPILE_AFTER_SECONDS`,
+:data:`~foldwise.optimizer._tpe.COMPILE_FOR_TRIALS`), so ``import foldwise`` does not load
+numba.
 """
 
 from __future__ import annotations
