@@ -206,7 +206,7 @@ def test_the_compiled_mixture_log_pdf_is_optunas(n_kernels, repeated):
         mixture = _mixture(rng, n_kernels, repeated)
         x = _candidates(rng, 24)
         x[1] = x[0]  # a repeated candidate
-        compiled = mixture_log_pdf(x, *_tpe._packed(mixture))
+        compiled = mixture_log_pdf(x, *_tpe._packed(mixture, x))
         stock = _tpe._OPTUNA_LOG_PDF(mixture, x)
         with _tpe._vectorized():
             swapped = _tpe._OPTUNA_LOG_PDF(mixture, x)
@@ -226,15 +226,37 @@ def test_the_compiled_log_pdf_keeps_optunas_edge_values():
                                           low=-1.0, high=3.0)])
     x = np.array([[0.5], [3.5], [2.0]])
     with np.errstate(divide="ignore"):
-        compiled = mixture_log_pdf(x, *_tpe._packed(mixture))
+        compiled = mixture_log_pdf(x, *_tpe._packed(mixture, x))
         stock = _tpe._OPTUNA_LOG_PDF(mixture, x)
     np.testing.assert_allclose(compiled, stock, rtol=1e-12)
     assert compiled[1] == -np.inf
     empty = pd._MixtureOfProductDistribution(weights=np.array([1.0]), distributions=[
         pd._BatchedTruncNormDistributions(np.array([1.0]), np.array([0.5]), low=1.0, high=1.0)])
     with np.errstate(divide="ignore", invalid="ignore"):
-        assert np.isnan(mixture_log_pdf(np.array([[1.0]]), *_tpe._packed(empty))).all()
+        one = np.array([[1.0]])
+        assert np.isnan(mixture_log_pdf(one, *_tpe._packed(empty, one))).all()
         assert np.isnan(_tpe._OPTUNA_LOG_PDF(empty, np.array([[1.0]]))).all()
+
+
+def test_candidates_the_compiled_pass_must_not_index_with_go_to_optunas(monkeypatch):
+    """A category out of range or a candidate that is not finite never reaches compiled
+    code (which would read out of bounds): Optuna's pass computes or refuses it."""
+    monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", 0.0)
+    mixture = _mixture(np.random.default_rng(3), 5, repeated=False)
+    x = _candidates(np.random.default_rng(4), 6)
+    assert _tpe._packed(mixture, x) is not None
+    bad_category, not_finite = x.copy(), x.copy()
+    bad_category[2, 0] = 4  # 4 categories: 0..3
+    not_finite[1, 3] = np.nan
+    assert _tpe._packed(mixture, bad_category) is None
+    assert _tpe._packed(mixture, not_finite) is None
+    assert _tpe._packed(mixture, x[:, :3]) is None  # fewer columns than dimensions
+    with pytest.raises(IndexError):
+        _tpe.parzen_log_pdf(mixture, bad_category)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(_tpe.parzen_log_pdf(mixture, not_finite),
+                                      _tpe._OPTUNA_LOG_PDF(mixture, not_finite))
+    assert _tpe._kernel is not None
 
 
 @pytest.fixture(params=["numpy", "compiled"])

@@ -141,12 +141,16 @@ def vectorized_log_gauss_mass(a: Any, b: Any) -> np.ndarray:
     return out
 
 
-def _packed(mixture: Any) -> tuple[np.ndarray, ...] | None:
+def _packed(mixture: Any, x: np.ndarray) -> tuple[np.ndarray, ...] | None:
     """The arrays :func:`foldwise.optimizer._tpe_compiled.mixture_log_pdf` reads for an
-    Optuna Parzen mixture (see its docstring), or None for a mixture of another layout."""
+    Optuna Parzen mixture and candidates ``x`` (see its docstring), or None for a mixture of
+    another layout or candidates the compiled pass must not index with (not finite, a
+    category out of range: Optuna's pass says what is wrong with them)."""
     weights = np.asarray(mixture.weights, dtype=np.float64)
     distributions = mixture.distributions
     n_dims, n_kernels = len(distributions), weights.size
+    if x.ndim != 2 or x.shape[1] != n_dims or not np.isfinite(x).all():
+        return None
     kinds = np.empty(n_dims, dtype=np.int8)
     mus = np.zeros((n_dims, n_kernels))
     sigmas = np.ones((n_dims, n_kernels))
@@ -158,6 +162,9 @@ def _packed(mixture: Any) -> tuple[np.ndarray, ...] | None:
     # kinds[i]: _tpe_compiled's CATEGORICAL (0), DISCRETE (1) or CONTINUOUS (2)
     for i, dist in enumerate(distributions):
         if isinstance(dist, _CATEGORICAL):
+            column = x[:, i]
+            if not ((column >= 0) & (column < dist.weights.shape[1])).all():
+                return None
             kinds[i] = 0
             category_log_weights[i, :, :dist.weights.shape[1]] = np.log(dist.weights)
             continue
@@ -253,13 +260,15 @@ def parzen_log_pdf(mixture: Any, x: np.ndarray) -> np.ndarray:
     (:mod:`foldwise.optimizer._tpe_compiled`) for a mixture of Optuna's layout."""
     global _numpy_seconds
     kernel = _compiled_kernel()
-    packed = _packed(mixture) if kernel is not None else None
-    if packed is None:
-        started = time.perf_counter()
-        out = _OPTUNA_LOG_PDF(mixture, x)
-        _numpy_seconds += time.perf_counter() - started  # a race only shifts the switch
-        return np.asarray(out)
-    return np.asarray(kernel(np.ascontiguousarray(x, dtype=np.float64), *packed))
+    if kernel is not None:
+        candidates = np.ascontiguousarray(x, dtype=np.float64)
+        packed = _packed(mixture, candidates)
+        if packed is not None:
+            return np.asarray(kernel(candidates, *packed))
+    started = time.perf_counter()
+    out = _OPTUNA_LOG_PDF(mixture, x)
+    _numpy_seconds += time.perf_counter() - started  # a race only shifts the switch
+    return np.asarray(out)
 
 
 def _swaps() -> list[tuple[Any, str, Any, Any]]:
