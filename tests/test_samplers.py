@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 
@@ -259,26 +260,23 @@ def test_candidates_the_compiled_pass_must_not_index_with_go_to_optunas(monkeypa
     assert _tpe._kernel is not None
 
 
+def _no_kernel_yet(monkeypatch, after_seconds: float = float("inf")) -> None:
+    """A process that has not loaded the compiled pass, nor spent anything in the numpy
+    one, nor loaded the pipeline's compiled kernels."""
+    monkeypatch.setattr(_tpe, "_kernel", None)
+    monkeypatch.setattr(_tpe, "_numpy_seconds", 0.0)
+    monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", after_seconds)
+    monkeypatch.delitem(sys.modules, "foldwise.pipeline._compiled", raising=False)
+
+
 @pytest.fixture(params=["numpy", "compiled"])
 def log_pdf_pass(request, monkeypatch):
     """Optuna's log_pdf (the numpy pass) or the compiled one, whatever this process has
     spent before (the switch depends on it)."""
-    if request.param == "numpy":
-        monkeypatch.setattr(_tpe, "_kernel", None)
-        monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", float("inf"))
-        monkeypatch.delitem(__import__("sys").modules, "foldwise.pipeline._compiled",
-                            raising=False)
-    else:
-        monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", 0.0)
+    _no_kernel_yet(monkeypatch, after_seconds=float("inf") if request.param == "numpy"
+                   else 0.0)
     yield request.param
     assert (_tpe._kernel is not None) == (request.param == "compiled")
-
-
-def _no_kernel_yet(monkeypatch, after_seconds: float = float("inf")) -> None:
-    monkeypatch.setattr(_tpe, "_kernel", None)
-    monkeypatch.setattr(_tpe, "_numpy_seconds", 0.0)
-    monkeypatch.setattr(_tpe, "COMPILE_AFTER_SECONDS", after_seconds)
-    monkeypatch.delitem(__import__("sys").modules, "foldwise.pipeline._compiled", raising=False)
 
 
 def test_a_call_planning_many_trials_loads_the_compiled_pass_before_them(monkeypatch,
