@@ -198,6 +198,8 @@ COMPILE_AFTER_SECONDS = 0.8
 #: start rather than growth during the loop.
 COMPILE_FOR_TRIALS = 2000
 
+#: Whether Optuna's mixtures have the layout the compiled pass reads.
+_COMPILED_DENSITY = _OPTUNA_LOG_PDF is not None and _CATEGORICAL is not None
 _numpy_seconds = 0.0
 _kernel: Any = None
 _kernel_lock = threading.Lock()
@@ -212,11 +214,10 @@ def _load_kernel() -> Any:
         if _kernel is None:
             from foldwise.optimizer._tpe_compiled import mixture_log_pdf
 
-            one = np.ones((1, 1))
             mixture_log_pdf(np.ones((1, 3)), np.array([0, 1, 2], dtype=np.int8),
                             np.ones((3, 1)), np.ones((3, 1)), np.zeros(3), np.full(3, 2.0),
                             np.array([0.0, 1.0, 0.0]), np.zeros(3, dtype=np.bool_),
-                            np.zeros((3, 1, 2)), np.log(one[0]))
+                            np.zeros((3, 1, 2)), np.zeros(1))
             _kernel = mixture_log_pdf
     return _kernel
 
@@ -242,7 +243,7 @@ def planned_trials(n_trials: int) -> Iterator[None]:
     block plans :data:`COMPILE_FOR_TRIALS` trials or more, or the rent-or-buy rule says so;
     inside it, no trial waits for the load."""
     global _planned
-    if n_trials > 0 and _kernel is None and _SWAPS and _SWAPS[-1][1] == "log_pdf" \
+    if n_trials > 0 and _kernel is None and _COMPILED_DENSITY \
             and (n_trials >= COMPILE_FOR_TRIALS or _earned()):
         _load_kernel()
     with _kernel_lock:
@@ -276,14 +277,15 @@ def _swaps() -> list[tuple[Any, str, Any, Any]]:
     sampler samples; empty in another Optuna layout (Optuna's TPE as it is)."""
     if _OPTUNA_LOG_NDTR is None or _OPTUNA_LOG_GAUSS_MASS is None:  # pragma: no cover
         return []
-    swaps: list[tuple[Any, str, Any, Any]] = [(_truncnorm, "_log_ndtr", vectorized_log_ndtr, _OPTUNA_LOG_NDTR),
-             (_truncnorm, "_log_gauss_mass", vectorized_log_gauss_mass, _OPTUNA_LOG_GAUSS_MASS)]
+    swaps: list[tuple[Any, str, Any, Any]] = [
+        (_truncnorm, "_log_ndtr", vectorized_log_ndtr, _OPTUNA_LOG_NDTR),
+        (_truncnorm, "_log_gauss_mass", vectorized_log_gauss_mass, _OPTUNA_LOG_GAUSS_MASS)]
     if _OPTUNA_NDTRI_EXP is not None:
         swaps.append((_truncnorm, "_ndtri_exp", vectorized_ndtri_exp, _OPTUNA_NDTRI_EXP))
     if _OPTUNA_LOG_GAUSS_MASS_UNIQUE is not None:  # every pair computed: see the docstring
         swaps.append((probability_distributions, "_log_gauss_mass_unique",
                       vectorized_log_gauss_mass, _OPTUNA_LOG_GAUSS_MASS_UNIQUE))
-    if _OPTUNA_LOG_PDF is not None and _CATEGORICAL is not None:
+    if _COMPILED_DENSITY:
         swaps.append((_MIXTURE, "log_pdf", parzen_log_pdf, _OPTUNA_LOG_PDF))
     return swaps
 
