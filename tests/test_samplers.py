@@ -312,6 +312,23 @@ def test_a_call_planning_many_trials_loads_the_compiled_pass_before_them(monkeyp
     assert _tpe._kernel is not None
 
 
+def test_a_compiled_pass_that_cannot_load_leaves_optunas_with_one_warning(monkeypatch,
+                                                                          caplog):
+    """numba or scipy without what the compiled pass needs: the sampler samples with
+    Optuna's pass (the compiled one only saves time), and says so once."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _no_kernel_yet(monkeypatch, after_seconds=0.0)
+    monkeypatch.setitem(sys.modules, "foldwise.optimizer._tpe_compiled", None)  # import fails
+    with caplog.at_level("WARNING", logger="foldwise.optimizer._tpe"):
+        with _tpe.planned_trials(10**6):
+            ours = _study_params(VectorizedTPESampler(seed=0), floats=False, n_trials=30)
+        _study_params(VectorizedTPESampler(seed=0), floats=False, n_trials=15)
+    assert _tpe._kernel is False
+    assert ours == _study_params(optuna.samplers.TPESampler(seed=0), floats=False, n_trials=30)
+    warnings_ = [r for r in caplog.records if "cannot be loaded" in r.getMessage()]
+    assert len(warnings_) == 1 and "ModuleNotFoundError" in warnings_[0].getMessage()
+
+
 def test_the_compiled_pass_is_loaded_once_the_numpy_pass_has_cost_as_much(monkeypatch):
     """The rent-or-buy switch: Optuna's pass until COMPILE_AFTER_SECONDS of it were spent
     in the process, then the compiled one; within a planned block (an optimize call), only

@@ -68,6 +68,7 @@ layout differs (another Optuna), the sampler is Optuna's TPE as it is.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
@@ -93,6 +94,8 @@ try:  # private to Optuna: where it is missing, the sampler is Optuna's TPE unch
 except ImportError:  # pragma: no cover - another Optuna layout
     _OPTUNA_LOG_NDTR = _OPTUNA_LOG_GAUSS_MASS = _OPTUNA_NDTRI_EXP = None
     _OPTUNA_LOG_GAUSS_MASS_UNIQUE = _MIXTURE = _CATEGORICAL = _OPTUNA_LOG_PDF = None
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["VectorizedTPESampler", "vectorized_log_gauss_mass", "vectorized_log_ndtr",
            "vectorized_ndtri_exp"]
@@ -201,25 +204,33 @@ COMPILE_FOR_TRIALS = 2000
 #: Whether Optuna's mixtures have the layout the compiled pass reads.
 _COMPILED_DENSITY = _OPTUNA_LOG_PDF is not None and _CATEGORICAL is not None
 _numpy_seconds = 0.0
-_kernel: Any = None
+_kernel: Any = None  # the compiled mixture_log_pdf once loaded; False where it cannot be
 _kernel_lock = threading.Lock()
 _planned = 0  # planned_trials blocks open in this process
 
 
 def _load_kernel() -> Any:
     """Load the compiled pass and call it once on a one-kernel mixture of each kind of
-    dimension (numba loads the machine code at the first call of a signature)."""
+    dimension (numba loads the machine code at the first call of a signature). Where it
+    cannot be loaded (numba or scipy without what it needs), Optuna's pass stays, with one
+    warning: the compiled pass only saves time."""
     global _kernel
     with _kernel_lock:
         if _kernel is None:
-            from foldwise.optimizer._tpe_compiled import mixture_log_pdf
+            try:
+                from foldwise.optimizer._tpe_compiled import mixture_log_pdf
 
-            mixture_log_pdf(np.ones((1, 3)), np.array([0, 1, 2], dtype=np.int8),
-                            np.ones((3, 1)), np.ones((3, 1)), np.zeros(3), np.full(3, 2.0),
-                            np.array([0.0, 1.0, 0.0]), np.zeros(3, dtype=np.bool_),
-                            np.zeros((3, 1, 2)), np.zeros(1))
-            _kernel = mixture_log_pdf
-    return _kernel
+                mixture_log_pdf(np.ones((1, 3)), np.array([0, 1, 2], dtype=np.int8),
+                                np.ones((3, 1)), np.ones((3, 1)), np.zeros(3), np.full(3, 2.0),
+                                np.array([0.0, 1.0, 0.0]), np.zeros(3, dtype=np.bool_),
+                                np.zeros((3, 1, 2)), np.zeros(1))
+            except Exception as exc:  # any failure leaves Optuna's pass
+                logger.warning("TPE's compiled mixture density cannot be loaded (%s: %s); "
+                               "Optuna's numpy one is used", type(exc).__name__, exc)
+                _kernel = False
+            else:
+                _kernel = mixture_log_pdf
+    return _kernel or None
 
 
 def _earned() -> bool:
@@ -233,7 +244,7 @@ def _compiled_kernel() -> Any:
     :func:`planned_trials`: inside, only its start loads it)."""
     if _kernel is None and _planned == 0 and _earned():
         return _load_kernel()
-    return _kernel
+    return _kernel or None
 
 
 @contextlib.contextmanager
