@@ -329,6 +329,20 @@ def test_a_compiled_pass_that_cannot_load_leaves_optunas_with_one_warning(monkey
     assert len(warnings_) == 1 and "ModuleNotFoundError" in warnings_[0].getMessage()
 
 
+def test_scipys_functions_are_called_only_with_the_signature_the_compiled_code_uses(
+        monkeypatch):
+    """The compiled code calls scipy's C functions by address: a function missing, or of
+    another signature, is refused at import (and Optuna's pass stays)."""
+    from foldwise.optimizer import _tpe_compiled
+
+    assert _tpe_compiled._double_function("log_ndtr") != _tpe_compiled._double_function("ndtr")
+    with pytest.raises(ImportError, match="no double-precision nonexistent"):
+        _tpe_compiled._double_function("nonexistent")
+    monkeypatch.setattr(_tpe_compiled, "_SIGNATURE", b"double (double)")
+    with pytest.raises(ImportError, match="log_ndtr"):
+        _tpe_compiled._double_function("log_ndtr")
+
+
 def test_the_compiled_pass_is_loaded_once_the_numpy_pass_has_cost_as_much(monkeypatch):
     """The rent-or-buy switch: Optuna's pass until COMPILE_AFTER_SECONDS of it were spent
     in the process, then the compiled one; within a planned block (an optimize call), only

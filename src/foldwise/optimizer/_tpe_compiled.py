@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import re
 from typing import Any
 
 import numba
@@ -55,19 +56,21 @@ CATEGORICAL, DISCRETE, CONTINUOUS = 0, 1, 2
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # Optuna's _norm_pdf_logC, the same bits
 
 
+#: The C signature the compiled code calls scipy's functions with; a scipy whose
+#: ``cython_special`` exports another one is not called (ImportError: Optuna's pass stays).
+_SIGNATURE = b"double (double, int __pyx_skip_dispatch)"
+
+
 def _double_function(name: str) -> int:
     """The C address of scipy's double-precision ``name`` in ``cython_special`` (a fused
-    function has one entry per type: the one whose signature starts with ``double (double``
-    is taken)."""
+    function has one entry per type: the one of signature :data:`_SIGNATURE` is taken)."""
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype = ctypes.c_char_p
     get_name.argtypes = [ctypes.py_object]
+    fused = re.compile(rf"__pyx_fuse_\d+{re.escape(name)}")
     for key, capsule in _cython_special.__pyx_capi__.items():
-        if key == name or (key.startswith("__pyx_fuse_") and key.endswith(name)
-                           and key[len("__pyx_fuse_"):-len(name)].isdigit()):
-            signature = get_name(capsule) or b""
-            if signature.startswith(b"double (double"):
-                return int(get_cython_function_address("scipy.special.cython_special", key))
+        if (key == name or fused.fullmatch(key)) and get_name(capsule) == _SIGNATURE:
+            return int(get_cython_function_address("scipy.special.cython_special", key))
     raise ImportError(f"scipy.special.cython_special has no double-precision {name}")
 
 
