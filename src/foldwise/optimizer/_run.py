@@ -131,8 +131,11 @@ def _work_quietly(task: _Task, storage: optuna.storages.BaseStorage | None,
                           folds=task.plan.folds)
     deadline = (None if task.deadline is None
                 else time.monotonic() + (task.deadline - time.time()))
+    numbers = task.fold_numbers if task.fold_numbers is not None else task.plan.folds
+    planned = request.n_trials * (1 if request.mode == "cv" else len(numbers))
     try:
-        return _run_studies(task, opened, evaluator, deadline, on_finished)
+        with planned_trials(planned if builds_vectorized_tpe(request.sampler) else 0):
+            return _run_studies(task, opened, evaluator, deadline, on_finished)
     finally:
         request.cache.flush()
 
@@ -140,35 +143,31 @@ def _work_quietly(task: _Task, storage: optuna.storages.BaseStorage | None,
 def _run_studies(task: _Task, storage: optuna.storages.BaseStorage, evaluator: Evaluator,
                  deadline: float | None, on_finished: Callable[[], None] | None) -> str:
     request, plan = task.request, task.plan
+    if request.mode == "cv":
+        study = optuna.load_study(
+            study_name=request.study, storage=storage, pruner=request.pruner,
+            sampler=make_sampler(request.sampler, study_seed(request.seed, 0, task.worker)))
+        sampler_for = _sampler_for(request, 0, task.worker)
+        objective = partial(evaluate_cv, space=request.space, evaluator=evaluator,
+                            folds=list(plan.folds), metric=request.metric,
+                            direction=request.direction, aggregate=request.cv_aggregate)
+        return run_trials(study, request.n_trials, objective, label=f"study {request.study!r}",
+                          deadline=deadline, on_finished=on_finished, sampler_for=sampler_for)
     numbers = task.fold_numbers if task.fold_numbers is not None else range(len(plan.folds))
-    studies = 1 if request.mode == "cv" else len(numbers)
-    with planned_trials(request.n_trials * studies if builds_vectorized_tpe(request.sampler)
-                        else 0):
-        if request.mode == "cv":
-            study = optuna.load_study(
-                study_name=request.study, storage=storage, pruner=request.pruner,
-                sampler=make_sampler(request.sampler, study_seed(request.seed, 0, task.worker)))
-            sampler_for = _sampler_for(request, 0, task.worker)
-            objective = partial(evaluate_cv, space=request.space, evaluator=evaluator,
-                                folds=list(plan.folds), metric=request.metric,
-                                direction=request.direction, aggregate=request.cv_aggregate)
-            return run_trials(study, request.n_trials, objective,
-                              label=f"study {request.study!r}", deadline=deadline,
-                              on_finished=on_finished, sampler_for=sampler_for)
-        for number in numbers:
-            fold = plan.folds[number]
-            study = optuna.load_study(
-                study_name=plan.study_names[number], storage=storage, pruner=request.pruner,
-                sampler=make_sampler(request.sampler,
-                                     study_seed(request.seed, fold.number, task.worker)))
-            focus_replay(study)  # of the other folds' finished trials, what the replay needs
-            objective = partial(evaluate_walk_forward, space=request.space, evaluator=evaluator,
-                                fold=fold, metric=request.metric)
-            status = run_trials(study, request.n_trials, objective, label=f"fold {fold.number}",
-                                deadline=deadline, on_finished=on_finished,
-                                sampler_for=_sampler_for(request, fold.number, task.worker))
-            if status == "timeout":
-                return status
+    for number in numbers:
+        fold = plan.folds[number]
+        study = optuna.load_study(
+            study_name=plan.study_names[number], storage=storage, pruner=request.pruner,
+            sampler=make_sampler(request.sampler,
+                                 study_seed(request.seed, fold.number, task.worker)))
+        focus_replay(study)  # of the other folds' finished trials, what the replay needs
+        objective = partial(evaluate_walk_forward, space=request.space, evaluator=evaluator,
+                            fold=fold, metric=request.metric)
+        status = run_trials(study, request.n_trials, objective, label=f"fold {fold.number}",
+                            deadline=deadline, on_finished=on_finished,
+                            sampler_for=_sampler_for(request, fold.number, task.worker))
+        if status == "timeout":
+            return status
     return "done"
 
 
