@@ -230,7 +230,7 @@ def test_window_metrics_store_a_new_run_and_its_windows_in_one_transaction(cache
 
 
 def test_a_failed_artifact_write_stores_no_row_of_the_batch(cache, monkeypatch):
-    def broken(key, result):
+    def broken(key, result, positions=True):
         raise OSError("disk full")
 
     monkeypatch.setattr(cache._store, "write", broken)
@@ -409,7 +409,7 @@ def test_stats(filled):
     files = [p for p in filled.directory.rglob("*") if p.is_file()]
     assert stats.bytes_on_disk == sum(p.stat().st_size for p in files)
     assert 0 < stats.artifact_bytes < stats.bytes_on_disk
-    assert "6 (5 full, of which 5 keep their arrays; 1 slices)" in str(stats)
+    assert "6 (5 full, of which 5 keep their arrays, 5 with positions; 1 slices)" in str(stats)
 
 
 # --- removing -----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def root(tmp_path):
 def test_stats(root, capsys):
     assert main(["cache", "--dir", str(root), "stats"]) == 0
     out = capsys.readouterr().out
-    assert "3 (2 full, of which 2 keep their arrays; 1 slices)" in out
+    assert "3 (2 full, of which 2 keep their arrays, 2 with positions; 1 slices)" in out
     assert "trend" in out
 
 

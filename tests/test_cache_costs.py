@@ -19,7 +19,13 @@ import pytest
 
 import foldwise
 from foldwise import BacktestCache
-from foldwise.cache._costs import AHEAD_AFTER, AHEAD_PRIOR_RUNS, AHEAD_RATE, ArrayPolicy
+from foldwise.cache._costs import (
+    AHEAD_AFTER,
+    AHEAD_PRIOR_RUNS,
+    AHEAD_RATE,
+    POSITION_READS,
+    ArrayPolicy,
+)
 from foldwise.errors import ArraysNotKeptError, CacheArgumentError
 from foldwise.examples import sma_crossover
 from foldwise.optimizer import load_result, optimize
@@ -41,37 +47,71 @@ def _same_run(a: foldwise.BacktestResult, b: foldwise.BacktestResult) -> None:
 # --- the rule ------------------------------------------------------------------------------
 
 
-def test_the_policy_keeps_what_costs_more_to_run_than_to_store():
+def _measured_policy() -> ArrayPolicy:
+    """A policy that measured 1 ns a byte to write and to read."""
     policy = ArrayPolicy("auto")
-    assert policy.keep("s", run_seconds=1e-6, n_bytes=10**6)  # no store measured yet
+    assert policy.keep("s", 1e-6, 10**6, 0) == "full"  # no store measured yet
     policy.wrote(seconds=5.0, n_bytes=10**6)  # the first write (imports ...) is not counted
     for _ in range(2):
-        assert policy.keep("s", run_seconds=1e-6, n_bytes=10**6)  # three writes first
-        policy.wrote(seconds=1e-3, n_bytes=10**6)  # 1 ns a byte
+        assert policy.keep("s", 1e-6, 10**6, 0) == "full"  # three writes first
+        policy.wrote(seconds=1e-3, n_bytes=10**6)
     policy.read(seconds=1e-3, n_bytes=10**6)
+    return policy
+
+
+def test_the_policy_keeps_what_costs_more_to_run_than_to_store():
+    policy = _measured_policy()
+
+    def keep(name, run_seconds, returns_bytes=10**6, positions_bytes=0, whole=True):
+        return policy.keep(name, run_seconds, returns_bytes, positions_bytes, whole)
+
     # storing and reading 1 MB back costs 2 ms: a 0.1 ms run is cheaper to repeat ...
-    assert not ArrayPolicy.keep(policy, "fast", run_seconds=1e-4, n_bytes=10**6)
+    assert keep("fast", 1e-4) == "none"
     # ... a 50 ms run is not
-    assert policy.keep("slow", run_seconds=0.05, n_bytes=10**6)
+    assert keep("slow", 0.05) == "full"
     # a run that costs about what its store costs is not kept: only clearly dearer ones
-    assert not policy.keep("even", run_seconds=2.2e-3, n_bytes=10**6)
-    assert policy.keep("dearer", run_seconds=2.6e-3, n_bytes=10**6)
+    assert keep("even", 2.2e-3) == "none"
+    assert keep("dearer", 2.6e-3) == "full"
     # the median of a strategy's runs decides, not one outlier
     for _ in range(5):
-        policy.keep("fast", run_seconds=1e-4, n_bytes=10**6)
-    assert not policy.keep("fast", run_seconds=0.5, n_bytes=10**6)
+        keep("fast", 1e-4)
+    assert keep("fast", 0.5) == "none"
 
 
-@pytest.mark.parametrize("mode", ["always", "never"])
-def test_fixed_policies_ignore_the_measurements(mode):
+def test_positions_are_kept_as_often_as_they_are_expected_to_be_read():
+    """0.1 MB of returns form and 1 MB of positions, at 1 ns a byte each way: the returns
+    form costs 0.25 ms with the margin, the positions 2.5 ms read once and 1.275 ms read
+    POSITION_READS (1/50) times."""
+    policy = _measured_policy()
+    assert POSITION_READS == 0.02
+
+    def keep(name, run_seconds, whole):
+        return policy.keep(name, run_seconds, 10**5, 10**6, whole)
+
+    assert keep("fast", 2e-4, whole=True) == keep("fast", 2e-4, whole=False) == "none"
+    # a 5 ms run: its returns form pays; its positions only when its whole result is
+    # what was asked for (read once), not for a run executed for its metrics
+    assert keep("mid", 5e-3, whole=True) == "full"
+    assert keep("mid", 5e-3, whole=False) == "returns"
+    # a run whose fiftieth part costs more than writing its positions keeps them anyway
+    assert keep("slow", 0.07, whole=False) == "full"
+    assert keep("slowish", 0.06, whole=False) == "returns"
+    # a run without positions (a result from returns) keeps what it has
+    assert policy.keep("no positions", 5e-3, 10**5, 0, False) == "full"
+
+
+@pytest.mark.parametrize(("mode", "kept"),
+                         [("always", "full"), ("returns", "returns"), ("never", "none")])
+def test_fixed_policies_ignore_the_measurements(mode, kept):
     policy = ArrayPolicy(mode)
     policy.wrote(1.0, 1)
-    assert policy.keep("s", run_seconds=100.0, n_bytes=1) is (mode == "always")
-    assert policy.keep("s", run_seconds=0.0, n_bytes=10**9) is (mode == "always")
+    for whole in (True, False):
+        assert policy.keep("s", 100.0, 1, 1, whole) == kept
+        assert policy.keep("s", 0.0, 10**9, 10**9, whole) == kept
 
 
 def test_an_unknown_policy_names_the_valid_ones(tmp_path):
-    with pytest.raises(CacheArgumentError, match="'auto', 'always', 'never'"):
+    with pytest.raises(CacheArgumentError, match="'auto', 'always', 'returns', 'never'"):
         BacktestCache(tmp_path, keep_arrays="sometimes")  # type: ignore[arg-type]
 
 
@@ -207,18 +247,18 @@ def test_store_ahead_on_the_prior_until_there_is_evidence():
     has no evidence, for at most AHEAD_PRIOR_RUNS runs; then the strategy's own rate of
     returns decides."""
     policy = ArrayPolicy("auto")
-    policy.keep("s", run_seconds=0.01, n_bytes=10)
+    policy.keep("s", run_seconds=0.01, returns_bytes=10, positions_bytes=0)
     assert not policy.store_ahead("s", n_rows=8)  # no row timed yet: nothing to weigh
     policy.inserted(seconds=50e-6 * 10, n_rows=10)  # 50 us a row
     assert AHEAD_RATE * 0.01 > 8 * 50e-6 > AHEAD_RATE * 100e-6
     assert policy.store_ahead("s", n_rows=8)  # 10 ms runs: the prior pays
     assert not policy.store_ahead("s", n_rows=1000)  # ... not for 1,000 rows
-    policy.keep("cheap", run_seconds=100e-6, n_bytes=10)
+    policy.keep("cheap", run_seconds=100e-6, returns_bytes=10, positions_bytes=0)
     assert not policy.store_ahead("cheap", n_rows=8)  # 0.1 ms runs: the rows cost more
     for _ in range(AHEAD_PRIOR_RUNS):
-        policy.keep("s", run_seconds=0.01, n_bytes=10)
+        policy.keep("s", run_seconds=0.01, returns_bytes=10, positions_bytes=0)
         policy.store_ahead("s", n_rows=8)
-    policy.keep("s", run_seconds=0.01, n_bytes=10)
+    policy.keep("s", run_seconds=0.01, returns_bytes=10, positions_bytes=0)
     assert not policy.store_ahead("s", n_rows=8)  # the prior's runs are spent: evidence
 
 
@@ -226,16 +266,16 @@ def test_store_ahead_with_evidence_follows_the_strategys_returns():
     policy = ArrayPolicy("auto")
     policy.inserted(seconds=50e-6 * 10, n_rows=10)  # 50 us a row
     for _ in range(AHEAD_AFTER - 1):
-        policy.keep("s", run_seconds=0.01, n_bytes=10)
+        policy.keep("s", run_seconds=0.01, returns_bytes=10, positions_bytes=0)
         policy.produced_again("s")
         policy.store_ahead("s", n_rows=10_000)  # too many rows for the prior: evidence
-    policy.keep("s", run_seconds=0.01, n_bytes=10)
+    policy.keep("s", run_seconds=0.01, returns_bytes=10, positions_bytes=0)
     assert policy.store_ahead("s", n_rows=8)  # returns once per run, 10 ms a run
     assert policy.store_ahead("s", n_rows=10_000)  # decided: kept for the process
     # a strategy whose runs rarely come back, or cost less than the rows, does not
     for name, again in (("rare", 2), ("cheap", AHEAD_AFTER)):
         for _ in range(AHEAD_AFTER):
-            policy.keep(name, run_seconds=0.01 if name == "rare" else 100e-6, n_bytes=10)
+            policy.keep(name, run_seconds=0.01 if name == "rare" else 100e-6, returns_bytes=10, positions_bytes=0)
             policy.store_ahead(name, n_rows=10_000)
         for _ in range(again):
             policy.produced_again(name)

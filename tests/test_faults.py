@@ -102,11 +102,11 @@ def test_a_fault_in_the_cache_releases_the_trial_and_stops(tmp_path, monkeypatch
     real = _artifacts.ArtifactStore.write
     calls = {"n": 0}
 
-    def refuse_the_third(self, key, result):
+    def refuse_the_third(self, key, result, positions=True):
         calls["n"] += 1
         if calls["n"] == 3:
             raise PermissionError(errno.EACCES, "Permission denied", str(self.location.where("packs")))
-        return real(self, key, result)
+        return real(self, key, result, positions)
 
     monkeypatch.setattr(_artifacts.ArtifactStore, "write", refuse_the_third)
     storage = f"journal:{tmp_path}/s.journal"

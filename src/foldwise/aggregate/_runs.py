@@ -92,4 +92,4 @@ class CacheRunLoader(RunLoader):
         recent results is bounded)."""
         for key in keys:
             kept = self._loaded.get(key)
-            yield (kept if kept is not None else self._stored(key).result).arrays.net
+            yield kept.arrays.net if kept is not None else self._stored(key).net_returns()

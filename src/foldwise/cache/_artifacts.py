@@ -33,6 +33,14 @@ One table per run, one row per bar: ``date`` (timestamp, time zone kept), ``retu
 JSON in the schema metadata. Trades are not stored: they are the non-zero weight changes,
 which are the differences of consecutive positions, exactly as the backtest computes them.
 
+An artifact in **returns form** (:class:`~foldwise.cache._returns.RunReturns`, written with
+``positions=False``) holds ``trades``, the number of weight changes per bar, instead of the
+positions: what the metrics of any window and the statistics across runs need, at a tenth
+of the size for a panel of 40 assets. Its name says so (``packs/<name>.pack@<offset>+returns``,
+``artifacts/../<key>-<8 hex>.returns.parquet``), so a reader that needs the positions knows
+without reading it that the run must be run again (:func:`holds_positions`), and a foldwise
+older than this form refuses the name instead of reading the run as one without positions.
+
 Writes are not fsynced (see :meth:`ArtifactStore.write`). Two processes storing the same
 key write their own bytes, and the index row (inserted afterwards) names the one that won.
 The row records the artifact's length and xxh3-128 checksum, and its bytes are parsed only
@@ -65,17 +73,19 @@ from foldwise._atomic import TEMP_SUFFIX
 from foldwise._hashing import hash_bytes
 from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.cache._readonly import read_only_error
+from foldwise.cache._returns import RunReturns
 from foldwise.errors import CacheArgumentError, CacheCorruptedError
 
 __all__ = ["ARTIFACT_DIR", "LAYOUTS", "PACK_BYTES", "PACK_DIR", "ArtifactLocation",
-           "ArtifactStore", "DirectoryScan", "file_of"]
+           "ArtifactStore", "DirectoryScan", "file_of", "holds_positions"]
 
 ARTIFACT_DIR = "artifacts"
 PACK_DIR = "packs"
 #: Bytes after which a process starts a new pack file.
 PACK_BYTES = 256 * 2**20
 _PACK_FILE = re.compile(r"^packs/[0-9a-f]{32}\.pack$")
-_PACK_RECORD = re.compile(r"^(packs/[0-9a-f]{32}\.pack)@(\d+)$")
+_PACK_RECORD = re.compile(r"^(packs/[0-9a-f]{32}\.pack)@(\d+)(\+returns)?$")
+_RETURNS_MARK = "+returns"  # ends the name of a pack record in returns form
 
 
 def file_of(relpath: str) -> str:
@@ -84,10 +94,17 @@ def file_of(relpath: str) -> str:
     return match.group(1) if match else relpath
 
 
+def holds_positions(relpath: str) -> bool:
+    """Whether the artifact named ``relpath`` holds the run's positions (else it is in
+    returns form: see the module docstring)."""
+    return not relpath.endswith((_RETURNS_MARK, _RETURNS_SUFFIX))
+
+
 _FORMAT = 2  # 2: settings stored as BacktestSettings.to_dict()
 _META_KEY = b"foldwise"
 _SERIES = ("returns", "gross_returns", "costs", "turnover")
-_NAME = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{32})-[0-9a-f]{8}\.parquet$")
+_NAME = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{32})-[0-9a-f]{8}(\.returns)?\.parquet$")
+_RETURNS_SUFFIX = ".returns.parquet"  # ends the name of an artifact file in returns form
 _COMPRESS_ABOVE = 1 << 20  # bytes of a table before compression is worth it
 #: How new artifacts are written: appended to a pack of this process, or one file per run
 #: (object stores, which cannot append; shared file systems where files several hosts read
@@ -262,10 +279,12 @@ class ArtifactStore:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def write(self, key: str, result: BacktestResult) -> tuple[str, str, int]:
+    def write(self, key: str, result: BacktestResult, positions: bool = True
+              ) -> tuple[str, str, int]:
         """Store ``result``'s arrays (appended to this process's pack, or in a file of its
-        own); return (artifact name, checksum, length in bytes)."""
-        table = _to_table(key, result)
+        own), with its positions or in returns form (``positions=False``); return
+        (artifact name, checksum, length in bytes)."""
+        table = _to_table(key, result, positions)
         buffer = pa.BufferOutputStream()
         # zstd pays for itself on large panels; on a few thousand rows it costs more time
         # (~0.4 ms a file) than the ~10 % of bytes it saves.
@@ -276,7 +295,7 @@ class ArtifactStore:
                        write_statistics=False)
         data = buffer.getvalue()
         if self.layout == "files":
-            return self._write_file(key, data)
+            return self._write_file(key, data, ".parquet" if positions else _RETURNS_SUFFIX)
         # Complete before the index row names it, so a process killed at any instant leaves
         # no row naming bytes not written. Not fsynced (an fsync costs more than the whole
         # write here): after a power cut a missing or damaged artifact fails its length /
@@ -290,7 +309,8 @@ class ArtifactStore:
                 self._close_pack()  # its tail may be partial: the next write starts a pack
                 raise self._write_error(exc, relpath) from exc
             self._pack = (relpath, stream, offset + data.size, os.getpid())
-        return f"{relpath}@{offset}", checksum(data), data.size
+        mark = "" if positions else _RETURNS_MARK
+        return f"{relpath}@{offset}{mark}", checksum(data), data.size
 
     def _write_error(self, exc: OSError, relpath: str) -> Exception:
         """What a failed write of ``relpath`` raises: a read-only cache's error, or the
@@ -308,11 +328,11 @@ class ArtifactStore:
             self.filesystem.create_dir(self.location.full(parent), recursive=True)
             self._made.add(parent)
 
-    def _write_file(self, key: str, data: Any) -> tuple[str, str, int]:
+    def _write_file(self, key: str, data: Any, suffix: str) -> tuple[str, str, int]:
         """Write ``data`` to a file of its own, complete before the index row names it:
         under a temporary name moved into place, or on an object store uploaded under its
         final name (the object appears when the upload completes)."""
-        relpath = f"{ARTIFACT_DIR}/{key[:2]}/{key}-{uuid.uuid4().hex[:8]}.parquet"
+        relpath = f"{ARTIFACT_DIR}/{key[:2]}/{key}-{uuid.uuid4().hex[:8]}{suffix}"
         folder, _, name = relpath.rpartition("/")
         direct = self.location.atomic_uploads
         temporary = relpath if direct else f"{folder}/.{name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
@@ -410,7 +430,8 @@ class ArtifactStore:
         or a regular file of that size)."""
         name = self._checked_name(relpath)
         packed = name != relpath
-        offset = int(relpath.rpartition("@")[2]) if packed else 0
+        record = _PACK_RECORD.match(relpath)
+        offset = int(record.group(2)) if record is not None else 0
         what = "pack file" if packed else "artifact file"
         where = self.location.where(name)
         gone = CacheCorruptedError(
@@ -462,7 +483,8 @@ class ArtifactStore:
         return None
 
     def load(self, relpath: str, expected: str, n_bytes: int) -> BacktestResult:
-        """Read a run back as a :class:`BacktestResult` with read-only arrays.
+        """Read a run back as a :class:`BacktestResult` with read-only arrays (an artifact
+        with positions: :func:`holds_positions`).
 
         Raises
         ------
@@ -470,15 +492,39 @@ class ArtifactStore:
             The file is missing, not of ``n_bytes`` bytes, does not match ``expected``, or
             cannot be parsed.
         """
+        result = self._load(relpath, expected, n_bytes)
+        if not isinstance(result, BacktestResult):
+            raise CacheArgumentError(f"the artifact {relpath} is in returns form: it holds no "
+                                     "positions to make a BacktestResult of")
+        return result
+
+    def load_returns(self, relpath: str, expected: str, n_bytes: int) -> RunReturns:
+        """Read a run's returns form back (from an artifact in either form).
+
+        Raises
+        ------
+        CacheCorruptedError
+            As :meth:`load`.
+        """
+        result = self._load(relpath, expected, n_bytes)
+        return result if isinstance(result, RunReturns) else RunReturns.of(result)
+
+    def _load(self, relpath: str, expected: str, n_bytes: int) -> BacktestResult | RunReturns:
         data = self._read_checked(relpath, expected, n_bytes)
         try:
             table = pq.read_table(pa.BufferReader(data), use_threads=False)
-            return _from_table(table)
+            loaded = _from_table(table)
         except (pa.ArrowException, OSError, KeyError, ValueError, TypeError) as exc:
             raise CacheCorruptedError(
                 f"the artifact {relpath} matches its checksum but cannot be "
                 f"read as a foldwise result ({type(exc).__name__}: {exc}); it was written by "
                 "an incompatible version. Run `foldwise cache verify --repair`.") from exc
+        if isinstance(loaded, RunReturns) == holds_positions(relpath):
+            raise CacheCorruptedError(
+                f"the artifact {relpath} matches its checksum but its name and its contents "
+                "disagree on whether it holds the run's positions; the index was altered. "
+                "Run `foldwise cache verify --repair` to drop the entry.")
+        return loaded
 
     # --- listing ---------------------------------------------------------------------------
 
@@ -515,7 +561,7 @@ class ArtifactStore:
         return scan
 
 
-def _to_table(key: str, result: BacktestResult) -> pa.Table:
+def _to_table(key: str, result: BacktestResult, positions: bool = True) -> pa.Table:
     index = result.index
     tz = str(index.tz) if index.tz is not None else None
     columns: dict[str, pa.Array] = {
@@ -525,10 +571,12 @@ def _to_table(key: str, result: BacktestResult) -> pa.Table:
     for name, values in zip(_SERIES, (arrays.net, arrays.gross, arrays.costs,
                                       arrays.turnover), strict=True):
         columns[name] = pa.array(np.asarray(values, dtype=np.float64))
-    positions = arrays.positions
-    if positions is not None and positions.shape[1] > 0:
-        flat = pa.array(np.ascontiguousarray(positions, dtype=np.float64).reshape(-1))
-        columns["positions"] = pa.FixedSizeListArray.from_arrays(flat, positions.shape[1])
+    held = arrays.positions
+    if not positions:
+        columns["trades"] = pa.array(RunReturns.of(result).trades)
+    elif held is not None and held.shape[1] > 0:
+        flat = pa.array(np.ascontiguousarray(held, dtype=np.float64).reshape(-1))
+        columns["positions"] = pa.FixedSizeListArray.from_arrays(flat, held.shape[1])
     meta = {
         "format": _FORMAT,
         "key": key,
@@ -537,12 +585,14 @@ def _to_table(key: str, result: BacktestResult) -> pa.Table:
         "tz": tz,
         "settings": result.settings.to_dict(),
     }
+    if not positions:
+        meta["form"] = "returns"
     table = pa.table(columns)
     text = json.dumps(meta, sort_keys=True, default=str, allow_nan=True)
     return table.replace_schema_metadata({_META_KEY: text.encode("utf-8")})
 
 
-def _from_table(table: pa.Table) -> BacktestResult:
+def _from_table(table: pa.Table) -> BacktestResult | RunReturns:
     meta = json.loads(table.schema.metadata[_META_KEY])
     if meta.get("format") != _FORMAT:
         raise ValueError(f"artifact format {meta.get('format')!r}, expected {_FORMAT}")
@@ -557,6 +607,11 @@ def _from_table(table: pa.Table) -> BacktestResult:
         return values
 
     net, gross, costs, turnover = (column(name) for name in _SERIES)
+    settings = BacktestSettings.from_dict(meta["settings"])
+    if meta.get("form") == "returns":
+        trades = np.asarray(table.column("trades").to_numpy(), dtype=np.int64)
+        trades.flags.writeable = False
+        return RunReturns(index, net, gross, costs, turnover, trades, settings)
     assets = pd.Index(meta["assets"], dtype=object)
     positions = changes = None
     if "positions" in table.column_names:
@@ -566,4 +621,4 @@ def _from_table(table: pa.Table) -> BacktestResult:
         positions.flags.writeable = changes.flags.writeable = False
     return BacktestResult(index=index, assets=assets, net=net, gross=gross, costs=costs,
                           turnover=turnover, positions=positions, changes=changes,
-                          settings=BacktestSettings.from_dict(meta["settings"]))
+                          settings=settings)

@@ -170,8 +170,12 @@ class BacktestCache(StoredRuns):
     keep_arrays
         Which runs the cache executes keep their arrays on disk (every run keeps its
         metrics): ``"auto"`` those that cost more to run again than to write and read back,
-        as measured in this process; ``"always"``; ``"never"``. A run without arrays is
-        run again when its arrays are asked for (see :mod:`foldwise.cache._costs`).
+        as measured in this process, and their positions only where they are likely to be
+        read (a run executed for its metrics keeps its returns form: what the metrics of
+        any window and the statistics across runs need); ``"always"``; ``"returns"``
+        (every run's returns form, no positions); ``"never"``. A run without arrays, or
+        without positions, is run again when they are asked for (see
+        :mod:`foldwise.cache._costs`).
 
     Notes
     -----
@@ -230,7 +234,7 @@ class BacktestCache(StoredRuns):
         self._sender = f"{os.getpid()}:{uuid.uuid4().hex}"  # names it in pickles
 
     def _record(self, row: Any) -> CacheRecord:
-        return CacheRecord(row, self._results.load)
+        return CacheRecord(row, self._results)
 
     def _lookup_parent(self, digest: str) -> CacheRecord | None:
         return self._memo.lookup(digest)
@@ -306,8 +310,8 @@ class BacktestCache(StoredRuns):
 
     @property
     def recomputed(self) -> int:
-        """Stored runs without arrays (``keep_arrays``) this object ran again because their
-        arrays were asked for, this process."""
+        """Stored runs without arrays, or without positions (``keep_arrays``), this object
+        ran again because they were asked for, this process."""
         return self._memo.recomputed
 
     # --- keys and lookups --------------------------------------------------------------
@@ -418,7 +422,10 @@ class BacktestCache(StoredRuns):
         coerced = coerce_settings(settings, costs=costs, delay=delay, price_field=price_field,
                                   missing=missing, periods_per_year=periods_per_year)
         key = key_of(strategy, params, data, None, coerced)
-        return self._writes.full_result(key, strategy, params, data, coerced, self.get(key))[0]
+        result = self._writes.full_result(key, strategy, params, data, coerced,
+                                          self.get(key))[0]
+        assert isinstance(result, BacktestResult)  # the whole result was asked for
+        return result
 
     def metrics(self, strategy: Any, params: Mapping[str, Any] | None, data: MarketData,
                 window: _WindowArg | None = None, settings: BacktestSettings | None = None, *,
@@ -457,7 +464,7 @@ class BacktestCache(StoredRuns):
         if record is not None and all(n in record.metrics for n in wanted or METRICS):
             return record.metrics
         full = self._writes.full_result(key, strategy, params, data, coerced, record,
-                                        names=wanted)[0]
+                                        names=wanted, whole=False)[0]
         return MappingProxyType(full.metrics(wanted))
 
     def window_metrics(self, strategy: Any, params: Mapping[str, Any] | None,

@@ -1,4 +1,4 @@
-"""Which runs keep their arrays: the ones that cost more to run again than to store and read.
+"""Which runs keep which arrays: those that cost more to run again than to store and read.
 
 Every run the cache executes keeps its **metrics** (an index row of a few hundred bytes):
 lookups, the optimizer's hot path and the study's records need nothing else. Its
@@ -8,14 +8,28 @@ slice — and for a fast strategy running it again costs less than writing them 
 them back. A sub-millisecond SMA crossover measured here: 0.3 ms to run, 2.7 ms to write
 one artifact, 1 ms to read it; 550 MB of artifacts for a 20,000-trial study.
 
-:class:`ArrayPolicy` decides per run, from what this process measured:
+:class:`ArrayPolicy` decides per run, from what this process measured, between the whole
+arrays (``"full"``), the returns form without positions (``"returns"``, see
+:mod:`foldwise.cache._returns`) and none (``"none"``):
 
-* ``"auto"`` (the default): keep the arrays when running the strategy again (its median
-  run time, per strategy, over its runs in this process) costs clearly more — by
-  :data:`KEEP_MARGIN` — than storing them and reading them back once (the bytes of the run
-  at the median write and read speeds of this process's artifacts). The first three runs
-  keep their arrays, to measure the store (the very first write, which pays for imports
-  and new directories, is not counted).
+* ``"auto"`` (the default): weigh what running the strategy again costs (its median run
+  time, per strategy, over its runs in this process) against storing each part and reading
+  it back as often as it is expected to be read (its bytes at the median write and read
+  speeds of this process's artifacts), with a margin of :data:`KEEP_MARGIN`:
+
+  - the **returns form** is kept when running again costs more than storing it and reading
+    it once: the statistics across runs (PBO, data snooping) read every distinct set's
+    returns;
+  - the **positions** too, when the run was executed because its whole result was asked
+    for (:meth:`BacktestCache.get_or_run`) and the same holds for them (read once more).
+    A run executed for its metrics (the optimizer's trials) is expected to have its
+    positions read :data:`POSITION_READS` times: a study reads them for the sets it chose
+    only, for the stitched out-of-sample curve. Measured on a 40-asset, 15 ms strategy:
+    positions are 0.8 MB of a run's 0.9 MB; writing them took 8 % of each trial and 560 MB
+    of disk per 600 trials, for the 6 runs a study read back.
+
+  The first three runs keep their arrays, to measure the store (the very first write, which
+  pays for imports and new directories, is not counted).
 
   Why a margin: a strategy whose run costs about what its store costs would otherwise
   switch with the machine's load. Measured: a 40-asset crossover ran in 4.1 ms against a
@@ -24,11 +38,13 @@ one artifact, 1 ms to read it; 550 MB of artifacts for a 20,000-trial study.
   artifacts that took their writes from the trials. Disk is the other cost the estimate
   leaves out.
 * ``"always"``: keep every run's arrays (the behaviour before this policy).
+* ``"returns"``: keep every run's returns form, never its positions.
 * ``"never"``: keep none; every array is re-computed on demand.
 
-A run without arrays is an ordinary entry: its metrics are hits, and asking for its arrays
-(:attr:`CacheRecord.result`, :meth:`BacktestCache.get_or_run`) runs it again, keeps the
-result in memory and counts it in :attr:`CacheStats.recomputed`. Keys are content
+A run without arrays (or without positions) is an ordinary entry: its metrics are hits, the
+metrics of its windows and its returns come from its returns form where it has one, and
+asking for its whole result (:attr:`CacheRecord.result`, :meth:`BacktestCache.get_or_run`)
+runs it again, keeps the result in memory and counts it in :attr:`CacheStats.recomputed`. Keys are content
 addresses of the strategy's code, the parameters, the data and the settings, so the run
 again is the run stored. A run stored with :meth:`BacktestCache.put` always keeps its
 arrays: the caller asked to store them.
@@ -44,14 +60,20 @@ from typing import Literal
 from foldwise.errors import CacheArgumentError
 
 __all__ = ["AHEAD_AFTER", "AHEAD_PRIOR_RUNS", "AHEAD_RATE", "KEEP_ARRAYS", "KEEP_MARGIN",
-           "ArrayPolicy", "KeepArrays"]
+           "POSITION_READS", "ArrayPolicy", "KeepArrays", "Kept"]
 
-KeepArrays = Literal["auto", "always", "never"]
-KEEP_ARRAYS: tuple[str, ...] = ("auto", "always", "never")
+KeepArrays = Literal["auto", "always", "returns", "never"]
+KEEP_ARRAYS: tuple[str, ...] = ("auto", "always", "returns", "never")
+#: What a run keeps: its whole arrays, its returns form (no positions), or nothing.
+Kept = Literal["full", "returns", "none"]
 
 _SAMPLES = 31  # measurements kept per quantity (medians of the recent ones)
 #: Running again must cost this many times the store before arrays are kept.
 KEEP_MARGIN = 1.25
+#: Reads expected of the positions of a run executed for its metrics: a walk-forward study
+#: reads those of the sets it chose (one per fold, a few with ``"top_k_mean"``) out of the
+#: hundreds to thousands it ran; one in fifty errs on the side of keeping them.
+POSITION_READS = 0.02
 #: :meth:`ArrayPolicy.store_ahead`: stored runs produced again per new run executed, and
 #: the executions observed before deciding.
 AHEAD_RATE = 0.25
@@ -61,6 +83,7 @@ AHEAD_AFTER = 20
 #: the rows a strategy whose sets never come back can cost.
 AHEAD_PRIOR_RUNS = 100
 
+_FIXED: dict[str, Kept] = {"always": "full", "returns": "returns", "never": "none"}
 #: Writes measured before the rule applies: the first write of a process pays for imports
 #: and a new directory, and alone would make storing look dear.
 _FIRST_WRITES = 3
@@ -85,7 +108,7 @@ class ArrayPolicy:
     Parameters
     ----------
     mode
-        ``"auto"``, ``"always"`` or ``"never"``.
+        ``"auto"``, ``"always"``, ``"returns"`` or ``"never"``.
 
     Thread-safe; one per cache object, measurements of this process only.
     """
@@ -108,21 +131,30 @@ class ArrayPolicy:
         self._ahead_on_prior: dict[str, int] = {}  # new runs that stored ahead on the prior
         self._row = _Recent()  # seconds per index row
 
-    def keep(self, strategy: str, run_seconds: float, n_bytes: int) -> bool:
-        """Whether a run of ``strategy`` that took ``run_seconds`` and holds ``n_bytes`` of
-        arrays keeps them; records the run time."""
+    def keep(self, strategy: str, run_seconds: float, returns_bytes: int,
+             positions_bytes: int, whole_asked: bool = True) -> Kept:
+        """What a run of ``strategy`` that took ``run_seconds`` keeps, its arrays being
+        ``returns_bytes`` of returns form and ``positions_bytes`` of positions;
+        ``whole_asked``: it ran because its whole result was asked for (else for its
+        metrics). Records the run time."""
         with self._lock:
             runs = self._run_seconds.setdefault(strategy, _Recent())
             runs.add(run_seconds)
             self._executed[strategy] = self._executed.get(strategy, 0) + 1
             if self.mode != "auto":
-                return self.mode == "always"
+                return _FIXED[self.mode]
             write = self._write.median()
             if write is None or self._writes < _FIRST_WRITES:
-                return True  # store, and measure the store
+                return "full"  # store, and measure the store
             read = self._read.median()
-            store = n_bytes * (write + (write if read is None else read))
-            return (runs.median() or 0.0) > KEEP_MARGIN * store
+            if read is None:
+                read = write
+            run = runs.median() or 0.0
+            if run <= KEEP_MARGIN * returns_bytes * (write + read):
+                return "none"
+            reads = 1.0 if whole_asked else POSITION_READS
+            positions = reads * run > KEEP_MARGIN * positions_bytes * (write + reads * read)
+            return "full" if positions else "returns"
 
     def produced_again(self, strategy: str) -> None:
         """Record that a stored run of ``strategy`` had to be produced again (run again, or

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from foldwise.cache._artifacts import ArtifactStore, DirectoryScan, file_of
+from foldwise.cache._artifacts import ArtifactStore, DirectoryScan, file_of, holds_positions
 from foldwise.cache._index import IndexBackend, IndexRow
 from foldwise.cache._locks import LOCK_FILES
 from foldwise.cache._memo import RecordMemo
@@ -234,6 +234,8 @@ class Maintenance:
                           bytes_on_disk=self._bytes_stored(), hits=hits,
                           misses=misses, puts=puts,
                           with_arrays=sum(1 for row in rows if row.artifact is not None),
+                          with_positions=sum(1 for row in rows if row.artifact is not None
+                                             and holds_positions(row.artifact)),
                           recomputed=self._memo.recomputed,
                           artifact_location=self._store.location.description
                           if self._store.location.spec is not None else None)

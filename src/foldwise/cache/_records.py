@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from foldwise._canonical import from_canonical
+from foldwise.cache._artifacts import holds_positions
 from foldwise.cache._index import IndexRow
 from foldwise.cache._keys import Window
 from foldwise.errors import CacheArgumentError
 
 if TYPE_CHECKING:
-    from foldwise.backtest import BacktestResult
+    import numpy as np
 
-__all__ = ["CacheRecord", "CacheStats", "VerifyReport", "format_size", "metrics_json"]
+    from foldwise.backtest import BacktestResult
+    from foldwise.cache._returns import RunReturns
+
+__all__ = ["CacheRecord", "CacheStats", "RunSource", "VerifyReport", "format_size",
+           "metrics_json"]
+
+
+class RunSource(Protocol):
+    """Where a record's arrays come from (the cache's results memory)."""
+
+    def load(self, record: CacheRecord) -> BacktestResult: ...
+
+    def load_returns(self, record: CacheRecord) -> RunReturns: ...
 
 
 class CacheRecord:
@@ -49,18 +62,22 @@ class CacheRecord:
         Every metric, available without reading any artifact. Read-only.
     n_bytes : int
         Size of the artifact file (0 for a slice).
+    arrays : str
+        What a full run stores besides its metrics: ``"full"`` (every array),
+        ``"returns"`` (its returns form, without positions) or ``"none"``; see
+        :class:`BacktestCache`'s ``keep_arrays``. ``"none"`` for a slice.
     created : float
         Unix time of the first store.
     """
 
-    __slots__ = ("_load", "_row", "metrics")
+    __slots__ = ("_row", "_runs", "metrics")
     _row: IndexRow
-    _load: Callable[[CacheRecord], BacktestResult]
+    _runs: RunSource
     metrics: Mapping[str, float]
 
-    def __init__(self, row: IndexRow, load: Callable[[CacheRecord], BacktestResult]) -> None:
+    def __init__(self, row: IndexRow, runs: RunSource) -> None:
         object.__setattr__(self, "_row", row)
-        object.__setattr__(self, "_load", load)  # the results memory of the cache
+        object.__setattr__(self, "_runs", runs)  # the results memory of the cache
         object.__setattr__(self, "metrics", MappingProxyType(json.loads(row.metrics)))
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -92,6 +109,11 @@ class CacheRecord:
         return self._row.kind == "slice"
 
     @property
+    def arrays(self) -> str:
+        artifact = self._row.artifact
+        return "none" if artifact is None else "full" if holds_positions(artifact) else "returns"
+
+    @property
     def result(self) -> BacktestResult:
         """The stored run (read from its artifact file on first use, then kept in memory).
 
@@ -103,8 +125,25 @@ class CacheRecord:
             The artifact file is missing, truncated or not the one recorded.
         CacheMissError
             A slice whose full run is no longer in the cache.
+        ArraysNotKeptError
+            The run was stored without its arrays or without its positions (:attr:`arrays`),
+            and is not in this process's memory: ``cache.get_or_run(...)`` runs it again.
         """
-        return self._load(self)
+        return self._runs.load(self)
+
+    def net_returns(self) -> np.ndarray:
+        """The run's net return per date (a read-only array; a slice's window of its full
+        run's), without reading its positions: from the returns form of its artifact.
+
+        Raises
+        ------
+        CacheCorruptedError, CacheMissError
+            As :attr:`result`.
+        ArraysNotKeptError
+            The run was stored without arrays (:attr:`arrays` is ``"none"``) and is not in
+            this process's memory.
+        """
+        return self._runs.load_returns(self).net
 
     def __repr__(self) -> str:
         window = self.window
@@ -130,6 +169,8 @@ class CacheStats:
     puts: int
     #: Full runs whose arrays are kept on disk (the others re-compute them on demand).
     with_arrays: int = 0
+    #: ... of which with their positions (the others keep their returns form only).
+    with_positions: int = 0
     #: Runs without arrays this process ran again because their arrays were asked for.
     recomputed: int = 0
     #: Where the arrays live when not in the cache directory (a shared path, a URL).
@@ -139,7 +180,8 @@ class CacheStats:
         lines = [f"cache        {self.directory}",
                  *([f"artifacts    {self.artifact_location}"] if self.artifact_location else []),
                  f"runs         {self.runs} ({self.full_runs} full, of which {self.with_arrays} "
-                 f"keep their arrays; {self.slice_runs} slices)",
+                 f"keep their arrays, {self.with_positions} with positions; {self.slice_runs} "
+                 "slices)",
                  f"on disk      {format_size(self.bytes_on_disk)} ({format_size(self.artifact_bytes)} of "
                  "artifacts)",
                  f"this process {self.hits} hits, {self.misses} misses, {self.puts} stored, "

@@ -9,7 +9,14 @@ report, a window that is not one contiguous range). :meth:`ResultsMemory.load` s
    one optimization cut their windows from the same recent runs, which then need no
    reading.
 3. Otherwise its artifact is read (checked against the recorded size and checksum first,
-   see :mod:`foldwise.cache._artifacts`) and kept in memory.
+   see :mod:`foldwise.cache._artifacts`) and kept in memory. A run stored without its
+   arrays, or in returns form (without positions), raises
+   :class:`~foldwise.errors.ArraysNotKeptError`: the caller runs it again.
+
+:meth:`ResultsMemory.load_returns` serves the readers that need a run's returns form only
+(:class:`~foldwise.cache._returns.RunReturns`: the metrics of windows, the statistics across
+runs): from a result in memory, else from its artifact in either form; not kept (a tenth of
+a full result, read once by such readers).
 
 The memory is bounded twice: by the number of results (``size``, least recently used
 dropped first) and by the bytes of their arrays (:data:`RESULTS_BYTES`); the most recent
@@ -34,10 +41,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from foldwise.cache._artifacts import ArtifactStore
+from foldwise.cache._artifacts import ArtifactStore, holds_positions
 from foldwise.cache._locks import renew_after_fork
+from foldwise.cache._returns import RunReturns
 from foldwise.errors import ArraysNotKeptError, CacheCorruptedError, CacheMissError
 
 if TYPE_CHECKING:
@@ -45,9 +53,12 @@ if TYPE_CHECKING:
     from foldwise.cache._costs import ArrayPolicy
     from foldwise.cache._records import CacheRecord
 
-__all__ = ["RESULTS_BYTES", "ResultsMemory", "arrays_nbytes"]
+__all__ = ["RESULTS_BYTES", "ResultsMemory", "arrays_nbytes", "returns_nbytes",
+           "stored_nbytes"]
 
 logger = logging.getLogger(__name__)
+
+_Read = TypeVar("_Read")
 
 #: Bytes of arrays the results memory of one cache object may hold (the most recent result
 #: is kept whatever its size). 64 MB, not more: loky restarts a worker process whose memory
@@ -64,6 +75,19 @@ def arrays_nbytes(result: BacktestResult) -> int:
     return sum(array.nbytes for array in (arrays.net, arrays.gross, arrays.costs,
                                           arrays.turnover, arrays.positions, arrays.changes)
                if array is not None)
+
+
+def stored_nbytes(result: BacktestResult, positions: bool = True) -> int:
+    """Bytes of the arrays an artifact of ``result`` holds, uncompressed: its returns form,
+    and its positions unless ``positions`` is false."""
+    held = result.arrays.positions
+    return returns_nbytes(len(result)) + (held.nbytes if positions and held is not None else 0)
+
+
+def returns_nbytes(n_dates: int) -> int:
+    """Bytes of a run's returns form (:class:`~foldwise.cache._returns.RunReturns`) over
+    ``n_dates`` dates: dates, four float columns and the trade counts."""
+    return 6 * 8 * n_dates
 
 
 class ResultsMemory:
@@ -119,34 +143,74 @@ class ResultsMemory:
             The entry (or the full run of a slice entry) is no longer in the cache:
             evicted or cleared, possibly by another process since it was looked up.
         ArraysNotKeptError
-            The run (or the full run of a slice entry) is stored without its arrays, which
-            cost less to re-compute than to store; not in memory now.
+            The run (or the full run of a slice entry) is stored without its arrays, or
+            without its positions, which cost less to re-compute than to store; not in
+            memory now.
         """
         window = record.window
         if window is not None:
-            parent = self._lookup(record.parent or "")
-            if parent is None:
-                raise CacheMissError(
-                    f"the slice entry {record.key} of {record.strategy!r} stores metrics only "
-                    f"and its full run {record.parent} is no longer in the cache (evicted?). "
-                    "Run it again with cache.get_or_run(strategy, params, data, ...) to "
-                    "rebuild the arrays.")
-            return self.load(parent).islice(window.start, window.stop)
-        with self._lock:
-            kept = self._kept.get(record.key)
-            if kept is not None:
-                self._kept.move_to_end(record.key)
-                return kept[0]
+            return self.load(self._parent(record)).islice(window.start, window.stop)
+        kept = self.kept(record.key)
+        if kept is not None:
+            return kept
         row = record._row
-        if row.artifact is None:
+        if row.artifact is None or not holds_positions(row.artifact):
+            what = "its arrays" if row.artifact is None else "its positions (only its returns)"
             raise ArraysNotKeptError(
-                f"the run {record.key} of {record.strategy!r} is stored without its arrays: "
+                f"the run {record.key} of {record.strategy!r} is stored without {what}: "
                 "running it again costs less than storing them. "
                 "cache.get_or_run(strategy, params, data, ...) runs it again (its metrics are "
                 "in record.metrics).")
         started = time.perf_counter()
+        result = self._read(record, self._store.load)
+        if self._policy is not None:
+            self._policy.read(time.perf_counter() - started, stored_nbytes(result))
+        self.keep(record.key, result)
+        return result
+
+    def load_returns(self, record: CacheRecord) -> RunReturns:
+        """The returns form of ``record``'s run: from a result in memory, else read from its
+        artifact (with or without positions); not kept.
+
+        Raises
+        ------
+        CacheCorruptedError, CacheMissError
+            As :meth:`load`.
+        ArraysNotKeptError
+            The run is stored without arrays and is not in memory now.
+        """
+        window = record.window
+        if window is not None:
+            return self.load_returns(self._parent(record)).islice(window.start, window.stop)
+        kept = self.kept(record.key)
+        if kept is not None:
+            return RunReturns.of(kept)
+        if record._row.artifact is None:
+            return RunReturns.of(self.load(record))  # raises ArraysNotKeptError
+        started = time.perf_counter()
+        returns = self._read(record, self._store.load_returns)
+        if self._policy is not None:
+            self._policy.read(time.perf_counter() - started, returns_nbytes(len(returns)))
+        return returns
+
+    def _parent(self, record: CacheRecord) -> CacheRecord:
+        """The full run a slice entry is cut from."""
+        parent = self._lookup(record.parent or "")
+        if parent is None:
+            raise CacheMissError(
+                f"the slice entry {record.key} of {record.strategy!r} stores metrics only "
+                f"and its full run {record.parent} is no longer in the cache (evicted?). "
+                "Run it again with cache.get_or_run(strategy, params, data, ...) to "
+                "rebuild the arrays.")
+        return parent
+
+    def _read(self, record: CacheRecord, read: Callable[[str, str, int], _Read]) -> _Read:
+        """``read(artifact, checksum, n_bytes)`` of ``record``'s artifact; an artifact gone
+        because another process evicted the entry since it was looked up is a miss."""
+        row = record._row
+        assert row.artifact is not None
         try:
-            result = self._store.load(row.artifact, row.checksum or "", row.n_bytes)
+            return read(row.artifact, row.checksum or "", row.n_bytes)
         except CacheCorruptedError:
             if self._stale is None or not self._stale(record):
                 raise  # the index still names this file: damage
@@ -156,10 +220,6 @@ class ResultsMemory:
                 f"the run {record.key} of {record.strategy!r} is no longer in the cache: it "
                 "was evicted or cleared (by another process) after it was looked up. Run "
                 "it again with cache.get_or_run(strategy, params, data, ...).") from None
-        if self._policy is not None:
-            self._policy.read(time.perf_counter() - started, arrays_nbytes(result))
-        self.keep(record.key, result)
-        return result
 
     def kept(self, digest: str) -> BacktestResult | None:
         """The result of the full run ``digest`` if it is in memory now."""

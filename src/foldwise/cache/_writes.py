@@ -42,14 +42,15 @@ from typing import Any, NamedTuple
 
 from foldwise.backtest import BacktestResult, BacktestSettings
 from foldwise.cache._artifacts import ArtifactStore
-from foldwise.cache._costs import ArrayPolicy
+from foldwise.cache._costs import ArrayPolicy, Kept
 from foldwise.cache._index import IndexBackend, IndexRow
 from foldwise.cache._keys import CacheKey, resolve_strategy
 from foldwise.cache._locks import acquire_run_lock, release_run_lock
 from foldwise.cache._memo import RecordMemo
 from foldwise.cache._readonly import cannot_write
 from foldwise.cache._records import CacheRecord, metrics_json
-from foldwise.cache._results import ResultsMemory, arrays_nbytes
+from foldwise.cache._results import ResultsMemory, returns_nbytes, stored_nbytes
+from foldwise.cache._returns import RunReturns
 from foldwise.data import MarketData
 from foldwise.errors import (
     ArraysNotKeptError,
@@ -116,9 +117,10 @@ class WritePath:
         return self.store([(key, result, metrics)], lock_fd)[0]
 
     def store(self, entries: list[Entry], lock_fd: int | None = None, *,
-              arrays: bool = True, names: Names = None) -> list[CacheRecord]:
-        """Store entries known to be missing: the artifacts of full runs first (unless
-        ``arrays`` is false: metrics only), then every index row in one transaction.
+              arrays: Kept = "full", names: Names = None) -> list[CacheRecord]:
+        """Store entries known to be missing: the artifacts of full runs first (``arrays``:
+        whole, in returns form, or ``"none"``: metrics only), then every index row in one
+        transaction.
         A full run's row holds the metrics ``names`` (None: all of them).
         ``lock_fd`` (a run lock) is released once the rows are committed, or on failure.
         Return the records now stored, in order."""
@@ -128,10 +130,12 @@ class WritePath:
             planned = [_new_row(*entry, names=names) for entry in entries]
             rows = []
             for row, full in planned:
-                if full is not None and arrays:
+                if full is not None and arrays != "none":
+                    positions = arrays == "full"
                     started = time.perf_counter()
-                    artifact, digest, n_bytes = self._store.write(row.key, full)
-                    self.policy.wrote(time.perf_counter() - started, arrays_nbytes(full))
+                    artifact, digest, n_bytes = self._store.write(row.key, full, positions)
+                    self.policy.wrote(time.perf_counter() - started,
+                                      stored_nbytes(full, positions))
                     row = dataclasses.replace(row, artifact=artifact, checksum=digest,
                                               n_bytes=n_bytes)
                 rows.append(row)
@@ -185,7 +189,8 @@ class WritePath:
             full_record = lookup(full_key.digest, True)
         assert full_record is None or isinstance(full_record, CacheRecord)
         full, stored = self.full_result(full_key, strategy, params, data, settings,
-                                        full_record, slices=missing, names=names, ahead=ahead)
+                                        full_record, slices=missing, names=names, ahead=ahead,
+                                        whole=False)
         found = {record.key: record.metrics for record in stored}
         out: list[Mapping[str, float]] = []
         for key, record in zip(keys, records, strict=True):
@@ -201,11 +206,15 @@ class WritePath:
     def full_result(self, key: CacheKey, strategy: Any, params: Mapping[str, Any] | None,
                     data: MarketData, settings: BacktestSettings, record: CacheRecord | None,
                     slices: list[CacheKey] | None = None, names: Names = None,
-                    ahead: Ahead | None = None) -> tuple[BacktestResult, list[CacheRecord]]:
+                    ahead: Ahead | None = None, whole: bool = True,
+                    ) -> tuple[BacktestResult | RunReturns, list[CacheRecord]]:
         """The result of ``record`` (looked up under ``key``), or run it on a miss; and
         the records of the slice entries ``slices`` (missing windows of it), stored with
         the run when it was run (one index transaction). New rows hold the metrics
-        ``names`` (None: all). ``ahead``: see :meth:`windows`."""
+        ``names`` (None: all). ``ahead``: see :meth:`windows`. ``whole``: the caller needs
+        the whole :class:`BacktestResult`; else a stored run may come as its returns form
+        (the caller wants metrics), and a run executed here keeps its arrays as a run
+        executed for its metrics does (:meth:`ArrayPolicy.keep`)."""
         slices = slices or []
         if record is not None:
             if ahead is not None and slices:  # a stored run produced again for windows
@@ -213,7 +222,8 @@ class WritePath:
                 if self.policy.store_ahead(key.strategy, ahead.n_windows, again=True):
                     slices = _with_ahead(slices, ahead)
             try:
-                result = self._results.load(record)
+                result = (self._results.load(record) if whole
+                          else self._results.load_returns(record))
             except ArraysNotKeptError:  # cheaper to run again than to store: run it
                 result = self._run(strategy, params, data, settings)[0]
                 self._memo.count_recomputed()
@@ -224,7 +234,8 @@ class WritePath:
                 current = self.index.get(key.digest)
                 if current is not None:
                     return self.full_result(key, strategy, params, data, settings,
-                                            self._memo.remember(current), slices, names)
+                                            self._memo.remember(current), slices, names,
+                                            whole=whole)
                 logger.info("cache entry %s of %r was evicted by another process after it "
                             "was looked up; it is run again", key.digest, key.strategy)
                 self._memo.count_damaged_hit()
@@ -233,7 +244,8 @@ class WritePath:
                 if current is not None and current.artifact != record._row.artifact:
                     # another process already replaced the entry this process remembered
                     return self.full_result(key, strategy, params, data, settings,
-                                            self._memo.remember(current), slices, names)
+                                            self._memo.remember(current), slices, names,
+                                            whole=whole)
                 logger.warning("cache entry %s of %r is damaged and is run again: %s",
                                key.digest, key.strategy, exc)
                 self._drop([key.digest])
@@ -257,7 +269,9 @@ class WritePath:
                     return result, self.store(slice_entries(result, slices, names))
             self._memo.count_executed()
             result, seconds = self._run(strategy, params, data, settings)
-            keep = self.policy.keep(key.strategy, seconds, arrays_nbytes(result))
+            held = result.arrays.positions
+            keep = self.policy.keep(key.strategy, seconds, returns_nbytes(len(result)),
+                                    0 if held is None else held.nbytes, whole_asked=whole)
             if ahead is not None and self.policy.store_ahead(key.strategy, ahead.n_windows):
                 slices = _with_ahead(slices, ahead)
             fd, lock_fd = lock_fd, None
@@ -303,8 +317,8 @@ def _with_ahead(slices: list[CacheKey], ahead: Ahead) -> list[CacheKey]:
     return out
 
 
-def slice_entries(full: BacktestResult, keys: list[CacheKey], names: Names = None
-                  ) -> list[Entry]:
+def slice_entries(full: BacktestResult | RunReturns, keys: list[CacheKey],
+                  names: Names = None) -> list[Entry]:
     """Slice entries (the metrics ``names``, None: all) of the windows ``keys`` cut from
     the run ``full``."""
     entries: list[Entry] = []

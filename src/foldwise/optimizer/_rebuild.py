@@ -222,35 +222,46 @@ class StudyRunLoader(RunLoader):
     def load(self, key: str) -> BacktestResult:
         result = self._loaded.get(key)
         if result is None:
-            result = self._loaded[key] = self._find(key)
+            found = self._find(key)
+            assert isinstance(found, BacktestResult)  # the whole run was asked for
+            result = self._loaded[key] = found
         return result
 
     def net_returns(self, keys: Sequence[str]) -> Iterator[np.ndarray]:
         """:meth:`RunLoader.net_returns <foldwise.aggregate.RunLoader.net_returns>`: each
-        run found as :meth:`load` finds it (the cache, else re-created from the study) but
-        not kept, so reading the runs of every parameter set (PBO) holds one at a time. A
-        run the cache stores without its arrays (cheaper to run again) is run again here
-        directly, after the same key check: its metrics are stored and its arrays are not
-        to be, so the cache has nothing to do (nor counts it in ``cache.recomputed``)."""
+        run's returns as the cache has them (its returns form: no positions read), else
+        re-created from the study, and not kept, so reading the runs of every parameter set
+        (PBO) holds one at a time. A run the cache stores without its arrays (cheaper to
+        run again) is run again here directly, after the same key check: its metrics are
+        stored and its arrays are not to be, so the cache has nothing to do (nor counts it
+        in ``cache.recomputed``)."""
         for key in keys:
             result = self._loaded.get(key)
-            yield (result if result is not None else self._find(key, keep=False)).arrays.net
+            found = result if result is not None else self._find(key, keep=False,
+                                                                 returns=True)
+            yield found if isinstance(found, np.ndarray) else found.arrays.net
 
-    def _find(self, key: str, keep: bool = True) -> BacktestResult:
-        result = self._from_cache(key, keep)
-        if result is None:
-            result = self._rebuild(key)
+    def _find(self, key: str, keep: bool = True, returns: bool = False
+              ) -> BacktestResult | np.ndarray:
+        """The run ``key`` (or only its net returns, when ``returns``) from the cache, else
+        re-created."""
+        found = self._from_cache(key, keep, returns)
+        if found is None:
+            found = self._rebuild(key)
             self.rebuilt += 1
-        return result
+        return found
 
     # --- reading -----------------------------------------------------------------------
 
-    def _from_cache(self, key: str, keep: bool = True) -> BacktestResult | None:
+    def _from_cache(self, key: str, keep: bool = True, returns: bool = False
+                    ) -> BacktestResult | np.ndarray | None:
         if not self._cache_usable:
             return None
         try:
             stored = self.cache.get(key)
-            return None if stored is None else stored.result
+            if stored is None:
+                return None
+            return stored.net_returns() if returns else stored.result
         except ArraysNotKeptError:  # by design: cheaper to run again than to store
             return self._rebuild(key, missing=False, keep=keep)
         except CacheCorruptedError as exc:  # a damaged entry: re-created (and replaced)
