@@ -349,8 +349,9 @@ def test_runs_table(filled):
     assert runs.index.name == "key"
     assert {"strategy", "kind", "params_lookback", "params_gross", "params_level", "sharpe",
             "max_drawdown", "data_hash", "fingerprint", "created", "last_used",
-            "bytes"} <= set(runs.columns)
+            "arrays", "bytes"} <= set(runs.columns)
     assert "window_start" not in runs.columns
+    assert set(runs["arrays"]) == {"full"}  # the fixture's cache keeps every array
     assert sorted(runs["params_lookback"].dropna()) == [3, 5, 5, 8]
     assert runs["created"].dt.tz is not None
     assert (filled.runs(kind="all")["kind"] == "slice").sum() == 1

@@ -26,12 +26,12 @@ from foldwise.cache._costs import (
     POSITION_READS,
     ArrayPolicy,
 )
-from foldwise.errors import ArraysNotKeptError, CacheArgumentError
+from foldwise.errors import ArraysNotKeptError, CacheArgumentError, CacheCorruptedError
 from foldwise.examples import sma_crossover
 from foldwise.optimizer import load_result, optimize
 from foldwise.space import Int
 from foldwise.splits import WalkForward
-from tests._cache_support import make_data, trend
+from tests._cache_support import flat_returns, make_data, trend
 
 DATA = make_data()
 
@@ -359,3 +359,147 @@ def test_a_study_stores_its_later_windows_ahead_with_the_same_results(tmp_path, 
     assert (with_ahead.folds["cache_hits"] >= without.folds["cache_hits"]).all()
     pd.testing.assert_frame_equal(with_ahead.folds.drop(columns=served),
                                   without.folds.drop(columns=served))
+
+
+# --- the returns form ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["packs", "files"])
+def test_a_run_in_returns_form_serves_windows_and_returns_without_running(tmp_path, layout):
+    """A run stored in returns form gives the metrics of any window (trades included) and
+    its net returns equal to those of the full run, without running it; its whole result
+    is run again."""
+    params, windows = {"lookback": 4}, [(30, 90), (90, 200), (200, 260)]
+    lean = BacktestCache(tmp_path / "lean", keep_arrays="returns", artifacts=layout)
+    lean.metrics(trend, params, DATA, costs=3.0)
+    full = trend_run_with(params, costs=3.0)
+    stats = lean.stats()
+    assert (stats.with_arrays, stats.with_positions) == (1, 0)
+    record = lean.get(lean.key(trend, params, DATA, costs=3.0))
+    assert record is not None and record.arrays == "returns"
+    # an artifact a tenth of the whole one (3 assets here: about half)
+    whole = BacktestCache(tmp_path / "whole", keep_arrays="always", artifacts=layout)
+    whole.metrics(trend, params, DATA, costs=3.0)
+    assert whole.get(whole.key(trend, params, DATA, costs=3.0)).arrays == "full"
+    assert record.n_bytes < whole.stats().artifact_bytes
+
+    again = BacktestCache(lean.root)  # nothing in memory, as in a new process
+    got = again.window_metrics(trend, params, DATA, windows, costs=3.0)
+    assert again.executed == again.recomputed == 0  # read, not run
+    for (lo, hi), metrics in zip(windows, got, strict=True):
+        expected = full.islice(lo, hi).metrics()
+        assert dict(metrics) == expected
+        assert metrics["n_trades"] == np.count_nonzero(full.arrays.changes[lo:hi]) > 0
+    stored = again.get(again.key(trend, params, DATA, costs=3.0))
+    form = stored.run_returns()
+    for name in ("net", "gross", "costs", "turnover"):
+        np.testing.assert_array_equal(getattr(form, name), getattr(full.arrays, name))
+    np.testing.assert_array_equal(form.trades, np.count_nonzero(full.arrays.changes, axis=1))
+    pd.testing.assert_index_equal(form.index, full.index, check_freq=False)
+    assert not form.net.flags.writeable
+    window = again.get(again.key(trend, params, DATA, window=windows[1], costs=3.0))
+    np.testing.assert_array_equal(window.run_returns().net, full.arrays.net[90:200])
+    pd.testing.assert_index_equal(window.run_returns().index, full.index[90:200],
+                                  check_freq=False)
+    with pytest.raises(ArraysNotKeptError, match="without its positions"):
+        _ = stored.result
+    rerun = again.get_or_run(trend, params, DATA, costs=3.0)
+    assert (again.executed, again.recomputed) == (0, 1)
+    _same_run(rerun, full)
+    assert again.verify().ok
+
+
+def trend_run_with(params, **settings):
+    return foldwise.strategy(trend).run(DATA, params, foldwise.BacktestSettings(**settings))
+
+
+def test_the_returns_form_of_a_result_without_positions_counts_no_trades(tmp_path):
+    cache = BacktestCache(tmp_path, keep_arrays="returns")
+    cache.metrics(flat_returns, {"level": 0.002}, DATA)
+    again = BacktestCache(tmp_path)
+    got = again.metrics(flat_returns, {"level": 0.002}, DATA, window=(10, 50))
+    pd.testing.assert_series_equal(pd.Series(dict(got)),  # NaN where the spread is zero
+                                   pd.Series(flat_returns(DATA, 0.002).islice(10, 50).metrics()))
+    assert got["n_trades"] == 0
+    assert again.executed == again.recomputed == 0
+
+
+def test_runs_executed_for_their_metrics_are_told_apart_from_whole_results(tmp_path,
+                                                                           monkeypatch):
+    cache = BacktestCache(tmp_path)
+    asked = []
+    real = cache.policy.keep
+
+    def keep(strategy, run_seconds, returns_bytes, positions_bytes, whole_asked=True):
+        asked.append(whole_asked)
+        assert returns_bytes == 6 * 8 * DATA.n_dates
+        assert positions_bytes == 8 * DATA.n_dates * DATA.n_assets
+        return real(strategy, run_seconds, returns_bytes, positions_bytes, whole_asked)
+
+    monkeypatch.setattr(cache.policy, "keep", keep)
+    cache.window_metrics(trend, {"lookback": 2}, DATA, [(0, 100)])
+    cache.metrics(trend, {"lookback": 3}, DATA)
+    cache.get_or_run(trend, {"lookback": 4}, DATA)
+    assert asked == [False, False, True]
+
+
+def test_a_study_of_returns_form_runs_reads_the_same_as_one_that_kept_everything(tmp_path):
+    """The report of a study whose runs kept their returns form only (the stitched curve
+    runs the chosen sets again for their positions) equals that of a study that kept
+    every array, with nothing rebuilt and the statistics read, not run."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data = foldwise.datasets.load_goog().slice(None, "2009-12-31")
+    tables = {}
+    for mode in ("always", "returns"):
+        root = tmp_path / mode
+        result = optimize(sma_crossover, data, {"fast": Int(5, 30), "slow": Int(35, 80)},
+                          WalkForward(train=400, test=200), n_trials=8, seed=3, top_k=2,
+                          storage=f"journal:{root}/s.journal",
+                          cache=BacktestCache(root, keep_arrays=mode), show_progress=False,
+                          keep_statistics=False)
+        cache = BacktestCache(root, keep_arrays=mode)
+        again = load_result(result.name, storage=f"journal:{root}/s.journal", cache=cache)
+        tables[mode] = (again.folds, again.oos_returns, again.overfitting())
+        assert again.runs_rebuilt == 0
+        n_chosen = len(set(again.folds["params"].astype(str)))
+        # PBO read every set's returns form; only the chosen sets ran again, for positions
+        assert (0 < cache.recomputed <= n_chosen) if mode == "returns" else \
+            cache.recomputed == 0
+        stats = BacktestCache(root).stats()
+        assert stats.with_arrays == stats.full_runs
+        assert stats.with_positions == (stats.full_runs if mode == "always" else 0)
+    kept, lean = tables["always"], tables["returns"]
+    pd.testing.assert_frame_equal(kept[0], lean[0])
+    pd.testing.assert_series_equal(kept[1], lean[1])
+    assert kept[2] == lean[2]
+
+
+@pytest.mark.parametrize("layout", ["packs", "files"])
+def test_an_artifacts_name_tells_its_form_and_must_agree_with_its_bytes(tmp_path, layout):
+    from foldwise.cache._artifacts import ArtifactLocation, ArtifactStore, holds_positions
+
+    store = ArtifactStore(ArtifactLocation.resolve(None, tmp_path), layout)
+    result = trend_run_with({"lookback": 3})
+    whole = store.write("ab" * 16, result)
+    lean = store.write("ab" * 16, result, positions=False)
+    assert holds_positions(whole[0]) and not holds_positions(lean[0])
+    assert lean[0].endswith("+returns" if layout == "packs" else ".returns.parquet")
+    assert lean[2] < whole[2]
+    _same_run(store.load(*whole), result)
+    np.testing.assert_array_equal(store.load_returns(*lean).net, result.arrays.net)
+    np.testing.assert_array_equal(store.load_returns(*whole).trades,
+                                  store.load_returns(*lean).trades)
+    with pytest.raises(CacheArgumentError, match="returns form"):
+        store.load(*lean)
+    # the bytes of one form under the name of the other: refused, though the checksum fits
+    if layout == "packs":
+        swapped = (lean[0].removesuffix("+returns"), *lean[1:])
+    else:
+        moved = lean[0].replace(".returns.parquet", ".parquet")
+        (tmp_path / moved).write_bytes((tmp_path / lean[0]).read_bytes())
+        swapped = (moved, *lean[1:])
+    with pytest.raises(CacheCorruptedError, match="disagree"):
+        store.load_returns(*swapped)
+    # both forms are the cache's own files
+    scan = store.scan(set())
+    assert not scan.foreign and len(scan.artifacts) == (1 if layout == "packs" else 3)

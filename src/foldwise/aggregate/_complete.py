@@ -29,7 +29,7 @@ from foldwise.records import Evaluation
 from foldwise.splits import ranges_to_positions
 
 from ._folds import FoldRecord
-from ._runs import RunLoader
+from ._runs import RunLoader, run_returns
 from ._select import SelectedSet
 
 __all__ = ["with_every_metric"]
@@ -47,7 +47,7 @@ def _window_metrics(evaluation: Evaluation, window: str,
     """Every metric of ``evaluation``'s ``window`` (``"train"``/``"test"``), whose bars are
     ``ranges`` of the data, cut from the run the evaluation recorded."""
     stored = getattr(evaluation, window) or {}
-    run = loader.load(evaluation.run_key(window))
+    run = run_returns(loader, evaluation.run_key(window))
     positions = ranges_to_positions(np.asarray(ranges)) - evaluation.offset
     return {**run.take(positions).metrics(), **stored}
 

@@ -30,7 +30,7 @@ from ._criteria import Criteria, criteria_table
 from ._folds import FoldRecord, fold_records
 from ._overfitting import overfitting_summary
 from ._returns import distinct_full_runs, returns_by_run
-from ._runs import RunLoader
+from ._runs import RunLoader, run_returns
 from ._select import select_top
 from ._snooping import REPORT_BOOTSTRAP, SnoopingReport, snooping_report
 from ._stitch import stitch
@@ -272,7 +272,7 @@ class WalkForwardResult:
             return [], np.empty((0, 0)), pd.Index([])
         values = returns_by_run(self.loader, [runs[name] for name in names])
         values.flags.writeable = False
-        dates = self.loader.load(runs[names[0]]).index
+        dates = run_returns(self.loader, runs[names[0]]).index
         self._returns_read = (names, values, dates, len(names) == len(runs))
         return names, values, dates
 

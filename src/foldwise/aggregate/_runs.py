@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from foldwise.backtest import BacktestResult
+from foldwise.cache import RunReturns
 from foldwise.errors import OptimizationError
 
 if TYPE_CHECKING:
     from foldwise.cache import BacktestCache, CacheRecord
 
-__all__ = ["CacheRunLoader", "RunLoader", "net_returns"]
+__all__ = ["CacheRunLoader", "RunLoader", "net_returns", "run_returns"]
 
 
 class RunLoader(Protocol):
@@ -31,6 +32,12 @@ class RunLoader(Protocol):
         """The run stored under ``key``."""
         ...
 
+    def returns(self, key: str) -> RunReturns:
+        """The returns form of the run stored under ``key``: for the readers that need its
+        returns, costs, turnover or the metrics of its windows, not its positions (a
+        cache may store a run without them). The default is that of :meth:`load`."""
+        return RunReturns.of(self.load(key))
+
     def net_returns(self, keys: Sequence[str]) -> Iterator[np.ndarray]:
         """The per-period net returns of the runs ``keys``, one 1-D float64 array each, in
         the order of ``keys`` (do not write to them).
@@ -42,6 +49,14 @@ class RunLoader(Protocol):
         """
         for key in keys:
             yield self.load(key).arrays.net
+
+
+def run_returns(loader: RunLoader, key: str) -> RunReturns:
+    """``loader.returns(key)``, or :meth:`RunLoader.returns`'s default for a loader written
+    before that method."""
+    method = getattr(loader, "returns", None)
+    found: RunReturns = (RunLoader.returns(loader, key) if method is None else method(key))
+    return found
 
 
 def net_returns(loader: RunLoader, keys: Sequence[str]) -> Iterator[np.ndarray]:
@@ -91,5 +106,8 @@ class CacheRunLoader(RunLoader):
         """:meth:`RunLoader.net_returns` without keeping the runs (the cache's own memory of
         recent results is bounded)."""
         for key in keys:
-            kept = self._loaded.get(key)
-            yield kept.arrays.net if kept is not None else self._stored(key).net_returns()
+            yield self.returns(key).net
+
+    def returns(self, key: str) -> RunReturns:
+        kept = self._loaded.get(key)
+        return RunReturns.of(kept) if kept is not None else self._stored(key).run_returns()

@@ -69,6 +69,7 @@ from foldwise.snooping import (
 from foldwise.splits import ranges_to_positions
 
 from ._returns import distinct_full_runs, first_full_runs
+from ._runs import run_returns
 
 if TYPE_CHECKING:
     from ._result import WalkForwardResult
@@ -415,9 +416,9 @@ def _fold_windows(result: WalkForwardResult, bench: pd.Series | None,
             keys = [canonical_json(t.params) for t in sets]
             evaluations = [t.record.evaluations[record.number] for t in sets]
             run_keys = [e.run_key("train") for e in evaluations]
-            first = result.loader.load(run_keys[0])
-            window_dates = first.returns.index[positions - evaluations[0].offset]
-            columns_ = [result.loader.load(key).arrays.net[positions - e.offset]
+            first = run_returns(result.loader, run_keys[0])
+            window_dates = first.index[positions - evaluations[0].offset]
+            columns_ = [run_returns(result.loader, key).net[positions - e.offset]
                         for key, e in zip(run_keys, evaluations, strict=True)]
             matrix = np.column_stack(columns_)
         windows.append(_Window(name, matrix, _aligned(bench, window_dates, name),

@@ -28,7 +28,7 @@ from ._folds import FoldRecord
 from ._overfitting import fold_dsr
 from ._returns import distinct_full_runs, returns_by_run
 from ._rules import Plateau, TopKMean
-from ._runs import RunLoader
+from ._runs import RunLoader, run_returns
 
 logger = logging.getLogger(__name__)
 
@@ -212,12 +212,12 @@ def _fold_dsr(record: FoldRecord, complete: list[StoredTrial], loader: RunLoader
         own = trial.record.evaluations.get(record.number)
         sharpes.append((own.train or {}).get("sharpe", math.nan) if own else math.nan)
     try:
-        run = loader.load(best.evaluation.run_key("train"))
+        run = run_returns(loader, best.evaluation.run_key("train"))
     except FoldwiseError as exc:  # no run to be had: the table shows what the records hold
         logger.info("fold %d: no deflated Sharpe ratio (%s)", record.number, exc)
         return math.nan
     positions = ranges_to_positions(np.asarray(record.train)) - best.evaluation.offset
-    return fold_dsr(run.take(positions).arrays.net, sharpes, periods_per_year)
+    return fold_dsr(run.take(positions).net, sharpes, periods_per_year)
 
 
 def ranking(folds: Sequence[FoldRecord], metric: str, maximize: bool,
@@ -369,7 +369,7 @@ def returns_matrix(trials: Mapping[int | None, Sequence[StoredTrial]], manifest:
     if not runs:
         return pd.DataFrame()
     values = returns_by_run(loader, [key for _, key in runs])  # each run read once
-    dates = loader.load(runs[0][1]).returns.index
+    dates = run_returns(loader, runs[0][1]).index
     return pd.DataFrame(values.T, index=dates, columns=[params for params, _ in runs])
 
 

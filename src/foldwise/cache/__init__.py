@@ -36,6 +36,7 @@ from foldwise.cache._index import IndexBackend, IndexRow, MemoryIndex, RunLock
 from foldwise.cache._keys import CacheKey, Window
 from foldwise.cache._maintenance import parse_seconds
 from foldwise.cache._postgres import PostgresIndex
+from foldwise.cache._returns import RunReturns
 from foldwise.cache._sqlite import SQLiteIndex
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "MemoryIndex",
     "PostgresIndex",
     "RunLock",
+    "RunReturns",
     "SQLiteIndex",
     "VerifyReport",
     "Window",

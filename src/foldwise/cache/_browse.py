@@ -30,7 +30,7 @@ __all__ = ["KINDS", "StoredRuns", "digest_of", "runs_frame", "select_rows"]
 #: Values of ``kind=`` and the row kind they select (None: every kind).
 KINDS: dict[str | None, str | None] = {"full": "full", "slice": "slice", "all": None, None: None}
 _WINDOW_COLUMNS = ("window_start", "window_stop", "window_first", "window_last")
-_TRAILING_COLUMNS = ("data_hash", "fingerprint", "created", "last_used", "bytes")
+_TRAILING_COLUMNS = ("data_hash", "fingerprint", "created", "last_used", "arrays", "bytes")
 
 
 def _json(value: Any) -> str:
@@ -88,7 +88,7 @@ def runs_frame(records: list[CacheRecord], with_windows: bool) -> pd.DataFrame:
         row.update({n: record.metrics.get(n, math.nan) for n in metric_names})
         row.update(data_hash=record.data_hash, fingerprint=record.fingerprint,
                    created=record.created, last_used=record._row.last_used,
-                   bytes=record.n_bytes)
+                   arrays=record.arrays, bytes=record.n_bytes)
         table.append(row)
     frame = pd.DataFrame(table, columns=columns,
                          index=pd.Index([r.key for r in records], name="key"))
@@ -139,7 +139,8 @@ class StoredRuns:
         DataFrame
             Columns ``strategy, kind``, then ``window_start, window_stop, window_first,
             window_last`` when slices are included, ``params_<name>`` per parameter, every
-            metric, and ``data_hash, fingerprint, created, last_used, bytes``.
+            metric, and ``data_hash, fingerprint, created, last_used, arrays, bytes``
+            (``arrays``: what a full run keeps, :attr:`CacheRecord.arrays`).
         """
         self._memo.flush()
         rows = select_rows(self.index, strategy, kind, data, params)

@@ -15,8 +15,6 @@ from foldwise.cache._keys import Window
 from foldwise.errors import CacheArgumentError
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from foldwise.backtest import BacktestResult
     from foldwise.cache._returns import RunReturns
 
@@ -131,9 +129,10 @@ class CacheRecord:
         """
         return self._runs.load(self)
 
-    def net_returns(self) -> np.ndarray:
-        """The run's net return per date (a read-only array; a slice's window of its full
-        run's), without reading its positions: from the returns form of its artifact.
+    def run_returns(self) -> RunReturns:
+        """The run's returns form: its returns, costs, turnover and trades per date
+        (read-only arrays; a slice's window of its full run's), without reading its
+        positions. What the metrics of any window and the statistics across runs need.
 
         Raises
         ------
@@ -143,7 +142,7 @@ class CacheRecord:
             The run was stored without arrays (:attr:`arrays` is ``"none"``) and is not in
             this process's memory.
         """
-        return self._runs.load_returns(self).net
+        return self._runs.load_returns(self)
 
     def __repr__(self) -> str:
         window = self.window

@@ -36,11 +36,15 @@ __all__ = ["RunReturns"]
 class RunReturns:
     """The per-date numbers of a run without its positions (read-only arrays).
 
+    What :meth:`CacheRecord.run_returns <foldwise.cache.CacheRecord.run_returns>` gives: the
+    returns form of a stored run, enough for the metrics of any window (:meth:`islice`,
+    :meth:`take`, :meth:`metrics`, equal to those of the full result) and for the
+    statistics across runs.
+
     Attributes
     ----------
-    index : pandas.DatetimeIndex or None
-        The dates (None for a window cut from another: its dates are not needed by the
-        metrics, and are not cut).
+    index : pandas.DatetimeIndex
+        The dates.
     net, gross, costs, turnover : numpy.ndarray
         Per date: net and gross portfolio return, cost and turnover, as in
         :attr:`BacktestResult.arrays <foldwise.BacktestResult.arrays>`.
@@ -50,7 +54,7 @@ class RunReturns:
         The settings of the run (the metrics' annualization).
     """
 
-    index: pd.DatetimeIndex | None
+    index: pd.DatetimeIndex
     net: np.ndarray
     gross: np.ndarray
     costs: np.ndarray
@@ -73,8 +77,9 @@ class RunReturns:
         return len(self.net)
 
     def _part(self, rows: Any) -> RunReturns:
-        return RunReturns(None, self.net[rows], self.gross[rows], self.costs[rows],
-                          self.turnover[rows], self.trades[rows], self.settings)
+        return RunReturns(self.index[rows], self.net[rows], self.gross[rows],
+                          self.costs[rows], self.turnover[rows], self.trades[rows],
+                          self.settings)
 
     def islice(self, start: int, stop: int) -> RunReturns:
         """Bars ``start <= i < stop`` (views), as :meth:`BacktestResult.islice

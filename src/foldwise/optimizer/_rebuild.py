@@ -31,7 +31,7 @@ import numpy as np
 
 from foldwise.aggregate import RunLoader
 from foldwise.backtest import BacktestResult
-from foldwise.cache import BacktestCache
+from foldwise.cache import BacktestCache, RunReturns
 from foldwise.data import MarketData
 from foldwise.errors import (
     ArraysNotKeptError,
@@ -215,6 +215,7 @@ class StudyRunLoader(RunLoader):
         self._strategy = strategy
         self._data = data
         self._loaded: dict[str, BacktestResult] = {}
+        self._returns: dict[str, RunReturns] = {}
         self._recipes: dict[str, _Recipe] | None = None
         self._cache_usable = True
         self.rebuilt = 0
@@ -237,13 +238,27 @@ class StudyRunLoader(RunLoader):
         in ``cache.recomputed``)."""
         for key in keys:
             result = self._loaded.get(key)
-            found = result if result is not None else self._find(key, keep=False,
-                                                                 returns=True)
-            yield found if isinstance(found, np.ndarray) else found.arrays.net
+            yield (result.arrays.net if result is not None
+                   else self._returns_of(key, keep=False).net)
+
+    def returns(self, key: str) -> RunReturns:
+        """:meth:`RunLoader.returns <foldwise.aggregate.RunLoader.returns>`: the returns form
+        the cache has (no positions read), else the run re-created; memoized."""
+        result = self._loaded.get(key)
+        if result is not None:
+            return RunReturns.of(result)
+        found = self._returns.get(key)
+        if found is None:
+            found = self._returns[key] = self._returns_of(key)
+        return found
+
+    def _returns_of(self, key: str, keep: bool = True) -> RunReturns:
+        found = self._find(key, keep, returns=True)
+        return found if isinstance(found, RunReturns) else RunReturns.of(found)
 
     def _find(self, key: str, keep: bool = True, returns: bool = False
-              ) -> BacktestResult | np.ndarray:
-        """The run ``key`` (or only its net returns, when ``returns``) from the cache, else
+              ) -> BacktestResult | RunReturns:
+        """The run ``key`` (or only its returns form, when ``returns``) from the cache, else
         re-created."""
         found = self._from_cache(key, keep, returns)
         if found is None:
@@ -254,14 +269,14 @@ class StudyRunLoader(RunLoader):
     # --- reading -----------------------------------------------------------------------
 
     def _from_cache(self, key: str, keep: bool = True, returns: bool = False
-                    ) -> BacktestResult | np.ndarray | None:
+                    ) -> BacktestResult | RunReturns | None:
         if not self._cache_usable:
             return None
         try:
             stored = self.cache.get(key)
             if stored is None:
                 return None
-            return stored.net_returns() if returns else stored.result
+            return stored.run_returns() if returns else stored.result
         except ArraysNotKeptError:  # by design: cheaper to run again than to store
             return self._rebuild(key, missing=False, keep=keep)
         except CacheCorruptedError as exc:  # a damaged entry: re-created (and replaced)
