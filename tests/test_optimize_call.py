@@ -161,6 +161,28 @@ def test_a_strategy_that_looks_ahead_is_refused_before_anything_is_stored(data, 
     assert unchecked.manifest.lookahead_checked is False
 
 
+def test_the_lookahead_check_of_a_parallel_study_runs_in_its_workers(data, store_dir,
+                                                                    monkeypatch):
+    from foldwise.optimizer import _lookahead
+
+    asked = []
+    real = _lookahead.check_causal
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["n_jobs"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_lookahead, "check_causal", spy)
+    messages = []
+    for n_jobs in (1, 2):
+        with pytest.raises(LookaheadError) as caught:
+            run(data, strategy=peeking_sma, study="peek", n_jobs=n_jobs)
+        messages.append(str(caught.value))
+    assert asked == [1, 2]
+    assert messages[0] == messages[1]  # the same verdict, the same first date and asset
+    assert foldwise.list_studies() == []
+
+
 def test_the_lookahead_check_costs_a_few_backtests_once_per_study(data, store_dir, tmp_path,
                                                                  monkeypatch):
     count = tmp_path / "executions.txt"

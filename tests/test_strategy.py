@@ -369,3 +369,22 @@ def test_helpers_are_followed_even_when_their_module_left_sys_modules(userpkg):
     sys.modules.pop("userpkg.helpers")
     sources = Strategy(module.strat).fingerprint_sources()
     assert "code:userpkg.helpers.smooth" in sources
+
+
+def test_check_causal_gives_the_same_verdict_in_worker_processes():
+    data = make_panel(200, 6)
+    assert check_causal(sma_crossover, data, {"fast": 5, "slow": 20}, cutoffs=3,
+                        n_jobs=2) == 7  # the baseline and two scrambles per cut-off
+
+    def peeks_late(data):  # looks ahead only after the middle of the history
+        close = data.frame("close")
+        ahead = (close.shift(-1) > close).astype(float)
+        ahead.iloc[: data.n_dates // 2] = 0.0
+        return ahead / data.n_assets
+
+    messages = []
+    for n_jobs in (1, 2):
+        with pytest.raises(LookaheadError, match="looks ahead: its weight dated") as caught:
+            check_causal(peeks_late, data, cutoffs=3, n_jobs=n_jobs)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]

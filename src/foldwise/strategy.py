@@ -32,9 +32,10 @@ import difflib
 import inspect
 import itertools
 from collections.abc import Callable, Mapping
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, overload
 
+import joblib
 import numpy as np
 import pandas as pd
 
@@ -325,7 +326,7 @@ def as_strategy(obj: Strategy | StrategyFunction) -> Strategy:
 def check_causal(strategy: Strategy | StrategyFunction, data: MarketData,
                  params: Mapping[str, Any] | None = None, *, cutoffs: int = 5,
                  seed: int = 0, settings: BacktestSettings | None = None,
-                 baseline: BacktestResult | None = None) -> int:
+                 baseline: BacktestResult | None = None, n_jobs: int = 1) -> int:
     """Check that weights dated ``t`` do not change when data after ``t`` changes.
 
     For ``cutoffs`` dates ``t`` spread over the history, every field is scrambled strictly
@@ -341,6 +342,10 @@ def check_causal(strategy: Strategy | StrategyFunction, data: MarketData,
     baseline
         The strategy's result on ``data`` with ``params`` and ``settings`` if already at
         hand (e.g. from the cache); else it is run.
+    n_jobs
+        Processes the scrambled backtests are spread over (joblib; ``-1``: every core).
+        Each scramble is seeded on its own, so the check and its verdict do not depend on
+        ``n_jobs``.
 
     Returns
     -------
@@ -354,27 +359,24 @@ def check_causal(strategy: Strategy | StrategyFunction, data: MarketData,
     """
     runner = as_strategy(strategy)
     resolved = runner.validate_params(params)
-    rng = np.random.default_rng(seed)
-
-    def weights_of(result: BacktestResult) -> np.ndarray:
-        return result.positions.to_numpy() if result.positions.shape[1] else (
-            result.returns.to_numpy()[:, None])
-
     ran = 0 if baseline is not None else 1
-    reference = weights_of(baseline if baseline is not None
-                           else runner.run(data, resolved, settings))
+    reference = _weights_of(baseline if baseline is not None
+                            else runner.run(data, resolved, settings))
     n = data.n_dates
     cuts = np.linspace(n // 5, n - 2, num=max(1, cutoffs)).astype(int)
-    for cut, (low, high) in itertools.product(cuts, ((1.5, 3.0), (0.2, 0.6))):
-        fields = {}
-        for name in data.fields:
-            values = data.array(name).copy()
-            values[cut + 1:] *= rng.uniform(low, high, size=values[cut + 1:].shape)
-            fields[name] = values
-        perturbed = MarketData(fields, data.index, data.assets, price_fields=data.price_fields)
+    cases = list(itertools.product(cuts, ((1.5, 3.0), (0.2, 0.6))))
+    seeds = np.random.SeedSequence(seed).spawn(len(cases))
+    check = partial(_scrambled_weights, runner, data, resolved, settings)
+    if n_jobs == 1:
+        weights = (check(int(cut), span, s) for (cut, span), s in zip(cases, seeds, strict=True))
+    else:
+        weights = iter(joblib.Parallel(n_jobs=n_jobs)(
+            joblib.delayed(check)(int(cut), span, s)
+            for (cut, span), s in zip(cases, seeds, strict=True)))
+    for (cut, _), scrambled in zip(cases, weights, strict=True):
         ran += 1
-        changed = ~np.isclose(weights_of(runner.run(perturbed, resolved, settings))[: cut + 1],
-                              reference[: cut + 1], rtol=0, atol=1e-12, equal_nan=True)
+        changed = ~np.isclose(scrambled[: cut + 1], reference[: cut + 1], rtol=0, atol=1e-12,
+                              equal_nan=True)
         if changed.any():
             row, column = (int(i[0]) for i in np.nonzero(changed))
             asset = f" for {data.assets[column]!r}" if changed.shape[1] == data.n_assets else ""
@@ -385,3 +387,24 @@ def check_causal(strategy: Strategy | StrategyFunction, data: MarketData,
                 "data through each date (rolling windows, no centred windows, no "
                 "full-sample statistics, no shift(-1)), or declare causal=False.")
     return ran
+
+
+def _weights_of(result: BacktestResult) -> np.ndarray:
+    """The weights a causality check compares (the returns of a result without positions)."""
+    return result.positions.to_numpy() if result.positions.shape[1] else (
+        result.returns.to_numpy()[:, None])
+
+
+def _scrambled_weights(runner: Strategy, data: MarketData, params: Mapping[str, Any],
+                       settings: BacktestSettings | None, cut: int,
+                       span: tuple[float, float], seed: np.random.SeedSequence) -> np.ndarray:
+    """The weights of ``runner`` on ``data`` with every field after bar ``cut`` multiplied
+    by random factors in ``span`` (one case of :func:`check_causal`)."""
+    rng = np.random.default_rng(seed)
+    fields = {}
+    for name in data.fields:
+        values = data.array(name).copy()
+        values[cut + 1:] *= rng.uniform(*span, size=values[cut + 1:].shape)
+        fields[name] = values
+    perturbed = MarketData(fields, data.index, data.assets, price_fields=data.price_fields)
+    return _weights_of(runner.run(perturbed, params, settings))

@@ -5,7 +5,9 @@ that run — which is only honest if its weight dated ``t`` uses data through ``
 before the first trial, :func:`check_lookahead` takes the first feasible parameter set the
 study's seed gives, reads (or runs) its full-history backtest through the cache — the run
 the first trial needs anyway — and runs :func:`foldwise.check_causal` at a few cut-offs: a
-handful of backtests on scrambled futures, run once per study (the manifest records it).
+handful of backtests on scrambled futures, run once per study (the manifest records it),
+spread over the study's worker processes when it has several (the workers would wait
+for the check anyway).
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def check_lookahead(request: Request) -> bool:
         return False
     try:
         check_causal(request.strategy, request.data, params, cutoffs=CUTOFFS,
-                     seed=request.seed or 0, settings=request.settings, baseline=baseline)
+                     seed=request.seed or 0, settings=request.settings, baseline=baseline,
+                     n_jobs=request.workers)
     except LookaheadError:
         raise
     except Exception as exc:  # the strategy failed on the scrambled futures
