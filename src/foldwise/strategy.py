@@ -31,9 +31,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property, partial
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 import joblib
 import numpy as np
@@ -364,29 +364,40 @@ def check_causal(strategy: Strategy | StrategyFunction, data: MarketData,
                             else runner.run(data, resolved, settings))
     n = data.n_dates
     cuts = np.linspace(n // 5, n - 2, num=max(1, cutoffs)).astype(int)
-    cases = list(itertools.product(cuts, ((1.5, 3.0), (0.2, 0.6))))
-    seeds = np.random.SeedSequence(seed).spawn(len(cases))
-    check = partial(_scrambled_weights, runner, data, resolved, settings)
-    if n_jobs == 1:
-        weights = (check(int(cut), span, s) for (cut, span), s in zip(cases, seeds, strict=True))
-    else:
-        weights = iter(joblib.Parallel(n_jobs=n_jobs)(
-            joblib.delayed(check)(int(cut), span, s)
-            for (cut, span), s in zip(cases, seeds, strict=True)))
-    for (cut, _), scrambled in zip(cases, weights, strict=True):
+    seeds = iter(np.random.SeedSequence(seed).spawn(2 * len(cuts)))
+    cases = [_Scramble(int(cut), span, next(seeds))
+             for cut, span in itertools.product(cuts, ((1.5, 3.0), (0.2, 0.6)))]
+    check = partial(_first_changes, runner, data, resolved, settings, reference)
+    workers = min(len(cases), joblib.effective_n_jobs(n_jobs))
+    found: Iterator[tuple[int, int] | None]
+    if workers == 1:  # case by case, stopping at the first that finds lookahead
+        found = (check([case])[0] for case in cases)
+    else:  # one task per worker: the data and the reference travel once to each
+        parts = joblib.Parallel(n_jobs=workers)(
+            joblib.delayed(check)(cases[w::workers]) for w in range(workers))
+        found = iter([parts[i % workers][i // workers] for i in range(len(cases))])
+    for case, changed in zip(cases, found, strict=True):
         ran += 1
-        changed = ~np.isclose(scrambled[: cut + 1], reference[: cut + 1], rtol=0, atol=1e-12,
-                              equal_nan=True)
-        if changed.any():
-            row, column = (int(i[0]) for i in np.nonzero(changed))
-            asset = f" for {data.assets[column]!r}" if changed.shape[1] == data.n_assets else ""
+        if changed is not None:
+            row, column = changed
+            asset = f" for {data.assets[column]!r}" if reference.shape[1] == data.n_assets \
+                else ""
             raise LookaheadError(
                 f"strategy {runner.name!r} looks ahead: its weight dated "
                 f"{data.index[row].date()}{asset} changed when only data after "
-                f"{data.index[cut].date()} changed (parameters {dict(resolved)}). Use only "
-                "data through each date (rolling windows, no centred windows, no "
+                f"{data.index[case.cut].date()} changed (parameters {dict(resolved)}). Use "
+                "only data through each date (rolling windows, no centred windows, no "
                 "full-sample statistics, no shift(-1)), or declare causal=False.")
     return ran
+
+
+class _Scramble(NamedTuple):
+    """One case of :func:`check_causal`: every field after bar ``cut`` multiplied by
+    random factors in ``span``, drawn from ``seed``."""
+
+    cut: int
+    span: tuple[float, float]
+    seed: np.random.SeedSequence
 
 
 def _weights_of(result: BacktestResult) -> np.ndarray:
@@ -395,16 +406,23 @@ def _weights_of(result: BacktestResult) -> np.ndarray:
         result.returns.to_numpy()[:, None])
 
 
-def _scrambled_weights(runner: Strategy, data: MarketData, params: Mapping[str, Any],
-                       settings: BacktestSettings | None, cut: int,
-                       span: tuple[float, float], seed: np.random.SeedSequence) -> np.ndarray:
-    """The weights of ``runner`` on ``data`` with every field after bar ``cut`` multiplied
-    by random factors in ``span`` (one case of :func:`check_causal`)."""
-    rng = np.random.default_rng(seed)
-    fields = {}
-    for name in data.fields:
-        values = data.array(name).copy()
-        values[cut + 1:] *= rng.uniform(*span, size=values[cut + 1:].shape)
-        fields[name] = values
-    perturbed = MarketData(fields, data.index, data.assets, price_fields=data.price_fields)
-    return _weights_of(runner.run(perturbed, params, settings))
+def _first_changes(runner: Strategy, data: MarketData, params: Mapping[str, Any],
+                   settings: BacktestSettings | None, reference: np.ndarray,
+                   cases: list[_Scramble]) -> list[tuple[int, int] | None]:
+    """For each case, the first (date, column) whose weight through the cut differs from
+    ``reference`` when the strategy runs on the scrambled data; None where none does."""
+    found: list[tuple[int, int] | None] = []
+    for cut, span, seed in cases:
+        rng = np.random.default_rng(seed)
+        fields = {}
+        for name in data.fields:
+            values = data.array(name).copy()
+            values[cut + 1:] *= rng.uniform(*span, size=values[cut + 1:].shape)
+            fields[name] = values
+        perturbed = MarketData(fields, data.index, data.assets, price_fields=data.price_fields)
+        weights = _weights_of(runner.run(perturbed, params, settings))
+        changed = ~np.isclose(weights[: cut + 1], reference[: cut + 1], rtol=0, atol=1e-12,
+                              equal_nan=True)
+        rows, columns = np.nonzero(changed)
+        found.append((int(rows[0]), int(columns[0])) if rows.size else None)
+    return found
