@@ -53,8 +53,7 @@ if TYPE_CHECKING:
     from foldwise.cache._costs import ArrayPolicy
     from foldwise.cache._records import CacheRecord
 
-__all__ = ["RESULTS_BYTES", "ResultsMemory", "arrays_nbytes", "returns_nbytes",
-           "stored_nbytes"]
+__all__ = ["RESULTS_BYTES", "ResultsMemory", "returns_nbytes", "stored_nbytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +66,6 @@ _Read = TypeVar("_Read")
 #: n_jobs=2 slower than n_jobs=1). Runs that are dear to compute keep their arrays on disk,
 #: where reading one back costs a millisecond.
 RESULTS_BYTES = 64 * 2**20
-
-
-def arrays_nbytes(result: BacktestResult) -> int:
-    """Bytes of the arrays of ``result`` (what its artifact holds, uncompressed)."""
-    arrays = result.arrays
-    return sum(array.nbytes for array in (arrays.net, arrays.gross, arrays.costs,
-                                          arrays.turnover, arrays.positions, arrays.changes)
-               if array is not None)
 
 
 def stored_nbytes(result: BacktestResult, positions: bool = True) -> int:

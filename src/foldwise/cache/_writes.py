@@ -222,7 +222,9 @@ class WritePath:
                 if self.policy.store_ahead(key.strategy, ahead.n_windows, again=True):
                     slices = _with_ahead(slices, ahead)
             try:
-                result = (self._results.load(record) if whole
+                # a result in memory serves as it is; else the returns form where it will do
+                result = (self._results.load(record)
+                          if whole or self._results.kept(record.key) is not None
                           else self._results.load_returns(record))
             except ArraysNotKeptError:  # cheaper to run again than to store: run it
                 result = self._run(strategy, params, data, settings)[0]
