@@ -188,16 +188,23 @@ def test_the_policy_crosses_to_worker_processes(tmp_path):
 # --- a study -------------------------------------------------------------------------------
 
 
-def test_a_study_reads_the_same_whether_its_runs_kept_their_arrays(tmp_path, caplog):
+def _small_study(root, mode, **options):
+    """A small walk-forward study of the SMA crossover on GOOG, its cache keeping
+    ``mode``."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = foldwise.datasets.load_goog().slice(None, "2009-12-31")
+    return optimize(sma_crossover, data, {"fast": Int(5, 30), "slow": Int(35, 80)},
+                    WalkForward(train=400, test=200), n_trials=8, seed=3, top_k=2,
+                    storage=f"journal:{root}/s.journal",
+                    cache=BacktestCache(root, keep_arrays=mode), show_progress=False,
+                    **options)
+
+
+def test_a_study_reads_the_same_whether_its_runs_kept_their_arrays(tmp_path, caplog):
     tables = {}
     for mode in ("always", "never"):
         root = tmp_path / mode
-        result = optimize(sma_crossover, data, {"fast": Int(5, 30), "slow": Int(35, 80)},
-                          WalkForward(train=400, test=200), n_trials=8, seed=3, top_k=2,
-                          storage=f"journal:{root}/s.journal",
-                          cache=BacktestCache(root, keep_arrays=mode), show_progress=False)
+        result = _small_study(root, mode)
         with caplog.at_level(logging.WARNING, logger="foldwise"):
             again = load_result(result.name, storage=f"journal:{root}/s.journal",
                                 cache=BacktestCache(root, keep_arrays=mode))
@@ -447,16 +454,10 @@ def test_a_study_of_returns_form_runs_reads_the_same_as_one_that_kept_everything
     """The report of a study whose runs kept their returns form only (the stitched curve
     runs the chosen sets again for their positions) equals that of a study that kept
     every array, with nothing rebuilt and the statistics read, not run."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    data = foldwise.datasets.load_goog().slice(None, "2009-12-31")
     tables = {}
     for mode in ("always", "returns"):
         root = tmp_path / mode
-        result = optimize(sma_crossover, data, {"fast": Int(5, 30), "slow": Int(35, 80)},
-                          WalkForward(train=400, test=200), n_trials=8, seed=3, top_k=2,
-                          storage=f"journal:{root}/s.journal",
-                          cache=BacktestCache(root, keep_arrays=mode), show_progress=False,
-                          keep_statistics=False)
+        result = _small_study(root, mode, keep_statistics=False)
         cache = BacktestCache(root, keep_arrays=mode)
         again = load_result(result.name, storage=f"journal:{root}/s.journal", cache=cache)
         tables[mode] = (again.folds, again.oos_returns, again.overfitting())
