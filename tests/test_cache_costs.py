@@ -447,7 +447,27 @@ def test_runs_executed_for_their_metrics_are_told_apart_from_whole_results(tmp_p
     cache.window_metrics(trend, {"lookback": 2}, DATA, [(0, 100)])
     cache.metrics(trend, {"lookback": 3}, DATA)
     cache.get_or_run(trend, {"lookback": 4}, DATA)
-    assert asked == [False, False, True]
+    cache.run_returns(trend, {"lookback": 5}, DATA)
+    assert asked == [False, False, True, False]
+
+
+def test_the_returns_form_cut_at_scattered_bars_equals_the_full_runs(tmp_path):
+    """run_returns(...).take(rows) (a purged training set) gives the metrics of the full
+    result's same bars, whether the run was just executed, read back in returns form or
+    read back whole."""
+    rows = np.r_[10:60, 75:140, 150:151, 200:260]
+    params = {"lookback": 6}
+    expected = trend_run_with(params, costs=2.0).take(rows).metrics()
+    for mode in ("returns", "always"):
+        first = BacktestCache(tmp_path / mode, keep_arrays=mode)
+        assert first.run_returns(trend, params, DATA, costs=2.0).take(rows).metrics() == \
+            expected
+        again = BacktestCache(first.root)  # nothing in memory
+        form = again.run_returns(trend, params, DATA, costs=2.0)
+        assert form.take(rows).metrics() == expected
+        assert form.take(rows).metrics(["n_trades", "sharpe"]) == {
+            "n_trades": expected["n_trades"], "sharpe": expected["sharpe"]}
+        assert again.executed == again.recomputed == 0
 
 
 def test_a_study_of_returns_form_runs_reads_the_same_as_one_that_kept_everything(tmp_path):

@@ -46,6 +46,7 @@ from foldwise.cache._memo import RecordMemo
 from foldwise.cache._pins import Pins
 from foldwise.cache._records import CacheRecord, CacheStats, VerifyReport
 from foldwise.cache._results import RESULTS_BYTES, ResultsMemory
+from foldwise.cache._returns import RunReturns
 from foldwise.cache._sqlite import INDEX_NAME, SQLiteIndex, set_aside
 from foldwise.cache._writes import Ahead, WritePath
 from foldwise.data import MarketData
@@ -426,6 +427,24 @@ class BacktestCache(StoredRuns):
                                           self.get(key))[0]
         assert isinstance(result, BacktestResult)  # the whole result was asked for
         return result
+
+    def run_returns(self, strategy: Any, params: Mapping[str, Any] | None, data: MarketData,
+                    settings: BacktestSettings | None = None, *, costs: _CostsArg = None,
+                    delay: int | None = None, price_field: str | None = None,
+                    missing: MissingPolicy | None = None,
+                    periods_per_year: float | None = None) -> RunReturns:
+        """The returns form of the full run (:class:`~foldwise.cache.RunReturns`: returns,
+        costs, turnover and trades per date, the metrics of any of its windows): stored,
+        read without its positions, or run and stored as a run executed for its metrics
+        (``keep_arrays``). For metrics of windows that are not one range of bars (a purged
+        training set: ``.take(positions).metrics()``). Same arguments as :meth:`get_or_run`.
+        """
+        coerced = coerce_settings(settings, costs=costs, delay=delay, price_field=price_field,
+                                  missing=missing, periods_per_year=periods_per_year)
+        key = key_of(strategy, params, data, None, coerced)
+        found = self._writes.full_result(key, strategy, params, data, coerced,
+                                         self._lookup(key.digest, True), whole=False)[0]
+        return found if isinstance(found, RunReturns) else RunReturns.of(found)
 
     def metrics(self, strategy: Any, params: Mapping[str, Any] | None, data: MarketData,
                 window: _WindowArg | None = None, settings: BacktestSettings | None = None, *,

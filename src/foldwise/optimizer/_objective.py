@@ -167,7 +167,8 @@ class Evaluator:
             metrics[i] = dict(values)
         for i, positions in enumerate(windows):
             if len(ranges[i]) != 1:
-                full = self.cache.get_or_run(self.strategy, params, self.data, settings=self.settings)
+                full = self.cache.run_returns(self.strategy, params, self.data,
+                                              settings=self.settings)
                 metrics[i] = full.take(positions).metrics(self.names)
         return metrics
 
@@ -190,7 +191,8 @@ class Evaluator:
                                          window=(int(ranges[0, 0]), int(ranges[0, 1])),
                                          settings=self.settings, names=self.names)
             return dict(metrics), key.digest
-        result = self.cache.get_or_run(self.strategy, run_params, window, settings=self.settings)
+        result = self.cache.run_returns(self.strategy, run_params, window,
+                                        settings=self.settings)
         return result.take(local).metrics(self.names), key.digest
 
     def _window(self, lo: int, hi: int) -> MarketData:
