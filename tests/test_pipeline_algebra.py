@@ -537,8 +537,9 @@ def _column_order_zscore(values: np.ndarray, valid: np.ndarray, scale: bool) -> 
             total += float(values[row, col])
         mean = total / len(usable) if usable else math.nan
         squares = 0.0
-        for col in usable:
-            squares += (float(values[row, col]) - mean) ** 2
+        for col in usable:  # d * d, as numpy's std: libm's pow(d, 2) may differ by an ulp
+            deviation = float(values[row, col]) - mean
+            squares += deviation * deviation
         divisor = math.sqrt(squares / len(usable)) if usable else math.nan
         for col in usable:
             deviation = float(values[row, col]) - mean
