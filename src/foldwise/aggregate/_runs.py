@@ -20,9 +20,10 @@ __all__ = ["CacheRunLoader", "RunLoader", "net_returns", "run_returns"]
 class RunLoader(Protocol):
     """Reads a stored backtest by its cache key (digest).
 
-    The aggregator needs return series and positions only for the stitched out-of-sample
-    curve, the deflated Sharpe ratio of a fold's choice, PBO and CPCV paths; everything else
-    comes from the study records. An implementation may memoize, and may re-create a run
+    The aggregator reads runs only for the stitched out-of-sample curve (:meth:`load`: the
+    positions at the folds' seams), and for the deflated Sharpe ratio of a fold's choice,
+    metrics the records lack, PBO, data snooping and CPCV paths (:meth:`returns` and
+    :meth:`net_returns`: no positions); everything else comes from the study records. An implementation may memoize, and may re-create a run
     it cannot find (counting them in an optional ``rebuilt`` attribute, which
     ``WalkForwardResult.runs_rebuilt`` reports); it must raise a
     :class:`~foldwise.errors.FoldwiseError` naming the fix when a run cannot be had.
@@ -55,7 +56,7 @@ def run_returns(loader: RunLoader, key: str) -> RunReturns:
     """``loader.returns(key)``, or :meth:`RunLoader.returns`'s default for a loader written
     before that method."""
     method = getattr(loader, "returns", None)
-    found: RunReturns = (RunLoader.returns(loader, key) if method is None else method(key))
+    found: RunReturns = RunLoader.returns(loader, key) if method is None else method(key)
     return found
 
 
