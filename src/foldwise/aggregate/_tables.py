@@ -400,9 +400,9 @@ def cpcv_paths(folds: Sequence[FoldRecord], manifest: StudyManifest, loader: Run
             if best is None:
                 raise OptimizationError(
                     f"split {by_group[group][path]} has no completed trial.")
-            run = loader.load(best.evaluation.run_key("test"))
-            offset = best.evaluation.offset
-            parts.append(run.returns.iloc[start - offset: stop - offset])
+            run = run_returns(loader, best.evaluation.run_key("test"))
+            rows = slice(start - best.evaluation.offset, stop - best.evaluation.offset)
+            parts.append(pd.Series(run.net[rows], index=run.index[rows], name="returns"))
         series[path] = pd.concat(parts)
     returns = pd.DataFrame(series)
     settings = manifest.settings
