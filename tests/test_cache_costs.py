@@ -524,3 +524,25 @@ def test_an_artifacts_name_tells_its_form_and_must_agree_with_its_bytes(tmp_path
     # both forms are the cache's own files
     scan = store.scan(set())
     assert not scan.foreign and len(scan.artifacts) == (1 if layout == "packs" else 3)
+
+
+def test_a_cache_run_loader_reads_the_returns_form_and_names_what_is_missing(tmp_path):
+    from foldwise.aggregate import CacheRunLoader
+    from foldwise.errors import OptimizationError
+
+    params = {"lookback": 4}
+    BacktestCache(tmp_path, keep_arrays="returns").metrics(trend, params, DATA)
+    cache = BacktestCache(tmp_path)
+    key = cache.key(trend, params, DATA).digest
+    loader = CacheRunLoader(cache, "study")
+    full = trend_run_with(params)
+    np.testing.assert_array_equal(loader.returns(key).net, full.arrays.net)
+    assert loader.returns(key).take(np.r_[5:40, 90:120]).metrics() == \
+        full.take(np.r_[5:40, 90:120]).metrics()
+    [net] = loader.net_returns([key])
+    np.testing.assert_array_equal(net, full.arrays.net)
+    assert cache.executed == cache.recomputed == 0
+    with pytest.raises(ArraysNotKeptError, match="positions"):
+        loader.load(key)  # this loader never runs a backtest
+    with pytest.raises(OptimizationError, match="not in the cache"):
+        loader.returns("0" * 32)
