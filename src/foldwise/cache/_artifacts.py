@@ -431,9 +431,9 @@ class ArtifactStore:
     def _read_checked(self, relpath: str, expected: str, n_bytes: int) -> bytes:
         """The artifact's bytes, if they are of the recorded length and checksum (in a pack,
         or a regular file of that size)."""
-        name = self._checked_name(relpath)
-        packed = name != relpath
         record = _PACK_RECORD.match(relpath)
+        packed = record is not None
+        name = record.group(1) if record is not None else self._checked_name(relpath)
         offset = int(record.group(2)) if record is not None else 0
         what = "pack file" if packed else "artifact file"
         where = self.location.where(name)

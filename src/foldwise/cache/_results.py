@@ -144,14 +144,10 @@ class ResultsMemory:
         kept = self.kept(record.key)
         if kept is not None:
             return kept
-        row = record._row
-        if row.artifact is None or not holds_positions(row.artifact):
-            what = "its arrays" if row.artifact is None else "its positions (only its returns)"
-            raise ArraysNotKeptError(
-                f"the run {record.key} of {record.strategy!r} is stored without {what}: "
-                "running it again costs less than storing them. "
-                "cache.get_or_run(strategy, params, data, ...) runs it again (its metrics are "
-                "in record.metrics).")
+        artifact = record._row.artifact
+        if artifact is None or not holds_positions(artifact):
+            raise _not_kept(record, "its arrays" if artifact is None
+                            else "its positions (only its returns)")
         started = time.perf_counter()
         result = self._read(record, self._store.load)
         if self._policy is not None:
@@ -177,7 +173,7 @@ class ResultsMemory:
         if kept is not None:
             return RunReturns.of(kept)
         if record._row.artifact is None:
-            return RunReturns.of(self.load(record))  # raises ArraysNotKeptError
+            raise _not_kept(record, "its arrays")
         started = time.perf_counter()
         returns = self._read(record, self._store.load_returns)
         if self._policy is not None:
@@ -253,3 +249,11 @@ class ResultsMemory:
         with self._lock:
             self._kept.clear()
             self.nbytes = 0
+
+
+def _not_kept(record: CacheRecord, what: str) -> ArraysNotKeptError:
+    """The error for a run stored without ``what`` and not in memory."""
+    return ArraysNotKeptError(
+        f"the run {record.key} of {record.strategy!r} is stored without {what}: running it "
+        "again costs less than storing them. cache.get_or_run(strategy, params, data, ...) "
+        "runs it again (its metrics are in record.metrics).")
